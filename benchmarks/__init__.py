@@ -1,0 +1,1 @@
+"""The benchmark harness, installed as ``tssl_plugin.benchmarks`` (``tssl-bench``)."""

@@ -1,0 +1,189 @@
+"""Plain-PyTorch TSSL-BP recursions: the readable ground truth.
+
+Every other implementation (fused CPU, Triton) is tested against this file.
+Shapes are time-first: sequences are ``[T, *neuron_shape]``; every formula is
+element-wise over the neurons. Parameters (``inv_tau_m``, ``inv_tau_s``,
+``threshold``, ``warmup_level``) are Python floats or tensors that broadcast
+to ``neuron_shape``.
+
+Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
+
+    du[t] = x[t] - v * inv_tau_m   (- threshold * o[t-1] for "subtract_after_leak")
+    u[t]  = v + du[t]
+    o[t]  = u[t] > threshold
+    v     = reset(u[t], o[t])
+    s     = s + (o[t] - s) * inv_tau_s
+
+Backward (one step, walked from t = T-1 down to 0 with carry ``h``)::
+
+    c[t]     = o[t] * min(1 / du[t], 8)   (0 where du[t] < 0)
+    delta[t] = c[t] * (G[t] + J(h, u[t])) + leak(o[t]) * h
+    dL/dx[t] = warm-up surrogate where s[t] < warmup_level, else delta[t]
+    h        = delta[t]
+
+with the reset-dependent intra-neuron term ``J`` and leak path given in
+:func:`carry_step`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+Param = Union[float, Tensor]
+
+#: reset rules the recursions know.
+RESETS = ("zero", "subtract", "subtract_after_leak", "none")
+#: cap on the spike-time sensitivity 1/du (reference value).
+SENSITIVITY_CAP = 8.0
+#: width of the warm-up sigmoid surrogate (reference value).
+WARMUP_WIDTH = 0.2
+
+
+class LIFConstants(NamedTuple):
+    """Per-layer constants in the form the recursions use."""
+
+    inv_tau_m: Param  # 1/tau_m; 0 for a non-leaky (IF) neuron
+    inv_tau_s: Param  # 1/tau_s
+    threshold: Param
+    warmup_level: Param  # 1 / (4 tau_s)
+    reset: str
+
+
+class ForwardTrace(NamedTuple):
+    """What a forward pass over a sequence produces, all ``[T, ...]``."""
+
+    o: Tensor  # spikes, bool
+    u: Tensor  # membrane before reset
+    du: Tensor  # membrane increment of the step
+    s: Tensor  # post-synaptic current (trace of own spikes)
+
+
+def forward_step(
+    x_t: Tensor, v: Tensor, o_prev: Tensor, s: Tensor, k: LIFConstants
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One forward step. Returns ``(o, u, du, v_next, s_next)``; ``o`` is bool."""
+    du = x_t - v * k.inv_tau_m
+    if k.reset == "subtract_after_leak":
+        du = du - o_prev * k.threshold
+    u = v + du
+    o = u > k.threshold
+    if k.reset == "zero":
+        v_next = torch.where(o, torch.zeros_like(u), u)
+    elif k.reset == "subtract":
+        v_next = u - o * k.threshold
+    else:  # "none", and "subtract_after_leak" which subtracts in the next du
+        v_next = u
+    s_next = s + (o.to(s.dtype) - s) * k.inv_tau_s
+    return o, u, du, v_next, s_next
+
+
+def forward_sequence(x: Tensor, k: LIFConstants) -> ForwardTrace:
+    """Run the LIF recursion over ``x[0..T-1]`` from a zero state."""
+    v = torch.zeros_like(x[0])
+    s = torch.zeros_like(x[0])
+    o = torch.zeros(x.shape[1:], dtype=torch.bool, device=x.device)
+    os, us, dus, ss = [], [], [], []
+    for t in range(x.shape[0]):
+        o, u, du, v, s = forward_step(x[t], v, o, s, k)
+        os.append(o)
+        us.append(u)
+        dus.append(du)
+        ss.append(s)
+    return ForwardTrace(torch.stack(os), torch.stack(us), torch.stack(dus), torch.stack(ss))
+
+
+def spike_trace(o: Tensor, inv_tau_s: Param, dtype: torch.dtype) -> Tensor:
+    """PSC trace ``s[t] = s[t-1] + (o[t] - s[t-1]) * inv_tau_s`` of a spike train."""
+    s = torch.zeros(o.shape[1:], dtype=dtype, device=o.device)
+    out = []
+    for t in range(o.shape[0]):
+        s = s + (o[t].to(dtype) - s) * inv_tau_s
+        out.append(s)
+    return torch.stack(out)
+
+
+def psc_error(g: Tensor, inv_tau_s: Param) -> Tensor:
+    """``G[t] = sum_{t' >= t} kappa[t'-t] g[t']`` with ``kappa[j] = inv_tau_s (1-inv_tau_s)^j``.
+
+    O(T) by the backward recursion ``G[t] = g[t] inv_tau_s + (1 - inv_tau_s) G[t+1]``.
+    """
+    out = torch.empty_like(g)
+    acc = torch.zeros_like(g[0])
+    for t in range(g.shape[0] - 1, -1, -1):
+        acc = g[t] * inv_tau_s + (1 - inv_tau_s) * acc
+        out[t] = acc
+    return out
+
+
+def spike_sensitivity(o: Tensor, du: Tensor) -> Tensor:
+    """``c = o * min(1/du, 8)``, 0 where ``du < 0`` (reference: ``-clamp(-1/du, -8, 0) * o``)."""
+    return -torch.clamp(-1.0 / du, -SENSITIVITY_CAP, 0.0) * o
+
+
+def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param) -> Tensor:
+    """``G * sigma'((u - threshold)/0.2) / 0.2`` with the argument clamped to [-8, 8]."""
+    z = torch.exp(torch.clamp((threshold - u) / WARMUP_WIDTH, -8.0, 8.0))
+    return G * z / ((1 + z) * (1 + z) * WARMUP_WIDTH)
+
+
+def carry_step(
+    G: Tensor,
+    h: Optional[Tensor],
+    u: Tensor,
+    du: Tensor,
+    o: Tensor,
+    s: Tensor,
+    k: LIFConstants,
+    warmup: bool,
+) -> Tuple[Tensor, Tensor]:
+    """One step of the TSSL-BP backward recursion. Returns ``(grad_x, delta)``.
+
+    ``G`` is the error reaching the spike at this step (PSC-filtered, or dL/do
+    in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
+    step). With ``c = spike_sensitivity(o, du)`` and ``beta = 1 - inv_tau_m``::
+
+        zero:                 delta = c (G + h u inv_tau_m) + (1 - o) beta h
+        subtract:             delta = c (G - threshold beta h) + beta h
+        subtract_after_leak:  delta = c (G - threshold h) + beta h
+        none:                 delta = c G + beta h
+
+    ``zero`` is the paper's rule; the others are this project's extensions
+    (spec: "Reset by subtraction"). ``grad_x`` is ``delta`` except where the
+    warm-up replaces it (``s < warmup_level``); the carry is never replaced.
+    """
+    of = o.to(G.dtype)
+    c = spike_sensitivity(of, du)
+    if h is None:
+        delta = c * G
+    else:
+        beta = 1 - k.inv_tau_m
+        if k.reset == "zero":
+            delta = c * (G + h * u * k.inv_tau_m) + (1 - of) * beta * h
+        elif k.reset == "subtract":
+            delta = c * (G - k.threshold * beta * h) + beta * h
+        elif k.reset == "subtract_after_leak":
+            delta = c * (G - k.threshold * h) + beta * h
+        else:
+            delta = c * G + beta * h
+    if not warmup:
+        return delta, delta
+    grad_x = torch.where(s < k.warmup_level, warmup_surrogate(G, u, k.threshold), delta)
+    return grad_x, delta
+
+
+def backward_sequence(
+    grad: Tensor,
+    trace: ForwardTrace,
+    k: LIFConstants,
+    warmup: bool,
+    psc_output: bool,
+) -> Tensor:
+    """dL/dx for a whole sequence given dL/da (``psc_output``) or dL/do."""
+    G = psc_error(grad, k.inv_tau_s) if psc_output else grad
+    grad_x = torch.empty_like(grad)
+    h = None
+    for t in range(grad.shape[0] - 1, -1, -1):
+        grad_x[t], h = carry_step(G[t], h, trace.u[t], trace.du[t], trace.o[t], trace.s[t], k, warmup)
+    return grad_x
