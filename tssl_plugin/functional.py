@@ -36,7 +36,7 @@ Param = Union[float, Tensor]
 
 OUTPUTS = ("psc", "spike")
 
-__all__ = ["tssl_lif", "psp", "lif_constants", "OUTPUTS", "RESETS"]
+__all__ = ["tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "OUTPUTS", "RESETS"]
 
 
 def lif_constants(
@@ -130,6 +130,52 @@ def tssl_lif(
         o, s, _ = chosen.forward(xc.detach(), k, False)
         out = s if psc else o.to(xc.dtype)
     return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+class _TraceGradFunction(torch.autograd.Function):
+    """Spikes computed elsewhere, with the TSSL-BP gradient w.r.t. the input current."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants,
+                warmup: bool, input_scale: Param, impl: Any) -> Tensor:
+        ctx.save_for_backward(u, du, o)
+        ctx.meta = (k, warmup, input_scale, impl)
+        return o.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+        k, warmup, input_scale, impl = ctx.meta
+        u, du, o = ctx.saved_tensors
+        grad_x = impl.backward_from_trace(grad.contiguous(), u, du, o, k, warmup, False)
+        return grad_x * input_scale, None, None, None, None, None, None, None
+
+
+def spikes_with_tssl_grad(
+    x: Tensor,
+    u: Tensor,
+    du: Tensor,
+    o: Tensor,
+    k: LIFConstants,
+    *,
+    warmup: bool = True,
+    input_scale: Param = 1.0,
+    impl: str = "auto",
+) -> Tensor:
+    """The core op's backward on a forward pass computed elsewhere (for library adapters).
+
+    Returns ``o`` as ``x.dtype``; its gradient ``dL/do`` is turned into
+    ``dL/dx = input_scale * TSSL-BP(dL/do)`` by the same implementation
+    :func:`tssl_lif` uses. ``u`` (membrane before reset, relative to the reset
+    value), ``du`` (its increment) and ``o`` (bool spikes) are ``[T, ...]``
+    traces of the forward the caller ran with its own arithmetic; ``k`` comes
+    from :func:`lif_constants` (threshold relative to the reset value).
+    ``input_scale`` is ``d(effective current)/dx`` (``1/tau`` for an input
+    that is divided by tau before integration).
+    """
+    chosen = _impl.select(impl, u)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(), k, warmup, input_scale, chosen)
+    return o.to(x.dtype)
 
 
 def impl_names() -> Tuple[str, ...]:

@@ -7,6 +7,9 @@ Every implementation provides the same two functions over a whole sequence:
     tuple of tensors its ``backward`` needs (empty when ``save`` is False).
 ``backward(grad, saved, k, warmup, psc_output) -> grad_x``
     the TSSL-BP input gradient.
+``backward_from_trace(grad, u, du, o, k, warmup, psc_output) -> grad_x``
+    the same from a forward trace computed elsewhere (the adapters run their
+    library's own forward arithmetic and hand over ``u``, ``du``, ``o``).
 
 ``reference`` (plain PyTorch, :mod:`tssl_plugin._impl.reference`) is the ground
 truth every other implementation is tested against.
@@ -38,7 +41,10 @@ class _ReferenceImpl:
 
     @staticmethod
     def backward(grad: Tensor, saved, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        u, du, o = saved
+        return _ReferenceImpl.backward_from_trace(grad, *saved, k, warmup, psc_output)
+
+    @staticmethod
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
         return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
 

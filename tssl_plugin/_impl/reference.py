@@ -75,8 +75,7 @@ def forward_step(
         v_next = u - o * k.threshold
     else:  # "none", and "subtract_after_leak" which subtracts in the next du
         v_next = u
-    s_next = s + (o.to(s.dtype) - s) * k.inv_tau_s
-    return o, u, du, v_next, s_next
+    return o, u, du, v_next, trace_step(s, o, k.inv_tau_s)
 
 
 def forward_sequence(x: Tensor, k: LIFConstants) -> ForwardTrace:
@@ -94,12 +93,17 @@ def forward_sequence(x: Tensor, k: LIFConstants) -> ForwardTrace:
     return ForwardTrace(torch.stack(os), torch.stack(us), torch.stack(dus), torch.stack(ss))
 
 
+def trace_step(s: Tensor, o: Tensor, inv_tau_s: Param) -> Tensor:
+    """One step of the PSC trace: ``s + (o - s) * inv_tau_s``."""
+    return s + (o.to(s.dtype) - s) * inv_tau_s
+
+
 def spike_trace(o: Tensor, inv_tau_s: Param, dtype: torch.dtype) -> Tensor:
     """PSC trace ``s[t] = s[t-1] + (o[t] - s[t-1]) * inv_tau_s`` of a spike train."""
     s = torch.zeros(o.shape[1:], dtype=dtype, device=o.device)
     out = []
     for t in range(o.shape[0]):
-        s = s + (o[t].to(dtype) - s) * inv_tau_s
+        s = trace_step(s, o[t], inv_tau_s)
         out.append(s)
     return torch.stack(out)
 
@@ -137,6 +141,7 @@ def carry_step(
     s: Tensor,
     k: LIFConstants,
     warmup: bool,
+    extra: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One step of the TSSL-BP backward recursion. Returns ``(grad_x, delta)``.
 
@@ -152,6 +157,8 @@ def carry_step(
     ``zero`` is the paper's rule; the others are this project's extensions
     (spec: "Reset by subtraction"). ``grad_x`` is ``delta`` except where the
     warm-up replaces it (``s < warmup_level``); the carry is never replaced.
+    ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
+    ``delta`` before it is carried back, and to ``grad_x``.
     """
     of = o.to(G.dtype)
     c = spike_sensitivity(of, du)
@@ -167,9 +174,14 @@ def carry_step(
             delta = c * (G - k.threshold * h) + beta * h
         else:
             delta = c * G + beta * h
+    if extra is not None:
+        delta = delta + extra
     if not warmup:
         return delta, delta
-    grad_x = torch.where(s < k.warmup_level, warmup_surrogate(G, u, k.threshold), delta)
+    surrogate = warmup_surrogate(G, u, k.threshold)
+    if extra is not None:
+        surrogate = surrogate + extra
+    grad_x = torch.where(s < k.warmup_level, surrogate, delta)
     return grad_x, delta
 
 
