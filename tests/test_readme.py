@@ -17,7 +17,7 @@ def _block_after(marker: str) -> str:
 def test_quickstart_trains_to_stated_accuracy(capsys):
     pytest.importorskip("sklearn")
     code = _block_after("quickstart")
-    assert len(code.strip().splitlines()) <= 20
+    assert len(code.strip().splitlines()) <= 14
     ns: dict = {}
     exec(compile(code, "README-quickstart", "exec"), ns)
     assert ns["accuracy"] >= 0.90
