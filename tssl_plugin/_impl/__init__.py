@@ -71,7 +71,14 @@ def _load_cpu():
     return cpu.loader()
 
 
+def _load_triton():
+    from . import triton_impl
+
+    return triton_impl.loader()
+
+
 register("cpu", _load_cpu, auto_priority=0)
+register("triton", _load_triton, auto_priority=1)
 
 
 def names() -> Tuple[str, ...]:
