@@ -3,6 +3,7 @@
 Run from a checkout or an install::
 
     python -m tssl_plugin.benchmarks.core_scaling [--shape 64 512] [--steps 5 10 30 100] [--repeat 5]
+        [--impl auto|cpu|reference|triton] [--threads N]
 
 Both columns run the same forward and the same rule on the same input, side by
 side in one process; the O(T^2) column evaluates the PSC error
@@ -74,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions, median reported (default: 5)")
     p.add_argument("--device", default="cpu", help="device (default: cpu)")
     p.add_argument("--impl", default="auto", help="tssl_lif implementation (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads (default: torch's)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rows = run(a.shape, a.steps, a.repeat, a.device, a.impl)
     print(f"forward+backward, float32 [T, {', '.join(map(str, a.shape))}], device {a.device}, impl {a.impl}")

@@ -34,6 +34,12 @@ def check_finite(x: Tensor, name: str) -> None:
     """Raise naming NaN or inf (and where the first one sits) if ``x`` is not finite."""
     if not x.is_floating_point() or x.numel() == 0:
         return
+    # Fast path, one reduction: a finite sum proves every element finite (NaN and
+    # inf propagate through a sum). Only a non-finite sum (bad values, or an
+    # overflow of the sum itself) pays for the element-wise check below.
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if bool(torch.isfinite(x.sum(dtype=acc))):
+        return
     if torch.isfinite(x).all():
         return
     nan = torch.isnan(x)

@@ -12,7 +12,11 @@ Every implementation provides the same two functions over a whole sequence:
     library's own forward arithmetic and hand over ``u``, ``du``, ``o``).
 
 ``reference`` (plain PyTorch, :mod:`tssl_plugin._impl.reference`) is the ground
-truth every other implementation is tested against.
+truth every other implementation is tested against. ``cpu``
+(:mod:`tssl_plugin._impl.cpu`, a C kernel built at first use) and ``triton``
+(:mod:`tssl_plugin._impl.triton_impl`, CUDA) are fused versions; ``impl="auto"``
+takes the first available one in ``_AUTO_ORDER`` and falls back to the
+reference without a warning when none can run.
 """
 from __future__ import annotations
 
@@ -59,6 +63,22 @@ def register(name: str, loader: Callable[[], object], auto_priority: int | None 
     _REGISTRY[name] = loader
     if auto_priority is not None and name not in _AUTO_ORDER:
         _AUTO_ORDER.insert(auto_priority, name)
+
+
+def _load_cpu():
+    from . import cpu
+
+    return cpu.loader()
+
+
+def _load_triton():
+    from . import triton_impl
+
+    return triton_impl.loader()
+
+
+register("cpu", _load_cpu, auto_priority=0)
+register("triton", _load_triton, auto_priority=1)
 
 
 def names() -> Tuple[str, ...]:

@@ -1,0 +1,160 @@
+"""CPU cost of one training step of the paper's MLP 784-400-400-10 (T=5, batch 100, float32).
+
+Three networks with the same bias-free matrix products, timed side by side in
+one process (round robin, median of ``--repeat`` steps each):
+
+* TSSL-BP through the public API (``tssl_lif`` + ``kernel_loss``), with the
+  implementations given by ``--impls`` (default: ``auto`` and ``reference``);
+* the same network from SpikingJelly ``LIFNode``s (multi-step, default
+  sigmoid surrogate), MSE on the firing rate;
+* a plain ReLU network over the same ``[T*B, features]`` products (the floor).
+
+Every step is forward + backward + AdamW update. Run::
+
+    python -m tssl_plugin.benchmarks.perf_mlp_step [--repeat 30] [--threads N]
+
+Goals (issue "Performance"): TSSL-BP <= 0.75x SpikingJelly and <= 1.5x ReLU.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+import torch
+from torch import nn
+
+from tssl_plugin.functional import psp, tssl_lif
+from tssl_plugin.loss import kernel_loss
+
+SIZES = (784, 400, 400, 10)
+
+
+def _linears(seed: int) -> nn.ModuleList:
+    torch.manual_seed(seed)
+    return nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(SIZES[:-1], SIZES[1:]))
+
+
+def _seq_linear(lin: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+    """Apply a Linear to every time step of ``[T, B, F]`` as one ``[T*B, F]`` product."""
+    T, B = a.shape[:2]
+    return lin(a.reshape(T * B, -1)).reshape(T, B, -1)
+
+
+def make_tssl_step(x: torch.Tensor, labels: torch.Tensor, impl: str) -> Callable[[], float]:
+    layers = _linears(0)
+    opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
+
+    def step() -> float:
+        a = x
+        for lin in layers:
+            a = tssl_lif(_seq_linear(lin, a), 5.0, 3.0, 1.0, impl=impl)
+        loss = kernel_loss(a, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def make_sj_step(x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
+    from tssl_plugin._optional import require
+
+    require("spikingjelly", "spikingjelly")
+    from spikingjelly.activation_based import functional, neuron
+
+    layers = _linears(0)
+    nodes = nn.ModuleList(neuron.LIFNode(step_mode="m") for _ in layers)
+    opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
+    target = nn.functional.one_hot(labels, SIZES[-1]).float()
+
+    def step() -> float:
+        functional.reset_net(nodes)
+        a = x
+        for lin, node in zip(layers, nodes):
+            a = node(_seq_linear(lin, a))
+        loss = nn.functional.mse_loss(a.mean(0), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def make_relu_step(x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
+    layers = _linears(0)
+    opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
+    target = nn.functional.one_hot(labels, SIZES[-1]).float()
+
+    def step() -> float:
+        a = x
+        for i, lin in enumerate(layers):
+            a = _seq_linear(lin, a)
+            if i < len(layers) - 1:
+                a = torch.relu(a)
+        loss = nn.functional.mse_loss(a.mean(0), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def time_round_robin(steps: Dict[str, Callable[[], float]], repeat: int, warmup: int = 3) -> Dict[str, float]:
+    """Median seconds per step of each entry, measured interleaved so load changes hit all alike."""
+    times: Dict[str, List[float]] = {k: [] for k in steps}
+    for i in range(warmup + repeat):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                times[name].append(dt)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeat", type=int, default=30, help="timed steps per network (default 30)")
+    p.add_argument("--steps", type=int, default=5, help="time steps T (default 5)")
+    p.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--impls", nargs="+", default=["auto", "reference"], help="tssl_lif impls to time")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    gen = torch.Generator().manual_seed(0)
+    img = torch.rand(a.batch, SIZES[0], generator=gen)
+    labels = torch.randint(0, SIZES[-1], (a.batch,), generator=gen)
+    x = psp(img.unsqueeze(0).expand(a.steps, -1, -1).contiguous())  # the paper's encoding, done once
+    from tssl_plugin import _impl
+
+    steps: Dict[str, Callable[[], float]] = {}
+    for impl in a.impls:
+        label = f"tssl[{impl}={_impl.select(impl, x).name}]" if impl == "auto" else f"tssl[{impl}]"
+        steps[label] = make_tssl_step(x, labels, impl)
+    try:
+        steps["spikingjelly LIFNode"] = make_sj_step(x, labels)
+    except ImportError as err:
+        print(f"(SpikingJelly column skipped: {err})")
+    steps["relu"] = make_relu_step(x, labels)
+    med = time_round_robin(steps, a.repeat)
+    print(f"one training step (fwd+bwd+AdamW), MLP {'-'.join(map(str, SIZES))}, T={a.steps}, batch {a.batch}, "
+          f"float32, CPU, {torch.get_num_threads()} threads, median of {a.repeat}")
+    relu = med["relu"]
+    sj = med.get("spikingjelly LIFNode")
+    print(f"{'network':<28} {'ms/step':>9} {'/relu':>7} {'/SJ':>7}")
+    for name, t in med.items():
+        print(f"{name:<28} {t * 1e3:>9.2f} {t / relu:>7.2f} {(t / sj if sj else float('nan')):>7.2f}")
+    first = next(iter(med))
+    print(f"{first}: {med[first] / relu:.2f}x ReLU (goal <= 1.5)"
+          + (f", {med[first] / sj:.2f}x SpikingJelly (goal <= 0.75)" if sj else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""Shared checks of an implementation against reference.py (helpers, no tests; used in-process and by the Triton subprocess)."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import torch
+
+from tssl_plugin.functional import lif_constants, tssl_lif
+from tssl_plugin._impl import _ReferenceImpl
+
+RESETS = ("zero", "subtract", "subtract_after_leak", "none")
+DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
+
+
+def tol(dtype):
+    return dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+
+
+def run(impl, x, g, **kw):
+    """Output and input gradient of tssl_lif(x, impl=impl, **kw) for upstream gradient g."""
+    xx = x.detach().clone().requires_grad_()
+    y = tssl_lif(xx, impl=impl, **kw)
+    y.backward(g)
+    return y.detach(), xx.grad
+
+
+def check_against_reference(impl, x, g, **kw):
+    y_ref, gx_ref = run("reference", x, g, **kw)
+    y, gx = run(impl, x, g, **kw)
+    assert y.dtype == x.dtype and gx.dtype == x.dtype
+    if kw.get("output") == "spike":
+        assert torch.equal(y, y_ref)
+    else:
+        torch.testing.assert_close(y, y_ref, **tol(x.dtype))
+    torch.testing.assert_close(gx, gx_ref, **tol(x.dtype))
+
+
+def random_case(T, shape, dtype, seed, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, *shape, generator=gen, dtype=torch.float64) * 1.0 - 0.15).to(dtype)
+    g = torch.randn(T, *shape, generator=gen, dtype=torch.float64).to(dtype)
+    return x.to(device), g.to(device)
+
+
+def all_modes(impl, T=12, shape=(3, 40), dtypes=(torch.float64, torch.float32), device="cpu"):
+    for i, (dtype, reset, warmup, output) in enumerate(
+        itertools.product(dtypes, RESETS, (True, False), ("psc", "spike"))
+    ):
+        x, g = random_case(T, shape, dtype, i, device)
+        check_against_reference(impl, x, g, reset=reset, warmup=warmup, output=output)
+
+
+def per_neuron_params(impl, device="cpu", full=True):
+    x, g = random_case(10 if full else 4, (4, 6), torch.float64, 100, device)
+    gen = torch.Generator().manual_seed(1)
+    tau_m = (2.0 + 6 * torch.rand(6, generator=gen, dtype=torch.float64)).to(device)
+    tau_m[0] = float("inf")  # an IF neuron
+    tau_s = (1.5 + 3 * torch.rand(4, 1, generator=gen, dtype=torch.float64)).to(device)
+    theta = (0.3 + torch.rand(4, 6, generator=gen, dtype=torch.float64)).to(device)
+    modes = itertools.product(RESETS, (True, False), ("psc", "spike")) if full else [
+        (r, r != "none", "psc" if r in ("zero", "none") else "spike") for r in RESETS]
+    for reset, warmup, output in modes:
+        check_against_reference(impl, x, g, tau_m=tau_m, tau_s=tau_s, threshold=theta, reset=reset,
+                                warmup=warmup, output=output)
+    # mixed: only the threshold per neuron, float32
+    x32, g32 = x.float(), g.float()
+    check_against_reference(impl, x32, g32, threshold=theta[0].float(), reset="subtract")
+
+
+def layout_edge_cases(impl, device="cpu"):
+    x, g = random_case(9, (5, 7), torch.float64, 7, device)
+    xt, gt = x.transpose(1, 2), g.transpose(1, 2)  # non-contiguous
+    assert not xt.is_contiguous()
+    check_against_reference(impl, xt, gt)
+    check_against_reference(impl, xt, gt, output="spike", reset="subtract")
+    x1, g1 = random_case(1, (3, 5), torch.float64, 8, device)  # T = 1
+    x1 = x1 * 3  # some neurons fire at t = 0
+    for output in ("psc", "spike"):
+        check_against_reference(impl, x1, g1, output=output)
+    x0, g0 = random_case(4, (0,), torch.float64, 9, device)  # no neurons
+    check_against_reference(impl, x0, g0)
+
+
+def from_trace(impl_obj, device="cpu", full=True):
+    modes = itertools.product(RESETS, (True, False), (True, False)) if full else [(r, True, False) for r in RESETS]
+    for i, (reset, warmup, psc) in enumerate(modes):
+        x, g = random_case(11 if full else 4, (2, 30), torch.float64, 200 + i, device)
+        k = lif_constants(x, reset=reset)
+        o, _, (u, du, o2) = _ReferenceImpl.forward(x, k, True)
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup, psc)
+        got = impl_obj.backward_from_trace(g, u, du, o, k, warmup, psc)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def reference_vectors(impl, device="cpu"):
+    """Every layer of the public reference file (layer cases and the layers inside the network cases)."""
+    data = torch.load(DATA, weights_only=True)
+    n = 0
+    for case in data["cases"]:
+        p = case["params"]
+        layers = [case] if case["kind"] == "layer" else [l for l in case["layers"] if "o" in l]
+        for layer in layers:
+            x = layer["x"].to(device)
+            xx = x.clone().requires_grad_()
+            a = tssl_lif(xx, p["tau_m"], p["tau_s"], layer.get("threshold", p["threshold"]),
+                         warmup=p["warmup"], impl=impl)
+            a.backward(layer["g"].to(device))
+            o = tssl_lif(x, p["tau_m"], p["tau_s"], layer.get("threshold", p["threshold"]), output="spike",
+                         impl=impl)
+            assert torch.equal(o.cpu(), layer["o"].to(o.dtype)), case["name"]
+            torch.testing.assert_close(a.detach().cpu(), layer["a"], rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(xx.grad.cpu(), layer["grad_x"], rtol=1e-9, atol=1e-9)
+            n += 1
+    assert n >= 8
+    return n
+
+
+def half_precision(impl, device="cpu"):
+    """float16/bfloat16 inputs: same dtype out, and equal to the float32 computation on the rounded input."""
+    for dtype in (torch.float16, torch.bfloat16):
+        x, g = random_case(8, (3, 20), torch.float32, 300, device)
+        xh, gh = x.to(dtype), g.to(dtype)
+        for output in ("psc", "spike"):
+            y, gx = run(impl, xh, gh, output=output)
+            assert y.dtype == dtype and gx.dtype == dtype
+            y32, gx32 = run("reference", xh.float(), gh.float(), output=output)
+            torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=0, atol=0)
+            torch.testing.assert_close(gx.float(), gx32.to(dtype).float(), rtol=1e-2, atol=1e-2)

@@ -1,0 +1,113 @@
+"""The fused C kernel (impl="cpu") against reference.py, its build cache and its fallback."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tssl_plugin import _impl
+from tssl_plugin._impl import cpu
+from tssl_plugin.functional import lif_constants, tssl_lif
+
+import test_impl_cases as cases
+
+try:
+    cpu.load()
+    HAVE_CPU = True
+except ImportError:  # no compiler on this machine: the fallback tests below still run
+    HAVE_CPU = False
+needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="C kernel could not be built here")
+
+
+@needs_cpu
+def test_all_modes_match_reference():
+    cases.all_modes("cpu")
+
+
+@needs_cpu
+def test_per_neuron_params_match_reference():
+    cases.per_neuron_params("cpu")
+
+
+@needs_cpu
+def test_noncontiguous_t1_and_empty():
+    cases.layout_edge_cases("cpu")
+
+
+@needs_cpu
+def test_backward_from_trace_matches_reference():
+    cases.from_trace(cpu.CpuImpl)
+
+
+@needs_cpu
+def test_reference_vectors():
+    cases.reference_vectors("cpu")
+
+
+@needs_cpu
+def test_half_precision():
+    cases.half_precision("cpu")
+
+
+@needs_cpu
+def test_long_sequence_float32_close_to_float64():
+    x, g = cases.random_case(200, (600,), torch.float64, 5)  # > one block of neurons, long T
+    cases.check_against_reference("cpu", x, g)
+    y, gx = cases.run("cpu", x.float(), g.float(), output="spike")
+    y64, _ = cases.run("cpu", x, g, output="spike")
+    assert (y != y64.float()).float().mean() < 1e-3  # flips only at float32 rounding of the threshold
+
+
+@needs_cpu
+def test_auto_selects_cpu_and_no_grad_path():
+    x, _ = cases.random_case(5, (4, 8), torch.float32, 3)
+    assert _impl.select("auto", x).name == "cpu"
+    with torch.no_grad():
+        a = tssl_lif(x.requires_grad_(), impl="cpu")
+    assert not a.requires_grad
+    torch.testing.assert_close(a, tssl_lif(x.detach(), impl="reference"))
+    o, s, saved = cpu.CpuImpl.forward(x.detach(), lif_constants(x), False)
+    assert saved == () and o.dtype == torch.bool
+
+
+@needs_cpu
+def test_forward_saves_only_the_input():
+    x, _ = cases.random_case(6, (2, 9), torch.float64, 4)
+    _, _, saved = cpu.CpuImpl.forward(x, lif_constants(x), True)
+    assert len(saved) == 1 and saved[0].data_ptr() == x.data_ptr()
+
+
+@pytest.fixture
+def fresh_loader(monkeypatch, tmp_path):
+    """An unloaded kernel module with a private cache directory; restored afterwards."""
+    monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(tmp_path / "cache"))
+    cpu._reset_for_tests()
+    yield tmp_path
+    cpu._reset_for_tests()
+
+
+@pytest.mark.parametrize("cc", ["/nonexistent/cc", "false"])
+def test_missing_or_broken_compiler_falls_back_cleanly(fresh_loader, monkeypatch, cc):
+    monkeypatch.setenv("CC", cc)
+    x, g = cases.random_case(5, (3, 7), torch.float64, 11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _impl.select("auto", x).name == "reference"
+        y, gx = cases.run("auto", x, g)
+    y_ref, gx_ref = cases.run("reference", x, g)
+    assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
+    with pytest.raises(ImportError, match="compiler|failed"):
+        tssl_lif(x, impl="cpu")
+    assert not (fresh_loader / "cache").exists() or not any((fresh_loader / "cache").glob("*.so"))
+
+
+@needs_cpu
+def test_builds_into_the_cache_dir(fresh_loader):
+    lib = cpu.load()
+    built = list((fresh_loader / "cache").glob("tssl_cpu_*.so"))
+    assert len(built) == 1 and lib.tssl_abi_version() == 1
+    assert not list((fresh_loader / "cache").glob("tmp*"))  # no half-written files left
+    cpu._reset_for_tests()
+    assert cpu.load() is not lib  # reloaded from the cache, same file
+    assert list((fresh_loader / "cache").glob("tssl_cpu_*.so")) == built

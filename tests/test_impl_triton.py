@@ -1,0 +1,92 @@
+"""The Triton kernels (impl="triton") against reference.py.
+
+Without a GPU they run in Triton's interpreter, which needs TRITON_INTERPRET=1
+before triton is first imported, so those checks run in a fresh subprocess.
+On a CUDA machine the same checks also run in-process on the GPU.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import test_impl_cases as cases
+
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    sys.path.insert(0, {tests!r})
+    import test_impl_cases as cases
+    from tssl_plugin import _impl
+    from tssl_plugin._impl import triton_impl
+    x, g = cases.random_case(4, (2, 5), torch.float32, 0)
+    assert _impl.select("triton", x).name == "triton"
+    cases.all_modes("triton", T=4, shape=(2, 9), dtypes=(torch.float64,))
+    xf, gf = cases.random_case(4, (3, 7), torch.float32, 1)
+    cases.check_against_reference("triton", xf, gf)
+    cases.check_against_reference("triton", xf, gf, output="spike", reset="subtract_after_leak")
+    cases.per_neuron_params("triton", full=False)
+    cases.layout_edge_cases("triton")
+    cases.from_trace(triton_impl.TritonImpl, full=False)
+    cases.reference_vectors("triton")
+    cases.half_precision("triton")
+    # half input straight into the kernels: state in float32, gradient in the input dtype
+    from tssl_plugin.functional import lif_constants
+    xh, gh = x.half(), g.half()
+    k = lif_constants(x)
+    o, s, saved = triton_impl.TritonImpl.forward(xh, k, True)
+    o32, s32, saved32 = triton_impl.TritonImpl.forward(xh.float(), k, True)
+    assert s.dtype == torch.float32 and torch.equal(o, o32) and torch.equal(s, s32)
+    gx = triton_impl.TritonImpl.backward(gh, saved, k, True, True)
+    assert gx.dtype == torch.float16
+    torch.testing.assert_close(gx.float(), triton_impl.TritonImpl.backward(gh.float(), saved32, k, True, True),
+                               rtol=1e-3, atol=1e-3)
+    print("TRITON-INTERPRETER-OK")
+    """
+)
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="triton not installed")
+def test_triton_kernels_in_interpreter_match_reference():
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = _SCRIPT.format(tests=str(ROOT / "tests"))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "TRITON-INTERPRETER-OK" in res.stdout
+
+
+def test_triton_unavailable_on_cpu_without_interpreter():
+    if not HAVE_TRITON or os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("needs triton, without the interpreter")
+    from tssl_plugin import _impl
+
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="cannot run"):
+        _impl.select("triton", x)
+    assert _impl.select("auto", x).name in ("cpu", "reference")
+
+
+needs_cuda = pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+
+
+@needs_cuda
+def test_triton_on_cuda_matches_reference():
+    from tssl_plugin import _impl
+
+    x, _ = cases.random_case(4, (2, 5), torch.float32, 0, "cuda")
+    assert _impl.select("auto", x).name == "triton"
+    cases.all_modes("triton", device="cuda")
+    cases.per_neuron_params("triton", device="cuda")
+    cases.layout_edge_cases("triton", device="cuda")
+    cases.reference_vectors("triton", device="cuda")
+    cases.half_precision("triton", device="cuda")

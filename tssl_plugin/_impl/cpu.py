@@ -1,0 +1,220 @@
+"""Fused CPU implementation: a small C file compiled at first use, called through ctypes.
+
+``csrc/tssl_cpu.c`` holds the forward and backward recursions fused into one
+pass over T per block of neurons (see that file). It includes no torch
+headers, so the system C compiler builds it in one to two seconds, once
+(``-O2 -march=native -fopenmp``; plainer flag sets are tried if that fails).
+The shared library is cached per user (``$TSSL_PLUGIN_CACHE``, else
+``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``), keyed by a hash
+of the source, the compiler, its flags and (for -march=native) the CPU. With no compiler, or when the build
+fails, loading raises ImportError and ``impl="auto"`` falls back silently to
+the next implementation (``reference``).
+
+Memory: the forward saves only the input ``x`` (which autograd often keeps
+anyway); the backward recomputes ``u``, ``du``, ``o`` and ``s`` per block into
+a block-local scratch buffer, so no ``[T, N]`` trace is stored between the
+passes.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ._params import RESET_CODES, pack_params
+from .reference import LIFConstants
+
+_SRC_DIR = Path(__file__).resolve().parent / "csrc"
+_SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h")
+_BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99"]
+#: tried in order until one builds: native vector width + OpenMP, OpenMP only, plain.
+_FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], [])
+#: below this many elements per thread the kernels run single-threaded.
+_MIN_PER_THREAD = 1 << 16
+
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_error: Optional[str] = None
+
+
+def cache_dir() -> Path:
+    """Directory for compiled kernels (created on demand)."""
+    env = os.environ.get("TSSL_PLUGIN_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tssl_plugin"
+
+
+def find_compiler() -> Optional[str]:
+    """``$CC`` if set, else the first of cc, gcc, clang on PATH; None if there is none."""
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc) or (cc if os.path.isfile(cc) else None)
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU model and feature flags (so a shared cache stays valid)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "".join(sorted({ln for ln in f if ln.startswith(("model name", "flags", "Features"))}))
+    except OSError:
+        return platform.processor()
+
+
+def _build(cc: str, out_dir: Path) -> Path:
+    """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path."""
+    src = b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
+    errors = []
+    for extra in _FLAG_VARIANTS:
+        flags = _BASE_FLAGS + extra
+        ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
+        key = hashlib.sha256(src + ident.encode()).hexdigest()[:16]
+        lib = out_dir / f"tssl_cpu_{key}.so"
+        if lib.exists():
+            return lib
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        cmd = [cc, *flags, str(_SRC_DIR / "tssl_cpu.c"), "-o", tmp, "-lm"]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if res.returncode == 0:
+                os.replace(tmp, lib)  # atomic: concurrent builders never see half a file
+                return lib
+            errors.append(f"{' '.join(cmd)}:\n{res.stderr.strip()}")
+        except (OSError, subprocess.SubprocessError) as err:
+            errors.append(f"{' '.join(cmd)}: {err}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise ImportError("building the TSSL-BP CPU kernel failed:\n" + "\n".join(errors))
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    for suf in ("f32", "f64"):
+        f = getattr(lib, f"tssl_fwd_{suf}")
+        f.argtypes = [i64, i64, vp, vp, vp, vp, i32, i32, i32]
+        f.restype = i32
+        b = getattr(lib, f"tssl_bwd_{suf}")
+        b.argtypes = [i64, i64, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, i32, i32]
+        b.restype = i32
+
+
+def load() -> ctypes.CDLL:
+    """The compiled kernel library (built on first call). Raises ImportError if it cannot be built."""
+    global _lib, _error
+    with _lock:
+        if _lib is not None:
+            return _lib
+        if _error is not None:
+            raise ImportError(_error)
+        try:
+            cc = find_compiler()
+            if cc is None:
+                raise ImportError("no C compiler found (set CC or install gcc/clang) for the TSSL-BP CPU kernel")
+            try:
+                path = _build(cc, cache_dir())
+            except OSError:  # cache dir not writable: build in a private temp dir
+                path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
+            lib = ctypes.CDLL(str(path))
+            if lib.tssl_abi_version() != 1:
+                raise ImportError(f"{path} has an unexpected ABI version")
+            _declare(lib)
+        except (ImportError, OSError) as err:
+            _error = str(err)
+            raise ImportError(_error) from err
+        _lib = lib
+        return lib
+
+
+def _reset_for_tests() -> None:
+    """Forget the loaded library and any recorded failure (tests simulate a missing compiler)."""
+    global _lib, _error
+    with _lock:
+        _lib, _error = None, None
+
+
+def _ptr(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def _threads(numel: int) -> int:
+    return max(1, min(torch.get_num_threads(), numel // _MIN_PER_THREAD))
+
+
+def _flat(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t.to(dtype).contiguous()
+
+
+class CpuImpl:
+    """Fused C kernels for float32/float64 tensors on the CPU (see module docstring)."""
+
+    name = "cpu"
+
+    @staticmethod
+    def available(x: Tensor) -> bool:
+        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+    @staticmethod
+    def _fn(kind: str, dtype: torch.dtype):
+        return getattr(load(), f"tssl_{kind}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+    @staticmethod
+    def forward(x: Tensor, k: LIFConstants, save: bool):
+        xc = x.contiguous()
+        T, N = xc.shape[0], xc[0].numel()
+        o = torch.empty(xc.shape, dtype=torch.bool)
+        s = torch.empty_like(xc)
+        par, ps = pack_params(k, xc)
+        CpuImpl._fn("fwd", xc.dtype)(T, N, xc.data_ptr(), o.data_ptr(), s.data_ptr(), par.data_ptr(), ps,
+                                     RESET_CODES[k.reset], _threads(xc.numel()))
+        return o, s, ((xc,) if save else ())
+
+    @staticmethod
+    def _backward(grad: Tensor, like: Tensor, x, u, du, o, k, warmup, psc_output) -> Tensor:
+        g = _flat(grad, like.dtype)
+        T, N = like.shape[0], like[0].numel()
+        gx = torch.empty(like.shape, dtype=like.dtype)
+        par, ps = pack_params(k, like)
+        err = CpuImpl._fn("bwd", like.dtype)(
+            T, N, _ptr(g), _ptr(x), _ptr(u), _ptr(du), _ptr(o), gx.data_ptr(), par.data_ptr(), ps,
+            RESET_CODES[k.reset], int(warmup), int(psc_output), _threads(like.numel()))
+        if err:
+            raise MemoryError("TSSL-BP CPU kernel could not allocate its scratch buffer")
+        return gx
+
+    @staticmethod
+    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+        (x,) = saved
+        return CpuImpl._backward(grad, x, x, None, None, None, k, warmup, psc_output)
+
+    @staticmethod
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+        uc = u.contiguous()
+        duc = _flat(du, uc.dtype)
+        oc = o.to(torch.bool).contiguous()
+        return CpuImpl._backward(grad, uc, None, uc, duc, oc, k, warmup, psc_output)
+
+
+def loader() -> type:
+    """Registry loader: the implementation, or ImportError when the kernel cannot be built."""
+    load()
+    return CpuImpl
