@@ -297,6 +297,9 @@ class TSSLLeaky(snn.Leaky):
     # -- pickling / copying ---------------------------------------------------------------------
     def __getstate__(self):
         state = dict(self.__dict__)
+        mem = state["_buffers"].get("mem")
+        if isinstance(mem, Tensor) and not mem.is_leaf:  # a graph cannot be copied (plain snn.Leaky fails here)
+            state["_buffers"] = {**state["_buffers"], "mem": mem.detach()}
         state["_tssl_carry"] = None
         state["_tssl_mem_ref"] = None
         spec = _surrogate_spec(state.get("spike_grad"))
