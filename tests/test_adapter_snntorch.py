@@ -193,6 +193,21 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
 
 
 @pytest.mark.parametrize("reset,delay,core", [CONFIGS[0], CONFIGS[2]], ids=["zero", "subtract"])
+def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
+    beta = torch.linspace(0.6, 0.95, 9, dtype=torch.float64)
+    thr = torch.linspace(0.8, 1.2, 9, dtype=torch.float64)
+    lif = TSSLLeaky(beta=beta, threshold=thr, reset_mechanism=reset, reset_delay=delay)
+    x = make_x(T=16, dtype=torch.float64, scale=1.0, seed=20).requires_grad_()
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(21)).double()
+    spk, _ = step_loop(lif, x)
+    (g,) = torch.autograd.grad(spk, x, gy.float())
+    o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core)
+    assert torch.equal(spk.double(), o)
+    (g_core,) = torch.autograd.grad(o, x, gy)
+    torch.testing.assert_close(g, g_core, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reset,delay,core", [CONFIGS[0], CONFIGS[2]], ids=["zero", "subtract"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cls", [Net, HiddenNet], ids=["mem", "init_hidden"])
 def test_network_gradient_equals_core_op(reset, delay, core, dtype, cls):
@@ -533,6 +548,7 @@ def test_converted_network_learns_digits():
             return torch.stack(rec)
 
     net = convert(DigitNet())
+    assert type(net.lif1) is TSSLLeaky and type(net.lif2) is TSSLLeaky
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     loss_fn = SF.ce_rate_loss()
     for _ in range(8):
@@ -545,4 +561,29 @@ def test_converted_network_learns_digits():
             opt.step()
     with torch.no_grad():
         acc = (net(X[test]).sum(0).argmax(1) == y[test]).float().mean().item()
+    print(f"digits test accuracy {acc:.4f}")
     assert acc >= 0.75, acc
+
+
+def test_sequential_conv_net_tutorial_style():
+    """snnTorch tutorial 7 style: nn.Sequential conv net, init_hidden, utils.reset, mse_count_loss."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), snn.Leaky(beta=0.5, init_hidden=True),
+                        nn.Flatten(), nn.Linear(4 * 3 * 3, 3), snn.Leaky(beta=0.5, init_hidden=True, output=True))
+    with torch.no_grad():
+        net[0].weight.mul_(3)  # make both layers fire
+        net[4].weight.mul_(6)
+    x = torch.rand(6, 5, 1, 8, 8) * 3
+
+    def run():
+        utils.reset(net)
+        spk, mem = zip(*(net(x[t]) for t in range(6)))
+        return torch.stack(spk), torch.stack(mem)
+
+    with torch.no_grad():
+        s0, m0 = run()
+    convert(net)
+    s1, m1 = run()
+    assert torch.equal(s1, s0) and torch.equal(m1, m0) and s0.sum() > 0
+    SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)(s1, torch.tensor([0, 1, 2, 0, 1])).backward()
+    assert net[0].weight.grad.abs().max() > 0
