@@ -1,0 +1,132 @@
+"""snnTorch ``Leaky``'s forward arithmetic, op for op, and the TSSL-BP quantities it implies.
+
+snnTorch 1.0 (``snntorch/_neurons/leaky.py``) computes one step from the
+carried membrane ``mem`` and the input current ``x`` as::
+
+    r   = float(mem - theta > 0)                       # delayed reset signal (detached)
+    sub:  u = beta.clamp(0,1) * mem + x - r * theta    # reset_mechanism="subtract"
+    zero: v = (1 - r) * mem;  u = beta.clamp(0,1) * v + x
+    none: u = beta.clamp(0,1) * mem + x
+    o   = (u - theta > 0)                              # spike, float32
+    reset_delay=True:  mem' = u
+    reset_delay=False: mem' = u - (o - r) * theta      (sub)
+                       mem' = u - (o - r) * u          (zero)
+
+:func:`leaky_step` repeats exactly these operations (so spikes and membranes
+are bit-identical) and also returns what the TSSL-BP backward needs: ``u``
+(the membrane the spike fired on; snnTorch resets to 0, so it is already
+relative to the reset value), ``du = u - v`` (the increment over the step from
+the membrane the leak acted on, ``v``) and ``o`` (bool).
+
+In TSSL-BP terms (core ``reset=`` names, ``1/tau_m = 1 - beta``):
+
+* ``zero``  -> ``"zero"`` (the paper's rule), either ``reset_delay``;
+* ``subtract``, ``reset_delay=True`` -> ``"subtract_after_leak"``
+  (``u[t+1] = beta u[t] + x[t+1] - theta o[t]``);
+* ``subtract``, ``reset_delay=False`` -> ``"subtract"``
+  (``u[t+1] = beta (u[t] - theta o[t]) + x[t+1]``);
+* ``none`` -> ``"none"``.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from tssl_plugin._impl.reference import LIFConstants, carry_step, spike_trace
+
+#: snnTorch's ``state_function`` method names -> our mode names.
+STATE_FUNCTIONS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "none"}
+#: snnTorch's ``reset_mechanism_val`` codes.
+RESET_VALS = {0: "subtract", 1: "zero", 2: "none"}
+
+
+def core_reset(mode: str, reset_delay: bool) -> str:
+    """The core op's ``reset=`` name for an snnTorch ``reset_mechanism`` and ``reset_delay``."""
+    if mode == "subtract":
+        return "subtract_after_leak" if reset_delay else "subtract"
+    return mode
+
+
+class StepValues(NamedTuple):
+    """One step's forward values (all computed without autograd)."""
+
+    o: Tensor  # spikes, bool
+    u: Tensor  # membrane the spike fired on (snnTorch's mem after the state function)
+    du: Tensor  # u - v
+    v: Tensor  # membrane the leak acted on (after the delayed zero-reset)
+    mem: Tensor  # membrane snnTorch returns and keeps
+
+
+def leaky_step(
+    x: Tensor,
+    mem: Tensor,
+    beta: Tensor,
+    threshold: Tensor,
+    graded_spikes_factor: Tensor,
+    mode: str,
+    reset_delay: bool,
+    reset_val: Optional[str],
+) -> StepValues:
+    """One step of snnTorch ``Leaky.forward`` (without inhibition or state quantisation).
+
+    ``mode`` selects the state function (snnTorch fixes it at construction),
+    ``reset_val`` the branch of the ``reset_delay=False`` correction (snnTorch
+    reads it from the ``reset_mechanism_val`` buffer; only used when
+    ``reset_delay`` is False).
+    """
+    with torch.no_grad():
+        reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
+        b = beta.clamp(0, 1)
+        if mode == "subtract":
+            v = mem
+            u = b * mem + x - reset * threshold
+        elif mode == "zero":
+            v = (1 - reset) * mem
+            u = b * v + x
+        else:
+            v = mem
+            u = b * mem + x
+        o = u - threshold > 0
+        out = u
+        if not reset_delay:
+            spk = o.float() * graded_spikes_factor
+            do_reset = spk / graded_spikes_factor - reset
+            if reset_val == "subtract":
+                out = u - do_reset * threshold
+            elif reset_val == "zero":
+                out = u - do_reset * u
+        return StepValues(o, u, u - v, v, out)
+
+
+class MembraneGrad(torch.autograd.Function):
+    """The membrane sequence of the whole-sequence path, with the TSSL-BP membrane-loss gradient.
+
+    A loss on ``mem[t]`` adds ``dL/dmem[t]`` to ``delta[t]`` (spec, "Step-by-step
+    use"); the recursion is linear in ``(dL/do, dL/dmem)``, so this node runs it
+    with ``G = 0`` and the spike node adds the ``dL/do`` part.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mem: Tensor, u: Tensor, du: Tensor, o: Tensor,
+                k: LIFConstants, warmup: bool) -> Tensor:
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(u, du, o)
+        ctx.meta = (k, warmup)
+        return mem.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g_mem: Optional[Tensor]) -> Tuple[Any, ...]:
+        if g_mem is None:
+            return (None,) * 7
+        u, du, o = ctx.saved_tensors
+        k, warmup = ctx.meta
+        s = spike_trace(o, k.inv_tau_s, u.dtype)
+        g = g_mem.to(u.dtype)
+        zero = torch.zeros_like(u[0])
+        grad_x = torch.empty_like(u)
+        h = None
+        for t in range(u.shape[0] - 1, -1, -1):
+            grad_x[t], h = carry_step(zero, h, u[t], du[t], o[t], s[t], k, warmup, extra=g[t])
+        return grad_x, None, None, None, None, None, None

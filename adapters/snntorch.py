@@ -1,0 +1,363 @@
+r"""TSSL-BP gradients for snnTorch's ``Leaky`` neuron: :class:`TSSLLeaky`, :func:`convert`, :func:`revert`.
+
+The forward pass is snnTorch's, bit for bit (spikes, membranes, dtypes,
+state handling); only the gradient changes. With ``tau_m = 1/(1 - beta)``
+(``1/tau_m = 1 - beta``) and the snnTorch threshold, the gradient of a step
+loop equals the core op ``tssl_lif(x, tau_m, tau_s, threshold,
+output="spike", reset=...)`` run over the same input currents:
+
+* ``reset_mechanism="zero"``: exact TSSL-BP (the paper's rule, ``reset="zero"``).
+* ``reset_mechanism="subtract"`` (snnTorch's default): EXTENSION, not the
+  paper. With ``reset_delay=True`` snnTorch computes
+  ``u[t+1] = beta u[t] + x[t+1] - theta o[t]`` and the rule is the core's
+  ``"subtract_after_leak"``: ``delta[t] = c[t] (G[t] - theta h) + beta h``.
+  With ``reset_delay=False`` it computes ``u[t+1] = beta (u[t] - theta o[t]) + x[t+1]``
+  and the rule is the core's ``"subtract"``:
+  ``delta[t] = c[t] (G[t] - theta beta h) + beta h``.
+* ``reset_mechanism="none"``: the no-reset limit ``delta[t] = c[t] G[t] + beta h`` (extension).
+
+``dL/dspk[t]`` plays the role of ``G[t]`` (spike output); a loss on the
+returned membrane adds ``dL/dmem[t] * dmem[t]/du[t]`` (spikes held fixed: 1, or
+``1 - o[t]`` for a zero reset with ``reset_delay=False``) to ``delta[t]``
+before it is carried back. A learnable ``beta`` gets the gradient of the leak
+current ``beta * v[t-1]`` under the same rule: ``dL/dbeta = sum_t dL/dx[t] v[t-1]``.
+
+Refused (clear error): ``inhibition``, ``state_quant``, ``graded_spikes_factor != 1``
+or learnable, ``learn_threshold``, ``surrogate_disable``. A ``spike_grad`` is
+ignored (TSSL-BP replaces the surrogate) with a warning. The neuron fires with
+the Heaviside step ``u - theta > 0``, the forward of every snntorch surrogate.
+
+State: the TSSL-BP carry (the neuron's PSC trace ``s[t]``, which also carries
+the error backwards) lives on the module as a plain attribute, not a buffer,
+so ``state_dict`` keys are snnTorch's. It continues only while the membrane
+passed into a step is the one the previous step returned (the same tensor, or
+a ``.detach()``-ed alias of it); anything else (``init_leaky``/``reset_mem``,
+``reset_hidden``/``utils.reset``, a fresh ``mem`` tensor, a shape change)
+starts a new sequence with a zero trace, so no step ever backpropagates into a
+previous batch's graph. A membrane with no graph (``detach``, ``detach_hidden``)
+keeps the trace value but cuts the carried gradient (truncated BPTT). The
+initial membrane passed in receives no gradient.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+import weakref
+from numbers import Real
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from tssl_plugin._optional import require
+from tssl_plugin._validation import check_sequence
+from tssl_plugin.functional import LIFConstants, spikes_with_tssl_grad
+
+from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, MembraneGrad, core_reset, leaky_step
+from ._stepwise import new_carry, tssl_step
+
+snn = require("snntorch", "snntorch")
+_surrogate = require("snntorch.surrogate", "snntorch")
+
+__all__ = ["TSSLLeaky", "convert", "revert", "unsupported_options"]
+
+_TSSL_ATTRS = ("tau_s", "warmup", "_tssl_carry", "_tssl_mem_ref")
+
+
+def _check_tau_s(tau_s: object) -> float:
+    if isinstance(tau_s, bool) or not isinstance(tau_s, Real) or not math.isfinite(float(tau_s)):
+        raise ValueError(f"tau_s must be a finite number >= 1, got {tau_s!r}")
+    if float(tau_s) < 1.0:
+        raise ValueError(f"tau_s must be >= 1, got {tau_s!r}")
+    return float(tau_s)
+
+
+def _check_warmup(warmup: object) -> bool:
+    if not isinstance(warmup, bool):
+        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
+    return warmup
+
+
+def unsupported_options(module: nn.Module) -> List[str]:
+    """Why ``module`` (an snnTorch Leaky) cannot use TSSL-BP: one message per refused option, [] if none."""
+    msgs = []
+    if getattr(module, "inhibition", False):
+        msgs.append("inhibition=True: TSSL-BP has no rule for winner-take-all inhibition; "
+                    "use inhibition=False (or keep this layer as snn.Leaky)")
+    if getattr(module, "state_quant", False):
+        msgs.append("state_quant: quantising the membrane breaks the spike-time sensitivity 1/du; "
+                    "use state_quant=False (quantise after training)")
+    if getattr(module, "surrogate_disable", False):
+        msgs.append("surrogate_disable=True: it replaces snnTorch's spike function; TSSL-BP already has "
+                    "no surrogate, use surrogate_disable=False")
+    if isinstance(getattr(module, "threshold", None), nn.Parameter):
+        msgs.append("learn_threshold=True: TSSL-BP defines no gradient for the threshold; "
+                    "use learn_threshold=False")
+    gsf = getattr(module, "graded_spikes_factor", None)
+    if isinstance(gsf, nn.Parameter):
+        msgs.append("learn_graded_spikes_factor=True: TSSL-BP needs binary spikes; "
+                    "use learn_graded_spikes_factor=False and graded_spikes_factor=1.0")
+    elif isinstance(gsf, Tensor) and not bool(torch.all(gsf == 1)):
+        msgs.append("graded_spikes_factor != 1: TSSL-BP needs binary spikes; use graded_spikes_factor=1.0 "
+                    "and scale the next layer's weights instead")
+    return msgs
+
+
+def _refuse(module: nn.Module, name: str = "") -> None:
+    msgs = unsupported_options(module)
+    if msgs:
+        where = f" ({name})" if name else ""
+        raise ValueError(f"TSSL-BP cannot be used with this snn.Leaky{where}: " + "; ".join(msgs))
+
+
+def _surrogate_spec(fn: Any) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """``(factory, kwargs)`` if ``fn`` is a closure made by an ``snntorch.surrogate`` factory, else None."""
+    qn = getattr(fn, "__qualname__", "")
+    if getattr(fn, "__module__", "") != "snntorch.surrogate" or not qn.endswith(".<locals>.inner"):
+        return None
+    factory = qn.split(".")[0]
+    make = getattr(_surrogate, factory, None)
+    if make is None:
+        return None
+    names = fn.__code__.co_freevars
+    values = [c.cell_contents for c in (fn.__closure__ or ())]
+    if not set(names) <= set(inspect.signature(make).parameters):
+        return None
+    return factory, dict(zip(names, values))
+
+
+def _is_default_spike_grad(fn: Any) -> bool:
+    spec = _surrogate_spec(fn)
+    return spec is not None and spec[0] == "atan" and spec[1].get("alpha") == 2.0
+
+
+class _SurrogateRef:
+    """Picklable stand-in for an ``snntorch.surrogate`` closure (the default ``atan()`` cannot be pickled)."""
+
+    def __init__(self, factory: str, kwargs: Dict[str, Any]):
+        self.factory, self.kwargs = factory, kwargs
+
+    def build(self) -> Any:
+        return getattr(_surrogate, self.factory)(**self.kwargs)
+
+
+def _warn_spike_grad() -> None:
+    warnings.warn("spike_grad is ignored by TSSLLeaky: TSSL-BP computes the spike gradient from spike "
+                  "timing and needs no surrogate (the forward stays the Heaviside step)", UserWarning,
+                  stacklevel=3)
+
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    """``a`` is ``b`` or an alias of it (``b.detach()``): same storage, offset, shape and strides."""
+    if a is b:
+        return True
+    return (a.device == b.device and a.dtype == b.dtype and a.shape == b.shape
+            and a.stride() == b.stride() and a.data_ptr() == b.data_ptr())
+
+
+class TSSLLeaky(snn.Leaky):
+    """``snn.Leaky`` with TSSL-BP gradients (see the module docstring for the rule).
+
+    Same constructor as ``snn.Leaky`` plus ``tau_s`` (PSC time constant of the
+    internal trace used by the warm-up, >= 1) and ``warmup`` (the reference
+    warm-up surrogate for silent neurons). Same ``(spk, mem)`` return
+    contract, buffers and ``state_dict`` keys.
+    """
+
+    def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
+                 inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
+                 state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
+                 reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True):
+        tau_s = _check_tau_s(tau_s)
+        warmup = _check_warmup(warmup)
+        super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
+                         learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
+                         learn_graded_spikes_factor, reset_delay)
+        try:
+            _refuse(self)
+        except ValueError:
+            snn.SpikingNeuron.instances.remove(self)
+            raise
+        if spike_grad is not None and not surrogate_disable:
+            _warn_spike_grad()
+        self._tssl_setup(tau_s, warmup)
+
+    # -- TSSL state ---------------------------------------------------------------------------
+    def _tssl_setup(self, tau_s: float, warmup: bool) -> None:
+        self.tau_s = tau_s
+        self.warmup = warmup
+        self._tssl_clear()
+
+    def _tssl_clear(self) -> None:
+        self._tssl_carry: Optional[Tensor] = None
+        self._tssl_mem_ref: Optional[weakref.ref] = None
+
+    def _carry_for(self, state: Tensor, u: Tensor) -> Tensor:
+        """The carry entering this step under the continuation rule (module docstring)."""
+        carry, ref = self._tssl_carry, self._tssl_mem_ref
+        last = ref() if ref is not None else None
+        if (carry is None or last is None or not _same_tensor(state, last) or carry.shape != u.shape
+                or carry.dtype != u.dtype or carry.device != u.device):
+            return new_carry(u)
+        return carry if state.requires_grad else carry.detach()
+
+    def reset_mem(self):
+        self._tssl_clear()
+        return super().reset_mem()
+
+    def _mode(self) -> Tuple[str, Optional[str]]:
+        name = getattr(getattr(self.state_function, "__func__", None), "__name__", None)
+        if name not in STATE_FUNCTIONS:
+            raise ValueError(f"TSSLLeaky: unknown state_function {self.state_function!r}; "
+                             "only snn.Leaky's own reset mechanisms are supported")
+        mode = STATE_FUNCTIONS[name]
+        if self.reset_delay:
+            return mode, None
+        val = RESET_VALS[int(self.reset_mechanism_val)]
+        if val != mode:
+            raise ValueError(f"TSSLLeaky: reset_mechanism_val says {val!r} but the layer was built with "
+                             f"{mode!r} (snnTorch fixes the state function at construction); rebuild the "
+                             "layer with the reset_mechanism you want")
+        return mode, val
+
+    def _constants(self, like: Tensor, mode: str) -> LIFConstants:
+        inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
+        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
+                            1.0 / (4.0 * self.tau_s), core_reset(mode, self.reset_delay))
+
+    def _check_options(self) -> None:
+        if (self.inhibition or self.state_quant or self.surrogate_disable
+                or isinstance(self.threshold, nn.Parameter) or isinstance(self.graded_spikes_factor, nn.Parameter)):
+            _refuse(self)
+
+    def _current(self, x: Tensor, v: Tensor) -> Tensor:
+        """The tensor that receives dL/dx: ``x``, plus the leak current ``beta v`` when beta learns."""
+        if isinstance(self.beta, Tensor) and self.beta.requires_grad and torch.is_grad_enabled():
+            return x + self.beta.clamp(0, 1) * v
+        return x
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, input_, mem=None):
+        """One time step, exactly ``snn.Leaky.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
+        if mem is not None:
+            self.mem = mem
+        if self.init_hidden and mem is not None:
+            raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+        if not self.mem.shape == input_.shape:
+            self.mem = torch.zeros_like(input_, device=self.mem.device)
+        self._check_options()
+        mode, reset_val = self._mode()
+        state = self.mem
+        st = leaky_step(input_, state, self.beta, self.threshold, self.graded_spikes_factor, mode,
+                        self.reset_delay, reset_val)
+        carry = self._carry_for(state, st.u)
+        k = self._constants(st.u, mode)
+        spk, mem_out, carry = tssl_step(self._current(input_, st.v), carry, st.u, st.du, st.o, st.mem, k,
+                                        warmup=self.warmup)
+        if mode == "zero" and not self.reset_delay and mem_out.requires_grad:
+            mem_out = torch.where(st.o, mem_out.detach(), mem_out)  # d mem/du = 1 - o
+        self.mem = mem_out
+        self._tssl_carry = carry
+        self._tssl_mem_ref = weakref.ref(mem_out)
+        spk = spk.to(torch.float32)  # snnTorch always emits float32 spikes
+        if self.output:
+            return spk, self.mem
+        if self.init_hidden:
+            return spk
+        return spk, self.mem
+
+    def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor]:
+        """Whole sequence ``[T, N, ...]`` at once, from a zero membrane; returns ``(spk_seq, mem_seq)``.
+
+        The same numbers as calling ``reset_mem()`` and then the step loop, but the
+        backward is one call of the core TSSL-BP op (plus one recursion for a
+        membrane loss, if any). Does not read or change the step state.
+        """
+        check_sequence(x_seq, "x_seq")
+        self._check_options()
+        mode, reset_val = self._mode()
+        mem = torch.zeros_like(x_seq[0], device=self.mem.device)
+        steps = []
+        for t in range(x_seq.shape[0]):
+            st = leaky_step(x_seq[t], mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
+                            self.reset_delay, reset_val)
+            steps.append(st)
+            mem = st.mem
+        o, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
+        k = self._constants(u, mode)
+        x = self._current(x_seq, v)
+        spk = spikes_with_tssl_grad(x, u, du, o, k, warmup=self.warmup)
+        if torch.is_grad_enabled() and x.requires_grad:
+            mems = MembraneGrad.apply(x, mems, u, du, o, k, self.warmup)
+            if mode == "zero" and not self.reset_delay:
+                mems = torch.where(o, mems.detach(), mems)
+        return spk.to(torch.float32), mems
+
+    # -- pickling / copying ---------------------------------------------------------------------
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        mem = state["_buffers"].get("mem")
+        if isinstance(mem, Tensor) and not mem.is_leaf:  # a graph cannot be copied (plain snn.Leaky fails here)
+            state["_buffers"] = {**state["_buffers"], "mem": mem.detach()}
+        state["_tssl_carry"] = None
+        state["_tssl_mem_ref"] = None
+        spec = _surrogate_spec(state.get("spike_grad"))
+        if spec is not None:
+            state["spike_grad"] = _SurrogateRef(*spec)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.__dict__.get("spike_grad"), _SurrogateRef):
+            self.spike_grad = self.spike_grad.build()
+
+    def extra_repr(self) -> str:
+        return f"tau_s={self.tau_s}, warmup={self.warmup}"
+
+
+def _snntorch_neuron(module: nn.Module) -> bool:
+    return isinstance(module, snn.SpikingNeuron) or type(module).__module__.startswith("snntorch._neurons")
+
+
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False) -> nn.Module:
+    """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky`, in place.
+
+    The same module objects stay in the model (their class changes), so
+    optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. Other
+    snnTorch neurons (Synaptic, Alpha, RLeaky, Lapicque, subclasses of Leaky,
+    ...) are left alone with one warning listing them; ``strict=True`` raises
+    instead. Layers with refused options raise before anything is changed.
+    Returns ``model``.
+    """
+    tau_s = _check_tau_s(tau_s)
+    warmup = _check_warmup(warmup)
+    targets, others = [], []
+    for name, m in model.named_modules():
+        if type(m) is snn.Leaky:
+            _refuse(m, name or "<root>")
+            targets.append(m)
+        elif _snntorch_neuron(m) and not isinstance(m, TSSLLeaky):
+            others.append(f"{name or '<root>'} ({type(m).__name__})")
+    if others:
+        msg = ("TSSL-BP convert: only snn.Leaky is supported; left unchanged (still snnTorch surrogate "
+               "gradients): " + ", ".join(others))
+        if strict:
+            raise TypeError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    if any(not _is_default_spike_grad(m.spike_grad) for m in targets):
+        _warn_spike_grad()
+    for m in targets:
+        m.__class__ = TSSLLeaky
+        m._tssl_setup(tau_s, warmup)
+    return model
+
+
+def revert(model: nn.Module) -> nn.Module:
+    """Switch every :class:`TSSLLeaky` in ``model`` back to ``snn.Leaky`` in place; returns ``model``."""
+    for m in model.modules():
+        if type(m) is TSSLLeaky:
+            m.__class__ = snn.Leaky
+            for a in _TSSL_ATTRS:
+                m.__dict__.pop(a, None)
+    return model
