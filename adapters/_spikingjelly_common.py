@@ -44,7 +44,6 @@ contributing nothing.
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Real
 from typing import Any, Optional, Tuple
 

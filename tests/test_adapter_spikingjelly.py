@@ -16,7 +16,6 @@ import torch
 sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, layer, neuron, surrogate  # noqa: E402
 
-from tssl_plugin.adapters import spikingjelly as tsj  # noqa: E402
 from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, convert, revert  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 
