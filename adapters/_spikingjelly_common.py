@@ -1,0 +1,250 @@
+r"""Version-independent part of the SpikingJelly adapter: the TSSL-BP node logic.
+
+A converted node runs SpikingJelly's own forward arithmetic (supplied by a
+version module, :mod:`._spikingjelly_v2` or :mod:`._spikingjelly_v014`) under
+``torch.no_grad()``, so spikes and membrane values are the library's, bit for
+bit, and attaches the TSSL-BP gradient to the spikes.
+
+Mapping of a SpikingJelly neuron to the core recursion (spec, "What adapters
+need beyond the paper"), with ``V_r = v_reset`` (0 for ``v_reset=None``) and
+``h`` SpikingJelly's membrane after charging (before firing/reset):
+
+* ``LIFNode(decay_input=True)``: ``h = v + (x - (v - V_r)) / tau`` is the core's
+  ``u = v + x' - v / tau_m`` on the shifted membrane ``v - V_r`` with input
+  ``x' = x / tau``: ``tau_m = tau``, ``input_scale = dL/dx' -> dL/dx = 1/tau``.
+* ``LIFNode(decay_input=False)``: ``h = v - (v - V_r) / tau + x``: ``tau_m = tau``,
+  ``input_scale = 1``.
+* ``IFNode``: ``h = v + x``: the no-leak limit ``tau_m = inf`` (``1/tau_m = 0``).
+* hard reset (``v_reset`` a float): core ``reset="zero"`` on ``u = h - V_r`` with
+  threshold ``v_threshold - V_r`` (the paper's rule after the shift).
+* soft reset (``v_reset=None``): core ``reset="subtract"`` (``v = h - theta o``,
+  then the leak), this project's documented extension, not the paper's rule.
+
+Forward semantics stay SpikingJelly's: it fires at ``h >= v_threshold`` where
+the core would fire at ``u > threshold``; the adapter hands SpikingJelly's
+spikes to the core backward, so only gradients change.
+
+What the core receives per step: ``u = h - V_r``, ``du = h - v_prev`` (the
+step's increment, the same in shifted coordinates), ``o = spike != 0``.
+
+Single-step mode (``step_mode='s'``) calls the shared node
+:func:`tssl_plugin.adapters._stepwise.tssl_step` each step; its carry is kept
+in the plain attribute ``_tssl_carry`` (not a buffer and not a SpikingJelly
+memory, so ``state_dict`` keys do not change) and is cleared by ``reset()``
+(hence by ``functional.reset_net``) and detached by ``detach()``. Multi-step
+mode (``'m'``) calls :func:`tssl_plugin.functional.spikes_with_tssl_grad` once
+per call on the whole sequence. Both give the same gradients.
+
+The membrane potential (``node.v``, ``node.v_seq``) gets no TSSL-BP gradient:
+the rule defines gradients through spikes. Where autograd is recording, these
+tensors carry a guard node whose backward raises if a nonzero gradient
+reaches it, so a loss on the membrane fails loudly instead of silently
+contributing nothing.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from tssl_plugin._impl.reference import trace_step
+from tssl_plugin.adapters._stepwise import new_carry, tssl_step
+from tssl_plugin.functional import lif_constants, spikes_with_tssl_grad
+
+__all__ = ["TSSLNodeMixin", "check_tau_s", "check_warmup", "node_mapping", "SURROGATE_IGNORED"]
+
+SURROGATE_IGNORED = (
+    "surrogate_function is ignored by TSSL-BP nodes: TSSL-BP uses no surrogate gradient "
+    "(the forward pass is SpikingJelly's Heaviside either way)"
+)
+
+
+def check_tau_s(tau_s: object) -> float:
+    """``tau_s`` must be a real number >= 1 (the PSC time constant of the warm-up trace)."""
+    if isinstance(tau_s, bool) or not isinstance(tau_s, Real):
+        raise TypeError(f"tau_s must be a number >= 1, got {type(tau_s).__name__}")
+    if not (math.isfinite(float(tau_s)) and float(tau_s) >= 1.0):
+        raise ValueError(f"tau_s must be a finite number >= 1, got {tau_s}")
+    return float(tau_s)
+
+
+def check_warmup(warmup: object) -> bool:
+    if not isinstance(warmup, bool):
+        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
+    return warmup
+
+
+
+def _number(node: Any, name: str) -> float:
+    value = getattr(node, name)
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ValueError(
+            f"{type(node).__name__}: {name}={value!r} cannot be honoured by the TSSL-BP adapter; "
+            f"it must be a finite Python float (tensors and learnable values are not supported)"
+        )
+    return float(value)
+
+
+def node_mapping(node: Any, leaky: bool) -> Tuple[float, float, float, str, float]:
+    """``(tau_m, input_scale, threshold_rel, reset, v_reset_value)`` of a SpikingJelly LIF/IF node.
+
+    Raises ValueError naming the option when a value cannot be honoured.
+    """
+    thr = _number(node, "v_threshold")
+    if node.v_reset is None:
+        vr, reset = 0.0, "subtract"
+    else:
+        vr, reset = _number(node, "v_reset"), "zero"
+    if leaky:
+        tau = _number(node, "tau")
+        if not tau > 1.0:
+            raise ValueError(f"{type(node).__name__}: tau must be > 1, got {tau}")
+        if not isinstance(node.decay_input, bool):
+            raise ValueError(f"{type(node).__name__}: decay_input must be a bool, got {node.decay_input!r}")
+        scale = 1.0 / tau if node.decay_input else 1.0
+    else:
+        tau, scale = math.inf, 1.0
+    return tau, scale, thr - vr, reset, vr
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+class _MembraneNoGrad(torch.autograd.Function):
+    """Identity on the membrane values; raises if a nonzero gradient reaches them."""
+
+    @staticmethod
+    def forward(ctx: Any, anchor: Tensor, v: Tensor) -> Tensor:
+        return v.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Optional[Tensor]):
+        if g is not None and bool((g != 0).any()):
+            raise RuntimeError(
+                "a loss reached the membrane potential (node.v / node.v_seq) of a TSSL-BP "
+                "SpikingJelly node; TSSL-BP defines gradients through spikes only. Use the spikes, "
+                "or .detach() the membrane where it is only monitored"
+            )
+        return None, None
+
+
+def _guard(anchor: Tensor, v: Tensor) -> Tensor:
+    if torch.is_grad_enabled() and anchor.requires_grad:
+        return _MembraneNoGrad.apply(anchor, v)
+    return v
+
+
+class TSSLNodeMixin:
+    """TSSL-BP forward/backward for a SpikingJelly node; put first in the bases.
+
+    Version modules provide ``_lib_check()``, ``_lib_run(x_seq, single)`` and
+    ``_lib_charge(x_seq, v_prev)``; ``_TSSL_LEAKY`` says whether the node is LIF.
+    """
+
+    tau_s: float = 3.0
+    warmup: bool = True
+    _tssl_carry: Optional[Tensor] = None
+    _TSSL_LEAKY = True
+
+    # ----- mapping ---------------------------------------------------------
+    def _tssl_mapping(self) -> Tuple[float, float, float, str, float]:
+        return node_mapping(self, type(self)._TSSL_LEAKY)
+
+    def _tssl_check_common(self) -> None:
+        check_tau_s(self.tau_s)
+        check_warmup(self.warmup)
+        self._lib_check()
+        self._tssl_mapping()
+
+    # ----- traces ----------------------------------------------------------
+    def _tssl_trace(self, x_seq: Tensor, h: Tensor, v_prev: Tensor, spikes: Tensor, vr: float):
+        cd = _compute_dtype(x_seq)
+        h = h.to(cd)
+        u = h - vr
+        du = h - v_prev.to(cd)
+        return u, du, spikes != 0
+
+    # ----- step modes --------------------------------------------------------
+    def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
+        self._tssl_check_common()
+        tau_m, scale, thr, reset, vr = self._tssl_mapping()
+        spikes, v_prev, _ = self._lib_run(x_seq.detach(), single=False)
+        self._tssl_carry = None
+        if not (torch.is_grad_enabled() and x_seq.requires_grad):
+            return spikes
+        with torch.no_grad():
+            h = self._lib_charge(x_seq.detach(), v_prev)
+            u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset)
+        out = spikes_with_tssl_grad(x_seq, u, du, o, k, warmup=self.warmup, input_scale=scale)
+        self._tssl_guard_membrane(x_seq)
+        return out
+
+    def single_step_forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
+        if x.dim() == 0:
+            raise ValueError(f"{type(self).__name__}: 0-d input is not supported; give at least one neuron dim")
+        self._tssl_check_common()
+        tau_m, scale, thr, reset, vr = self._tssl_mapping()
+        spikes, v_prev, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
+        spike = spikes[0]
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            self._tssl_advance_carry_nograd(x, spike)
+            return spike
+        with torch.no_grad():
+            h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
+            u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset)
+        carry = self._tssl_current_carry(x)
+        out, _, carry = tssl_step(
+            x.to(u.dtype) if x.dtype != u.dtype else x, carry, u[0], du[0], o[0], v_post[0], k,
+            warmup=self.warmup, input_scale=scale,
+        )
+        self._tssl_carry = carry
+        self._tssl_guard_membrane(x)
+        return out.to(spike.dtype)
+
+    def _tssl_current_carry(self, x: Tensor) -> Tensor:
+        cd = _compute_dtype(x)
+        carry = self._tssl_carry
+        if carry is None or carry.shape != x.shape or carry.dtype != cd or carry.device != x.device:
+            carry = new_carry(torch.empty(x.shape, dtype=cd, device=x.device))
+        return carry
+
+    def _tssl_advance_carry_nograd(self, x: Tensor, spike: Tensor) -> None:
+        """Keep the PSC trace current in no-grad steps (cheap: one fused update)."""
+        carry = self._tssl_current_carry(x)
+        with torch.no_grad():
+            self._tssl_carry = trace_step(carry.detach(), spike != 0, 1.0 / self.tau_s)
+
+    def _tssl_guard_membrane(self, anchor: Tensor) -> None:
+        v = getattr(self, "v", None)
+        if isinstance(v, Tensor):
+            self.v = _guard(anchor, v)
+        v_seq = getattr(self, "v_seq", None)
+        if isinstance(v_seq, Tensor):
+            self.v_seq = _guard(anchor, v_seq)
+
+    # ----- SpikingJelly state hooks -----------------------------------------
+    def reset(self) -> None:
+        super().reset()
+        self._tssl_carry = None
+
+    def detach(self) -> None:
+        super().detach()
+        if self._tssl_carry is not None:
+            self._tssl_carry = self._tssl_carry.detach()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_tssl_carry"] = None  # transient step state, never saved or copied
+        return state
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", tau_s={self.tau_s}, warmup={self.warmup}"

@@ -1,0 +1,142 @@
+"""Switch SpikingJelly models to TSSL-BP gradients: ``convert(model)``.
+
+Supported (exact types): ``neuron.LIFNode`` -> :class:`TSSLLIFNode`,
+``neuron.IFNode`` -> :class:`TSSLIFNode`, in step modes ``'s'`` and ``'m'``,
+for SpikingJelly 2.x and 0.0.0.0.14 (chosen at import). The forward pass is
+SpikingJelly's bit for bit; only gradients change. See
+:mod:`tssl_plugin.adapters._spikingjelly_common` for the mapping to the core op:
+
+* ``decay_input=True``: input scaled by ``1/tau`` (``tau_m = tau``);
+  ``decay_input=False``: ``tau_m = tau``, unscaled input;
+* ``IFNode``: no leak (``1/tau_m = 0``);
+* hard reset to a float ``v_reset``: the paper's rule on the membrane shifted
+  by ``v_reset`` (threshold ``v_threshold - v_reset``);
+* ``v_reset=None`` (soft reset): the "subtract" extension (not in the paper).
+
+``ParametricLIFNode`` and every other neuron type are left alone with one
+warning (``strict=True`` raises): TSSL-BP defines no gradient for a learnable
+leak.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Tuple
+
+from torch import nn
+
+from tssl_plugin._optional import require
+
+require("spikingjelly.activation_based", "spikingjelly")
+
+from spikingjelly.activation_based import functional as _sjf  # noqa: E402
+from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
+
+from ._spikingjelly_common import check_tau_s, check_warmup, node_mapping  # noqa: E402
+
+if hasattr(_sjf, "lif_multi_step"):  # SpikingJelly 2.x
+    from . import _spikingjelly_v2 as _impl
+    SPIKINGJELLY_API = "2"
+elif hasattr(_sjn.LIFNode, "neuronal_charge_decay_input_reset0"):  # SpikingJelly 0.0.0.0.14
+    from . import _spikingjelly_v014 as _impl  # type: ignore[no-redef]
+    SPIKINGJELLY_API = "0.0.0.0.14"
+else:  # pragma: no cover - depends on the installed library
+    raise ImportError(
+        "this SpikingJelly version is not supported by tssl_plugin.adapters.spikingjelly "
+        "(supported: 2.x and 0.0.0.0.14)"
+    )
+
+TSSLLIFNode = _impl.TSSLLIFNode
+TSSLIFNode = _impl.TSSLIFNode
+
+#: original class -> TSSL-BP class, and back.
+_TO_TSSL: Dict[type, type] = dict(_impl.ORIGINALS)
+_FROM_TSSL: Dict[type, type] = {v: k for k, v in _TO_TSSL.items()}
+
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
+
+
+def _is_spiking_neuron(module: nn.Module) -> bool:
+    cls = type(module)
+    if cls.__name__.startswith("NonSpiking"):
+        return False  # readouts without spikes: nothing to convert
+    base = getattr(_sjn, "BaseNode", None)
+    if base is not None and isinstance(module, base):
+        return True
+    return cls.__module__.startswith("spikingjelly.activation_based.neuron")
+
+
+def _invalidate_reset_cache(model: nn.Module) -> None:
+    invalidate = getattr(_sjf, "invalidate_reset_cache", None)  # SpikingJelly 2.x caches reset_net's list
+    if invalidate is not None:
+        invalidate(model)
+
+
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False) -> nn.Module:
+    """Switch every ``LIFNode``/``IFNode`` in ``model`` to TSSL-BP gradients, in place.
+
+    The same module objects change class (``__class__`` swap), so parameters,
+    ``state_dict`` keys, hooks and references stay valid; ``reset_net``,
+    ``set_step_mode`` and ``layer.*`` containers keep working. Nodes already
+    converted get the new ``tau_s``/``warmup``. Other neuron types are left
+    alone with one warning listing them; ``strict=True`` raises ``TypeError``
+    instead. Options that cannot be honoured raise ``ValueError`` naming the
+    option before anything is changed. Returns ``model``.
+    """
+    tau_s = check_tau_s(tau_s)
+    check_warmup(warmup)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    found: List[Tuple[str, nn.Module, type]] = []
+    unsupported: List[str] = []
+    for name, module in model.named_modules():
+        cls = type(module)
+        label = name or "<model>"
+        if cls in _TO_TSSL:
+            found.append((label, module, _TO_TSSL[cls]))
+        elif cls in _FROM_TSSL:
+            found.append((label, module, cls))
+        elif _is_spiking_neuron(module):
+            unsupported.append(f"{label} ({cls.__name__})")
+    if unsupported and strict:
+        raise TypeError(
+            "convert(strict=True): these neuron types have no TSSL-BP version: " + ", ".join(unsupported)
+        )
+    for label, module, new_cls in found:  # validate everything before changing anything
+        _impl.lib_check(module, label)
+        node_mapping(module, new_cls._TSSL_LEAKY)
+    detach_reset = []
+    for label, module, new_cls in found:
+        module.__class__ = new_cls
+        module.tau_s = tau_s
+        module.warmup = warmup
+        module._tssl_carry = None
+        if getattr(module, "detach_reset", False):
+            detach_reset.append(label)
+    if unsupported:
+        warnings.warn(
+            "convert: left unchanged (no TSSL-BP version; they keep their surrogate gradients): "
+            + ", ".join(unsupported),
+            UserWarning,
+            stacklevel=2,
+        )
+    if detach_reset:
+        warnings.warn(f"{_impl.DETACH_RESET_NOTE}: " + ", ".join(detach_reset), UserWarning, stacklevel=2)
+    _invalidate_reset_cache(model)
+    return model
+
+
+def revert(model: nn.Module) -> nn.Module:
+    """Undo :func:`convert` in place: TSSL-BP nodes become the original SpikingJelly classes again."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"revert expects a torch.nn.Module, got {type(model).__name__}")
+    for module in model.modules():
+        original = _FROM_TSSL.get(type(module))
+        if original is None:
+            continue
+        module.__class__ = original
+        for attr in ("tau_s", "warmup", "_tssl_carry"):
+            module.__dict__.pop(attr, None)
+    _invalidate_reset_cache(model)
+    return model
