@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_pos_int, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=_pos_int, default=d.batch_size, help="batch size (per process under torchrun)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (all backends)")
+    p.add_argument("--schedule", default=d.schedule, choices=["cosine", "constant"],
+                   help="learning-rate schedule over the epochs (cosine: lr (1 + cos(pi epoch / epochs)) / 2)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--weight-clip", type=float, default=d.weight_clip, help="clip weights to [-c, c] after each step (0: off)")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="clip the gradient norm to this (0: off)")

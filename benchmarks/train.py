@@ -1,7 +1,7 @@
 r"""Training loop, metrics, checkpoints and DistributedDataParallel for the harness.
 
 For each backend and seed: build the network from the seed's shared initial
-weights, train with AdamW (weights clipped to [-4, 4] after every step,
+weights, train with AdamW (cosine learning-rate schedule over the epochs by default; weights clipped to [-4, 4] after every step,
 gradient norm clipped to 1, as in the paper; the same optimiser for every
 backend), and after each epoch record::
 
@@ -73,7 +73,7 @@ class Config:
     steps: int = 5
     epochs: int = 8
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     weight_clip: float = 4.0
     grad_clip: float = 1.0
@@ -84,7 +84,8 @@ class Config:
     tau_s: float = 3.0
     threshold: float = 1.0
     reset: str = "zero"
-    init_gain: float = 1.0
+    init_gain: float = 2.0
+    schedule: str = "cosine"
     warmup: bool = True
     encoding: str = "psc"
     device: str = "auto"
@@ -237,6 +238,13 @@ def _progress(iterable, total: int, desc: str, quiet: bool, leave: bool = False)
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
 
 
+def lr_at(cfg: Config, epoch: int) -> float:
+    """Learning rate of ``epoch`` (0-based): constant, or cosine ``lr (1 + cos(pi e / E)) / 2``."""
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919 + 12345) % (2 ** 31)
 
@@ -247,6 +255,8 @@ def train_epoch(model: nn.Module, net: M.SpikingNet, opt, ds: D.Dataset, cfg: Co
     from torch.utils.data import DistributedSampler
 
     torch.manual_seed(_epoch_seed(seed, epoch))
+    for group in opt.param_groups:  # stateless schedule: depends only on the epoch (resume-safe)
+        group["lr"] = lr_at(cfg, epoch)
     sampler = DistributedSampler(range(len(ds.y_train)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
