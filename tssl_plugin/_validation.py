@@ -90,7 +90,7 @@ def as_param(
             ok = t >= lower if lower_inclusive else t > lower
             if not ok.all():
                 rel = ">=" if lower_inclusive else ">"
-                raise ValueError(f"{name} must be {rel} {lower} everywhere (min {float(t.min())})")
+                raise ValueError(f"{name} must be {rel} {lower:g} everywhere (min {float(t.min()):g})")
         return t
     if not isinstance(value, Real):
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
@@ -99,5 +99,5 @@ def as_param(
         raise ValueError(f"{name} must be finite, got {v}")
     if lower is not None and not (v >= lower if lower_inclusive else v > lower):
         rel = ">=" if lower_inclusive else ">"
-        raise ValueError(f"{name} must be {rel} {lower}, got {v}")
+        raise ValueError(f"{name} must be {rel} {lower:g}, got {v:g}")
     return v

@@ -121,6 +121,18 @@ def psc_error(g: Tensor, inv_tau_s: Param) -> Tensor:
     return out
 
 
+def psc_error_explicit(g: Tensor, inv_tau_s: Param) -> Tensor:
+    """The same ``G`` as :func:`psc_error` by the explicit sum over later steps, O(T^2).
+
+    This is how the published reference code evaluates it; kept for tests and
+    the scaling benchmark, never used on the hot path.
+    """
+    T = g.shape[0]
+    j = torch.arange(T, device=g.device, dtype=g.dtype)
+    kappa = inv_tau_s * (1 - inv_tau_s) ** j.view((T,) + (1,) * (g.dim() - 1))
+    return torch.stack([(kappa[: T - t] * g[t:]).sum(0) for t in range(T)])
+
+
 def spike_sensitivity(o: Tensor, du: Tensor) -> Tensor:
     """``c = o * min(1/du, 8)``, 0 where ``du < 0`` (reference: ``-clamp(-1/du, -8, 0) * o``)."""
     return -torch.clamp(-1.0 / du, -SENSITIVITY_CAP, 0.0) * o
@@ -191,9 +203,16 @@ def backward_sequence(
     k: LIFConstants,
     warmup: bool,
     psc_output: bool,
+    explicit_sum: bool = False,
 ) -> Tensor:
-    """dL/dx for a whole sequence given dL/da (``psc_output``) or dL/do."""
-    G = psc_error(grad, k.inv_tau_s) if psc_output else grad
+    """dL/dx for a whole sequence given dL/da (``psc_output``) or dL/do.
+
+    ``explicit_sum=True`` evaluates ``G`` the O(T^2) way of the published code.
+    """
+    if psc_output:
+        G = (psc_error_explicit if explicit_sum else psc_error)(grad, k.inv_tau_s)
+    else:
+        G = grad
     grad_x = torch.empty_like(grad)
     h = None
     for t in range(grad.shape[0] - 1, -1, -1):

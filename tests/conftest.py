@@ -1,0 +1,30 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+
+
+def reference_files():
+    """The public vectors, plus any files named in TSSL_REFERENCE_FILES (os.pathsep-separated)."""
+    files = [DATA / "tssl_reference_public.pt"]
+    extra = os.environ.get("TSSL_REFERENCE_FILES", "")
+    files += [Path(p) for p in extra.split(os.pathsep) if p]
+    return files
+
+
+def load_cases():
+    cases = []
+    for f in reference_files():
+        ref = torch.load(f, weights_only=True)
+        assert ref["format"] == "tssl-bp-reference-v1", f
+        for c in ref["cases"]:
+            cases.append(pytest.param(c, id=f"{f.stem}:{c['name']}"))
+    return cases
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,85 @@
+"""Bad input gets a clear error naming the problem."""
+import pytest
+import torch
+
+from tssl_plugin import TSSLNeuron, count_loss, kernel_loss, psp, tssl_lif
+
+X = torch.rand(5, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "x, exc, words",
+    [
+        (torch.rand(5), ValueError, "missing time dimension"),
+        (torch.rand(0, 2, 3), ValueError, "T == 0"),
+        (torch.ones(5, 2, dtype=torch.int64), TypeError, "floating-point"),
+        (torch.ones(5, 2, dtype=torch.bool), TypeError, "floating-point"),
+        ([[0.1, 0.2]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input_tensor(x, exc, words):
+    with pytest.raises(exc, match=words):
+        tssl_lif(x)
+
+
+@pytest.mark.parametrize("value, word", [(float("nan"), "NaN"), (float("inf"), "inf"), (-float("inf"), "inf")])
+def test_non_finite_input_names_which(value, word):
+    x = X.clone()
+    x[2, 1, 0] = value
+    with pytest.raises(ValueError, match=rf"x contains {word} .*index \(2, 1, 0\)"):
+        tssl_lif(x)
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(tau_m=1.0), "tau_m must be > 1"),
+        (dict(tau_m=0.5), "tau_m must be > 1"),
+        (dict(tau_m=-3.0), "tau_m must be > 1"),
+        (dict(tau_s=0.0), "tau_s must be >= 1"),
+        (dict(tau_s=-1.0), "tau_s must be >= 1"),
+        (dict(threshold=float("nan")), "threshold must be finite"),
+        (dict(tau_m=torch.tensor([5.0, 1.0, 5.0])), "tau_m must be > 1 everywhere"),
+        (dict(threshold=torch.ones(4)), r"does not broadcast to the neuron shape \(2, 3\)"),
+        (dict(tau_s=torch.ones(5, 2, 3)), "does not broadcast"),
+        (dict(threshold=torch.ones(3, requires_grad=True)), "requires grad"),
+        (dict(output="psp"), "unknown output 'psp'"),
+        (dict(reset="soft"), "unknown reset 'soft'"),
+        (dict(impl="cuda-magic"), "unknown impl 'cuda-magic'"),
+        (dict(warmup="yes"), "warmup must be a bool"),
+        (dict(tau_m="5"), "tau_m must be a number or a tensor"),
+    ],
+)
+def test_bad_parameters(kw, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        tssl_lif(X, **kw)
+
+
+def test_if_neuron_is_tau_m_inf():
+    x = torch.full((4, 1, 1), 0.3)
+    o = tssl_lif(x, tau_m=float("inf"), output="spike")
+    assert o.flatten().tolist() == [0.0, 0.0, 0.0, 1.0]  # 0.3, 0.6, 0.9, 1.2: no leak
+
+
+def test_module_checks_at_construction():
+    with pytest.raises(ValueError, match="unknown reset"):
+        TSSLNeuron(reset="hard")
+    with pytest.raises(ValueError, match="tau_m must be > 1"):
+        TSSLNeuron(tau_m=0.9)
+
+
+def test_psp_and_losses_check_their_input():
+    with pytest.raises(ValueError, match="missing time dimension"):
+        psp(torch.rand(4))
+    with pytest.raises(ValueError, match=r"expected \[T, N, n_class\]"):
+        kernel_loss(torch.rand(5, 2, 3, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\)"):
+        kernel_loss(torch.rand(5, 2, 3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        count_loss(torch.rand(5, 2, 3), torch.tensor([0, 3]), desired_count=3, undesired_count=1)
+    with pytest.raises(TypeError, match="integer tensor"):
+        kernel_loss(torch.rand(5, 2, 3), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="desired pattern has 4 steps"):
+        kernel_loss(torch.rand(5, 2, 3), torch.tensor([0, 1]), desired=torch.ones(4))
+    with pytest.raises(ValueError, match="output_psc contains NaN"):
+        kernel_loss(torch.full((5, 2, 3), float("nan")), torch.tensor([0, 1]))
