@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads per process (0: torch default; 1 is fastest for the small default network, and avoids thread oversubscription on shared or small machines)")
     p.add_argument("--nmnist-window-us", type=int, default=d.nmnist_window_us,
                    help="N-MNIST: events in [0, window) are binned into T frames")
-    p.add_argument("--out", default=None, help="output folder (default: ./tssl-bench-results/<timestamp>)")
+    p.add_argument("--out", default=None, help="output folder; None: ./tssl-bench-results/<timestamp>")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its checkpoints, with its saved config.json "
                         "(other training options are ignored)")

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--out", default=None, help="output folder (default: ./tssl-bench-results/speed-<timestamp>)")
+    p.add_argument("--out", default=None, help="output folder; None: ./tssl-bench-results/speed-<timestamp>")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -81,7 +81,11 @@ def layer_fns(backend: B.Backend, cfg: M.NeuronCfg, n: int, device: torch.device
 
         fns = {backend.name: step_loop}
         if hasattr(neuron, "forward_sequence"):
-            fns[backend.name + "[seq]"] = lambda x: neuron.forward_sequence(x)
+            def whole(x: Tensor) -> Tensor:
+                out = neuron.forward_sequence(x)
+                return out[0] if isinstance(out, tuple) else out  # (spk_seq, mem_seq)
+
+            fns[backend.name + "[seq]"] = whole
         return fns
     from spikingjelly.activation_based import functional
 
@@ -139,7 +143,7 @@ def time_layer(fn: Callable[[Tensor], Tensor], T: int, N: int, n: int, device: t
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the speed sub-command; returns the exit status."""
     from .train import machine_info, memory_measure, pick_device
-    from .cli import _default_out
+    from .summary import _MEASURE_LABEL
 
     args = build_parser().parse_args(argv)
     try:
@@ -207,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pick = [r for r in records if r["T"] == Tm and r["size"] == nm_]
     R.plot_bars(out / "time_memory.png", [r["backend"] for r in pick],
                 [("forward+backward ms", [r["total_ms"] for r in pick]),
-                 (f"peak memory MB\n({measure})", [r["peak_memory_mb"] for r in pick])],
+                 ("peak memory MB\n" + _MEASURE_LABEL.get(measure, measure), [r["peak_memory_mb"] for r in pick])],
                 title=f"one LIF layer at T={Tm}, size {nm_}, batch {args.batch_size} ({device})")
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for row in [head] + rows:

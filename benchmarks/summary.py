@@ -84,7 +84,8 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
     """The human-readable summary table with its context."""
     head = ["backend", "loss", "test acc (mean ± std)", "per seed", "train acc", "s/epoch", "samples/s",
             "peak MB", "firing rate per layer"]
-    rows = [[f"`{r['backend']}`", r["loss"], f"{r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f}",
+    rows = [[f"`{r['backend']}`", r["loss"], f"{r['test_accuracy']:.4f}" + (
+                 f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
              " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]), f"{r['train_accuracy']:.4f}",
              f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
              " / ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
@@ -136,6 +137,12 @@ def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, a
     return summary
 
 
+_MEASURE_LABEL = {"cuda_max_memory_allocated": "(CUDA allocator peak)",
+                  "cpu_autograd_saved_tensors_plus_params_grads_optimizer":
+                      "(CPU: saved for backward + params, grads, AdamW)",
+                  "cpu_autograd_saved_tensors": "(CPU: tensors saved for backward)"}
+
+
 def _plots(out: Path, runs: List[Dict[str, Any]], records: List[Dict[str, Any]], dataset: str, measure: str) -> None:
     series = {}
     for r in runs:
@@ -148,5 +155,5 @@ def _plots(out: Path, runs: List[Dict[str, Any]], records: List[Dict[str, Any]],
     names = [r["backend"] for r in runs]
     R.plot_bars(out / "time_memory.png", names,
                 [("seconds per epoch", [r["seconds_per_epoch"] for r in runs], [r["seconds_per_epoch_std"] for r in runs]),
-                 (f"peak memory MB\n({measure})", [r["peak_memory_mb"] for r in runs])],
+                 ("peak memory MB\n" + _MEASURE_LABEL.get(measure, measure), [r["peak_memory_mb"] for r in runs])],
                 title=f"{dataset}: training time and memory per backend")

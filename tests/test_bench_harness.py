@@ -45,20 +45,12 @@ def test_list_backends_and_help_show_defaults(capsys):
     assert "* native:tssl" in out and "spikingjelly:piecewise_quadratic" in out and "ce_rate" in out
     with pytest.raises(SystemExit):
         cli.main(["--help"])
-    text = capsys.readouterr().out
-    parser = cli.build_parser()
-    for action in parser._actions:
-        if action.option_strings and action.dest not in ("help",):
-            assert action.option_strings[0] in text
-            if action.default not in (None, False, argparse_suppress()):
-                assert "default" in (action.help or "") or "(default:" in text
-    assert text.count("(default:") >= len([a for a in parser._actions if a.option_strings]) - 2
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
+    text = " ".join(capsys.readouterr().out.split())
+    options = [a for a in cli.build_parser()._actions if a.option_strings and a.dest != "help"]
+    for action in options:  # every option is documented, with its default
+        assert action.option_strings[0] in text and action.help
+    assert text.count("(default:") == len(options)
+    assert "(default: digits)" in text and "(default: native:tssl,snntorch:tssl" in text
 
 
 def test_missing_data_error_names_the_file(tmp_path, capsys):
@@ -140,7 +132,8 @@ def test_same_initial_weights_in_every_library():
 
 
 def test_resume_gives_identical_numbers(tmp_path):
-    cfg = Config(backends=["native:tssl", "snntorch:atan"], limit_train=96, limit_test=48, hidden=[16],
+    names = ["native:tssl", "snntorch:atan"] + [n for n in ("spikingjelly:tssl",) if _available(n)]
+    cfg = Config(backends=names, limit_train=96, limit_test=48, hidden=[16],
                  epochs=3, seeds=1, batch_size=32)
     full = run_benchmark(cfg, tmp_path / "full", quiet=True)
     # interrupted after the first epoch of every run, then resumed from the folder alone
@@ -155,7 +148,7 @@ def test_resume_gives_identical_numbers(tmp_path):
     order = lambda r: (r["backend"], r["seed"], r["epoch"])  # noqa: E731
     a = sorted(({k: r[k] for k in keys} for r in report.read_jsonl(tmp_path / "full" / "results.jsonl")), key=order)
     b = sorted(({k: r[k] for k in keys} for r in report.read_jsonl(part / "results.jsonl")), key=order)
-    assert a == b and len(a) == 6
+    assert a == b and len(a) == 3 * len(names)
     for ra, rb in zip(full["runs"], resumed["runs"]):
         assert ra["test_accuracy"] == rb["test_accuracy"] and ra["train_loss"] == rb["train_loss"]
 
@@ -193,3 +186,46 @@ def test_torchrun_ddp_two_processes(tmp_path):
     assert len(recs) == 1 and recs[0]["world_size"] == 2  # only rank 0 wrote
     assert recs[0]["train_samples"] == 64  # two shards of 32 from the DistributedSampler
     assert proc.stdout.count("results in") == 1
+
+
+def test_event_data_cnn_uses_count_loss(tmp_path):
+    """N-MNIST files -> the paper's N-MNIST CNN in every library; TSSL-BP trains with the count loss."""
+    from test_bench_data import _nmnist_bytes
+
+    for split in ("Train", "Test"):
+        for label in (1, 2):
+            d = tmp_path / "nm" / split / str(label)
+            d.mkdir(parents=True)
+            ev = [(x, (x * 7 + label) % 34, x % 2, 5000 * x) for x in range(34)]
+            (d / "00000.bin").write_bytes(_nmnist_bytes(ev))
+    out = tmp_path / "o"
+    rc = cli.main(["--dataset", "nmnist", "--data-root", str(tmp_path / "nm"), "--arch", "nmnist-cnn", "-T", "6",
+                   "--backends", "native:tssl,snntorch:atan,spikingjelly:sigmoid", "--epochs", "1", "--seeds", "1",
+                   "--out", str(out), "--quiet"])
+    assert rc == 0
+    runs = {r["backend"]: r for r in json.loads((out / "summary.json").read_text())["runs"]}
+    assert runs["native:tssl"]["loss"] == "count" and runs["snntorch:atan"]["loss"] == "ce_rate"
+    assert all(len(r["firing_rates"]) == 3 for r in runs.values())  # 12C5, 64C5, output
+    assert "12C5-P2-64C5-P2-10" in json.loads((out / "summary.json").read_text())["network"]
+
+
+@pytest.mark.parametrize("name,surrogate", [("snntorch:tssl", "snntorch:atan"),
+                                            ("spikingjelly:tssl", "spikingjelly:sigmoid")])
+def test_library_tssl_backend_is_the_same_network_converted(name, surrogate):
+    if not _available(name):
+        pytest.skip(f"{name}: the adapter (tssl_plugin.adapters.{name.split(':')[0]}) is not merged into this "
+                    f"branch yet; the harness builds this backend as the library network + convert(...)")
+    from tssl_plugin.benchmarks import models as M
+
+    arch = M.make_arch("mlp", 10, [16])
+    w = M.initial_weights(arch, (1, 8, 8), seed=1)
+    tssl = B.BACKENDS[name].build(arch, (1, 8, 8), w, M.NeuronCfg())
+    sur = B.BACKENDS[surrogate].build(arch, (1, 8, 8), w, M.NeuronCfg())
+    assert list(tssl.state_dict()) == list(sur.state_dict())
+    x = (torch.rand(5, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.5).requires_grad_(True)
+    out_t, spk_t = tssl(x)
+    out_s, spk_s = sur(x.detach().clone().requires_grad_(True))
+    assert torch.equal(out_t, out_s) and all(torch.equal(a, b) for a, b in zip(spk_t, spk_s))  # same forward
+    out_t.sum().backward()
+    g = [p.grad for p in tssl.parameters()]
+    assert all(gi is not None and torch.isfinite(gi).all() for gi in g) and any(gi.abs().sum() > 0 for gi in g)
