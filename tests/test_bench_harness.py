@@ -229,3 +229,31 @@ def test_library_tssl_backend_is_the_same_network_converted(name, surrogate):
     out_t.sum().backward()
     g = [p.grad for p in tssl.parameters()]
     assert all(gi is not None and torch.isfinite(gi).all() for gi in g) and any(gi.abs().sum() > 0 for gi in g)
+
+
+def test_resume_after_kill(tmp_path):
+    """A process killed (SIGKILL) after its first checkpoint resumes to the numbers of an uninterrupted run."""
+    import time
+
+    args = ["--backends", "native:tssl,spikingjelly:sigmoid", "--limit-train", "256", "--limit-test", "64",
+            "--hidden", "32", "--epochs", "4", "--seeds", "1", "--quiet"]
+    assert cli.main(args + ["--out", str(tmp_path / "full")]) == 0
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "tssl_plugin.benchmarks", *args, "--out", str(part)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = part / "checkpoints" / "native_tssl-seed0.pt"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert first.exists()
+    assert cli.main(["--resume", str(part), "--quiet"]) == 0
+    keys = ("backend", "epoch", "train_loss", "train_accuracy", "test_accuracy", "firing_rates")
+    order = lambda r: (r["backend"], r["epoch"])  # noqa: E731
+    a = sorted(({k: r[k] for k in keys} for r in report.read_jsonl(tmp_path / "full" / "results.jsonl")), key=order)
+    b = sorted(({k: r[k] for k in keys} for r in report.read_jsonl(part / "results.jsonl")), key=order)
+    assert a == b and len(a) == 8
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())["runs"]
+    resumed = json.loads((part / "summary.json").read_text())["runs"]
+    assert [r["test_accuracy"] for r in full] == [r["test_accuracy"] for r in resumed]
