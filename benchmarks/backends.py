@@ -1,0 +1,128 @@
+"""Backends, named ``LIBRARY:GRADIENT``: how to build the benchmark network for each.
+
+* ``native:tssl``: the paper's network on the core op (:func:`models.build_native`).
+* ``snntorch:<surrogate>``: ``snn.Leaky`` with ``snntorch.surrogate.<surrogate>()``.
+* ``spikingjelly:<surrogate>``: ``LIFNode`` with ``spikingjelly...surrogate.<Class>()``.
+* ``snntorch:tssl`` / ``spikingjelly:tssl``: the same library network, then the
+  adapter's ``convert(model, tau_s=..., warmup=...)`` (public API of
+  ``tssl_plugin.adapters.snntorch`` / ``.spikingjelly``).
+
+Each backend names its natural loss: TSSL-BP the kernel loss (the count loss on
+event data), snnTorch surrogates ``ce_rate`` (as ``snntorch.functional.ce_rate_loss``),
+SpikingJelly surrogates ``mse_rate`` (MSE of firing rate vs one-hot, as in its tutorials).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import models
+
+__all__ = ["Backend", "BACKENDS", "BackendUnavailable", "resolve", "backend_names", "DEFAULT_BACKENDS"]
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's library or adapter is not installed / not importable."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One ``LIBRARY:GRADIENT`` combination."""
+
+    name: str
+    library: str  # native | snntorch | spikingjelly
+    gradient: str  # tssl | a surrogate name
+    description: str
+    natural_loss: str  # kernel | ce_rate | mse_rate
+
+    @property
+    def is_tssl(self) -> bool:
+        return self.gradient == "tssl"
+
+    def check_available(self) -> None:
+        """Raise :class:`BackendUnavailable` saying what to install if the backend cannot run."""
+        mods = {"native": [], "snntorch": ["snntorch"], "spikingjelly": ["spikingjelly.activation_based"]}[self.library]
+        if self.is_tssl and self.library != "native":
+            mods = mods + [f"tssl_plugin.adapters.{self.library}"]
+        for mod in mods:
+            try:
+                importlib.import_module(mod)
+            except ImportError as err:
+                extra = self.library
+                raise BackendUnavailable(
+                    f"backend {self.name} needs {mod} ({err}); install with: pip install 'tssl-plugin[{extra}]'"
+                ) from err
+
+    def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True):
+        """The network for this backend, starting from ``weights``."""
+        self.check_available()
+        if self.library == "native":
+            return models.build_native(arch, in_shape, weights, cfg)
+        if self.library == "snntorch":
+            if self.is_tssl:
+                from tssl_plugin.adapters import snntorch as adapter
+
+                net = models.build_snntorch(arch, in_shape, weights, cfg)
+                adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup)
+                return net
+            from snntorch import surrogate
+
+            return models.build_snntorch(arch, in_shape, weights, cfg, getattr(surrogate, self.gradient)())
+        if self.is_tssl:
+            from tssl_plugin.adapters import spikingjelly as adapter
+
+            net = models.build_spikingjelly(arch, in_shape, weights, cfg)
+            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup)
+            return net
+        from spikingjelly.activation_based import surrogate
+
+        return models.build_spikingjelly(arch, in_shape, weights, cfg, getattr(surrogate, _SJ[self.gradient])())
+
+
+#: snnTorch surrogate factories (``snntorch.surrogate.<name>()``), deterministic ones with defaults.
+_SNN = ["atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through_estimator", "spike_rate_escape"]
+#: SpikingJelly surrogate classes (``spikingjelly.activation_based.surrogate.<Class>()``).
+_SJ = {
+    "sigmoid": "Sigmoid", "atan": "ATan", "piecewise_quadratic": "PiecewiseQuadratic", "erf": "Erf",
+    "piecewise_exp": "PiecewiseExp", "soft_sign": "SoftSign", "super_spike": "SuperSpike",
+    "piecewise_leaky_relu": "PiecewiseLeakyReLU", "q_pseudo_spike": "QPseudoSpike", "rect": "Rect",
+}
+
+
+def _all() -> Dict[str, Backend]:
+    out = [Backend("native:tssl", "native", "tssl", "paper network on tssl_lif, PSC between layers", "kernel"),
+           Backend("snntorch:tssl", "snntorch", "tssl", "snn.Leaky network + adapters.snntorch.convert", "kernel"),
+           Backend("spikingjelly:tssl", "spikingjelly", "tssl",
+                   "LIFNode network + adapters.spikingjelly.convert", "kernel")]
+    out += [Backend(f"snntorch:{g}", "snntorch", g, f"snn.Leaky, spike_grad=snntorch.surrogate.{g}()", "ce_rate")
+            for g in _SNN]
+    out += [Backend(f"spikingjelly:{g}", "spikingjelly", g,
+                    f"LIFNode, surrogate_function=surrogate.{c}()", "mse_rate") for g, c in _SJ.items()]
+    return {b.name: b for b in out}
+
+
+BACKENDS: Dict[str, Backend] = _all()
+#: what ``tssl-bench`` runs with no ``--backends``.
+DEFAULT_BACKENDS = ("native:tssl", "snntorch:tssl", "spikingjelly:tssl", "snntorch:atan", "spikingjelly:sigmoid")
+
+
+def backend_names() -> List[str]:
+    """All backend names, in listing order."""
+    return list(BACKENDS)
+
+
+def resolve(names: Sequence[str]) -> List[Backend]:
+    """Backends for ``names``; an unknown name raises ValueError listing the valid ones."""
+    out = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+        if BACKENDS[name] not in out:
+            out.append(BACKENDS[name])
+    if not out:
+        raise ValueError(f"no backend given; valid backends: {', '.join(BACKENDS)}")
+    return out

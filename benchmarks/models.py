@@ -1,0 +1,362 @@
+r"""One architecture description -> the equivalent spiking network in each library.
+
+An architecture is a list of :class:`Layer` records (``fc``, ``conv``, ``pool``,
+``flatten``). Every ``fc``/``conv`` synapse (bias-free, as in the paper) is
+followed by a layer of LIF neurons with the same constants in every library::
+
+    u[t] = (1 - 1/tau_m) * v[t-1] + x[t],   o[t] = [u[t] > theta],   v[t] = u[t] (1 - o[t])
+
+* native (``tssl_plugin``): synapses act on the PSC ``a`` of the previous layer,
+  neurons are :class:`tssl_plugin.TSSLNeuron` (output PSC), as in the paper;
+* snnTorch: ``snn.Leaky(beta=1-1/tau_m, threshold=theta, reset_mechanism="zero")``
+  called once per time step with an explicit membrane (the snnTorch tutorial loop);
+* SpikingJelly: ``neuron.LIFNode(tau=tau_m, decay_input=False, v_reset=0.0)`` in
+  multi-step mode (``step_mode="m"``), synapses from ``spikingjelly...layer``.
+
+``reset="subtract"`` selects each library's reset by subtraction instead (an
+extension of the paper for TSSL-BP). Pooling is the paper's sum pooling times
+1.1 (a fixed convolution of weight 1.1), with no neuron after it.
+
+:func:`initial_weights` draws the synaptic weights once per seed; every
+builder copies them, so all backends start from the same weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights",
+    "SumPool", "SpikingNet", "build_native", "build_snntorch", "build_spikingjelly",
+]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: ``kind`` in fc/conv/pool/flatten; ``out`` features or channels; ``k`` kernel."""
+
+    kind: str
+    out: int = 0
+    k: int = 0
+    padding: int = 0
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A named layer list, e.g. the paper's ``15C5-P2-40C5-P2-300-10``."""
+
+    name: str
+    layers: Tuple[Layer, ...]
+
+    def describe(self) -> str:
+        """Paper notation, e.g. ``64-400-400-10`` or ``15C5-P2-...``."""
+        parts = []
+        for layer in self.layers:
+            if layer.kind == "fc":
+                parts.append(str(layer.out))
+            elif layer.kind == "conv":
+                parts.append(f"{layer.out}C{layer.k}")
+            elif layer.kind == "pool":
+                parts.append(f"P{layer.k}")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class NeuronCfg:
+    """Neuron constants shared by every backend."""
+
+    tau_m: float = 5.0
+    tau_s: float = 3.0
+    threshold: float = 1.0
+    reset: str = "zero"  # or "subtract"
+
+
+def _conv_stack(spec: str) -> List[Layer]:
+    out: List[Layer] = []
+    for tok in spec.split("-"):
+        if tok.startswith("P"):
+            out.append(Layer("pool", k=int(tok[1:])))
+        elif "C" in tok:
+            ch, k = tok.split("C")
+            out.append(Layer("conv", out=int(ch), k=int(k), padding=int(k) // 2 if int(k) == 3 else 0))
+        else:
+            if out and out[-1].kind in ("conv", "pool"):
+                out.append(Layer("flatten"))
+            out.append(Layer("fc", out=int(tok)))
+    return out
+
+
+#: the paper's networks (spec table) by name; ``mlp`` takes ``hidden`` sizes.
+ARCHITECTURES: Dict[str, str] = {
+    "mlp": "fully connected, hidden sizes from --hidden (paper: 400-400)",
+    "mnist-cnn": "15C5-P2-40C5-P2-300-10 (paper, MNIST)",
+    "fmnist-cnn": "32C5-P2-64C5-P2-1024-10 (paper, Fashion-MNIST)",
+    "nmnist-cnn": "12C5-P2-64C5-P2-10 (paper, N-MNIST)",
+    "cifar10-cnn1": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024-10 (paper, CIFAR-10 CNN1)",
+}
+_CONV_SPECS = {
+    "mnist-cnn": "15C5-P2-40C5-P2-300",
+    "fmnist-cnn": "32C5-P2-64C5-P2-1024",
+    "nmnist-cnn": "12C5-P2-64C5-P2",
+    "cifar10-cnn1": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024",
+}
+
+
+def make_arch(name: str, n_class: int, hidden: Sequence[int] = (400, 400)) -> Arch:
+    """The architecture ``name`` (see :data:`ARCHITECTURES`) ending in ``n_class`` outputs."""
+    if name == "mlp":
+        if any(int(h) < 1 for h in hidden):
+            raise ValueError(f"--hidden sizes must be positive integers, got {list(hidden)}")
+        layers = [Layer("flatten")] + [Layer("fc", out=int(h)) for h in hidden] + [Layer("fc", out=n_class)]
+    elif name in _CONV_SPECS:
+        layers = _conv_stack(_CONV_SPECS[name])
+        if layers[-1].kind in ("conv", "pool"):
+            layers.append(Layer("flatten"))
+        layers.append(Layer("fc", out=n_class))
+    else:
+        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)}")
+    return Arch(name, tuple(layers))
+
+
+def _shapes(arch: Arch, in_shape: Sequence[int]) -> List[Tuple[int, ...]]:
+    """Input shape of every layer (per sample), checking that the network fits the data."""
+    shape = tuple(int(s) for s in in_shape)
+    shapes = []
+    for layer in arch.layers:
+        shapes.append(shape)
+        if layer.kind == "flatten":
+            shape = (math.prod(shape),)
+        elif layer.kind == "fc":
+            if len(shape) != 1:
+                raise ValueError(f"{arch.name}: fc layer got a {shape} input; add a flatten")
+            shape = (layer.out,)
+        elif layer.kind == "conv":
+            if len(shape) != 3:
+                raise ValueError(f"{arch.name}: conv layer needs [C, H, W] input, got {shape}")
+            c, h, w = shape
+            h2, w2 = h + 2 * layer.padding - layer.k + 1, w + 2 * layer.padding - layer.k + 1
+            if h2 < 1 or w2 < 1:
+                raise ValueError(f"{arch.name} does not fit input {tuple(in_shape)}: {layer.k}x{layer.k} conv on {h}x{w}")
+            shape = (layer.out, h2, w2)
+        elif layer.kind == "pool":
+            c, h, w = shape
+            if h < layer.k or w < layer.k:
+                raise ValueError(f"{arch.name} does not fit input {tuple(in_shape)}: pool {layer.k} on {h}x{w}")
+            shape = (c, h // layer.k, w // layer.k)
+    shapes.append(shape)
+    return shapes
+
+
+def initial_weights(arch: Arch, in_shape: Sequence[int], seed: int, gain: float = 1.0) -> List[Tensor]:
+    """Weights of every synapse, drawn once from ``seed`` (PyTorch's default init times ``gain``)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
+        if layer.kind == "fc":
+            w = torch.empty(layer.out, shape[0])
+        elif layer.kind == "conv":
+            w = torch.empty(layer.out, shape[0], layer.k, layer.k)
+        else:
+            continue
+        fan_in = w[0].numel()
+        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)), nn.Linear/Conv2d default
+        w.uniform_(-bound, bound, generator=gen)
+        out.append(w * gain)
+    return out
+
+
+class SumPool(nn.Module):
+    """The paper's pooling: sum over ``k x k`` windows times ``scale`` (1.1), on ``[B, C, H, W]``."""
+
+    def __init__(self, k: int, scale: float = 1.1) -> None:
+        super().__init__()
+        self.k, self.scale = int(k), float(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, self.k) * (self.k * self.k * self.scale)
+
+
+class _TimeDistributed(nn.Module):
+    """Apply a per-sample module to every time step of ``[T, N, ...]`` at once."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, N = x.shape[:2]
+        y = self.module(x.reshape(T * N, *x.shape[2:]))
+        return y.reshape(T, N, *y.shape[1:])
+
+
+def _synapse(layer: Layer, shape: Tuple[int, ...], weight: Tensor) -> nn.Module:
+    if layer.kind == "fc":
+        mod: nn.Module = nn.Linear(shape[0], layer.out, bias=False)
+    else:
+        mod = nn.Conv2d(shape[0], layer.out, layer.k, padding=layer.padding, bias=False)
+    with torch.no_grad():
+        mod.weight.copy_(weight)
+    return mod
+
+
+class SpikingNet(nn.Module):
+    """Base of the built networks: ``forward(x [T, N, ...]) -> (out [T, N, C], spikes per layer)``.
+
+    ``out`` is the output layer's PSC for the native network and its spikes
+    for the library networks (``output_kind`` says which). The spike list
+    holds one detached ``[T, N, ...]`` tensor per spiking layer, for firing rates.
+    """
+
+    output_kind = "spike"
+
+    def synapses(self) -> List[nn.Module]:
+        """The weighted layers in order (for weight clipping and weight checks)."""
+        return [m for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+# --------------------------------------------------------------------- native
+class NativeNet(SpikingNet):
+    """The paper's network on the core op: PSC between layers, :class:`TSSLNeuron` neurons."""
+
+    output_kind = "psc"
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg) -> None:
+        super().__init__()
+        from tssl_plugin import TSSLNeuron
+
+        reset = {"zero": "zero", "subtract": "subtract"}[cfg.reset]
+        self.tau_s = cfg.tau_s
+        ops, spiking, w = [], [], iter(weights)
+        for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
+            if layer.kind in ("fc", "conv"):
+                ops.append(_TimeDistributed(_synapse(layer, shape, next(w))))
+                ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc", reset=reset))
+                spiking.extend([False, True])
+            elif layer.kind == "pool":
+                ops.append(_TimeDistributed(SumPool(layer.k)))
+                spiking.append(False)
+            else:
+                ops.append(_TimeDistributed(nn.Flatten()))
+                spiking.append(False)
+        self.ops = nn.ModuleList(ops)
+        self._spiking = spiking
+
+    def forward(self, x: Tensor):
+        spikes = []
+        decay = 1.0 - 1.0 / self.tau_s
+        for op, is_neuron in zip(self.ops, self._spiking):
+            x = op(x)
+            if is_neuron:
+                with torch.no_grad():  # recover spikes from the PSC: o[t] = tau_s (a[t] - decay a[t-1])
+                    prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+                    spikes.append(torch.round(self.tau_s * (x - decay * prev)).clamp_(0, 1))
+        return x, spikes
+
+
+def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg) -> SpikingNet:
+    """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC)."""
+    return NativeNet(arch, in_shape, weights, cfg)
+
+
+# ------------------------------------------------------------------- snntorch
+class SnnTorchNet(SpikingNet):
+    """The network with ``snn.Leaky`` neurons, run in snnTorch's step loop with explicit ``mem``.
+
+    Synapses are applied to the whole sequence at once (they have no state);
+    each Leaky layer is then called once per time step, ``spk, mem = lif(cur[t], mem)``.
+    """
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, spike_grad) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        beta = 1.0 - 1.0 / cfg.tau_m
+        ops, w = [], iter(weights)
+        for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
+            if layer.kind in ("fc", "conv"):
+                ops.append(_TimeDistributed(_synapse(layer, shape, next(w))))
+                ops.append(snn.Leaky(beta=beta, threshold=cfg.threshold, spike_grad=spike_grad,
+                                     reset_mechanism=cfg.reset))
+            elif layer.kind == "pool":
+                ops.append(_TimeDistributed(SumPool(layer.k)))
+            else:
+                ops.append(_TimeDistributed(nn.Flatten()))
+        self.ops = nn.ModuleList(ops)
+
+    def forward(self, x: Tensor):
+        import snntorch as snn
+
+        spikes = []
+        for op in self.ops:
+            if isinstance(op, snn.Leaky):
+                mem = op.init_leaky()
+                out = []
+                for t in range(x.shape[0]):
+                    spk, mem = op(x[t], mem)
+                    out.append(spk)
+                x = torch.stack(out)
+                spikes.append(x.detach())
+            else:
+                x = op(x)
+        return x, spikes
+
+
+def build_snntorch(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, spike_grad=None) -> SpikingNet:
+    """The network with ``snntorch.Leaky`` neurons and surrogate ``spike_grad``."""
+    return SnnTorchNet(arch, in_shape, weights, cfg, spike_grad)
+
+
+# --------------------------------------------------------------- spikingjelly
+class SpikingJellyNet(SpikingNet):
+    """The network with SpikingJelly ``LIFNode`` neurons and ``layer.*`` synapses, multi-step mode."""
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, surrogate_function) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer as sjl, neuron
+
+        v_reset = 0.0 if cfg.reset == "zero" else None
+        ops, w = [], iter(weights)
+        for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
+            if layer.kind == "fc":
+                syn = sjl.Linear(shape[0], layer.out, bias=False)
+            elif layer.kind == "conv":
+                syn = sjl.Conv2d(shape[0], layer.out, layer.k, padding=layer.padding, bias=False)
+            elif layer.kind == "pool":
+                ops.append(sjl.SeqToANNContainer(SumPool(layer.k)))
+                continue
+            else:
+                ops.append(sjl.Flatten())
+                continue
+            with torch.no_grad():
+                syn.weight.copy_(next(w))
+            ops.append(syn)
+            ops.append(neuron.LIFNode(tau=cfg.tau_m, decay_input=False, v_threshold=cfg.threshold,
+                                      v_reset=v_reset, surrogate_function=surrogate_function))
+        self.ops = nn.Sequential(*ops)
+        functional.set_step_mode(self.ops, "m")
+
+    def forward(self, x: Tensor):
+        from spikingjelly.activation_based import functional, neuron
+
+        functional.reset_net(self.ops)
+        spikes = []
+        for op in self.ops:
+            x = op(x)
+            if isinstance(op, neuron.BaseNode):
+                spikes.append(x.detach())
+        return x, spikes
+
+
+def build_spikingjelly(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
+                       surrogate_function=None) -> SpikingNet:
+    """The network with ``spikingjelly`` ``LIFNode`` neurons and the given surrogate function."""
+    if surrogate_function is None:
+        from spikingjelly.activation_based import surrogate
+
+        surrogate_function = surrogate.Sigmoid()
+    return SpikingJellyNet(arch, in_shape, weights, cfg, surrogate_function)

@@ -1,0 +1,159 @@
+"""Turn per-epoch records into ``summary.json``, ``summary.csv``, ``summary.md`` and the PNG plots.
+
+Per backend, over seeds: mean and (sample) standard deviation of the final
+test accuracy, mean of the final train accuracy / loss, mean seconds per
+epoch and samples per second over all epochs, the largest peak memory, and
+the mean firing rate of each spiking layer over all epochs.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from . import report as R
+
+__all__ = ["write_summary", "aggregate", "summary_rows", "SUMMARY_COLUMNS"]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(statistics.fmean(xs)) if xs else float("nan")
+
+
+def _std(xs: Sequence[float]) -> float:
+    return float(statistics.stdev(xs)) if len(xs) > 1 else 0.0
+
+
+def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One run summary per backend (in first-seen order), aggregated over its seeds."""
+    order: List[str] = []
+    by: Dict[str, List[Dict[str, Any]]] = {}
+    for r in records:
+        if r["backend"] not in by:
+            order.append(r["backend"])
+            by[r["backend"]] = []
+        by[r["backend"]].append(r)
+    runs = []
+    for name in order:
+        recs = by[name]
+        seeds = sorted({r["seed"] for r in recs})
+        last = [max((r for r in recs if r["seed"] == s), key=lambda r: r["epoch"]) for s in seeds]
+        final = [r["test_accuracy"] for r in last]
+        n_layers = len(recs[0]["firing_rates"])
+        runs.append({
+            "backend": name, "library": recs[0]["library"], "gradient": recs[0]["gradient"],
+            "dataset": recs[0]["dataset"], "arch": recs[0]["arch"], "loss": recs[0]["loss"],
+            "epochs": max(r["epoch"] for r in recs), "seeds": seeds,
+            "test_accuracy": _mean(final), "test_accuracy_std": _std(final),
+            "test_accuracy_per_seed": final,
+            "best_test_accuracy": _mean([max(r["test_accuracy"] for r in recs if r["seed"] == s) for s in seeds]),
+            "train_accuracy": _mean([r["train_accuracy"] for r in last]),
+            "train_loss": _mean([r["train_loss"] for r in last]),
+            "seconds_per_epoch": _mean([r["seconds"] for r in recs]),
+            "seconds_per_epoch_std": _std([r["seconds"] for r in recs]),
+            "samples_per_second": _mean([r["samples_per_second"] for r in recs]),
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
+            "memory_measure": recs[0]["memory_measure"],
+            "process_peak_rss_mb": max(r.get("process_peak_rss_mb", float("nan")) for r in recs),
+            "firing_rates": [_mean([r["firing_rates"][i] for r in recs]) for i in range(n_layers)],
+            "world_size": recs[0]["world_size"], "device": recs[0]["device"],
+        })
+    return runs
+
+
+SUMMARY_COLUMNS = ["backend", "loss", "test_accuracy", "test_accuracy_std", "train_accuracy", "train_loss",
+                   "seconds_per_epoch", "samples_per_second", "peak_memory_mb", "firing_rates", "seeds", "epochs",
+                   "world_size"]
+
+
+def summary_rows(runs: List[Dict[str, Any]]) -> List[List[Any]]:
+    """Rows for the CSV (raw numbers)."""
+    rows = []
+    for r in runs:
+        row = []
+        for c in SUMMARY_COLUMNS:
+            v = r[c]
+            row.append(" ".join(f"{x:.4f}" for x in v) if c == "firing_rates" else
+                       len(v) if c == "seeds" else v)
+        rows.append(row)
+    return rows
+
+
+def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Dict[str, Any], measure: str) -> str:
+    """The human-readable summary table with its context."""
+    head = ["backend", "loss", "test acc (mean ± std)", "per seed", "train acc", "s/epoch", "samples/s",
+            "peak MB", "firing rate per layer"]
+    rows = [[f"`{r['backend']}`", r["loss"], f"{r['test_accuracy']:.4f}" + (
+                 f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
+             " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]), f"{r['train_accuracy']:.4f}",
+             f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
+             " / ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
+    text = (f"# tssl-bench results\n\n"
+            f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
+            f"`{arch.name}` ({'x'.join(map(str, ds.in_shape))}-{arch.describe()}), T={cfg.steps}, "
+            f"{cfg.epochs} epochs, {cfg.seeds} seed(s) from {cfg.seed}, batch {cfg.batch_size}, AdamW lr {cfg.lr}, "
+            f"weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
+            f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
+            f"encoding={cfg.encoding}.\n\n"
+            f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
+            f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
+    text += R.markdown_table(head, rows)
+    text += (f"\n*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
+             f"ce_rate = cross-entropy per step on output spikes, as snntorch.functional.ce_rate_loss; "
+             f"mse_rate = MSE of output firing rate vs one-hot, as SpikingJelly tutorials; count = TSSL-BP count "
+             f"loss). *test acc*: final epoch, argmax of the summed output PSC. *peak MB*: {measure}"
+             + (" (bytes autograd saves for backward in one training step + parameters, gradients, optimizer "
+                "state; the process RSS peak is in summary.json)" if measure.startswith("cpu") else "")
+             + ". *s/epoch*: training wall time per epoch.\n")
+    return text
+
+
+def console_table(runs: List[Dict[str, Any]]) -> str:
+    """The final table printed to the terminal."""
+    head = ["backend", "loss", "test acc", "± std", "s/epoch", "samples/s", "peak MB", "firing rates"]
+    rows = [[r["backend"], r["loss"], f"{r['test_accuracy']:.4f}", f"{r['test_accuracy_std']:.4f}",
+             f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
+             " ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, arch: Any,
+                  machine: Dict[str, Any], measure: str) -> Dict[str, Any]:
+    """Write summary.json/.csv/.md and the plots into ``out``; return the summary dict."""
+    import dataclasses
+
+    runs = aggregate(records)
+    summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "memory_measure": measure,
+               "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test), "source": ds.source},
+               "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}",
+               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    R.atomic_write_json(out / "summary.json", summary)
+    R.atomic_write_text(out / "summary.csv", R.csv_text(SUMMARY_COLUMNS, summary_rows(runs)))
+    R.atomic_write_text(out / "summary.md", markdown(runs, cfg, ds, arch, machine, measure))
+    _plots(out, runs, records, ds.name, measure)
+    return summary
+
+
+_MEASURE_LABEL = {"cuda_max_memory_allocated": "(CUDA allocator peak)",
+                  "cpu_autograd_saved_tensors_plus_params_grads_optimizer":
+                      "(CPU: saved for backward + params, grads, AdamW)",
+                  "cpu_autograd_saved_tensors": "(CPU: tensors saved for backward)"}
+
+
+def _plots(out: Path, runs: List[Dict[str, Any]], records: List[Dict[str, Any]], dataset: str, measure: str) -> None:
+    series = {}
+    for r in runs:
+        recs = [x for x in records if x["backend"] == r["backend"]]
+        epochs = sorted({x["epoch"] for x in recs})
+        per = [[x["test_accuracy"] for x in recs if x["epoch"] == e] for e in epochs]
+        series[f"{r['backend']} ({r['loss']})"] = (epochs, [_mean(p) for p in per], [_std(p) for p in per])
+    R.plot_lines(out / "accuracy_vs_epoch.png", series, xlabel="epoch", ylabel="test accuracy",
+                 title=f"{dataset}: test accuracy per epoch (mean ± std over seeds)")
+    names = [r["backend"] for r in runs]
+    R.plot_bars(out / "time_memory.png", names,
+                [("seconds per epoch", [r["seconds_per_epoch"] for r in runs], [r["seconds_per_epoch_std"] for r in runs]),
+                 ("peak memory MB\n" + _MEASURE_LABEL.get(measure, measure), [r["peak_memory_mb"] for r in runs])],
+                title=f"{dataset}: training time and memory per backend")
