@@ -66,13 +66,13 @@ def forward_step(
     """One forward step. Returns ``(o, u, du, v_next, s_next)``; ``o`` is bool."""
     du = x_t - v * k.inv_tau_m
     if k.reset == "subtract_after_leak":
-        du = du - o_prev * k.threshold
+        du = du - o_prev.to(du.dtype) * k.threshold
     u = v + du
     o = u > k.threshold
     if k.reset == "zero":
         v_next = torch.where(o, torch.zeros_like(u), u)
     elif k.reset == "subtract":
-        v_next = u - o * k.threshold
+        v_next = u - o.to(u.dtype) * k.threshold
     else:  # "none", and "subtract_after_leak" which subtracts in the next du
         v_next = u
     return o, u, du, v_next, trace_step(s, o, k.inv_tau_s)
