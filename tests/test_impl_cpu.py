@@ -60,6 +60,19 @@ def test_long_sequence_float32_close_to_float64():
 
 
 @needs_cpu
+def test_two_threads_match_reference():
+    """Enough neurons that the kernel splits its blocks over two OpenMP threads (uneven last block)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert cpu._threads(20 * 7000) == 2
+        x, g = cases.random_case(20, (7000,), torch.float64, 6)
+        cases.check_against_reference("cpu", x, g)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_cpu
 def test_auto_selects_cpu_and_no_grad_path():
     x, _ = cases.random_case(5, (4, 8), torch.float32, 3)
     assert _impl.select("auto", x).name == "cpu"
