@@ -44,6 +44,7 @@ contributing nothing.
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 from typing import Any, Optional, Tuple
 
@@ -62,6 +63,12 @@ SURROGATE_IGNORED = (
 )
 
 
+DETACH_RESET_NOTE = (
+    "detach_reset=True has no effect on TSSL-BP gradients (the rule has its own dependence on "
+    "the reset); the forward pass is unchanged"
+)
+
+
 def check_tau_s(tau_s: object) -> float:
     """``tau_s`` must be a real number >= 1 (the PSC time constant of the warm-up trace)."""
     if isinstance(tau_s, bool) or not isinstance(tau_s, Real):
@@ -76,6 +83,17 @@ def check_warmup(warmup: object) -> bool:
         raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
     return warmup
 
+
+
+def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool) -> None:
+    """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
+    if surrogate_function is not None:
+        warnings.warn(SURROGATE_IGNORED, UserWarning, stacklevel=3)
+    if detach_reset:
+        warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
+    node.tau_s = check_tau_s(tau_s)
+    node.warmup = check_warmup(warmup)
+    node._tssl_carry = None
 
 
 def _number(node: Any, name: str) -> float:

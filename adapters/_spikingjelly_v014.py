@@ -12,7 +12,6 @@ its CUDA kernels are a separate forward the adapter does not reproduce.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Tuple
 
 import torch
@@ -20,15 +19,9 @@ from torch import Tensor
 
 from spikingjelly.activation_based import neuron, surrogate
 
-from ._spikingjelly_common import SURROGATE_IGNORED, TSSLNodeMixin, check_tau_s, check_warmup
+from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
-
-DETACH_RESET_NOTE = (
-    "detach_reset=True has no effect on TSSL-BP gradients (the rule has its own dependence on "
-    "the reset); the forward pass is unchanged"
-)
-
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 0.0.0.0.14 options the adapter cannot honour."""
@@ -81,16 +74,6 @@ class _V014Engine:
         return args + self._eval_extra()
 
 
-def _init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool) -> None:
-    if surrogate_function is not None:
-        warnings.warn(SURROGATE_IGNORED, UserWarning, stacklevel=3)
-    if detach_reset:
-        warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
-    node.tau_s = check_tau_s(tau_s)
-    node.warmup = check_warmup(warmup)
-    node._tssl_carry = None
-
-
 class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     """SpikingJelly 0.0.0.0.14 ``LIFNode`` with TSSL-BP gradients (forward unchanged); see the 2.x class."""
 
@@ -104,7 +87,7 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
-        _init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
 
     def _eval_suffix(self) -> str:
         return "_decay_input" if self.decay_input else "_no_decay_input"
@@ -135,7 +118,7 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
                  store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, backend, store_v_seq)
         lib_check(self)
-        _init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
 
     def _eval_suffix(self) -> str:
         return ""

@@ -9,7 +9,6 @@ membrane ``h`` with SpikingJelly's charge formula for the backward pass only.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Tuple
 
 import torch
@@ -18,15 +17,9 @@ from torch import Tensor
 from spikingjelly.activation_based import functional as sjf
 from spikingjelly.activation_based import neuron, surrogate
 
-from ._spikingjelly_common import SURROGATE_IGNORED, TSSLNodeMixin, check_tau_s, check_warmup
+from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
-
-DETACH_RESET_NOTE = (
-    "detach_reset=True has no effect on TSSL-BP gradients (the rule has its own dependence on "
-    "the reset); the forward pass is unchanged"
-)
-
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 2.x options the adapter cannot honour."""
@@ -79,16 +72,6 @@ class _V2Engine:
     multi_step_functional_forward = functional_forward
 
 
-def _init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool) -> None:
-    if surrogate_function is not None:
-        warnings.warn(SURROGATE_IGNORED, UserWarning, stacklevel=3)
-    if detach_reset:
-        warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
-    node.tau_s = check_tau_s(tau_s)
-    node.warmup = check_warmup(warmup)
-    node._tssl_carry = None
-
-
 class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     """SpikingJelly ``LIFNode`` with TSSL-BP gradients (forward unchanged).
 
@@ -106,7 +89,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        _init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.lif_multi_step(
@@ -132,7 +115,7 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
-        _init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.if_multi_step(
