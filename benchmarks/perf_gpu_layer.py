@@ -5,9 +5,10 @@ input gradient out), float32 on CUDA, timed with CUDA events (median of
 ``--repeat``), both columns in one process. Also reported:
 
 * achieved memory bandwidth of the TSSL-BP kernels, from the bytes they must
-  move (forward reads x, writes o, s, u, du: 17 B/element; backward reads g, u,
-  du, o, s, writes dL/dx: 21 B/element) as a fraction of the device's measured
-  copy bandwidth and of its nominal peak where known;
+  move (forward reads x, writes o, s: 9 B/element; backward recomputes the
+  trace, reading x and writing u, du, flags, then reads g, u, du, flags and
+  writes dL/dx: 30 B/element) as a fraction of the device's measured copy
+  bandwidth and of its nominal peak where known;
 * peak memory of forward + backward for each (``torch.cuda.max_memory_allocated``).
 
 Run::
@@ -31,7 +32,7 @@ from tssl_plugin.functional import tssl_lif
 NOMINAL_GBPS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100-SXM4-80GB", 2039.0),
                 ("A100", 1555.0), ("L40S", 864.0), ("4090", 1008.0), ("V100", 900.0))
 
-BYTES_PER_ELEMENT = 17 + 21  # see module docstring (float32, PSC output, warm-up on)
+BYTES_PER_ELEMENT = 9 + 30  # see module docstring (float32, PSC output, warm-up on)
 
 
 def cuda_time(fn: Callable[[], None], repeat: int) -> float:

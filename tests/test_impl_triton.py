@@ -51,6 +51,19 @@ _SCRIPT = textwrap.dedent(
     assert gx.dtype == torch.float16
     torch.testing.assert_close(gx.float(), triton_impl.TritonImpl.backward(gh.float(), saved32, k, True, True),
                                rtol=1e-3, atol=1e-3)
+    # the forward keeps only x; the backward's recomputed trace is bit-identical to the reference forward's
+    from tssl_plugin._impl import reference
+    for dt in (torch.float64, torch.float32):
+        xr, gr = cases.random_case(9, (2, 300), dt, 5)  # 600 neurons: three programs, the last one partial
+        for reset in cases.RESETS:
+            k = lif_constants(xr, reset=reset)
+            _, _, saved = triton_impl.TritonImpl.forward(xr, k, True)
+            assert len(saved) == 1 and saved[0].data_ptr() == xr.data_ptr()
+            tr = reference.forward_sequence(xr, k)
+            for warm, psc in ((True, True), (False, False)):
+                recomputed = triton_impl.TritonImpl.backward(gr, saved, k, warm, psc)
+                given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm, psc)
+                assert torch.equal(recomputed, given), (dt, reset, warm, psc)
     print("TRITON-INTERPRETER-OK")
     """
 )

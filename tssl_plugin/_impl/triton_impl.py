@@ -1,18 +1,30 @@
 """Triton implementation of the TSSL-BP recursions (CUDA; optional dependency ``triton``).
 
 One program handles ``BLOCK`` neurons and walks over T inside the kernel, so
-each element of every ``[T, N]`` tensor is read or written exactly once per
-pass:
+each element of every ``[T, N]`` tensor is read or written once per pass. As
+in the CPU kernel, the forward saves only ``x`` for the backward, which
+recomputes the forward trace itself:
 
-* forward: reads ``x``; writes ``o`` (uint8 viewed as bool), ``s`` and, when a
-  backward will follow, ``u`` and ``du`` (17 bytes per element in float32);
-* backward: reads ``g``, ``u``, ``du``, ``o``, ``s``; writes ``dL/dx`` (21 bytes).
-  The PSC error ``G`` is accumulated in registers on the way back.
+* forward: reads ``x``; writes ``o`` (uint8 viewed as bool) and ``s``
+  (9 bytes per element in float32). Nothing but ``x`` is kept for the backward,
+  so between forward and backward a layer holds 4 bytes per element.
+* backward, phase 1 (forward in time): reads ``x``; writes ``u``, ``du`` and a
+  flag byte (bit 0: fired, bit 1: warm-up applies, ``s < 1/(4 tau_s)``);
+  ``du`` is written into the output buffer ``dL/dx`` when the dtypes agree
+  (each element is read back before it is overwritten), so the scratch is
+  ``u`` + flags, 5 bytes per element, alive only during this backward.
+* backward, phase 2 (backward in time): reads ``g``, ``u``, ``du``, flags;
+  writes ``dL/dx``. The PSC error ``G`` is accumulated in registers.
+
+That is 9 + 30 = 39 bytes moved per element and training step (float32).
+``backward_from_trace`` (the adapters' path) gets ``u``, ``du``, ``o`` from the
+caller, and its phase 1 only turns ``o`` into the flags.
 
 The arithmetic repeats ``reference.py`` operation by operation (parameter
-table from :mod:`._params`). State is kept in float32 (float64 for float64
-input); float16/bfloat16 inputs are loaded and converted in the kernel and the
-gradient is stored in the input dtype.
+table from :mod:`._params`), in the forward and in the recomputation, so the
+recomputed trace is bit-identical to the forward's. State is kept in float32
+(float64 for float64 input); float16/bfloat16 inputs are loaded and converted
+in the kernel and the gradient is stored in the input dtype.
 
 Correctness is tested on the CPU with ``TRITON_INTERPRET=1`` (set before triton
 is imported), where :meth:`TritonImpl.available` also accepts CPU tensors.
@@ -46,9 +58,26 @@ def _param(par_ptr, row: tl.constexpr, pld, offs, mask, PS: tl.constexpr, ACC: t
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, o_ptr, s_ptr, u_ptr, du_ptr, par_ptr, T, N,
-                RESET: tl.constexpr, SAVE: tl.constexpr, PS: tl.constexpr, ACC: tl.constexpr,
-                BLOCK: tl.constexpr):
+def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
+    """One forward step as reference.py computes it: returns (du, u, fired, of, v)."""
+    du = x - v * itm
+    if RESET == 2:  # subtract_after_leak
+        du = du - of * th
+    u = v + du
+    fired = u > th
+    of = tl.where(fired, 1.0, 0.0).to(v.dtype)
+    if RESET == 0:  # zero
+        v = tl.where(fired, 0.0, u).to(v.dtype)
+    elif RESET == 1:  # subtract
+        v = u - of * th
+    else:
+        v = u
+    return du, u, fired, of, v
+
+
+@triton.jit
+def _fwd_kernel(x_ptr, o_ptr, s_ptr, par_ptr, T, N,
+                RESET: tl.constexpr, PS: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     itm = _param(par_ptr, 0, N, offs, mask, PS, ACC)
@@ -60,45 +89,18 @@ def _fwd_kernel(x_ptr, o_ptr, s_ptr, u_ptr, du_ptr, par_ptr, T, N,
     idx = offs
     for _t in range(T):
         x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
-        du = x - v * itm
-        if RESET == 2:  # subtract_after_leak
-            du = du - of * th
-        u = v + du
-        fired = u > th
-        of = tl.where(fired, 1.0, 0.0).to(ACC)
-        if RESET == 0:  # zero
-            v = tl.where(fired, 0.0, u).to(ACC)
-        elif RESET == 1:  # subtract
-            v = u - of * th
-        else:
-            v = u
+        du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
         s = s + (of - s) * its
         tl.store(o_ptr + idx, fired.to(tl.uint8), mask=mask)
         tl.store(s_ptr + idx, s, mask=mask)
-        if SAVE:
-            tl.store(u_ptr + idx, u, mask=mask)
-            tl.store(du_ptr + idx, du, mask=mask)
         idx += N
 
 
 @triton.jit
-def _trace_kernel(o_ptr, s_ptr, par_ptr, T, N, PS: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    its = _param(par_ptr, 2, N, offs, mask, PS, ACC)
-    s = tl.zeros([BLOCK], ACC)
-    idx = offs
-    for _t in range(T):
-        of = tl.load(o_ptr + idx, mask=mask, other=0).to(ACC)
-        s = s + (of - s) * its
-        tl.store(s_ptr + idx, s, mask=mask)
-        idx += N
-
-
-@triton.jit
-def _bwd_kernel(g_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, par_ptr, T, N,
-                RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr, PS: tl.constexpr,
-                ACC: tl.constexpr, CAP: tl.constexpr, WIDTH: tl.constexpr, BLOCK: tl.constexpr):
+def _bwd_kernel(x_ptr, o_ptr, g_ptr, u_ptr, du_ptr, f_ptr, gx_ptr, par_ptr, T, N,
+                RECOMPUTE: tl.constexpr, RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr,
+                PS: tl.constexpr, ACC: tl.constexpr, CAP: tl.constexpr, WIDTH: tl.constexpr,
+                BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     itm = _param(par_ptr, 0, N, offs, mask, PS, ACC)
@@ -108,6 +110,28 @@ def _bwd_kernel(g_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, par_ptr, T, N,
     th = _param(par_ptr, 4, N, offs, mask, PS, ACC)
     thb = _param(par_ptr, 5, N, offs, mask, PS, ACC)
     wl = _param(par_ptr, 6, N, offs, mask, PS, ACC)
+
+    # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
+    v = tl.zeros([BLOCK], ACC)
+    s = tl.zeros([BLOCK], ACC)
+    of = tl.zeros([BLOCK], ACC)
+    idx = offs
+    for _t in range(T):
+        if RECOMPUTE:
+            x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
+            du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
+            tl.store(u_ptr + idx, u, mask=mask)
+            tl.store(du_ptr + idx, du, mask=mask)
+        else:
+            fired = tl.load(o_ptr + idx, mask=mask, other=0) != 0
+            of = tl.where(fired, 1.0, 0.0).to(ACC)
+        s = s + (of - s) * its
+        flags = (fired.to(tl.uint8) + 2 * (s < wl).to(tl.uint8)).to(tl.uint8)
+        tl.store(f_ptr + idx, flags, mask=mask)
+        idx += N
+    tl.debug_barrier()
+
+    # phase 2, backward in time: the TSSL-BP rule
     h = tl.zeros([BLOCK], ACC)
     acc = tl.zeros([BLOCK], ACC)
     idx = offs + (T - 1).to(tl.int64) * N
@@ -115,7 +139,8 @@ def _bwd_kernel(g_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, par_ptr, T, N,
         g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(ACC)
         u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(ACC)
         du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(ACC)
-        of = tl.load(o_ptr + idx, mask=mask, other=0).to(ACC)
+        flags = tl.load(f_ptr + idx, mask=mask, other=0)
+        of = tl.where((flags & 1) != 0, 1.0, 0.0).to(ACC)
         if PSC:
             acc = g * its + decs * acc
             G = acc
@@ -137,12 +162,11 @@ def _bwd_kernel(g_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, par_ptr, T, N,
         h = delta
         out = delta
         if WARMUP:
-            s = tl.load(s_ptr + idx, mask=mask, other=1.0).to(ACC)
             a = (th - u) / WIDTH
             a = tl.minimum(tl.maximum(a, -8.0), 8.0)
             z = tl.exp(a)
             sur = G * z / ((1.0 + z) * (1.0 + z) * WIDTH)
-            out = tl.where(s < wl, sur, delta)
+            out = tl.where((flags & 2) != 0, sur, delta)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
         idx -= N
 
@@ -171,42 +195,45 @@ class TritonImpl:
     @staticmethod
     def forward(x: Tensor, k: LIFConstants, save: bool):
         xc = x.contiguous()
-        sd = _state_dtype(xc.dtype)
         T, N = xc.shape[0], xc[0].numel()
         o = torch.empty(xc.shape, dtype=torch.uint8, device=xc.device)
-        s = torch.empty(xc.shape, dtype=sd, device=xc.device)
-        u = torch.empty(xc.shape, dtype=sd, device=xc.device) if save else s
-        du = torch.empty(xc.shape, dtype=sd, device=xc.device) if save else s
-        par, ps = pack_params(k, xc.new_empty((1,) + tuple(xc.shape[1:]), dtype=sd))
-        _fwd_kernel[_grid(N)](xc, o, s, u, du, par, T, N, RESET=RESET_CODES[k.reset], SAVE=save, PS=ps,
-                              ACC=_acc(xc.dtype), BLOCK=_BLOCK)
-        ob = o.view(torch.bool)
-        return ob, s, ((u, du, ob, s) if save else ())
+        s = torch.empty(xc.shape, dtype=_state_dtype(xc.dtype), device=xc.device)
+        par, ps = pack_params(k, s)
+        _fwd_kernel[_grid(N)](xc, o, s, par, T, N, RESET=RESET_CODES[k.reset], PS=ps, ACC=_acc(xc.dtype),
+                              BLOCK=_BLOCK)
+        return o.view(torch.bool), s, ((xc,) if save else ())
 
     @staticmethod
-    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool,
-                 out_dtype: torch.dtype | None = None) -> Tensor:
-        u, du, o, s = saved
+    def _backward(grad: Tensor, x, u, du, o, like: Tensor, k: LIFConstants, warmup: bool, psc_output: bool,
+                  out_dtype: torch.dtype) -> Tensor:
+        """Run both phases; ``x`` given: recompute ``u``, ``du``; else ``u``, ``du``, ``o`` are the trace."""
+        sd = _state_dtype(like.dtype)
         g = grad.contiguous()
-        T, N = u.shape[0], u[0].numel()
-        gx = torch.empty(u.shape, dtype=out_dtype or g.dtype, device=u.device)
+        T, N = like.shape[0], like[0].numel()
+        dev = like.device
+        gx = torch.empty(like.shape, dtype=out_dtype, device=dev)
+        flags = torch.empty(like.shape, dtype=torch.uint8, device=dev)
+        recompute = x is not None
+        if recompute:
+            u = torch.empty(like.shape, dtype=sd, device=dev)
+            du = gx if out_dtype == sd else torch.empty(like.shape, dtype=sd, device=dev)
         par, ps = pack_params(k, u)
-        _bwd_kernel[_grid(N)](g, u, du, o.view(torch.uint8), s, gx, par, T, N, RESET=RESET_CODES[k.reset],
-                              WARMUP=warmup, PSC=psc_output, PS=ps, ACC=_acc(u.dtype), CAP=SENSITIVITY_CAP,
-                              WIDTH=WARMUP_WIDTH, BLOCK=_BLOCK)
+        _bwd_kernel[_grid(N)](x if recompute else u, u if recompute else o, g, u, du, flags, gx, par, T, N,
+                              RECOMPUTE=recompute, RESET=RESET_CODES[k.reset], WARMUP=warmup, PSC=psc_output,
+                              PS=ps, ACC=_acc(sd), CAP=SENSITIVITY_CAP, WIDTH=WARMUP_WIDTH, BLOCK=_BLOCK)
         return gx
+
+    @staticmethod
+    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+        (x,) = saved
+        return TritonImpl._backward(grad, x, None, None, None, x, k, warmup, psc_output, out_dtype=x.dtype)
 
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         sd = _state_dtype(u.dtype)
         uc, duc = u.to(sd).contiguous(), du.to(sd).contiguous()
-        oc = o.to(torch.bool).contiguous()
-        T, N = uc.shape[0], uc[0].numel()
-        s = torch.empty(uc.shape, dtype=sd, device=uc.device)
-        if warmup:
-            par, ps = pack_params(k, uc)
-            _trace_kernel[_grid(N)](oc.view(torch.uint8), s, par, T, N, PS=ps, ACC=_acc(sd), BLOCK=_BLOCK)
-        return TritonImpl.backward(grad, (uc, duc, oc, s), k, warmup, psc_output, out_dtype=grad.dtype)
+        oc = o.to(torch.bool).contiguous().view(torch.uint8)
+        return TritonImpl._backward(grad, None, uc, duc, oc, uc, k, warmup, psc_output, out_dtype=grad.dtype)
 
 
 def loader() -> type:
