@@ -218,6 +218,7 @@ class TritonImpl:
             u = torch.empty(like.shape, dtype=sd, device=dev)
             du = gx if out_dtype == sd else torch.empty(like.shape, dtype=sd, device=dev)
         par, ps = pack_params(k, u)
+        # x_ptr / o_ptr: the one phase 1 does not read gets a placeholder tensor (never dereferenced)
         _bwd_kernel[_grid(N)](x if recompute else u, u if recompute else o, g, u, du, flags, gx, par, T, N,
                               RECOMPUTE=recompute, RESET=RESET_CODES[k.reset], WARMUP=warmup, PSC=psc_output,
                               PS=ps, ACC=_acc(sd), CAP=SENSITIVITY_CAP, WIDTH=WARMUP_WIDTH, BLOCK=_BLOCK)
