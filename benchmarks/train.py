@@ -103,14 +103,30 @@ def dist_info() -> Tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _init_dist(device: torch.device) -> Tuple[int, int]:
+def _init_dist(device: torch.device) -> Tuple[int, int, bool]:
+    """``(rank, world_size, started)``; ``started``: this call created the process group."""
     rank, world, _ = dist_info()
+    started = False
     if world > 1:
         import torch.distributed as dist
 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return rank, world
+            started = True
+    return rank, world, started
+
+
+def _close_dist(wait: bool) -> None:
+    """Shut down the process group ``_init_dist`` started, after every rank is done when ``wait``.
+
+    A rank that exits with the group still open can abort while gloo's threads shut down
+    ("terminate called without an active exception"), failing the whole torchrun job.
+    """
+    import torch.distributed as dist
+
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _all_sum(t: Tensor, world: int) -> Tensor:
@@ -416,7 +432,21 @@ def run_benchmark(cfg: Config, out: Path, *, resume: bool = False, quiet: bool =
     for b in backends:
         b.check_available()
     device = pick_device(cfg.device)
-    rank, world = _init_dist(device)
+    rank, world, started = _init_dist(device)
+    try:
+        summary = _run_all(cfg, out, backends, device, rank, world, resume, quiet, stop_after_epochs)
+    except BaseException:
+        if started:
+            _close_dist(wait=False)
+        raise
+    if started:
+        _close_dist(wait=True)
+    return summary
+
+
+def _run_all(cfg: Config, out: Path, backends: List[B.Backend], device: torch.device, rank: int, world: int,
+             resume: bool, quiet: bool, stop_after_epochs: Optional[int]) -> Dict[str, Any]:
+    """``run_benchmark`` on one rank, inside the process group."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, download=cfg.download,
