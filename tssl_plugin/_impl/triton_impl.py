@@ -204,16 +204,17 @@ class TritonImpl:
         return o.view(torch.bool), s, ((xc,) if save else ())
 
     @staticmethod
-    def _backward(grad: Tensor, x, u, du, o, like: Tensor, k: LIFConstants, warmup: bool, psc_output: bool,
+    def _backward(grad: Tensor, x, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool,
                   out_dtype: torch.dtype) -> Tensor:
         """Run both phases; ``x`` given: recompute ``u``, ``du``; else ``u``, ``du``, ``o`` are the trace."""
+        recompute = x is not None
+        like = x if recompute else u
         sd = _state_dtype(like.dtype)
         g = grad.contiguous()
         T, N = like.shape[0], like[0].numel()
         dev = like.device
         gx = torch.empty(like.shape, dtype=out_dtype, device=dev)
         flags = torch.empty(like.shape, dtype=torch.uint8, device=dev)
-        recompute = x is not None
         if recompute:
             u = torch.empty(like.shape, dtype=sd, device=dev)
             du = gx if out_dtype == sd else torch.empty(like.shape, dtype=sd, device=dev)
@@ -227,14 +228,14 @@ class TritonImpl:
     @staticmethod
     def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         (x,) = saved
-        return TritonImpl._backward(grad, x, None, None, None, x, k, warmup, psc_output, out_dtype=x.dtype)
+        return TritonImpl._backward(grad, x, None, None, None, k, warmup, psc_output, out_dtype=x.dtype)
 
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         sd = _state_dtype(u.dtype)
         uc, duc = u.to(sd).contiguous(), du.to(sd).contiguous()
         oc = o.to(torch.bool).contiguous().view(torch.uint8)
-        return TritonImpl._backward(grad, None, uc, duc, oc, uc, k, warmup, psc_output, out_dtype=grad.dtype)
+        return TritonImpl._backward(grad, None, uc, duc, oc, k, warmup, psc_output, out_dtype=grad.dtype)
 
 
 def loader() -> type:
