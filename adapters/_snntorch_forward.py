@@ -15,8 +15,12 @@ carried membrane ``mem`` and the input current ``x`` as::
 :func:`leaky_step` repeats exactly these operations (so spikes and membranes
 are bit-identical) and also returns what the TSSL-BP backward needs: ``u``
 (the membrane the spike fired on; snnTorch resets to 0, so it is already
-relative to the reset value), ``du = u - v`` (the increment over the step from
-the membrane the leak acted on, ``v``) and ``o`` (bool).
+relative to the reset value), ``du`` (the increment over the step from the
+membrane after every reset, as the core measures it: ``u - v`` for ``zero`` and
+``none``, ``u - (mem - r theta)`` for ``subtract``, so ``du = x - (1 - beta) mem``
+there) and ``o`` (bool). Measured from ``mem`` itself, the increment of the
+step right after a spike would include the subtraction ``-theta`` and be
+negative at many spikes, which zeroes their spike-time sensitivity ``1/du``.
 
 In TSSL-BP terms (core ``reset=`` names, ``1/tau_m = 1 - beta``):
 
@@ -54,7 +58,7 @@ class StepValues(NamedTuple):
 
     o: Tensor  # spikes, bool
     u: Tensor  # membrane the spike fired on (snnTorch's mem after the state function)
-    du: Tensor  # u - v
+    du: Tensor  # increment of the step from the membrane after every reset
     v: Tensor  # membrane the leak acted on (after the delayed zero-reset)
     mem: Tensor  # membrane snnTorch returns and keeps
 
@@ -82,12 +86,15 @@ def leaky_step(
         if mode == "subtract":
             v = mem
             u = b * mem + x - reset * threshold
+            base = mem - reset * threshold  # the membrane after snnTorch's (delayed) subtraction
         elif mode == "zero":
             v = (1 - reset) * mem
             u = b * v + x
+            base = v
         else:
             v = mem
             u = b * mem + x
+            base = v
         o = u - threshold > 0
         out = u
         if not reset_delay:
@@ -97,7 +104,7 @@ def leaky_step(
                 out = u - do_reset * threshold
             elif reset_val == "zero":
                 out = u - do_reset * u
-        return StepValues(o, u, u - v, v, out)
+        return StepValues(o, u, u - base, v, out)
 
 
 class MembraneGrad(torch.autograd.Function):

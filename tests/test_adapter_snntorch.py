@@ -587,3 +587,17 @@ def test_sequential_conv_net_tutorial_style():
     assert torch.equal(s1, s0) and torch.equal(m1, m0) and s0.sum() > 0
     SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)(s1, torch.tensor([0, 1, 2, 0, 1])).backward()
     assert net[0].weight.grad.abs().max() > 0
+
+
+def test_subtract_reset_increment_since_the_subtraction():
+    """With snnTorch's default reset by subtraction the increment handed to the rule is measured from the
+    membrane after the subtraction (mem - theta r), so steps right after a spike keep a positive du."""
+    from tssl_plugin.adapters._snntorch_forward import leaky_step
+
+    beta, th = torch.tensor(0.8), torch.tensor(1.0)
+    mem = torch.tensor([1.3, 0.4])  # the first neuron fired on the previous step (mem > theta)
+    x = torch.tensor([1.2, 0.9])
+    st = leaky_step(x, mem, beta, th, torch.tensor(1.0), "subtract", True, None)
+    torch.testing.assert_close(st.u, 0.8 * mem + x - torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(st.du, x - 0.2 * mem)
+    assert bool(st.o[0]) and float(st.du[0]) > 0 > float(st.u[0] - mem[0])  # from mem itself: negative

@@ -221,3 +221,23 @@ def test_works_inside_torch_compile():
     f(x).backward()
     torch.testing.assert_close(y, f(x))
     torch.testing.assert_close(g_compiled, lin.weight.grad)
+
+
+def test_subtract_after_leak_increment_is_measured_from_the_subtracted_membrane():
+    """snnTorch's delayed subtraction: u[t] = beta u[t-1] + x[t] - theta o[t-1]. The spike-time sensitivity
+    uses du[t] = x[t] - (1 - beta) u[t-1], the increment from the subtracted membrane, so a neuron that keeps
+    firing under strong input has du > 0 (c > 0) at every spike, also right after a spike."""
+    x = torch.full((12, 1), 0.9, dtype=torch.float64)
+    k = lif_constants(x, tau_m=4.0, reset="subtract_after_leak")
+    tr = forward_sequence(x, k)
+    u_prev = torch.cat([torch.zeros_like(tr.u[:1]), tr.u[:-1]])
+    o_prev = torch.cat([torch.zeros_like(tr.o[:1]), tr.o[:-1]]).double()
+    torch.testing.assert_close(tr.du, x - 0.25 * u_prev, rtol=0, atol=1e-15)
+    torch.testing.assert_close(tr.u, 0.75 * u_prev + x - o_prev, rtol=0, atol=1e-15)
+    fired_twice = tr.o[1:] & tr.o[:-1]
+    assert fired_twice.any(), "the case must have spikes on consecutive steps"
+    assert (tr.du[tr.o] > 0).all()
+    g = torch.ones_like(x)
+    xr = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(tssl_lif(xr, 4.0, reset="subtract_after_leak", output="spike", warmup=False), xr, g)
+    assert (gx[tr.o] != 0).all()

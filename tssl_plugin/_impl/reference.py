@@ -8,8 +8,8 @@ to ``neuron_shape``.
 
 Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
 
-    du[t] = x[t] - v * inv_tau_m   (- threshold * o[t-1] for "subtract_after_leak")
-    u[t]  = v + du[t]
+    du[t] = x[t] - v * inv_tau_m
+    u[t]  = v + du[t]              (- threshold * o[t-1] for "subtract_after_leak")
     o[t]  = u[t] > threshold
     v     = reset(u[t], o[t])
     s     = s + (o[t] - s) * inv_tau_s
@@ -65,9 +65,12 @@ def forward_step(
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One forward step. Returns ``(o, u, du, v_next, s_next)``; ``o`` is bool."""
     du = x_t - v * k.inv_tau_m
-    if k.reset == "subtract_after_leak":
-        du = du - o_prev.to(du.dtype) * k.threshold
     u = v + du
+    if k.reset == "subtract_after_leak":
+        # snnTorch's delayed subtraction: u[t] = beta u[t-1] + x[t] - threshold o[t-1]. The
+        # increment du is measured from the subtracted membrane u[t-1] - threshold o[t-1], as
+        # for every other reset (the membrane the step starts from after its reset).
+        u = u - o_prev.to(u.dtype) * k.threshold
     o = u > k.threshold
     if k.reset == "zero":
         v_next = torch.where(o, torch.zeros_like(u), u)

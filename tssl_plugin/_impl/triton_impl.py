@@ -61,9 +61,9 @@ def _param(par_ptr, row: tl.constexpr, pld, offs, mask, PS: tl.constexpr, ACC: t
 def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
     """One forward step as reference.py computes it: returns (du, u, fired, of, v)."""
     du = x - v * itm
-    if RESET == 2:  # subtract_after_leak
-        du = du - of * th
     u = v + du
+    if RESET == 2:  # subtract_after_leak: du is the increment from the subtracted membrane
+        u = u - of * th
     fired = u > th
     of = tl.where(fired, 1.0, 0.0).to(v.dtype)
     if RESET == 0:  # zero

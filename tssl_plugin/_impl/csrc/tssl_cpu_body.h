@@ -62,8 +62,8 @@ static inline __attribute__((always_inline)) void FN(fwd_block)(
             /* The reset enters through 0/1 factors (kz, ks, kl), which keeps the
              * loop branch-free (vectorizable) and the roundings of reference.py:
              * a * 1 == a and a - 0 == a exactly, and u - 1 * u == 0. */
-            const REAL du = (xt[j] - v[j] * PAR(P_ITM, j)) - op[j] * th * kl;
-            const REAL u = v[j] + du;
+            const REAL du = xt[j] - v[j] * PAR(P_ITM, j);
+            const REAL u = (v[j] + du) - op[j] * th * kl;
             const REAL of = u > th ? (REAL)1 : (REAL)0;
             const REAL vn = u - of * (th * ks + u * kz);
             const REAL sn = s[j] + (of - s[j]) * PAR(P_ITS, j);
