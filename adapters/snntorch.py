@@ -54,6 +54,7 @@ from tssl_plugin._optional import require
 from tssl_plugin._validation import check_sequence
 from tssl_plugin.functional import LIFConstants, spikes_with_tssl_grad
 
+from ._convert import Exclude, check_convert_args, excluded_ids
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, MembraneGrad, core_reset, leaky_step
 from ._stepwise import new_carry, tssl_step
 
@@ -320,7 +321,8 @@ def _snntorch_neuron(module: nn.Module) -> bool:
     return isinstance(module, snn.SpikingNeuron) or type(module).__module__.startswith("snntorch._neurons")
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False) -> nn.Module:
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False,
+            exclude: Exclude = None) -> nn.Module:
     """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky`, in place.
 
     The same module objects stay in the model (their class changes), so
@@ -328,12 +330,22 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
     snnTorch neurons (Synaptic, Alpha, RLeaky, Lapicque, subclasses of Leaky,
     ...) are left alone with one warning listing them; ``strict=True`` raises
     instead. Layers with refused options raise before anything is changed.
-    Returns ``model``.
+
+    ``exclude``: modules (or their names in ``model.named_modules()``) that
+    keep snnTorch's surrogate gradient, with everything inside them; e.g.
+    ``convert(net, exclude=[net.lif_out])`` trains the hidden layers with
+    TSSL-BP and the output layer with its ``spike_grad`` (the recipe for
+    losses that never saturate, such as ``ce_rate_loss``). A name or module
+    not in the model is an error. Returns ``model``.
     """
+    check_convert_args(model, strict)
     tau_s = _check_tau_s(tau_s)
     warmup = _check_warmup(warmup)
+    skip = excluded_ids(model, exclude)
     targets, others = [], []
     for name, m in model.named_modules():
+        if id(m) in skip:
+            continue
         if type(m) is snn.Leaky:
             _refuse(m, name or "<root>")
             targets.append(m)
@@ -355,6 +367,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
 
 def revert(model: nn.Module) -> nn.Module:
     """Switch every :class:`TSSLLeaky` in ``model`` back to ``snn.Leaky`` in place; returns ``model``."""
+    check_convert_args(model, False, "revert")
     for m in model.modules():
         if type(m) is TSSLLeaky:
             m.__class__ = snn.Leaky

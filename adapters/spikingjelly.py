@@ -31,6 +31,7 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
+from ._convert import Exclude, check_convert_args, excluded_ids  # noqa: E402
 from ._spikingjelly_common import check_tau_s, check_warmup, node_mapping  # noqa: E402
 
 if hasattr(_sjf, "lif_multi_step"):  # SpikingJelly 2.x
@@ -71,7 +72,8 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
         invalidate(model)
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False) -> nn.Module:
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False,
+            exclude: Exclude = None) -> nn.Module:
     """Switch every ``LIFNode``/``IFNode`` in ``model`` to TSSL-BP gradients, in place.
 
     The same module objects change class (``__class__`` swap), so parameters,
@@ -80,17 +82,23 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
     converted get the new ``tau_s``/``warmup``. Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
     instead. Options that cannot be honoured raise ``ValueError`` naming the
-    option before anything is changed. Returns ``model``.
+    option before anything is changed.
+
+    ``exclude``: modules (or their names in ``model.named_modules()``) that
+    keep SpikingJelly's surrogate gradient, with everything inside them; e.g.
+    ``convert(net, exclude=[net[-1]])`` trains the hidden layers with TSSL-BP
+    and the output layer with its ``surrogate_function``. A name or module not
+    in the model is an error. Returns ``model``.
     """
+    check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
     check_warmup(warmup)
-    if not isinstance(strict, bool):
-        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []
     for name, module in model.named_modules():
+        if id(module) in skip:
+            continue
         cls = type(module)
         label = name or "<model>"
         if cls in _TO_TSSL:
@@ -129,8 +137,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
 
 def revert(model: nn.Module) -> nn.Module:
     """Undo :func:`convert` in place: TSSL-BP nodes become the original SpikingJelly classes again."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"revert expects a torch.nn.Module, got {type(model).__name__}")
+    check_convert_args(model, False, "revert")
     for module in model.modules():
         original = _FROM_TSSL.get(type(module))
         if original is None:

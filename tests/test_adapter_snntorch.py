@@ -601,3 +601,53 @@ def test_subtract_reset_increment_since_the_subtraction():
     torch.testing.assert_close(st.u, 0.8 * mem + x - torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(st.du, x - 0.2 * mem)
     assert bool(st.o[0]) and float(st.du[0]) > 0 > float(st.u[0] - mem[0])  # from mem itself: negative
+
+
+# --------------------------------------------------------------------------------------------
+# convert(exclude=...): the hidden-layers recipe
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("by", ["module", "name"])
+def test_convert_exclude_keeps_the_host_surrogate(by):
+    torch.manual_seed(0)
+    ref = Net(beta=0.8, reset_mechanism="subtract")
+    with torch.no_grad():
+        ref.fc1.weight.mul_(3.0)
+        ref.fc2.weight.mul_(3.0)
+    net = copy.deepcopy(ref)
+    convert(net, exclude=[net.lif2] if by == "module" else ["lif2"])
+    assert type(net.lif1) is TSSLLeaky and type(net.lif2) is snn.Leaky
+    x = make_x(T=10, shape=(7, 12), scale=1.5)
+    grads = []
+    for m in (ref, net):
+        spk, _ = m(x)
+        assert spk.sum() > 0
+        (spk * torch.linspace(-1, 1, spk.shape[-1])).sum().backward()
+        grads.append((m.fc1.weight.grad.clone(), m.fc2.weight.grad.clone()))
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=0, atol=0)  # output layer: snnTorch's atan
+    assert not torch.allclose(grads[1][0], grads[0][0])  # hidden layer: TSSL-BP
+    revert(net)
+    assert type(net.lif1) is snn.Leaky and type(net.lif2) is snn.Leaky
+
+
+def test_convert_exclude_errors_and_strict():
+    net = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True),
+                        snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True))
+    with pytest.raises(ValueError, match="no module named 'lif9'"):
+        convert(net, exclude=["lif9"])
+    with pytest.raises(ValueError, match="not a module of this model"):
+        convert(net, exclude=[snn.Leaky(beta=0.5)])
+    with pytest.raises(TypeError, match="exclude items must be modules or module names"):
+        convert(net, exclude=[3])
+    assert type(net[1]) is snn.Leaky  # nothing changed by the failed calls
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the excluded Synaptic is neither refused nor warned about
+        convert(net, strict=True, exclude="2")
+    assert type(net[1]) is TSSLLeaky and type(net[2]) is snn.Synaptic
+
+
+@pytest.mark.parametrize("bad", [[nn.Linear(2, 2)], "model", 3])
+def test_convert_and_revert_need_a_module(bad):
+    with pytest.raises(TypeError, match="expects a torch.nn.Module"):
+        convert(bad)
+    with pytest.raises(TypeError, match="expects a torch.nn.Module"):
+        revert(bad)

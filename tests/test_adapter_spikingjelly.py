@@ -400,3 +400,46 @@ def test_digits_training_reaches_stated_accuracy():
             functional.reset_net(net)
             acc = (net(X[te].expand(5, -1, -1)).mean(0).argmax(1) == y[te]).float().mean().item()
     assert acc >= DIGITS_MIN_ACCURACY, f"accuracy {acc:.3f} after {time.time() - start:.1f}s"
+
+
+# ----------------------------------------------------------------- convert(exclude=...)
+@pytest.mark.parametrize("by", ["module", "name"])
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_convert_exclude_keeps_the_host_surrogate(by, mode):
+    ref = make_net(mode, seed=3)
+    net = copy.deepcopy(ref)
+    convert(net, exclude=[net[7]] if by == "module" else ["7"])
+    assert type(net[1]) is TSSLLIFNode and type(net[5]) is TSSLIFNode and type(net[7]) is neuron.LIFNode
+    x = images(seed=2)
+    grads = []
+    with one_thread():
+        for m in (ref, net):
+            out = run(m, x, mode)
+            assert out.sum() > 0
+            (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+            grads.append((m[0].weight.grad.clone(), m[6].weight.grad.clone()))
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=0, atol=0)  # output layer: the host surrogate
+    assert not torch.allclose(grads[1][0], grads[0][0])  # hidden layers: TSSL-BP
+    revert(net)
+    assert type(net[1]) is neuron.LIFNode and type(net[5]) is neuron.IFNode
+
+
+def test_convert_exclude_errors_and_strict():
+    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), neuron.ParametricLIFNode())
+    with pytest.raises(ValueError, match="no module named 'lif9'"):
+        convert(net, exclude=["lif9"])
+    with pytest.raises(ValueError, match="not a module of this model"):
+        convert(net, exclude=neuron.LIFNode())
+    with pytest.raises(TypeError, match="exclude"):
+        convert(net, exclude=3)
+    assert type(net[1]) is neuron.LIFNode
+    convert(net, strict=True, exclude=["1", "2"])  # excluded: neither converted nor refused
+    assert type(net[1]) is neuron.LIFNode and type(net[2]) is neuron.ParametricLIFNode
+
+
+@pytest.mark.parametrize("bad", [[torch.nn.Linear(2, 2)], "model"])
+def test_convert_and_revert_need_a_module(bad):
+    with pytest.raises(TypeError, match="expects a torch.nn.Module"):
+        convert(bad)
+    with pytest.raises(TypeError, match="expects a torch.nn.Module"):
+        revert(bad)

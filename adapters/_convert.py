@@ -1,0 +1,62 @@
+"""What every adapter's ``convert`` shares: argument checks and the ``exclude=`` rule.
+
+``exclude`` names the parts of a model that keep the host library's own
+surrogate gradient: module objects, or their qualified names as
+``model.named_modules()`` spells them (``"lif2"``, ``"features.3"``). An
+excluded module keeps everything below it unconverted too, so a whole block can
+be excluded by its name. A name or module that is not in the model is an error
+(a typo must not silently convert the layer the user meant to keep).
+
+The usual use is the hidden-layers recipe: TSSL-BP in every hidden layer, the
+output layer on the host's surrogate, for losses such as ``ce_rate_loss`` that
+never saturate (see the adapters' docs).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Set, Union
+
+from torch import nn
+
+__all__ = ["Exclude", "check_convert_args", "excluded_ids"]
+
+#: what ``exclude=`` accepts: one module or name, or an iterable of them.
+Exclude = Union[None, str, nn.Module, Iterable[Union[str, nn.Module]]]
+
+
+def check_convert_args(model: object, strict: object, what: str = "convert") -> None:
+    """``model`` must be an ``nn.Module`` and ``strict`` a bool (clear ``TypeError`` otherwise)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} expects a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+
+
+def excluded_ids(model: nn.Module, exclude: Exclude) -> Set[int]:
+    """``id()`` of every module of ``model`` that ``exclude`` keeps unconverted (listed ones and their children)."""
+    if exclude is None:
+        return set()
+    items = [exclude] if isinstance(exclude, (str, nn.Module)) else exclude
+    try:
+        items = list(items)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"exclude must be a module, a module name, or a list of them; got {type(exclude).__name__}"
+        ) from None
+    by_name = dict(model.named_modules(remove_duplicate=False))
+    present = {id(m) for m in by_name.values()}
+    roots = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in by_name:
+                near = [n for n in by_name if n and (item in n or n in item)][:5]
+                hint = f" (names like: {', '.join(near)})" if near else ""
+                raise ValueError(f"exclude: the model has no module named {item!r}{hint}; "
+                                 f"names are those of model.named_modules()")
+            roots.append(by_name[item])
+        elif isinstance(item, nn.Module):
+            if id(item) not in present:
+                raise ValueError(f"exclude: the {type(item).__name__} given is not a module of this model")
+            roots.append(item)
+        else:
+            raise TypeError(f"exclude items must be modules or module names (str), got {type(item).__name__}")
+    return {id(m) for root in roots for m in root.modules()}
