@@ -77,7 +77,7 @@ class _V014Engine:
 class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     """SpikingJelly 0.0.0.0.14 ``LIFNode`` with TSSL-BP gradients (forward unchanged); see the 2.x class."""
 
-    _TSSL_LEAKY = True
+    _TSSL_KIND = "lif"
     _ORIGINAL = neuron.LIFNode
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
@@ -110,7 +110,7 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
 class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
     """SpikingJelly 0.0.0.0.14 ``IFNode`` with TSSL-BP gradients: the no-leak limit."""
 
-    _TSSL_LEAKY = False
+    _TSSL_KIND = "if"
     _ORIGINAL = neuron.IFNode
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,

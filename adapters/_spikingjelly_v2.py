@@ -82,7 +82,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     reference warm-up surrogate for silent neurons (spec).
     """
 
-    _TSSL_LEAKY = True
+    _TSSL_KIND = "lif"
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
@@ -109,7 +109,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
 class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
     """SpikingJelly ``IFNode`` with TSSL-BP gradients: the no-leak limit ``1/tau_m = 0``."""
 
-    _TSSL_LEAKY = False
+    _TSSL_KIND = "if"
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,

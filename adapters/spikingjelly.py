@@ -113,7 +113,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
         )
     for label, module, new_cls in found:  # validate everything before changing anything
         _impl.lib_check(module, label)
-        node_mapping(module, new_cls._TSSL_LEAKY)
+        node_mapping(module, new_cls._TSSL_KIND)
     detach_reset = []
     for label, module, new_cls in found:
         module.__class__ = new_cls

@@ -325,8 +325,8 @@ def test_options_that_cannot_be_honoured_raise_naming_the_option():
         convert(neuron.IFNode(), tau_s=0.5)
     with pytest.raises(TypeError, match="warmup"):
         TSSLIFNode(warmup="yes")
-    with pytest.raises(ValueError, match="0-d"):
-        TSSLIFNode()(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="above v_reset"):
+        convert(neuron.LIFNode(tau=2.0, v_threshold=-0.5, v_reset=0.0))
 
 
 @pytest.mark.skipif(not V2, reason="SpikingJelly 2.x option")
@@ -443,3 +443,57 @@ def test_convert_and_revert_need_a_module(bad):
         convert(bad)
     with pytest.raises(TypeError, match="expects a torch.nn.Module"):
         revert(bad)
+
+
+# ----------------------------------------------------------------- host contract: what LIFNode accepts
+def test_zero_dim_input_in_single_step_mode():
+    """SpikingJelly accepts a 0-d input (one neuron) and keeps a 0-d membrane; so does the adapter."""
+    xs = torch.tensor([0.7, 0.9, 1.6, 0.2, 2.5, 0.4], dtype=torch.float64)
+    ref, new = neuron.LIFNode(tau=2.0), TSSLLIFNode(tau=2.0)
+    x = xs.clone().requires_grad_()
+    out = []
+    for t in range(len(xs)):
+        s0 = ref(xs[t])
+        s1 = new(x[t])
+        assert s1.shape == s0.shape == () and torch.equal(s1, s0)
+        assert new.v.shape == ref.v.shape == () and torch.equal(new.v.detach(), ref.v)
+        out.append(s1)
+    out = torch.stack(out)
+    assert out.sum() > 0
+    (g,) = torch.autograd.grad(out, x, torch.linspace(-1, 1, len(xs), dtype=torch.float64))
+    # the same neuron as a [1]-shaped input gives the same gradient
+    functional.reset_net(new)
+    x1 = xs.clone().reshape(-1, 1).requires_grad_()
+    out1 = torch.stack([new(x1[t]) for t in range(len(xs))])
+    (g1,) = torch.autograd.grad(out1, x1, torch.linspace(-1, 1, len(xs), dtype=torch.float64).reshape(-1, 1))
+    assert torch.equal(g, g1.reshape(-1)) and g.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_decay_input_is_read_by_truthiness(mode):
+    x = images(seed=7, dtype=torch.float64).flatten(2)
+    grads = []
+    for flag in (True, 1):
+        ref = neuron.LIFNode(tau=2.0, decay_input=flag, step_mode=mode)
+        node = convert(copy.deepcopy(ref))
+        xg = x.clone().requires_grad_()
+        with torch.no_grad():
+            y0 = run(ref, x, mode)
+        y = run(node, xg, mode)
+        assert torch.equal(y, y0)
+        grads.append(torch.autograd.grad(y.sum(), xg)[0])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_non_binary_surrogate_is_refused_in_both_routes():
+    sg = surrogate.Sigmoid(spiking=False)
+    with pytest.raises(ValueError, match="spiking=False"):
+        TSSLLIFNode(tau=2.0, surrogate_function=sg)
+    node = neuron.LIFNode(tau=2.0, surrogate_function=sg)
+    with pytest.raises(ValueError, match="binary spikes"):
+        convert(torch.nn.Sequential(node))
+    assert type(node) is neuron.LIFNode
+    node = convert(neuron.IFNode())
+    node.surrogate_function = surrogate.ATan(spiking=False)
+    with pytest.raises(ValueError, match="spiking=False"):
+        node(torch.rand(2, 3))
