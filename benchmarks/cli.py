@@ -165,4 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .speed import main as speed_main
 
         return speed_main(argv[1:])
+    if argv and argv[0] == "hosts":
+        from .hosts import main as hosts_main
+
+        return hosts_main(argv[1:])
     return _train(argv)

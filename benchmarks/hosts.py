@@ -1,0 +1,279 @@
+"""``tssl-bench hosts``: tutorial-style host models, as users write them, with and without ``convert``.
+
+What a researcher gets when they add one line, ``convert(net)``, to code they
+already have. Each run trains a tutorial-style network built only from the host
+library's public classes, with the host's defaults unless an option says
+otherwise, in one of three variants:
+
+* ``host``: unconverted (the host's surrogate gradient);
+* ``tssl``: ``convert(net)``: TSSL-BP in every layer;
+* ``tssl+host``: ``convert(net, exclude=[output neuron])``: TSSL-BP in the hidden
+  layer, the output layer on the host's surrogate (the recipe for losses that
+  never saturate).
+
+Networks (sklearn's 8x8 digits, the image repeated over T steps as direct input):
+
+* snnTorch: ``Linear(64, H) - snn.Leaky(beta) - Linear(H, 10) - snn.Leaky(beta)``
+  in snnTorch's step loop with explicit membranes (tutorials 5 and 6); snnTorch's
+  defaults: reset by subtraction, ``atan`` surrogate.
+* SpikingJelly: ``layer.Linear - neuron.LIFNode(tau) - layer.Linear - neuron.LIFNode(tau)``
+  in multi-step mode; SpikingJelly's defaults: hard reset to 0, ``decay_input=True``,
+  ``Sigmoid`` surrogate.
+
+Losses, named as the hosts name them (``targets`` are class indices):
+
+* ``mse_count``, ``ce_rate``, ``ce_count``: ``snntorch.functional.mse_count_loss(0.8, 0.2)``,
+  ``ce_rate_loss()``, ``ce_count_loss()`` on the output spike record;
+* ``mem_ce``: snnTorch tutorial 5's ``sum_t CrossEntropy(mem[t], targets)`` on the output membrane
+  (snnTorch only; SpikingJelly's adapter gives the membrane no gradient);
+* ``mse_rate``: SpikingJelly's tutorial loss, ``MSE(mean_t spikes, one_hot(targets))``;
+* ``kernel``, ``count``: ``tssl_plugin.loss.KernelLoss()`` and ``CountLoss()`` on the spike record.
+
+Optimiser: ``torch.optim.Adam(lr)``, no clipping, no schedule (the tutorials').
+Accuracy: argmax of the output spike counts on the test split. The summary
+gives mean and standard deviation over seeds and the mean firing rate of the
+hidden and output layers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["main", "build_parser", "run_one", "LOSSES", "VARIANTS"]
+
+LOSSES = {
+    "snntorch": ("mse_count", "ce_rate", "ce_count", "mem_ce", "mse_rate", "kernel", "count"),
+    "spikingjelly": ("mse_rate", "mse_count", "ce_rate", "kernel", "count"),
+}
+VARIANTS = ("host", "tssl", "tssl+host")
+RESETS = ("default", "subtract", "zero")
+
+
+def _csv(text: str) -> List[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tssl-bench hosts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Tutorial-style snnTorch / SpikingJelly models on digits: unconverted, converted, and "
+                    "converted with the output layer excluded, each with the hosts' own losses.")
+    p.add_argument("--library", default="snntorch", choices=sorted(LOSSES), help="host library")
+    p.add_argument("--losses", default="mse_count,ce_rate", help="comma-separated losses (see the module docs)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: host, tssl, tssl+host")
+    p.add_argument("--resets", default="default",
+                   help="comma-separated: default (the host's own), subtract, zero")
+    p.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--steps", type=int, default=25, help="time steps T")
+    p.add_argument("--beta", type=float, default=0.95, help="snnTorch Leaky beta")
+    p.add_argument("--tau", type=float, default=2.0, help="SpikingJelly LIFNode tau")
+    p.add_argument("--hidden", type=int, default=128, help="hidden layer size")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="folder for results.jsonl and summary.{json,md} (none: print only)")
+    return p
+
+
+# ------------------------------------------------------------------ networks
+class SnnTorchTutorialNet(nn.Module):
+    """snnTorch tutorial network, step loop with explicit membranes; returns (spikes, membranes, hidden spikes)."""
+
+    def __init__(self, hidden: int, beta: float, reset: Optional[str]) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        kw = {} if reset is None else {"reset_mechanism": reset}
+        self.fc1, self.lif1 = nn.Linear(64, hidden), snn.Leaky(beta=beta, **kw)
+        self.fc2, self.lif2 = nn.Linear(hidden, 10), snn.Leaky(beta=beta, **kw)
+
+    def output_neuron(self) -> nn.Module:
+        return self.lif2
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        spk_rec, mem_rec, hid = [], [], []
+        for t in range(x.shape[0]):
+            spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+            hid.append(spk1)
+        return torch.stack(spk_rec), torch.stack(mem_rec), torch.stack(hid)
+
+
+class SpikingJellyTutorialNet(nn.Module):
+    """SpikingJelly tutorial network in multi-step mode; returns (spikes, None, hidden spikes)."""
+
+    def __init__(self, hidden: int, tau: float, reset: Optional[str]) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron
+
+        kw = {} if reset is None else {"v_reset": 0.0 if reset == "zero" else None}
+        self.fc1, self.lif1 = layer.Linear(64, hidden), neuron.LIFNode(tau=tau, **kw)
+        self.fc2, self.lif2 = layer.Linear(hidden, 10), neuron.LIFNode(tau=tau, **kw)
+        functional.set_step_mode(self, "m")
+
+    def output_neuron(self) -> nn.Module:
+        return self.lif2
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        from spikingjelly.activation_based import functional
+
+        functional.reset_net(self)
+        hid = self.lif1(self.fc1(x))
+        return self.lif2(self.fc2(hid)), None, hid
+
+
+def build_net(library: str, variant: str, reset: Optional[str], args: argparse.Namespace) -> nn.Module:
+    """The tutorial network of ``library``, converted as ``variant`` says (public ``convert`` only)."""
+    if library == "snntorch":
+        net: nn.Module = SnnTorchTutorialNet(args.hidden, args.beta, reset)
+        from tssl_plugin.adapters import snntorch as adapter
+    else:
+        net = SpikingJellyTutorialNet(args.hidden, args.tau, reset)
+        from tssl_plugin.adapters import spikingjelly as adapter  # type: ignore[no-redef]
+    if variant == "tssl":
+        adapter.convert(net)
+    elif variant == "tssl+host":
+        adapter.convert(net, exclude=[net.output_neuron()])
+    return net
+
+
+# -------------------------------------------------------------------- losses
+def make_loss(name: str) -> Tuple[str, Callable[[Tensor, Tensor], Tensor]]:
+    """``(input, loss_fn)``: input is ``"spikes"`` or ``"membrane"``."""
+    if name in ("mse_count", "ce_rate", "ce_count"):
+        import snntorch.functional as SF
+
+        fn = {"mse_count": lambda: SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2),
+              "ce_rate": SF.ce_rate_loss, "ce_count": SF.ce_count_loss}[name]()
+        return "spikes", fn
+    if name == "mem_ce":
+        ce = nn.CrossEntropyLoss()
+        return "membrane", lambda mem, y: sum(ce(mem[t], y) for t in range(mem.shape[0]))
+    if name == "mse_rate":
+        return "spikes", lambda spk, y: F.mse_loss(spk.mean(0), F.one_hot(y, spk.shape[-1]).to(spk.dtype))
+    if name in ("kernel", "count"):
+        from tssl_plugin.loss import CountLoss, KernelLoss
+
+        return "spikes", (KernelLoss() if name == "kernel" else CountLoss())
+    raise ValueError(f"unknown loss {name!r}")
+
+
+# ---------------------------------------------------------------------- runs
+def _digits() -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    from .data import load_digits
+
+    ds = load_digits()
+    return ds.x_train.flatten(1), ds.y_train, ds.x_test.flatten(1), ds.y_test
+
+
+def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: argparse.Namespace,
+            data: Tuple[Tensor, Tensor, Tensor, Tensor]) -> Dict[str, Any]:
+    """Train one network; returns its record (test accuracy, firing rates, seconds)."""
+    xtr, ytr, xte, yte = data
+    torch.manual_seed(seed)
+    net = build_net(library, variant, None if reset == "default" else reset, args)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    kind, loss_fn = make_loss(loss)
+    gen = torch.Generator().manual_seed(seed)
+    T = args.steps
+    t0 = time.perf_counter()
+    for _ in range(args.epochs):
+        order = torch.randperm(len(ytr), generator=gen)
+        for i in range(0, len(order), args.batch_size):
+            idx = order[i:i + args.batch_size]
+            spk, mem, _ = net(xtr[idx].expand(T, -1, -1))
+            value = loss_fn(mem if kind == "membrane" else spk, ytr[idx])
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        spk, _, hid = net(xte.expand(T, -1, -1))
+        acc = float((spk.sum(0).argmax(1) == yte).float().mean())
+    return {"library": library, "loss": loss, "reset": reset, "variant": variant, "seed": seed,
+            "test_accuracy": acc, "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds,
+            "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
+            "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
+
+
+def summarize(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per (loss, reset, variant): mean and std of test accuracy over seeds, mean firing rates."""
+    groups: Dict[Tuple[str, str, str, str], List[Dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["library"], r["loss"], r["reset"], r["variant"]), []).append(r)
+    rows = []
+    for (lib, loss, reset, variant), rs in groups.items():
+        accs = [r["test_accuracy"] for r in rs]
+        rows.append({"library": lib, "loss": loss, "reset": reset, "variant": variant, "seeds": len(rs),
+                     "mean": statistics.mean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+                     "accuracies": accs,
+                     "firing_rates": [statistics.mean(r["firing_rates"][i] for r in rs) for i in range(2)]})
+    return rows
+
+
+def markdown(rows: Sequence[Dict[str, Any]]) -> str:
+    from .report import markdown_table
+
+    body = [[r["library"], r["loss"], r["reset"], r["variant"], f"{r['mean']:.3f} ± {r['std']:.3f}",
+             " ".join(f"{a:.3f}" for a in r["accuracies"]), " ".join(f"{f:.3f}" for f in r["firing_rates"])]
+            for r in rows]
+    return markdown_table(["library", "loss", "reset", "variant", "test acc (mean ± std)", "per seed",
+                           "firing rates (hidden, output)"], body)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tssl-bench hosts``."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    losses, variants, resets = _csv(args.losses), _csv(args.variants), _csv(args.resets)
+    for name, given, valid in (("loss", losses, LOSSES[args.library]), ("variant", variants, VARIANTS),
+                               ("reset", resets, RESETS)):
+        bad = [g for g in given if g not in valid]
+        if bad or not given:
+            parser.error(f"unknown {name} {', '.join(bad) or '(none given)'}; valid for {args.library}: "
+                         f"{', '.join(valid)}")
+    for name in ("seeds", "epochs", "steps", "hidden", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.out is not None and Path(args.out).exists():
+        parser.error(f"--out {args.out} exists; give a new folder (results are never overwritten)")
+    torch.set_num_threads(args.threads)
+    data = _digits()
+    records = []
+    for loss in losses:
+        for reset in resets:
+            for variant in variants:
+                for seed in range(args.seeds):
+                    records.append(run_one(args.library, loss, reset, variant, seed, args, data))
+    rows = summarize(records)
+    table = markdown(rows)
+    print(table)
+    if args.out is not None:
+        from .report import atomic_write_json, atomic_write_text
+
+        out = Path(args.out)
+        out.mkdir(parents=True)
+        atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        atomic_write_json(out / "summary.json", {"rows": rows, "config": vars(args)})
+        atomic_write_text(out / "summary.md", f"`tssl-bench hosts {' '.join(argv)}`\n\n{table}\n")
+        print(f"\nresults in {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
