@@ -40,9 +40,14 @@ class Backend:
     def is_tssl(self) -> bool:
         return self.gradient == "tssl"
 
+    def requirements(self) -> List[Tuple[str, str]]:
+        """``(module, extra)`` pairs this backend imports: the host library (none for native)."""
+        return {"native": [], "snntorch": [("snntorch", "snntorch")],
+                "spikingjelly": [("spikingjelly.activation_based", "spikingjelly")]}[self.library]
+
     def check_available(self) -> None:
         """Raise :class:`BackendUnavailable` saying what to install if the backend cannot run."""
-        mods = {"native": [], "snntorch": ["snntorch"], "spikingjelly": ["spikingjelly.activation_based"]}[self.library]
+        mods = [m for m, _ in self.requirements()]
         if self.is_tssl and self.library != "native":
             mods = mods + [f"tssl_plugin.adapters.{self.library}"]
         for mod in mods:
