@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tssl_plugin.benchmarks import cli
+from tssl_plugin.benchmarks import cli, train_options
 from tssl_plugin.benchmarks import models as M
 from tssl_plugin.benchmarks.config import Config, config_problems
 from tssl_plugin.benchmarks.presets import PRESETS
@@ -62,13 +62,13 @@ def test_explicit_options_override_the_preset():
     argv = ["--preset", "fmnist-mlp", "--epochs", "3", "--lr", "0.01", "--optimizer", "adam", "--hidden", "64"]
     from tssl_plugin.benchmarks.options import explicit_options
 
-    cfg = cli._config_from_args(parser.parse_args(argv), explicit_options(parser, argv))
+    cfg = train_options.config_from_args(parser.parse_args(argv), explicit_options(parser, argv))
     assert (cfg.epochs, cfg.lr, cfg.optimizer, cfg.hidden) == (3, 0.01, "adam", [64])
     assert (cfg.dataset, cfg.batch_size, cfg.schedule, cfg.normalize, cfg.init, cfg.preset) == \
         ("fashion-mnist", 100, "constant", "mnist", "paper", "fmnist-mlp")
     # an option given with its default value still counts as given
     argv = ["--preset", "mnist-cnn", "--schedule", "cosine", "--init-gain", "2.0"]
-    cfg = cli._config_from_args(parser.parse_args(argv), explicit_options(parser, argv))
+    cfg = train_options.config_from_args(parser.parse_args(argv), explicit_options(parser, argv))
     assert cfg.schedule == "cosine" and cfg.init_gain == 2.0 and cfg.batch_size == 50
 
 
