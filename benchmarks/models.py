@@ -244,6 +244,10 @@ class SpikingNet(nn.Module):
         """The weighted layers in order (for weight clipping and weight checks)."""
         return [m for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
+    def neurons(self) -> List[nn.Module]:
+        """The spiking layers in order (the last one is the output layer)."""
+        raise NotImplementedError
+
 
 # --------------------------------------------------------------------- native
 class NativeNet(SpikingNet):
@@ -271,6 +275,9 @@ class NativeNet(SpikingNet):
                 spiking.append(False)
         self.ops = nn.ModuleList(ops)
         self._spiking = spiking
+
+    def neurons(self) -> List[nn.Module]:
+        return [op for op, is_neuron in zip(self.ops, self._spiking) if is_neuron]
 
     def forward(self, x: Tensor):
         spikes = []
@@ -313,6 +320,11 @@ class SnnTorchNet(SpikingNet):
             else:
                 ops.append(_TimeDistributed(nn.Flatten()))
         self.ops = nn.ModuleList(ops)
+
+    def neurons(self) -> List[nn.Module]:
+        import snntorch as snn
+
+        return [op for op in self.ops if isinstance(op, snn.Leaky)]
 
     def forward(self, x: Tensor):
         import snntorch as snn
@@ -365,6 +377,11 @@ class SpikingJellyNet(SpikingNet):
                                       v_reset=v_reset, surrogate_function=surrogate_function))
         self.ops = nn.Sequential(*ops)
         functional.set_step_mode(self.ops, "m")
+
+    def neurons(self) -> List[nn.Module]:
+        from spikingjelly.activation_based import neuron
+
+        return [op for op in self.ops if isinstance(op, neuron.BaseNode)]
 
     def forward(self, x: Tensor):
         from spikingjelly.activation_based import functional, neuron
