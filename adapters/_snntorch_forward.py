@@ -46,10 +46,22 @@ STATE_FUNCTIONS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "
 RESET_VALS = {0: "subtract", 1: "zero", 2: "none"}
 
 
-def core_reset(mode: str, reset_delay: bool) -> str:
-    """The core op's ``reset=`` name for an snnTorch ``reset_mechanism`` and ``reset_delay``."""
+def core_reset(mode: str, reset_delay: bool, reset_val: Optional[str] = None) -> str:
+    """The core op's ``reset=`` name for an snnTorch Leaky.
+
+    ``mode`` is the state function snnTorch fixed at construction, ``reset_val``
+    the current ``reset_mechanism`` (which a user may change after construction;
+    snnTorch then keeps the state function and applies the new mechanism only in
+    the ``reset_delay=False`` correction). With ``reset_delay=True`` the state
+    function alone resets. With ``reset_delay=False`` the correction resets
+    immediately: ``"zero"`` and ``"subtract"`` by ``reset_val``; with
+    ``reset_val="none"`` there is no correction and the state function's delayed
+    reset acts as with ``reset_delay=True``.
+    """
+    if not reset_delay and reset_val in ("zero", "subtract"):
+        return reset_val
     if mode == "subtract":
-        return "subtract_after_leak" if reset_delay else "subtract"
+        return "subtract_after_leak"
     return mode
 
 
@@ -57,6 +69,7 @@ class StepValues(NamedTuple):
     """One step's forward values (all computed without autograd)."""
 
     o: Tensor  # spikes, bool
+    reset: Tensor  # snnTorch's delayed reset signal r = [mem - theta > 0] (float32), kept as ``layer.reset``
     u: Tensor  # membrane the spike fired on (snnTorch's mem after the state function)
     du: Tensor  # increment of the step from the membrane after every reset
     v: Tensor  # membrane the leak acted on (after the delayed zero-reset)
@@ -104,7 +117,7 @@ def leaky_step(
                 out = u - do_reset * threshold
             elif reset_val == "zero":
                 out = u - do_reset * u
-        return StepValues(o, u, u - base, v, out)
+        return StepValues(o, reset, u, u - base, v, out)
 
 
 class MembraneGrad(torch.autograd.Function):

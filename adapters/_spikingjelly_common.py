@@ -55,7 +55,8 @@ from tssl_plugin._impl.reference import trace_step
 from tssl_plugin.adapters._stepwise import new_carry, tssl_step
 from tssl_plugin.functional import lif_constants, spikes_with_tssl_grad
 
-__all__ = ["TSSLNodeMixin", "check_tau_s", "check_warmup", "node_mapping", "SURROGATE_IGNORED"]
+__all__ = ["TSSLNodeMixin", "check_tau_s", "check_warmup", "check_binary_surrogate", "node_mapping",
+           "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
 
 SURROGATE_IGNORED = (
     "surrogate_function is ignored by TSSL-BP nodes: TSSL-BP uses no surrogate gradient "
@@ -85,9 +86,22 @@ def check_warmup(warmup: object) -> bool:
 
 
 
+NON_BINARY = (
+    "a surrogate_function with spiking=False makes SpikingJelly's forward non-binary (the surrogate's "
+    "primitive instead of the Heaviside step); TSSL-BP needs binary spikes: use spiking=True (the default)"
+)
+
+
+def check_binary_surrogate(surrogate_function: Any, where: str) -> None:
+    """Refuse a SpikingJelly surrogate whose forward is not the Heaviside step (``spiking=False``)."""
+    if getattr(surrogate_function, "spiking", True) is False:
+        raise ValueError(f"{where}: {NON_BINARY}")
+
+
 def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool) -> None:
     """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
     if surrogate_function is not None:
+        check_binary_surrogate(surrogate_function, type(node).__name__)
         warnings.warn(SURROGATE_IGNORED, UserWarning, stacklevel=3)
     if detach_reset:
         warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
@@ -106,25 +120,37 @@ def _number(node: Any, name: str) -> float:
     return float(value)
 
 
-def node_mapping(node: Any, leaky: bool) -> Tuple[float, float, float, str, float]:
-    """``(tau_m, input_scale, threshold_rel, reset, v_reset_value)`` of a SpikingJelly LIF/IF node.
+#: node kinds: leaky with a fixed ``tau``, integrate-and-fire, leaky with a learnable ``w`` (1/tau = sigmoid(w)).
+KINDS = ("lif", "if", "plif")
+
+
+def node_mapping(node: Any, kind: str) -> Tuple[float, float, float, str, float]:
+    """``(tau_m, input_scale, threshold_rel, reset, v_reset_value)`` of a SpikingJelly LIF/IF/PLIF node.
 
     Raises ValueError naming the option when a value cannot be honoured.
     """
+    name = type(node).__name__
+    check_binary_surrogate(getattr(node, "surrogate_function", None), name)
     thr = _number(node, "v_threshold")
     if node.v_reset is None:
         vr, reset = 0.0, "subtract"
     else:
         vr, reset = _number(node, "v_reset"), "zero"
-    if leaky:
-        tau = _number(node, "tau")
-        if not tau > 1.0:
-            raise ValueError(f"{type(node).__name__}: tau must be > 1, got {tau}")
-        if not isinstance(node.decay_input, bool):
-            raise ValueError(f"{type(node).__name__}: decay_input must be a bool, got {node.decay_input!r}")
-        scale = 1.0 / tau if node.decay_input else 1.0
+    if thr <= vr:
+        raise ValueError(f"{name}: v_threshold={thr} must be above v_reset={vr} for TSSL-BP "
+                         f"(the rule needs a positive threshold relative to the reset)")
+    if kind == "if":
+        return math.inf, 1.0, thr - vr, reset, vr
+    if kind == "plif":
+        w = getattr(node, "w", None)
+        if not isinstance(w, Tensor) or w.numel() != 1 or not bool(torch.isfinite(w.detach()).all()):
+            raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
+        tau = 1.0 / float(torch.sigmoid(w.detach().double()))
     else:
-        tau, scale = math.inf, 1.0
+        tau = _number(node, "tau")
+    if not tau > 1.0:
+        raise ValueError(f"{name}: tau must be > 1, got {tau}")
+    scale = 1.0 / tau if node.decay_input else 1.0  # SpikingJelly tests decay_input by truthiness
     return tau, scale, thr - vr, reset, vr
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -159,17 +185,38 @@ class TSSLNodeMixin:
     """TSSL-BP forward/backward for a SpikingJelly node; put first in the bases.
 
     Version modules provide ``_lib_check()``, ``_lib_run(x_seq, single)`` and
-    ``_lib_charge(x_seq, v_prev)``; ``_TSSL_LEAKY`` says whether the node is LIF.
+    ``_lib_charge(x_seq, v_prev)``; ``_TSSL_KIND`` is one of :data:`KINDS`.
     """
 
     tau_s: float = 3.0
     warmup: bool = True
     _tssl_carry: Optional[Tensor] = None
-    _TSSL_LEAKY = True
+    _TSSL_KIND = "lif"
 
     # ----- mapping ---------------------------------------------------------
     def _tssl_mapping(self) -> Tuple[float, float, float, str, float]:
-        return node_mapping(self, type(self)._TSSL_LEAKY)
+        return node_mapping(self, type(self)._TSSL_KIND)
+
+    def _tssl_input(self, x: Tensor, v_prev: Tensor, vr: float, scale: float) -> Tuple[Tensor, float]:
+        """``(tensor, scale)``: the tensor that receives ``dL/dx``, and the factor from the rule's current to it.
+
+        For fixed time constants that is the input itself (``x / tau`` enters the
+        rule for ``decay_input=True``: scale ``1/tau``). A learnable leak (PLIF,
+        ``1/tau = sigmoid(w)``) is treated as an input current, as the snnTorch
+        adapter treats ``learn_beta``: the rule's current is
+        ``I = sigmoid(w) (x - (v - V_r))`` (``decay_input=True``) or
+        ``I = x - sigmoid(w) (v - V_r)``, built here with autograd so that
+        ``dL/dw = sum_t dL/dI[t] dI[t]/dw`` and ``dL/dx = dL/dI dI/dx``; the
+        membrane ``v`` itself stays detached (the rule carries its gradient).
+        """
+        cd = _compute_dtype(x)
+        xc = x if x.dtype == cd else x.to(cd)
+        w = getattr(self, "w", None) if self._TSSL_KIND == "plif" else None
+        if w is None or not (w.requires_grad and torch.is_grad_enabled()):
+            return xc, scale
+        q = torch.sigmoid(w).to(cd)
+        shifted = v_prev.detach().to(cd) - vr
+        return (q * (xc - shifted) if self.decay_input else xc - shifted * q), 1.0
 
     def _tssl_check_common(self) -> None:
         check_tau_s(self.tau_s)
@@ -199,15 +246,16 @@ class TSSLNodeMixin:
             h = self._lib_charge(x_seq.detach(), v_prev)
             u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset)
-        out = spikes_with_tssl_grad(x_seq, u, du, o, k, warmup=self.warmup, input_scale=scale)
+        current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
+        out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
         self._tssl_guard_membrane(x_seq)
-        return out
+        return out.to(spikes.dtype)
 
     def single_step_forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:
             raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
         if x.dim() == 0:
-            raise ValueError(f"{type(self).__name__}: 0-d input is not supported; give at least one neuron dim")
+            return self._tssl_scalar_step(x)
         self._tssl_check_common()
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
         spikes, v_prev, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
@@ -220,13 +268,29 @@ class TSSLNodeMixin:
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset)
         carry = self._tssl_current_carry(x)
-        out, _, carry = tssl_step(
-            x.to(u.dtype) if x.dtype != u.dtype else x, carry, u[0], du[0], o[0], v_post[0], k,
-            warmup=self.warmup, input_scale=scale,
-        )
+        current, scale = self._tssl_input(x, v_prev[0], vr, scale)
+        out, _, carry = tssl_step(current, carry, u[0], du[0], o[0], v_post[0], k, warmup=self.warmup,
+                                  input_scale=scale)
         self._tssl_carry = carry
         self._tssl_guard_membrane(x)
         return out.to(spike.dtype)
+
+    def _tssl_scalar_step(self, x: Tensor) -> Tensor:
+        """A 0-d input, as SpikingJelly accepts it: one neuron, with a 0-d membrane kept between steps."""
+        self._tssl_reshape_state((1,))
+        try:
+            out = self.single_step_forward(x.reshape(1))
+        finally:
+            self._tssl_reshape_state(())
+        return out.reshape(())
+
+    def _tssl_reshape_state(self, shape: Tuple[int, ...]) -> None:
+        v = getattr(self, "v", None)
+        if isinstance(v, Tensor) and v.numel() == 1:
+            self.v = v.reshape(shape)
+        v_seq = getattr(self, "v_seq", None)
+        if isinstance(v_seq, Tensor) and v_seq.dim() >= 1 and v_seq.numel() == v_seq.shape[0]:
+            self.v_seq = v_seq.reshape(v_seq.shape[0], *shape)
 
     def _tssl_current_carry(self, x: Tensor) -> Tensor:
         cd = _compute_dtype(x)

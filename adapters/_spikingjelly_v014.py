@@ -21,7 +21,7 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
 
-__all__ = ["TSSLLIFNode", "TSSLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 0.0.0.0.14 options the adapter cannot honour."""
@@ -38,6 +38,8 @@ class _V014Engine:
     """``_lib_run`` / ``_lib_charge`` with SpikingJelly 0.0.0.0.14 arithmetic."""
 
     _ORIGINAL: type
+    #: whether the original class has 0.0.0.0.14's TorchScript eval loops (``jit_eval_multi_step_forward_*``)
+    _EVAL_LOOP = True
 
     def _lib_check(self) -> None:
         lib_check(self)
@@ -49,7 +51,7 @@ class _V014Engine:
             self.v_float_to_tensor(x_seq[0])
             if isinstance(self.v, Tensor) and self.v.requires_grad:
                 self.v = self.v.detach()
-            if single or self.training:
+            if single or self.training or not self._EVAL_LOOP:
                 spikes, v_prev, v_post = [], [], []
                 for t in range(x_seq.shape[0]):
                     v_prev.append(self.v)
@@ -77,7 +79,7 @@ class _V014Engine:
 class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     """SpikingJelly 0.0.0.0.14 ``LIFNode`` with TSSL-BP gradients (forward unchanged); see the 2.x class."""
 
-    _TSSL_LEAKY = True
+    _TSSL_KIND = "lif"
     _ORIGINAL = neuron.LIFNode
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
@@ -110,7 +112,7 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
 class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
     """SpikingJelly 0.0.0.0.14 ``IFNode`` with TSSL-BP gradients: the no-leak limit."""
 
-    _TSSL_LEAKY = False
+    _TSSL_KIND = "if"
     _ORIGINAL = neuron.IFNode
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
@@ -131,5 +133,37 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
         return v_prev + x_seq.to(v_prev.dtype)
 
 
+class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
+    """SpikingJelly 0.0.0.0.14 ``ParametricLIFNode`` with TSSL-BP gradients; see the 2.x class.
+
+    0.0.0.0.14 has no TorchScript eval loop for PLIF: every mode runs its own
+    ``single_step_forward`` step by step.
+    """
+
+    _TSSL_KIND = "plif"
+    _ORIGINAL = neuron.ParametricLIFNode
+    _EVAL_LOOP = False
+
+    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
+                 step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
+                 tau_s: float = 3.0, warmup: bool = True):
+        super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
+                         step_mode, backend, store_v_seq)
+        lib_check(self)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+
+    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+        """0.0.0.0.14 PLIF ``neuronal_charge`` with ``q = sigmoid(w)``."""
+        x = x_seq.to(v_prev.dtype)
+        q = self.w.detach().sigmoid().to(v_prev.dtype)
+        vr = self.v_reset
+        reset0 = vr is None or vr == 0.0
+        if self.decay_input:
+            return v_prev + (x - v_prev) * q if reset0 else v_prev + (x - (v_prev - vr)) * q
+        return v_prev * (1.0 - q) + x if reset0 else v_prev - (v_prev - vr) * q + x
+
+
 #: original SpikingJelly class -> TSSL-BP class (exact types).
-ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode}
+ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode,
+             neuron.ParametricLIFNode: TSSLParametricLIFNode}

@@ -19,7 +19,7 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
 
-__all__ = ["TSSLLIFNode", "TSSLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 2.x options the adapter cannot honour."""
@@ -82,7 +82,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     reference warm-up surrogate for silent neurons (spec).
     """
 
-    _TSSL_LEAKY = True
+    _TSSL_KIND = "lif"
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
@@ -109,7 +109,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
 class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
     """SpikingJelly ``IFNode`` with TSSL-BP gradients: the no-leak limit ``1/tau_m = 0``."""
 
-    _TSSL_LEAKY = False
+    _TSSL_KIND = "if"
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
@@ -127,5 +127,41 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
         return v_prev + x_seq.to(v_prev.dtype)
 
 
+class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
+    """SpikingJelly ``ParametricLIFNode`` with TSSL-BP gradients (forward unchanged).
+
+    ``1/tau_m = sigmoid(w)`` (the node's learnable ``w``); otherwise as
+    :class:`TSSLLIFNode`. The leak ``w`` learns through the leak current: the
+    rule's input current ``I = sigmoid(w) (x - (v - V_r))`` (``decay_input=True``)
+    or ``I = x - sigmoid(w) (v - V_r)`` receives the TSSL-BP gradient ``dL/dI``
+    and ``dL/dw = sum_t dL/dI[t] dI[t]/dw`` (the snnTorch adapter's ``learn_beta`` rule).
+    """
+
+    _TSSL_KIND = "plif"
+
+    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
+                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
+        super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
+                         step_mode, store_v_seq)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+
+    def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
+        spikes, v_final, v_post = sjf.plif_multi_step(
+            x_seq, v0, self.w, self.decay_input, self.v_threshold, self.v_reset,
+            self.surrogate_function, self.detach_reset, True)
+        return spikes, v_final, v_post
+
+    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+        """SpikingJelly 2.x PLIF charge with ``q = sigmoid(w)``: ``v + (x - (v - V_r)) q`` or ``v - (v - V_r) q + x``."""
+        x = x_seq.to(v_prev.dtype)
+        q = self.w.detach().sigmoid().to(v_prev.dtype)  # as SpikingJelly: q in the dtype of w
+        rv = 0.0 if self.v_reset is None else self.v_reset
+        if self.decay_input:
+            return v_prev + (x - (v_prev - rv)) * q
+        return v_prev - (v_prev - rv) * q + x
+
+
 #: original SpikingJelly class -> TSSL-BP class (exact types).
-ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode}
+ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode,
+             neuron.ParametricLIFNode: TSSLParametricLIFNode}

@@ -207,25 +207,22 @@ class TSSLLeaky(snn.Leaky):
         self._tssl_clear()
         return super().reset_mem()
 
-    def _mode(self) -> Tuple[str, Optional[str]]:
+    def _mode(self) -> Tuple[str, str]:
+        """``(state function, current reset_mechanism)``: snnTorch fixes the first at construction."""
         name = getattr(getattr(self.state_function, "__func__", None), "__name__", None)
         if name not in STATE_FUNCTIONS:
             raise ValueError(f"TSSLLeaky: unknown state_function {self.state_function!r}; "
                              "only snn.Leaky's own reset mechanisms are supported")
-        mode = STATE_FUNCTIONS[name]
-        if self.reset_delay:
-            return mode, None
-        val = RESET_VALS[int(self.reset_mechanism_val)]
-        if val != mode:
-            raise ValueError(f"TSSLLeaky: reset_mechanism_val says {val!r} but the layer was built with "
-                             f"{mode!r} (snnTorch fixes the state function at construction); rebuild the "
-                             "layer with the reset_mechanism you want")
-        return mode, val
+        return STATE_FUNCTIONS[name], RESET_VALS[int(self.reset_mechanism_val)]
 
-    def _constants(self, like: Tensor, mode: str) -> LIFConstants:
+    def _constants(self, like: Tensor, mode: str, reset_val: str) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
-                            1.0 / (4.0 * self.tau_s), core_reset(mode, self.reset_delay))
+                            1.0 / (4.0 * self.tau_s), core_reset(mode, self.reset_delay, reset_val))
+
+    def _zero_corrected(self, reset_val: str) -> bool:
+        """The returned membrane is the immediately zero-reset one (``d mem/du = 1 - o``)."""
+        return reset_val == "zero" and not self.reset_delay
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -253,11 +250,12 @@ class TSSLLeaky(snn.Leaky):
         st = leaky_step(input_, state, self.beta, self.threshold, self.graded_spikes_factor, mode,
                         self.reset_delay, reset_val)
         carry = self._carry_for(state, st.u)
-        k = self._constants(st.u, mode)
+        k = self._constants(st.u, mode, reset_val)
         spk, mem_out, carry = tssl_step(self._current(input_, st.v), carry, st.u, st.du, st.o, st.mem, k,
                                         warmup=self.warmup)
-        if mode == "zero" and not self.reset_delay and mem_out.requires_grad:
+        if self._zero_corrected(reset_val) and mem_out.requires_grad:
             mem_out = torch.where(st.o, mem_out.detach(), mem_out)  # d mem/du = 1 - o
+        self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
         self._tssl_carry = carry
         self._tssl_mem_ref = weakref.ref(mem_out)
@@ -285,13 +283,13 @@ class TSSLLeaky(snn.Leaky):
                             self.reset_delay, reset_val)
             steps.append(st)
             mem = st.mem
-        o, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
-        k = self._constants(u, mode)
+        o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
+        k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v)
         spk = spikes_with_tssl_grad(x, u, du, o, k, warmup=self.warmup)
         if torch.is_grad_enabled() and x.requires_grad:
             mems = MembraneGrad.apply(x, mems, u, du, o, k, self.warmup)
-            if mode == "zero" and not self.reset_delay:
+            if self._zero_corrected(reset_val):
                 mems = torch.where(o, mems.detach(), mems)
         return spk.to(torch.float32), mems
 

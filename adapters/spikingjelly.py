@@ -1,21 +1,23 @@
 """Switch SpikingJelly models to TSSL-BP gradients: ``convert(model)``.
 
 Supported (exact types): ``neuron.LIFNode`` -> :class:`TSSLLIFNode`,
-``neuron.IFNode`` -> :class:`TSSLIFNode`, in step modes ``'s'`` and ``'m'``,
-for SpikingJelly 2.x and 0.0.0.0.14 (chosen at import). The forward pass is
+``neuron.IFNode`` -> :class:`TSSLIFNode`, ``neuron.ParametricLIFNode`` ->
+:class:`TSSLParametricLIFNode`, in step modes ``'s'`` and ``'m'``, for
+SpikingJelly 2.x and 0.0.0.0.14 (chosen at import). The forward pass is
 SpikingJelly's bit for bit; only gradients change. See
 :mod:`tssl_plugin.adapters._spikingjelly_common` for the mapping to the core op:
 
 * ``decay_input=True``: input scaled by ``1/tau`` (``tau_m = tau``);
   ``decay_input=False``: ``tau_m = tau``, unscaled input;
 * ``IFNode``: no leak (``1/tau_m = 0``);
+* ``ParametricLIFNode``: ``1/tau_m = sigmoid(w)``; the learnable leak gets the
+  gradient of the leak current (extension, as the snnTorch adapter's ``learn_beta``);
 * hard reset to a float ``v_reset``: the paper's rule on the membrane shifted
   by ``v_reset`` (threshold ``v_threshold - v_reset``);
 * ``v_reset=None`` (soft reset): the "subtract" extension (not in the paper).
 
-``ParametricLIFNode`` and every other neuron type are left alone with one
-warning (``strict=True`` raises): TSSL-BP defines no gradient for a learnable
-leak.
+Every other neuron type is left alone with one warning (``strict=True``
+raises).
 """
 from __future__ import annotations
 
@@ -48,12 +50,13 @@ else:  # pragma: no cover - depends on the installed library
 
 TSSLLIFNode = _impl.TSSLLIFNode
 TSSLIFNode = _impl.TSSLIFNode
+TSSLParametricLIFNode = _impl.TSSLParametricLIFNode
 
 #: original class -> TSSL-BP class, and back.
 _TO_TSSL: Dict[type, type] = dict(_impl.ORIGINALS)
 _FROM_TSSL: Dict[type, type] = {v: k for k, v in _TO_TSSL.items()}
 
-__all__ = ["TSSLLIFNode", "TSSLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
@@ -113,7 +116,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
         )
     for label, module, new_cls in found:  # validate everything before changing anything
         _impl.lib_check(module, label)
-        node_mapping(module, new_cls._TSSL_LEAKY)
+        node_mapping(module, new_cls._TSSL_KIND)
     detach_reset = []
     for label, module, new_cls in found:
         module.__class__ = new_cls

@@ -651,3 +651,50 @@ def test_convert_and_revert_need_a_module(bad):
         convert(bad)
     with pytest.raises(TypeError, match="expects a torch.nn.Module"):
         revert(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# host contract: what snn.Leaky allows after construction
+# --------------------------------------------------------------------------------------------
+MECHANISMS = ["subtract", "zero", "none"]
+
+
+@pytest.mark.parametrize("built", MECHANISMS)
+@pytest.mark.parametrize("changed", MECHANISMS)
+@pytest.mark.parametrize("delay", [True, False])
+def test_reset_mechanism_changed_after_construction(built, changed, delay):
+    """snnTorch keeps the construction's state function and applies a reset_mechanism set later only in the
+    reset_delay=False correction. The converted layer runs the same forward, keeps `layer.reset` as snnTorch
+    does, and its gradient is the core op under the effective reset (core_reset)."""
+    from tssl_plugin.adapters._snntorch_forward import core_reset
+
+    ref = snn.Leaky(beta=0.8, reset_mechanism=built, reset_delay=delay)
+    new = TSSLLeaky(beta=0.8, reset_mechanism=built, reset_delay=delay)
+    for m in (ref, new):
+        m.reset_mechanism = changed
+    x = make_x(T=16, shape=(5, 7), scale=0.9, dtype=torch.float64, seed=4).requires_grad_()
+    with torch.no_grad():
+        s0, m0 = step_loop(ref, x.detach())
+    s1, m1 = step_loop(new, x)
+    assert torch.equal(s1, s0) and torch.equal(m1, m0)
+    assert torch.equal(new.reset, ref.reset) and new.reset.dtype == ref.reset.dtype
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(5)).float()
+    (g_step,) = torch.autograd.grad(s1, x, gy)
+    core = core_reset(built, delay, changed)
+    tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
+    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core)
+    assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
+    (g_core,) = torch.autograd.grad(o, x, gy.double())
+    torch.testing.assert_close(g_step, g_core, **tol(torch.float64))
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["mem", "init_hidden"])
+def test_layer_reset_attribute_kept_after_forward(hidden):
+    kw = dict(beta=0.7, init_hidden=hidden)
+    ref, new = snn.Leaky(**kw), TSSLLeaky(**kw)
+    x = make_x(T=6, shape=(3, 4), scale=1.6, seed=6)
+    for m in (ref, new):
+        utils.reset(nn.Sequential(m)) if hidden else None
+        step_loop(m, x, explicit=not hidden)
+    assert ref.reset.sum() > 0
+    assert torch.equal(new.reset, ref.reset)

@@ -16,7 +16,9 @@ import torch
 sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, layer, neuron, surrogate  # noqa: E402
 
-from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, convert, revert  # noqa: E402
+from tssl_plugin.adapters.spikingjelly import (  # noqa: E402
+    SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, TSSLParametricLIFNode, convert, revert,
+)
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 
 V2 = SPIKINGJELLY_API == "2"
@@ -136,6 +138,9 @@ CONFIGS = [  # (node kind, decay_input, v_reset, warmup)
     ("if", None, 0.0, True),
     ("if", None, -0.5, False),
     ("if", None, None, True),
+    ("plif", True, 0.0, True),
+    ("plif", False, None, False),
+    ("plif", True, -0.5, False),
 ]
 
 
@@ -143,6 +148,9 @@ def make_node(kind, decay_input, v_reset, warmup, mode, tau=2.5, tau_s=3.0):
     if kind == "lif":
         node = TSSLLIFNode(tau=tau, decay_input=decay_input, v_reset=v_reset, step_mode=mode,
                            tau_s=tau_s, warmup=warmup)
+    elif kind == "plif":
+        node = TSSLParametricLIFNode(init_tau=tau, decay_input=decay_input, v_reset=v_reset, step_mode=mode,
+                                     tau_s=tau_s, warmup=warmup)
     else:
         node = TSSLIFNode(v_reset=v_reset, step_mode=mode, tau_s=tau_s, warmup=warmup)
     return node.double()
@@ -162,7 +170,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup):
     tau, tau_s = 2.5, 3.0
     gen = torch.Generator().manual_seed(7)
     vr = 0.0 if v_reset is None else v_reset
-    amp = (1.6 if kind == "lif" else 0.7) * (1.0 - vr)  # the distance from reset to threshold is 1 - vr
+    amp = (0.7 if kind == "if" else 1.6) * (1.0 - vr)  # the distance from reset to threshold is 1 - vr
     x = torch.rand(16, 4, 9, generator=gen, dtype=torch.float64) * amp - 0.1
     x.requires_grad_()
     gy = torch.randn(16, 4, 9, generator=gen, dtype=torch.float64)
@@ -170,8 +178,10 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup):
     o = run(node, x, mode)
     (g,) = torch.autograd.grad(o, x, gy)
 
-    scale = 1.0 / tau if (kind == "lif" and decay_input) else 1.0
-    tau_m = tau if kind == "lif" else math.inf
+    if kind == "plif":  # 1/tau_m = sigmoid(w), from the node's own (float64) parameter
+        tau = 1.0 / float(torch.sigmoid(node.w.detach()))
+    scale = 1.0 / tau if (kind != "if" and decay_input) else 1.0
+    tau_m = tau if kind != "if" else math.inf
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset)
     (g_core,) = torch.autograd.grad(o_core, x, gy)
@@ -289,15 +299,15 @@ def test_detach_reset_warns():
 def test_unsupported_nodes_left_alone_with_one_warning_strict_raises():
     def build():
         return torch.nn.Sequential(
-            layer.Linear(4, 4), neuron.ParametricLIFNode(), layer.Linear(4, 4), neuron.LIFNode(tau=2.0),
+            layer.Linear(4, 4), neuron.QIFNode(), layer.Linear(4, 4), neuron.LIFNode(tau=2.0),
         )
     net = build()
-    with pytest.warns(UserWarning, match=r"1 \(ParametricLIFNode\)") as rec:
+    with pytest.warns(UserWarning, match=r"1 \(QIFNode\)") as rec:
         convert(net)
     assert len([w for w in rec if "left unchanged" in str(w.message)]) == 1
-    assert type(net[1]) is neuron.ParametricLIFNode and type(net[3]) is TSSLLIFNode
+    assert type(net[1]) is neuron.QIFNode and type(net[3]) is TSSLLIFNode
     net = build()
-    with pytest.raises(TypeError, match="ParametricLIFNode"):
+    with pytest.raises(TypeError, match="QIFNode"):
         convert(net, strict=True)
     assert type(net[3]) is neuron.LIFNode  # nothing changed
 
@@ -325,8 +335,8 @@ def test_options_that_cannot_be_honoured_raise_naming_the_option():
         convert(neuron.IFNode(), tau_s=0.5)
     with pytest.raises(TypeError, match="warmup"):
         TSSLIFNode(warmup="yes")
-    with pytest.raises(ValueError, match="0-d"):
-        TSSLIFNode()(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="above v_reset"):
+        convert(neuron.LIFNode(tau=2.0, v_threshold=-0.5, v_reset=0.0))
 
 
 @pytest.mark.skipif(not V2, reason="SpikingJelly 2.x option")
@@ -425,7 +435,7 @@ def test_convert_exclude_keeps_the_host_surrogate(by, mode):
 
 
 def test_convert_exclude_errors_and_strict():
-    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), neuron.ParametricLIFNode())
+    net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), neuron.QIFNode())
     with pytest.raises(ValueError, match="no module named 'lif9'"):
         convert(net, exclude=["lif9"])
     with pytest.raises(ValueError, match="not a module of this model"):
@@ -434,7 +444,7 @@ def test_convert_exclude_errors_and_strict():
         convert(net, exclude=3)
     assert type(net[1]) is neuron.LIFNode
     convert(net, strict=True, exclude=["1", "2"])  # excluded: neither converted nor refused
-    assert type(net[1]) is neuron.LIFNode and type(net[2]) is neuron.ParametricLIFNode
+    assert type(net[1]) is neuron.LIFNode and type(net[2]) is neuron.QIFNode
 
 
 @pytest.mark.parametrize("bad", [[torch.nn.Linear(2, 2)], "model"])
@@ -443,3 +453,120 @@ def test_convert_and_revert_need_a_module(bad):
         convert(bad)
     with pytest.raises(TypeError, match="expects a torch.nn.Module"):
         revert(bad)
+
+
+# ----------------------------------------------------------------- host contract: what LIFNode accepts
+def test_zero_dim_input_in_single_step_mode():
+    """SpikingJelly accepts a 0-d input (one neuron) and keeps a 0-d membrane; so does the adapter."""
+    xs = torch.tensor([0.7, 0.9, 1.6, 0.2, 2.5, 0.4], dtype=torch.float64)
+    ref, new = neuron.LIFNode(tau=2.0), TSSLLIFNode(tau=2.0)
+    x = xs.clone().requires_grad_()
+    out = []
+    for t in range(len(xs)):
+        s0 = ref(xs[t])
+        s1 = new(x[t])
+        assert s1.shape == s0.shape == () and torch.equal(s1, s0)
+        assert new.v.shape == ref.v.shape == () and torch.equal(new.v.detach(), ref.v)
+        out.append(s1)
+    out = torch.stack(out)
+    assert out.sum() > 0
+    (g,) = torch.autograd.grad(out, x, torch.linspace(-1, 1, len(xs), dtype=torch.float64))
+    # the same neuron as a [1]-shaped input gives the same gradient
+    functional.reset_net(new)
+    x1 = xs.clone().reshape(-1, 1).requires_grad_()
+    out1 = torch.stack([new(x1[t]) for t in range(len(xs))])
+    (g1,) = torch.autograd.grad(out1, x1, torch.linspace(-1, 1, len(xs), dtype=torch.float64).reshape(-1, 1))
+    assert torch.equal(g, g1.reshape(-1)) and g.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_decay_input_is_read_by_truthiness(mode):
+    x = images(seed=7, dtype=torch.float64).flatten(2)
+    grads = []
+    for flag in (True, 1):
+        ref = neuron.LIFNode(tau=2.0, decay_input=flag, step_mode=mode)
+        node = convert(copy.deepcopy(ref))
+        xg = x.clone().requires_grad_()
+        with torch.no_grad():
+            y0 = run(ref, x, mode)
+        y = run(node, xg, mode)
+        assert torch.equal(y, y0)
+        grads.append(torch.autograd.grad(y.sum(), xg)[0])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_non_binary_surrogate_is_refused_in_both_routes():
+    sg = surrogate.Sigmoid(spiking=False)
+    with pytest.raises(ValueError, match="spiking=False"):
+        TSSLLIFNode(tau=2.0, surrogate_function=sg)
+    node = neuron.LIFNode(tau=2.0, surrogate_function=sg)
+    with pytest.raises(ValueError, match="binary spikes"):
+        convert(torch.nn.Sequential(node))
+    assert type(node) is neuron.LIFNode
+    node = convert(neuron.IFNode())
+    node.surrogate_function = surrogate.ATan(spiking=False)
+    with pytest.raises(ValueError, match="spiking=False"):
+        node(torch.rand(2, 3))
+
+
+# ----------------------------------------------------------------- ParametricLIFNode: the learnable leak
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_plif_leak_gets_the_leak_current_gradient(decay_input, v_reset):
+    """dL/dw = sum_t dL/dI[t] dI[t]/dw with the rule's current I = q (x - (v - V_r)) (decay_input) or
+    x - q (v - V_r), q = sigmoid(w): the leak treated as an input current (as snnTorch's learn_beta).
+    Single-step and multi-step mode give the same gradients; the forward is SpikingJelly's."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(12, 3, 7, generator=gen, dtype=torch.float64) * 1.4
+    gy = torch.randn(12, 3, 7, generator=gen, dtype=torch.float64)
+    ref = neuron.ParametricLIFNode(init_tau=3.0, decay_input=decay_input, v_reset=v_reset, step_mode="m",
+                                   store_v_seq=True).double()
+    with torch.no_grad():
+        o_ref = ref(x)
+    grads = {}
+    for mode in ("s", "m"):
+        node = convert(copy.deepcopy(ref))
+        functional.reset_net(node)
+        node.step_mode = mode
+        xg = x.clone().requires_grad_()
+        o = run(node, xg, mode)
+        assert torch.equal(o.detach(), o_ref)
+        grads[mode] = torch.autograd.grad(o, (xg, node.w), gy)
+    torch.testing.assert_close(grads["s"][0], grads["m"][0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grads["s"][1], grads["m"][1], rtol=1e-12, atol=1e-14)
+    gx, gw = grads["m"]
+    q = torch.sigmoid(ref.w.detach())
+    vr = 0.0 if v_reset is None else v_reset
+    v_prev = torch.cat((torch.full_like(x[:1], vr), ref.v_seq[:-1])) - vr
+    x_scaled = x * q if decay_input else x
+    xc = x_scaled.clone().requires_grad_()
+    o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset="zero" if v_reset == 0.0 else "subtract")
+    (g_current,) = torch.autograd.grad(o_core, xc, gy)  # dL/dI
+    dI_dq = (x - v_prev) if decay_input else -v_prev
+    torch.testing.assert_close(gx, g_current * (q if decay_input else 1.0), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, (g_current * dI_dq).sum() * q * (1 - q), rtol=1e-10, atol=1e-12)
+    assert gw.abs() > 0
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+@pytest.mark.parametrize("training", [True, False])
+def test_plif_forward_bit_identical_and_checkpoints(mode, training):
+    torch.manual_seed(5)
+    ref = torch.nn.Sequential(layer.Linear(6, 8), neuron.ParametricLIFNode(init_tau=2.5, v_reset=None),
+                              layer.Linear(8, 4), neuron.ParametricLIFNode(init_tau=4.0, decay_input=False))
+    with torch.no_grad():
+        ref[0].weight.mul_(3.0)
+        ref[2].weight.mul_(4.0)
+    functional.set_step_mode(ref, mode)
+    ref.train(training)
+    new = convert(copy.deepcopy(ref))
+    assert type(new[1]) is TSSLParametricLIFNode
+    assert list(new.state_dict()) == list(ref.state_dict())
+    x = torch.rand(T, 5, 6, generator=torch.Generator().manual_seed(6)) * 2.0
+    with torch.no_grad():
+        y0 = run(ref, x, mode)
+        y1 = run(new, x, mode)
+    assert torch.equal(y1, y0) and 0 < y0.mean() < 1
+    assert torch.equal(new[3].v, ref[3].v)
+    revert(new)
+    assert type(new[1]) is neuron.ParametricLIFNode

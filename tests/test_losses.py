@@ -60,3 +60,52 @@ def test_count_loss_semantics_and_gradient():
     # sample 1: neurons 0 and 2 sit below the undesired count, the label neuron above its target: all clipped
     torch.testing.assert_close(loss, 0.5 * T * (e ** 2).sum())
     torch.testing.assert_close(a.grad, e.expand(T, 2, 3))
+
+
+# ----------------------------------------------------------------- loss objects for host code
+def _record(T=6, N=4, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, N, C, generator=g) > 0.6).double().requires_grad_()
+
+
+def test_kernel_loss_object_filters_the_spike_record():
+    from tssl_plugin import psp
+    from tssl_plugin.loss import KernelLoss
+
+    spk, y = _record(), torch.tensor([0, 2, 1, 2])
+    loss = KernelLoss()(spk, y)
+    torch.testing.assert_close(loss, kernel_loss(psp(spk), y), rtol=0, atol=0)
+    torch.testing.assert_close(KernelLoss(reduction="mean")(spk, y), loss / 4)
+    torch.testing.assert_close(KernelLoss(tau_s=5.0, desired=[0, 1, 0, 1, 0, 1])(spk, y),
+                               kernel_loss(psp(spk, 5.0), y, tau_s=5.0, desired=torch.tensor([0., 1, 0, 1, 0, 1])))
+    (g,) = torch.autograd.grad(loss, spk)
+    assert g.abs().sum() > 0
+
+
+def test_count_loss_object_defaults_to_half_and_a_tenth_of_T():
+    from tssl_plugin import psp
+    from tssl_plugin.loss import CountLoss
+
+    spk, y = _record(T=10), torch.tensor([1, 0, 2, 2])
+    torch.testing.assert_close(CountLoss()(spk, y), count_loss(psp(spk), y, desired_count=5, undesired_count=1))
+    torch.testing.assert_close(CountLoss(8, 2)(spk, y), count_loss(psp(spk), y, desired_count=8, undesired_count=2))
+    torch.testing.assert_close(CountLoss(reduction="mean")(spk, y), CountLoss()(spk, y) / 4)
+
+
+def test_loss_objects_refuse_bad_records_clearly():
+    from tssl_plugin.loss import CountLoss, KernelLoss
+
+    y = torch.tensor([0, 1])
+    with pytest.raises(TypeError, match="torch.stack"):
+        KernelLoss()([torch.zeros(2, 3)] * 4, y)
+    with pytest.raises(ValueError, match=r"expected \[T, N, C\]"):
+        CountLoss()(torch.zeros(5, 3), y)
+    with pytest.raises(ValueError, match="reduction"):
+        KernelLoss(reduction="avg")
+    with pytest.raises(TypeError, match="desired"):
+        kernel_loss(torch.rand(5, 2, 3), y, desired="01111")
+
+
+def test_kernel_loss_accepts_a_list_pattern():
+    a, y = torch.rand(5, 2, 3, dtype=torch.float64), torch.tensor([2, 0])
+    torch.testing.assert_close(kernel_loss(a, y, desired=[0, 1, 1, 1, 1]), kernel_loss(a, y))

@@ -3,7 +3,7 @@
 Row order (``P_*`` in ``csrc/tssl_cpu.c`` and the Triton kernels)::
 
     0 inv_tau_m   1 beta = 1 - inv_tau_m   2 inv_tau_s   3 1 - inv_tau_s
-    4 threshold   5 threshold * beta       6 warmup_level
+    4 threshold   5 threshold * inv_tau_m  6 warmup_level
 
 Derived rows are computed exactly as ``reference.py`` computes them (Python
 floats in double precision, then rounded once to the tensor dtype; tensors in
@@ -29,7 +29,7 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, int]:
     ``like`` is the ``[T, ...]`` input; ``N`` is the number of neurons ``prod(like.shape[1:])``.
     """
     beta = 1 - k.inv_tau_m
-    vals = [k.inv_tau_m, beta, k.inv_tau_s, 1 - k.inv_tau_s, k.threshold, k.threshold * beta, k.warmup_level]
+    vals = [k.inv_tau_m, beta, k.inv_tau_s, 1 - k.inv_tau_s, k.threshold, k.threshold * k.inv_tau_m, k.warmup_level]
     if not any(isinstance(v, Tensor) for v in vals):
         return torch.tensor(vals, dtype=like.dtype, device=like.device), 0
     shape = like.shape[1:]

@@ -165,12 +165,20 @@ def carry_step(
     step). With ``c = spike_sensitivity(o, du)`` and ``beta = 1 - inv_tau_m``::
 
         zero:                 delta = c (G + h u inv_tau_m) + (1 - o) beta h
-        subtract:             delta = c (G - threshold beta h) + beta h
-        subtract_after_leak:  delta = c (G - threshold h) + beta h
+        subtract:             delta = c (G + h threshold inv_tau_m) + beta h
+        subtract_after_leak:  delta = c (G + h threshold inv_tau_m) + beta h
         none:                 delta = c G + beta h
 
-    ``zero`` is the paper's rule; the others are this project's extensions
-    (spec: "Reset by subtraction"). ``grad_x`` is ``delta`` except where the
+    ``zero`` is the paper's rule; the others are this project's extensions.
+    The paper's intra-neuron term ``c u[t] / tau_m h`` is the spike-time
+    derivative of the reset, which removes the amount ``u[t]`` (the membrane
+    at the spike) and then decays with ``tau_m``; a reset by subtraction
+    removes ``threshold`` instead, so the same derivation gives
+    ``c threshold / tau_m h``, and the membrane keeps its leak path ``beta h``
+    across the spike. (Differentiating the subtraction as if the spike were
+    an amount, ``c (G - threshold h)``, multiplies the carried error by
+    ``beta - c threshold`` at every spike, which exceeds 1 in magnitude
+    whenever the membrane crosses the threshold slowly, and does not train.) ``grad_x`` is ``delta`` except where the
     warm-up replaces it (``s < warmup_level``); the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
     ``delta`` before it is carried back, and to ``grad_x``.
@@ -183,10 +191,8 @@ def carry_step(
         beta = 1 - k.inv_tau_m
         if k.reset == "zero":
             delta = c * (G + h * u * k.inv_tau_m) + (1 - of) * beta * h
-        elif k.reset == "subtract":
-            delta = c * (G - k.threshold * beta * h) + beta * h
-        elif k.reset == "subtract_after_leak":
-            delta = c * (G - k.threshold * h) + beta * h
+        elif k.reset in ("subtract", "subtract_after_leak"):
+            delta = c * (G + k.threshold * k.inv_tau_m * h) + beta * h
         else:
             delta = c * G + beta * h
     if extra is not None:

@@ -108,7 +108,7 @@ def _bwd_kernel(x_ptr, o_ptr, g_ptr, u_ptr, du_ptr, f_ptr, gx_ptr, par_ptr, T, N
     its = _param(par_ptr, 2, N, offs, mask, PS, ACC)
     decs = _param(par_ptr, 3, N, offs, mask, PS, ACC)
     th = _param(par_ptr, 4, N, offs, mask, PS, ACC)
-    thb = _param(par_ptr, 5, N, offs, mask, PS, ACC)
+    thi = _param(par_ptr, 5, N, offs, mask, PS, ACC)
     wl = _param(par_ptr, 6, N, offs, mask, PS, ACC)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
@@ -153,10 +153,8 @@ def _bwd_kernel(x_ptr, o_ptr, g_ptr, u_ptr, du_ptr, f_ptr, gx_ptr, par_ptr, T, N
         c = -r * of
         if RESET == 0:
             delta = c * (G + h * u * itm) + (1.0 - of) * beta * h
-        elif RESET == 1:
-            delta = c * (G - thb * h) + beta * h
-        elif RESET == 2:
-            delta = c * (G - th * h) + beta * h
+        elif RESET == 1 or RESET == 2:
+            delta = c * (G + thi * h) + beta * h
         else:
             delta = c * G + beta * h
         h = delta

@@ -21,7 +21,7 @@
 #include <omp.h>
 #endif
 
-enum { P_ITM, P_BETA, P_ITS, P_DECS, P_TH, P_THB, P_WL, NPAR };
+enum { P_ITM, P_BETA, P_ITS, P_DECS, P_TH, P_THI, P_WL, NPAR };
 enum { R_ZERO = 0, R_SUB = 1, R_SAL = 2, R_NONE = 3 };
 
 #define BLOCK 512

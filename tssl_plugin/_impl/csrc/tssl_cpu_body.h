@@ -106,11 +106,11 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
             r = r < (REAL)-CAP ? (REAL)-CAP : r;
             r = r > (REAL)0 ? (REAL)0 : r;
             const REAL c = -r * of;
-            /* zero: c (G + h u itm) + (1 - o) beta h; subtract: c (G - th beta h) + beta h;
-             * subtract_after_leak: c (G - th h) + beta h; none: c G + beta h.
+            /* zero: c (G + h u itm) + (1 - o) beta h; subtract and subtract_after_leak:
+             * c (G + h th itm) + beta h; none: c G + beta h.
              * One expression, the same roundings: a - b == a + (-b), a + 0 == a. */
             /* one term of J is nonzero (0/1 factors as in the forward) */
-            const REAL J = hh * u * PAR(P_ITM, j) * kz - PAR(P_THB, j) * hh * ks - PAR(P_TH, j) * hh * kl;
+            const REAL J = hh * u * PAR(P_ITM, j) * kz + PAR(P_THI, j) * hh * (ks + kl);
             const REAL leak = ((REAL)1 - of * kz) * PAR(P_BETA, j);
             const REAL delta = c * (Gj + J) + leak * hh;
             h[j] = delta;
