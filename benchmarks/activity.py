@@ -115,6 +115,18 @@ class ActivityMeter:
             self.numel[i] += float(s.numel())
         self.samples += N
 
+    def state(self) -> Tensor:
+        """The counters as one float64 vector (to sum over DistributedDataParallel ranks)."""
+        return torch.cat([self.acs, self.macs, self.dense, self.nonzero, self.numel,
+                          torch.tensor([float(self.samples)], dtype=torch.float64)])
+
+    def load_state(self, state: Tensor) -> None:
+        """Set the counters from :meth:`state` (e.g. summed over ranks)."""
+        n = len(self._fan)
+        state = state.detach().cpu().double()
+        self.acs, self.macs, self.dense, self.nonzero, self.numel = (t.clone() for t in state[:5 * n].split(n))
+        self.samples = int(state[-1])
+
     def result(self) -> Dict[str, Any]:
         """Per-sample counts and per-layer sparsity (see the module docstring)."""
         n = max(self.samples, 1)
@@ -126,4 +138,5 @@ class ActivityMeter:
             "synops_per_layer": [float(a + m) / n for a, m in zip(self.acs, self.macs)],
             "activation_sparsity": [float(1 - z / max(t, 1)) for z, t in zip(self.nonzero, self.numel)],
             "activation_sparsity_total": float(1 - self.nonzero.sum() / max(float(self.numel.sum()), 1.0)),
+            "activity_samples": self.samples,
         }

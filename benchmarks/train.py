@@ -338,7 +338,7 @@ def train_epoch(model: nn.Module, net: M.SpikingNet, opt, ds: D.Dataset, cfg: Co
 def evaluate(model: nn.Module, net: M.SpikingNet, ds: D.Dataset, cfg: Config, device: torch.device,
              world: int, rank: int, arch: Optional[M.Arch] = None) -> Tuple[float, Dict[str, Any]]:
     """Test accuracy over the whole test set (each rank takes every ``world``-th sample, counts summed),
-    and, given ``arch``, the activity metrics of :class:`activity.ActivityMeter` on this rank's share."""
+    and, given ``arch``, the activity metrics of :class:`activity.ActivityMeter` (summed over ranks)."""
     model.eval()
     idx_all = torch.arange(rank, len(ds.y_test), world)
     meter = ActivityMeter(arch, ds.in_shape, [s.weight for s in net.synapses()]) if arch is not None else None
@@ -353,7 +353,11 @@ def evaluate(model: nn.Module, net: M.SpikingNet, ds: D.Dataset, cfg: Config, de
         if meter is not None:
             meter.add(seq, spikes)
     stats = _all_sum(torch.tensor([float(correct), float(len(idx_all))], dtype=torch.float64), world)
-    return float(stats[0] / stats[1]), (meter.result() if meter is not None else {})
+    if meter is None:
+        return float(stats[0] / stats[1]), {}
+    if world > 1:  # every rank's share of the test set
+        meter.load_state(_all_sum(meter.state().to(device), world))
+    return float(stats[0] / stats[1]), meter.result()
 
 
 def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Config, out: Path,
