@@ -6,10 +6,14 @@
 * ``snntorch:tssl`` / ``spikingjelly:tssl``: the same library network, then the
   adapter's ``convert(model, tau_s=..., warmup=...)`` (public API of
   ``tssl_plugin.adapters.snntorch`` / ``.spikingjelly``).
+* ``snntorch:tssl+atan`` / ``spikingjelly:tssl+sigmoid``: the hidden-layers recipe,
+  ``convert(model, ..., exclude=[output neuron])``: TSSL-BP in every hidden layer,
+  the output layer keeps the host's surrogate (``atan()`` / ``Sigmoid()``).
 
 Each backend names its natural loss: TSSL-BP the kernel loss (the count loss on
 event data), snnTorch surrogates ``ce_rate`` (as ``snntorch.functional.ce_rate_loss``),
-SpikingJelly surrogates ``mse_rate`` (MSE of firing rate vs one-hot, as in its tutorials).
+SpikingJelly surrogates ``mse_rate`` (MSE of firing rate vs one-hot, as in its tutorials);
+the hidden-layers recipe its host's loss (it exists for losses like ``ce_rate``).
 """
 from __future__ import annotations
 
@@ -38,12 +42,28 @@ class Backend:
 
     @property
     def is_tssl(self) -> bool:
+        """Every layer trains with TSSL-BP."""
         return self.gradient == "tssl"
+
+    @property
+    def uses_adapter(self) -> bool:
+        """A library network converted by the adapter (fully, or all but the output layer)."""
+        return self.library != "native" and self.gradient.startswith("tssl")
+
+    @property
+    def output_surrogate(self) -> Optional[str]:
+        """The surrogate the output layer keeps under the hidden-layers recipe (``tssl+atan`` -> ``atan``)."""
+        return self.gradient.split("+", 1)[1] if "+" in self.gradient else None
+
+    def requirements(self) -> List[Tuple[str, str]]:
+        """``(module, extra)`` pairs this backend imports: the host library (none for native)."""
+        return {"native": [], "snntorch": [("snntorch", "snntorch")],
+                "spikingjelly": [("spikingjelly.activation_based", "spikingjelly")]}[self.library]
 
     def check_available(self) -> None:
         """Raise :class:`BackendUnavailable` saying what to install if the backend cannot run."""
-        mods = {"native": [], "snntorch": ["snntorch"], "spikingjelly": ["spikingjelly.activation_based"]}[self.library]
-        if self.is_tssl and self.library != "native":
+        mods = [m for m, _ in self.requirements()]
+        if self.uses_adapter:
             mods = mods + [f"tssl_plugin.adapters.{self.library}"]
         for mod in mods:
             try:
@@ -60,24 +80,20 @@ class Backend:
         if self.library == "native":
             return models.build_native(arch, in_shape, weights, cfg)
         if self.library == "snntorch":
-            if self.is_tssl:
-                from tssl_plugin.adapters import snntorch as adapter
-
-                net = models.build_snntorch(arch, in_shape, weights, cfg)
-                adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup)
-                return net
             from snntorch import surrogate
 
-            return models.build_snntorch(arch, in_shape, weights, cfg, getattr(surrogate, self.gradient)())
-        if self.is_tssl:
-            from tssl_plugin.adapters import spikingjelly as adapter
+            grad = None if self.is_tssl else getattr(surrogate, self.output_surrogate or self.gradient)()
+            net = models.build_snntorch(arch, in_shape, weights, cfg, grad)
+        else:
+            from spikingjelly.activation_based import surrogate
 
-            net = models.build_spikingjelly(arch, in_shape, weights, cfg)
-            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup)
-            return net
-        from spikingjelly.activation_based import surrogate
-
-        return models.build_spikingjelly(arch, in_shape, weights, cfg, getattr(surrogate, _SJ[self.gradient])())
+            grad = None if self.is_tssl else getattr(surrogate, _SJ[self.output_surrogate or self.gradient])()
+            net = models.build_spikingjelly(arch, in_shape, weights, cfg, grad)
+        if self.uses_adapter:
+            adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
+            exclude = [net.neurons()[-1]] if self.output_surrogate else None
+            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, exclude=exclude)
+        return net
 
 
 #: snnTorch surrogate factories (``snntorch.surrogate.<name>()``), deterministic ones with defaults.
@@ -94,7 +110,12 @@ def _all() -> Dict[str, Backend]:
     out = [Backend("native:tssl", "native", "tssl", "paper network on tssl_lif, PSC between layers", "kernel"),
            Backend("snntorch:tssl", "snntorch", "tssl", "snn.Leaky network + adapters.snntorch.convert", "kernel"),
            Backend("spikingjelly:tssl", "spikingjelly", "tssl",
-                   "LIFNode network + adapters.spikingjelly.convert", "kernel")]
+                   "LIFNode network + adapters.spikingjelly.convert", "kernel"),
+           Backend("snntorch:tssl+atan", "snntorch", "tssl+atan",
+                   "snn.Leaky network + convert(exclude=[output]): TSSL-BP hidden layers, atan output", "ce_rate"),
+           Backend("spikingjelly:tssl+sigmoid", "spikingjelly", "tssl+sigmoid",
+                   "LIFNode network + convert(exclude=[output]): TSSL-BP hidden layers, Sigmoid output",
+                   "mse_rate")]
     out += [Backend(f"snntorch:{g}", "snntorch", g, f"snn.Leaky, spike_grad=snntorch.surrogate.{g}()", "ce_rate")
             for g in _SNN]
     out += [Backend(f"spikingjelly:{g}", "spikingjelly", g,

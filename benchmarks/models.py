@@ -23,6 +23,7 @@ builder copies them, so all backends start from the same weights.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights",
+    "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights", "layer_input_shapes",
     "SumPool", "SpikingNet", "build_native", "build_snntorch", "build_spikingjelly",
 ]
 
@@ -44,6 +45,7 @@ class Layer:
     out: int = 0
     k: int = 0
     padding: int = 0
+    weight_scale: float = 1.0  # the official code's per-layer ``weight_scale`` (used by ``init="paper"``)
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,19 @@ class NeuronCfg:
     reset: str = "zero"  # or "subtract"
 
 
+_CONV_TOKEN = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:w(\d+(?:\.\d+)?))?$")
+
+
 def _conv_stack(spec: str) -> List[Layer]:
+    """Layers of a spec such as ``32C5p2-P2-1024``: ``<ch>C<k>[p<padding>][w<weight_scale>]``, ``P<k>``, ``<n>``."""
     out: List[Layer] = []
     for tok in spec.split("-"):
+        conv = _CONV_TOKEN.match(tok)
         if tok.startswith("P"):
             out.append(Layer("pool", k=int(tok[1:])))
-        elif "C" in tok:
-            ch, k = tok.split("C")
-            out.append(Layer("conv", out=int(ch), k=int(k), padding=int(k) // 2 if int(k) == 3 else 0))
+        elif conv:
+            ch, k, pad, scale = conv.groups()
+            out.append(Layer("conv", out=int(ch), k=int(k), padding=int(pad or 0), weight_scale=float(scale or 1)))
         else:
             if out and out[-1].kind in ("conv", "pool"):
                 out.append(Layer("flatten"))
@@ -94,16 +101,17 @@ def _conv_stack(spec: str) -> List[Layer]:
 #: the paper's networks (spec table) by name; ``mlp`` takes ``hidden`` sizes.
 ARCHITECTURES: Dict[str, str] = {
     "mlp": "fully connected, hidden sizes from --hidden (paper: 400-400)",
-    "mnist-cnn": "15C5-P2-40C5-P2-300-10 (paper, MNIST)",
-    "fmnist-cnn": "32C5-P2-64C5-P2-1024-10 (paper, Fashion-MNIST)",
-    "nmnist-cnn": "12C5-P2-64C5-P2-10 (paper, N-MNIST)",
-    "cifar10-cnn1": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024-10 (paper, CIFAR-10 CNN1)",
+    "mnist-cnn": "15C5-P2-40C5-P2-300-10 (paper, MNIST; no padding)",
+    "fmnist-cnn": "32C5-P2-64C5-P2-1024-10 (paper, Fashion-MNIST; 5x5 convolutions with padding 2)",
+    "nmnist-cnn": "12C5-P2-64C5-P2-10 (paper, N-MNIST; first convolution with padding 1)",
+    "cifar10-cnn1": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024-10 (paper, CIFAR-10 CNN1; padding 1)",
 }
+#: padding (``p``) and weight_scale (``w``) from the official Networks/*.yaml (stonezwr/TSSL-BP).
 _CONV_SPECS = {
     "mnist-cnn": "15C5-P2-40C5-P2-300",
-    "fmnist-cnn": "32C5-P2-64C5-P2-1024",
-    "nmnist-cnn": "12C5-P2-64C5-P2",
-    "cifar10-cnn1": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024",
+    "fmnist-cnn": "32C5p2-P2-64C5p2-P2-1024",
+    "nmnist-cnn": "12C5p1-P2-64C5-P2",
+    "cifar10-cnn1": "96C3p1w5-256C3p1w5-P2-384C3p1w5-P2-384C3p1w5-256C3p1w5-1024-1024",
 }
 
 
@@ -152,8 +160,22 @@ def _shapes(arch: Arch, in_shape: Sequence[int]) -> List[Tuple[int, ...]]:
     return shapes
 
 
-def initial_weights(arch: Arch, in_shape: Sequence[int], seed: int, gain: float = 1.0) -> List[Tensor]:
-    """Weights of every synapse, drawn once from ``seed`` (PyTorch's default init times ``gain``)."""
+def layer_input_shapes(arch: Arch, in_shape: Sequence[int]) -> List[Tuple[int, ...]]:
+    """Per-sample input shape of every layer of ``arch`` (ValueError if the network does not fit the data)."""
+    return _shapes(arch, in_shape)[:-1]
+
+
+def initial_weights(arch: Arch, in_shape: Sequence[int], seed: int, gain: float = 1.0,
+                    init: str = "default") -> List[Tensor]:
+    """Weights of every synapse, drawn once from ``seed``, times ``gain``.
+
+    ``init="default"``: PyTorch's ``nn.Linear``/``nn.Conv2d`` default, uniform in
+    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``. ``init="paper"``: the official TSSL-BP code's,
+    ``fc`` weights normal with std ``sqrt(2 / fan_in)`` (``kaiming_normal_``), ``conv`` weights
+    PyTorch's default, each times the layer's ``weight_scale``.
+    """
+    if init not in ("default", "paper"):
+        raise ValueError(f"unknown init {init!r}; valid: default, paper")
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
@@ -164,9 +186,13 @@ def initial_weights(arch: Arch, in_shape: Sequence[int], seed: int, gain: float 
         else:
             continue
         fan_in = w[0].numel()
-        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)), nn.Linear/Conv2d default
-        w.uniform_(-bound, bound, generator=gen)
-        out.append(w * gain)
+        if init == "paper" and layer.kind == "fc":
+            w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=gen)
+        else:
+            bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)), nn.Linear/Conv2d default
+            w.uniform_(-bound, bound, generator=gen)
+        scale = layer.weight_scale if init == "paper" else 1.0
+        out.append(w * (gain * scale))
     return out
 
 
@@ -218,6 +244,10 @@ class SpikingNet(nn.Module):
         """The weighted layers in order (for weight clipping and weight checks)."""
         return [m for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
+    def neurons(self) -> List[nn.Module]:
+        """The spiking layers in order (the last one is the output layer)."""
+        raise NotImplementedError
+
 
 # --------------------------------------------------------------------- native
 class NativeNet(SpikingNet):
@@ -245,6 +275,9 @@ class NativeNet(SpikingNet):
                 spiking.append(False)
         self.ops = nn.ModuleList(ops)
         self._spiking = spiking
+
+    def neurons(self) -> List[nn.Module]:
+        return [op for op, is_neuron in zip(self.ops, self._spiking) if is_neuron]
 
     def forward(self, x: Tensor):
         spikes = []
@@ -287,6 +320,11 @@ class SnnTorchNet(SpikingNet):
             else:
                 ops.append(_TimeDistributed(nn.Flatten()))
         self.ops = nn.ModuleList(ops)
+
+    def neurons(self) -> List[nn.Module]:
+        import snntorch as snn
+
+        return [op for op in self.ops if isinstance(op, snn.Leaky)]
 
     def forward(self, x: Tensor):
         import snntorch as snn
@@ -339,6 +377,11 @@ class SpikingJellyNet(SpikingNet):
                                       v_reset=v_reset, surrogate_function=surrogate_function))
         self.ops = nn.Sequential(*ops)
         functional.set_step_mode(self.ops, "m")
+
+    def neurons(self) -> List[nn.Module]:
+        from spikingjelly.activation_based import neuron
+
+        return [op for op in self.ops if isinstance(op, neuron.BaseNode)]
 
     def forward(self, x: Tensor):
         from spikingjelly.activation_based import functional, neuron

@@ -2,7 +2,8 @@
 
 Every whole-file write goes to a temporary file in the same folder and is then
 renamed over the target with :func:`os.replace` (atomic on POSIX and Windows),
-so an interrupted run never leaves a half-written summary or checkpoint.
+so an interrupted run never leaves a half-written summary or checkpoint. The
+file gets the mode a plain ``open()`` would give it (the umask is respected).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "JsonlWriter",
-           "read_jsonl", "markdown_table", "csv_text", "plot_lines", "plot_bars", "fmt"]
+           "read_jsonl", "markdown_table", "csv_text", "plot_lines", "plot_points", "plot_bars", "bars_figure",
+           "fmt"]
 
 
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
@@ -24,11 +26,26 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
     _atomic(path, lambda fh: fh.write(data))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` leaves: the existing file's, else ``0o666`` less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def _atomic(path: os.PathLike, writer: Callable[[Any], Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()
@@ -139,10 +156,10 @@ def _save_fig(fig, path: os.PathLike) -> None:
 
 
 def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylabel: str, title: str,
-               logx: bool = False, logy: bool = False) -> None:
-    """One line per series ``name -> (x, y[, yerr])``, saved as PNG."""
+               logx: bool = False, logy: bool = False, hlines: Optional[Dict[str, float]] = None) -> None:
+    """One line per series ``name -> (x, y[, yerr])``, dashed horizontal lines ``label -> y``; saved as PNG."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     for name, xy in series.items():
         x, y = xy[0], xy[1]
         line, = ax.plot(x, y, marker="o", ms=3, label=name)
@@ -150,6 +167,8 @@ def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylab
             lo = [a - b for a, b in zip(y, xy[2])]
             hi = [a + b for a, b in zip(y, xy[2])]
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+    for i, (label, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, color="k", ls="--" if i == 0 else ":", lw=1, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -163,10 +182,31 @@ def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylab
     plt.close(fig)
 
 
-def plot_bars(path: os.PathLike, names: Sequence[str], panels: Sequence[tuple], title: str) -> None:
-    """Side-by-side bar panels, each ``(ylabel, values[, errors])``, one bar per name."""
+def plot_points(path: os.PathLike, points: Dict[str, tuple], *, xlabel: str, ylabel: str, title: str,
+                logx: bool = False, hlines: Optional[Dict[str, float]] = None) -> None:
+    """One marker per name ``name -> (x, y, xerr, yerr)`` with error bars; saved as PNG."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for i, (name, (x, y, xerr, yerr)) in enumerate(points.items()):
+        ax.errorbar([x], [y], xerr=[xerr] if xerr else None, yerr=[yerr] if yerr else None, fmt="os^Dv<>ph*"[i % 10],
+                    ms=7, capsize=3, color=f"C{i}", label=name)
+    for i, (label, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, color="k", ls="--" if i == 0 else ":", lw=1, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save_fig(fig, path)
+    plt.close(fig)
+
+
+def bars_figure(names: Sequence[str], panels: Sequence[tuple], title: str):
+    """The figure of :func:`plot_bars` (constrained layout: labels, panel notes and title never overlap)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), layout="constrained")
     if len(panels) == 1:
         axes = [axes]
     for ax, panel in zip(axes, panels):
@@ -177,7 +217,16 @@ def plot_bars(path: os.PathLike, names: Sequence[str], panels: Sequence[tuple], 
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel(label)
+        if len(panel) > 3 and panel[3]:
+            ax.set_title(panel[3], fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_bars(path: os.PathLike, names: Sequence[str], panels: Sequence[tuple], title: str) -> None:
+    """Side-by-side bar panels, each ``(ylabel, values[, errors[, note]])``, one bar per name; saved as PNG."""
+    plt = _pyplot()
+    fig = bars_figure(names, panels, title)
     _save_fig(fig, path)
     plt.close(fig)

@@ -31,31 +31,40 @@ from torch import Tensor
 from . import backends as B
 from . import models as M
 from . import report as R
+from .options import HelpFormatter, Parser, ints, nonneg_int, pos_int
 
 __all__ = ["main", "build_parser", "layer_fn", "time_layer"]
 
 DEFAULT_SPEED_BACKENDS = ("native:tssl", "snntorch:tssl", "spikingjelly:tssl", "snntorch:atan", "spikingjelly:sigmoid")
 
 
+DESCRIPTION = """\
+tssl-bench speed: forward + backward time and memory of one spiking layer, every
+backend side by side. An input current x [T, batch, size] goes through one layer
+of LIF neurons, sum(out * g) is back-propagated to x, and the median wall time
+over --repeats runs (after --warmup untimed runs) is recorded, split into forward
+and backward, with the ratio to native:tssl. Only the neuron layer is timed."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``tssl-bench speed`` (every option shows its default)."""
-    from .cli import _Fmt, _ints
-
-    p = argparse.ArgumentParser(prog="tssl-bench speed", formatter_class=_Fmt, description=__doc__)
+    p = Parser(prog="tssl-bench speed", formatter_class=HelpFormatter, description=DESCRIPTION)
     p.add_argument("--backends", default=",".join(DEFAULT_SPEED_BACKENDS),
                    help="comma-separated LIBRARY:GRADIENT backends (tssl-bench --list-backends)")
-    p.add_argument("--steps", "-T", type=_ints, default=[8, 32, 128], help="time step counts T to time")
-    p.add_argument("--sizes", type=_ints, default=[256, 2048], help="layer sizes (neurons per sample) to time")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size N of the input [T, N, size]")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per point (the median is reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    p.add_argument("--steps", "-T", type=ints, default=[8, 32, 128], help="time step counts T to time")
+    p.add_argument("--sizes", type=ints, default=[256, 2048], help="layer sizes (neurons per sample) to time")
+    p.add_argument("--batch-size", type=pos_int, default=32, help="batch size N of the input [T, N, size]")
+    p.add_argument("--repeats", type=pos_int, default=5, help="timed runs per point (the median is reported)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs before timing")
     p.add_argument("--tau-m", type=float, default=5.0, help="membrane time constant")
     p.add_argument("--tau-s", type=float, default=3.0, help="synaptic (PSC) time constant")
     p.add_argument("--threshold", type=float, default=1.0, help="firing threshold")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--out", default=None, help="output folder; None: ./tssl-bench-results/speed-<timestamp>")
+    p.add_argument("--threads", type=nonneg_int, default=1, help="torch CPU threads (0: torch default)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the random inputs")
+    p.add_argument("--out", default=None,
+                   help="output folder, new or without earlier results (default: ./tssl-bench-results/speed-<timestamp>)")
+    p.add_argument("--overwrite", action="store_true", help="let --out name a folder with earlier results: delete them first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -142,21 +151,44 @@ def time_layer(fn: Callable[[Tensor], Tensor], T: int, N: int, n: int, device: t
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the speed sub-command; returns the exit status."""
-    from .train import machine_info, memory_measure, pick_device
-    from .summary import _MEASURE_LABEL
+    from .train import pick_device
+
+    from .extras import MissingExtras, check_requirements
+    from .results_dir import check_new_out, clear_results
 
     args = build_parser().parse_args(argv)
+    out = Path(args.out or str(Path("tssl-bench-results") / ("speed-" + time.strftime("%Y%m%d-%H%M%S"))))
+    show_bar = not args.quiet and sys.stderr.isatty()
     try:
+        if not (args.threshold > 0 and args.tau_m > 1 and args.tau_s >= 1):
+            raise ValueError(f"need --threshold > 0, --tau-m > 1, --tau-s >= 1; got {args.threshold}, {args.tau_m}, "
+                             f"{args.tau_s}")
         backends = B.resolve(args.backends.split(","))
+        check_requirements([("matplotlib", "bench")] + ([("tqdm", "bench")] if show_bar else [])
+                           + [r for b in backends for r in b.requirements()])
         for b in backends:
             b.check_available()
-    except (ValueError, B.BackendUnavailable) as err:
+        device = pick_device(args.device)
+        check_new_out(out, overwrite=args.overwrite)
+    except (ValueError, B.BackendUnavailable, MissingExtras) as err:
         print(f"tssl-bench speed: error: {err}", file=sys.stderr)
         return 2
-    device = pick_device(args.device)
+    try:
+        return _run(args, backends, device, out, show_bar, clear_results)
+    except KeyboardInterrupt:
+        print(f"tssl-bench speed: interrupted; the points timed so far are in {out / 'results.jsonl'}", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, backends: List[B.Backend], device: torch.device, out: Path, show_bar: bool,
+         clear_results) -> int:
+    from .train import machine_info
+    from .summary import _MEASURE_LABEL
+
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out = Path(args.out or str(Path("tssl-bench-results") / ("speed-" + time.strftime("%Y%m%d-%H%M%S"))))
+    if args.overwrite:
+        clear_results(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = M.NeuronCfg(args.tau_m, args.tau_s, args.threshold)
     measure = ("cuda_max_memory_allocated" if device.type == "cuda" else "cpu_autograd_saved_tensors")
@@ -166,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     R.atomic_write_json(out / "config.json", config)
     points = [(b, n, T) for b in backends for n in args.sizes for T in args.steps]
     bar = points
-    if not args.quiet and sys.stderr.isatty():
+    if show_bar:
         from tqdm.auto import tqdm
 
         bar = tqdm(points, desc="speed", dynamic_ncols=True)
@@ -210,8 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Tm, nm_ = max(args.steps), max(args.sizes)
     pick = [r for r in records if r["T"] == Tm and r["size"] == nm_]
     R.plot_bars(out / "time_memory.png", [r["backend"] for r in pick],
-                [("forward+backward ms", [r["total_ms"] for r in pick]),
-                 ("peak memory MB\n" + _MEASURE_LABEL.get(measure, measure), [r["peak_memory_mb"] for r in pick])],
+                [("forward+backward ms", [r["total_ms"] for r in pick], None, "median wall time"),
+                 ("peak memory MB", [r["peak_memory_mb"] for r in pick], None, _MEASURE_LABEL.get(measure, measure))],
                 title=f"one LIF layer at T={Tm}, size {nm_}, batch {args.batch_size} ({device})")
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for row in [head] + rows:

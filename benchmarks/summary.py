@@ -2,19 +2,25 @@
 
 Per backend, over seeds: mean and (sample) standard deviation of the final
 test accuracy, mean of the final train accuracy / loss, mean seconds per
-epoch and samples per second over all epochs, the largest peak memory, and
-the mean firing rate of each spiking layer over all epochs.
+epoch (training, and the test-set pass) and samples per second over all
+epochs, the largest peak memory, the mean firing rate of each spiking layer
+over all epochs, the activity metrics of the last epoch (synaptic operations
+per test sample and activation sparsity per layer, see activity.py), and the
+per-epoch curve (mean and std over seeds of test accuracy, train accuracy and
+loss at every epoch).
 """
 from __future__ import annotations
 
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import report as R
 
-__all__ = ["write_summary", "aggregate", "summary_rows", "SUMMARY_COLUMNS"]
+__all__ = ["write_summary", "aggregate", "summary_rows", "SUMMARY_COLUMNS", "activity_markdown", "preset_info"]
+
+_OPT_NAMES = {"adamw": "AdamW", "adam": "Adam"}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -23,6 +29,30 @@ def _mean(xs: Sequence[float]) -> float:
 
 def _std(xs: Sequence[float]) -> float:
     return float(statistics.stdev(xs)) if len(xs) > 1 else 0.0
+
+
+_NAN = float("nan")
+
+
+def _num(r: Dict[str, Any], key: str) -> float:
+    """``r[key]`` as a float (NaN when absent, e.g. records of an older harness version)."""
+    v = r.get(key)
+    return _NAN if v is None else float(v)
+
+
+def _per_layer(recs: List[Dict[str, Any]], key: str) -> List[float]:
+    rows = [r[key] for r in recs if r.get(key)]
+    return [_mean([row[i] for row in rows]) for i in range(len(rows[0]))] if rows else []
+
+
+def _curve(recs: List[Dict[str, Any]]) -> Dict[str, List[float]]:
+    epochs = sorted({r["epoch"] for r in recs})
+    out: Dict[str, List[float]] = {"epoch": epochs}
+    for key in ("test_accuracy", "train_accuracy", "train_loss"):
+        per = [[r[key] for r in recs if r["epoch"] == e] for e in epochs]
+        out[key] = [_mean(p) for p in per]
+        out[key + "_std"] = [_std(p) for p in per]
+    return out
 
 
 def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -57,6 +87,16 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "memory_measure": recs[0]["memory_measure"],
             "process_peak_rss_mb": max(r.get("process_peak_rss_mb", float("nan")) for r in recs),
             "firing_rates": [_mean([r["firing_rates"][i] for r in recs]) for i in range(n_layers)],
+            "eval_seconds_per_epoch": _mean([_num(r, "eval_seconds") for r in recs]),
+            "synops_per_sample": _mean([_num(r, "synops_per_sample") for r in last]),
+            "synops_per_sample_std": _std([_num(r, "synops_per_sample") for r in last]),
+            "acs_per_sample": _mean([_num(r, "acs_per_sample") for r in last]),
+            "macs_per_sample": _mean([_num(r, "macs_per_sample") for r in last]),
+            "dense_synops_per_sample": _mean([_num(r, "dense_synops_per_sample") for r in last]),
+            "synops_per_layer": _per_layer(last, "synops_per_layer"),
+            "activation_sparsity": _per_layer(last, "activation_sparsity"),
+            "activation_sparsity_total": _mean([_num(r, "activation_sparsity_total") for r in last]),
+            "curve": _curve(recs),
             "world_size": recs[0]["world_size"], "device": recs[0]["device"],
         })
     return runs
@@ -64,7 +104,9 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 SUMMARY_COLUMNS = ["backend", "loss", "test_accuracy", "test_accuracy_std", "train_accuracy", "train_loss",
                    "seconds_per_epoch", "samples_per_second", "peak_memory_mb", "firing_rates", "seeds", "epochs",
-                   "world_size"]
+                   "world_size", "eval_seconds_per_epoch", "synops_per_sample", "acs_per_sample", "macs_per_sample",
+                   "dense_synops_per_sample", "activation_sparsity", "activation_sparsity_total"]
+_LIST_COLUMNS = ("firing_rates", "activation_sparsity")
 
 
 def summary_rows(runs: List[Dict[str, Any]]) -> List[List[Any]]:
@@ -74,14 +116,44 @@ def summary_rows(runs: List[Dict[str, Any]]) -> List[List[Any]]:
         row = []
         for c in SUMMARY_COLUMNS:
             v = r[c]
-            row.append(" ".join(f"{x:.4f}" for x in v) if c == "firing_rates" else
+            row.append(" ".join(f"{x:.4f}" for x in v) if c in _LIST_COLUMNS else
                        len(v) if c == "seeds" else v)
         rows.append(row)
     return rows
 
 
-def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Dict[str, Any], measure: str) -> str:
-    """The human-readable summary table with its context."""
+def _si(x: float) -> str:
+    """``1.23e6`` -> ``1.23 M`` (``-`` for NaN)."""
+    if x != x:
+        return "-"
+    for div, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def activity_markdown(runs: List[Dict[str, Any]]) -> str:
+    """The activity and cost table: synaptic operations per test sample and activation sparsity per layer."""
+    head = ["backend", "test acc", "synaptic ops / sample", "ACs", "MACs", "dense ops", "activation sparsity per layer",
+            "overall"]
+    rows = [[f"`{r['backend']}`", f"{r['test_accuracy']:.4f}", _si(r["synops_per_sample"]) + (
+                f" ± {_si(r['synops_per_sample_std'])}" if len(r["seeds"]) > 1 else ""),
+             _si(r["acs_per_sample"]), _si(r["macs_per_sample"]), _si(r["dense_synops_per_sample"]),
+             " / ".join(f"{x:.3f}" for x in r["activation_sparsity"]) or "-",
+             "-" if r["activation_sparsity_total"] != r["activation_sparsity_total"]
+             else f"{r['activation_sparsity_total']:.3f}"] for r in runs]
+    return (R.markdown_table(head, rows)
+            + "\n*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
+              "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
+              "multiply-accumulates (MACs: layers whose input is not binary, i.e. the encoded image and "
+              "sum-pooled spikes); dense = every input and weight counted; sparsity = fraction of zero "
+              "outputs of each spiking layer. The native network's operations are counted from its spikes "
+              "(its PSC filter is linear).\n")
+
+
+def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Dict[str, Any], measure: str,
+             preset: Optional[Dict[str, Any]] = None) -> str:
+    """The human-readable summary tables with their context."""
     head = ["backend", "loss", "test acc (mean ± std)", "per seed", "train acc", "s/epoch", "samples/s",
             "peak MB", "firing rate per layer"]
     rows = [[f"`{r['backend']}`", r["loss"], f"{r['test_accuracy']:.4f}" + (
@@ -92,11 +164,13 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
     text = (f"# tssl-bench results\n\n"
             f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
             f"`{arch.name}` ({'x'.join(map(str, ds.in_shape))}-{arch.describe()}), T={cfg.steps}, "
-            f"{cfg.epochs} epochs, {cfg.seeds} seed(s) from {cfg.seed}, batch {cfg.batch_size}, AdamW lr {cfg.lr}, "
-            f"weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
+            f"{cfg.epochs} epochs, {cfg.seeds} seed(s) from {cfg.seed}, batch {cfg.batch_size}, "
+            f"{_OPT_NAMES.get(cfg.optimizer, cfg.optimizer)} lr {cfg.lr} ({cfg.schedule}, weight decay "
+            f"{cfg.resolved_weight_decay()}), weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
             f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
-            f"encoding={cfg.encoding}.\n\n"
-            f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
+            f"encoding={cfg.encoding}, init={cfg.init} (gain {cfg.init_gain}), normalize={cfg.normalize}.\n\n"
+            + (f"Preset `{preset['name']}` ({preset['title']}); the paper: {preset['text']}.\n\n" if preset else "")
+            + f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
             f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
     text += R.markdown_table(head, rows)
     text += (f"\n*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
@@ -105,15 +179,17 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
              f"loss). *test acc*: final epoch, argmax of the summed output PSC. *peak MB*: {measure}"
              + (" (bytes autograd saves for backward in one training step + parameters, gradients, optimizer "
                 "state; the process RSS peak is in summary.json)" if measure.startswith("cpu") else "")
-             + ". *s/epoch*: training wall time per epoch.\n")
-    return text
+             + ". *s/epoch*: training wall time per epoch.\n\n")
+    return text + activity_markdown(runs)
 
 
 def console_table(runs: List[Dict[str, Any]]) -> str:
     """The final table printed to the terminal."""
-    head = ["backend", "loss", "test acc", "± std", "s/epoch", "samples/s", "peak MB", "firing rates"]
+    head = ["backend", "loss", "test acc", "± std", "s/epoch", "eval s", "samples/s", "peak MB", "synops/sample",
+            "firing rates"]
     rows = [[r["backend"], r["loss"], f"{r['test_accuracy']:.4f}", f"{r['test_accuracy_std']:.4f}",
-             f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
+             f"{r['seconds_per_epoch']:.2f}", f"{r['eval_seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}",
+             f"{r['peak_memory_mb']:.2f}", _si(r["synops_per_sample"]),
              " ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
@@ -126,34 +202,55 @@ def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, a
     import dataclasses
 
     runs = aggregate(records)
+    preset = preset_info(getattr(cfg, "preset", None))
     summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "memory_measure": measure,
+               "preset": preset,
                "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test), "source": ds.source},
                "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}",
                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     R.atomic_write_json(out / "summary.json", summary)
     R.atomic_write_text(out / "summary.csv", R.csv_text(SUMMARY_COLUMNS, summary_rows(runs)))
-    R.atomic_write_text(out / "summary.md", markdown(runs, cfg, ds, arch, machine, measure))
-    _plots(out, runs, records, ds.name, measure)
+    R.atomic_write_text(out / "summary.md", markdown(runs, cfg, ds, arch, machine, measure, preset))
+    _plots(out, runs, ds.name, measure, preset)
     return summary
 
 
-_MEASURE_LABEL = {"cuda_max_memory_allocated": "(CUDA allocator peak)",
+def preset_info(name: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The paper's result for preset ``name`` (None without a preset)."""
+    if not name:
+        return None
+    from .presets import PRESETS
+
+    p = PRESETS[name]
+    return {"name": p.name, "title": p.title, "paper_accuracy": p.paper_accuracy, "paper_best": p.paper_best,
+            "paper_epochs": p.paper_epochs, "text": p.paper_text(), "config_file": p.config_file,
+            "deviations": list(p.deviations)}
+
+
+_MEASURE_LABEL = {"cuda_max_memory_allocated": "CUDA allocator peak",
                   "cpu_autograd_saved_tensors_plus_params_grads_optimizer":
-                      "(CPU: saved for backward + params, grads, AdamW)",
-                  "cpu_autograd_saved_tensors": "(CPU: tensors saved for backward)"}
+                      "CPU: saved for backward + params, grads, optimizer state",
+                  "cpu_autograd_saved_tensors": "CPU: tensors saved for backward"}
 
 
-def _plots(out: Path, runs: List[Dict[str, Any]], records: List[Dict[str, Any]], dataset: str, measure: str) -> None:
-    series = {}
-    for r in runs:
-        recs = [x for x in records if x["backend"] == r["backend"]]
-        epochs = sorted({x["epoch"] for x in recs})
-        per = [[x["test_accuracy"] for x in recs if x["epoch"] == e] for e in epochs]
-        series[f"{r['backend']} ({r['loss']})"] = (epochs, [_mean(p) for p in per], [_std(p) for p in per])
+def _plots(out: Path, runs: List[Dict[str, Any]], dataset: str, measure: str,
+           preset: Optional[Dict[str, Any]] = None) -> None:
+    series = {f"{r['backend']} ({r['loss']})": (r["curve"]["epoch"], r["curve"]["test_accuracy"],
+                                                r["curve"]["test_accuracy_std"]) for r in runs}
+    paper = ({f"paper: {100 * preset['paper_accuracy']:.2f} % ({preset['paper_epochs']} epochs)":
+              preset["paper_accuracy"]} if preset else None)
     R.plot_lines(out / "accuracy_vs_epoch.png", series, xlabel="epoch", ylabel="test accuracy",
-                 title=f"{dataset}: test accuracy per epoch (mean ± std over seeds)")
+                 title=f"{dataset}: test accuracy per epoch (mean ± std over seeds)", hlines=paper)
+    points = {f"{r['backend']} ({r['loss']})": (r["synops_per_sample"], r["test_accuracy"], r["synops_per_sample_std"],
+                                                r["test_accuracy_std"])
+              for r in runs if r["synops_per_sample"] == r["synops_per_sample"]}
+    if points:
+        R.plot_points(out / "accuracy_vs_synops.png", points, xlabel="synaptic operations per test sample (ACs + MACs)",
+                      ylabel="test accuracy", title=f"{dataset}: accuracy vs synaptic operations (last epoch)",
+                      hlines=paper)
     names = [r["backend"] for r in runs]
     R.plot_bars(out / "time_memory.png", names,
-                [("seconds per epoch", [r["seconds_per_epoch"] for r in runs], [r["seconds_per_epoch_std"] for r in runs]),
-                 ("peak memory MB\n" + _MEASURE_LABEL.get(measure, measure), [r["peak_memory_mb"] for r in runs])],
+                [("seconds per epoch", [r["seconds_per_epoch"] for r in runs], [r["seconds_per_epoch_std"] for r in runs],
+                  "training wall time"),
+                 ("peak memory MB", [r["peak_memory_mb"] for r in runs], None, _MEASURE_LABEL.get(measure, measure))],
                 title=f"{dataset}: training time and memory per backend")

@@ -1,13 +1,15 @@
 r"""Training loop, metrics, checkpoints and DistributedDataParallel for the harness.
 
 For each backend and seed: build the network from the seed's shared initial
-weights, train with AdamW (cosine learning-rate schedule over the epochs by default; weights clipped to [-4, 4] after every step,
-gradient norm clipped to 1, as in the paper; the same optimiser for every
-backend), and after each epoch record::
+weights, train with AdamW or Adam (``--optimizer``, the same for every backend; cosine
+learning-rate schedule over the epochs by default; weights clipped to [-4, 4] after every
+step, gradient norm clipped to 1, as in the paper), and after each epoch record::
 
     train_loss (mean per sample), train_accuracy, test_accuracy,
-    seconds (training wall time), samples_per_second, peak_memory_mb,
-    firing_rates (mean spikes per neuron per step, one per spiking layer)
+    seconds (training wall time), eval_seconds (test-set pass), samples_per_second, peak_memory_mb,
+    firing_rates (mean spikes per neuron per step during training, one per spiking layer),
+    synops_per_sample, acs_per_sample, macs_per_sample, dense_synops_per_sample, synops_per_layer,
+    activation_sparsity (per spiking layer), activation_sparsity_total (test set; see activity.py)
 
 Input encoding: a static image is repeated over T steps; with ``encoding="psc"``
 (default, the paper's) it is filtered by the PSC kernel, ``p = psp(img)``.
@@ -34,13 +36,11 @@ the checkpoint it starts from, and ``--resume`` reproduces an uninterrupted run.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -52,49 +52,12 @@ from . import backends as B
 from . import data as D
 from . import models as M
 from . import report as R
+from . import results_dir as RD
+from .activity import ActivityMeter
+from .config import LOSSES, Config, as_dict, check_config
 
-__all__ = ["Config", "LOSSES", "run_benchmark", "encode", "compute_loss", "dist_info", "memory_measure"]
-
-LOSSES = ("natural", "kernel", "count", "ce_rate", "mse_rate")
-
-
-@dataclass
-class Config:
-    """Everything that determines a run (saved as ``config.json``; ``--resume`` reads it back)."""
-
-    backends: List[str] = field(default_factory=lambda: list(B.DEFAULT_BACKENDS))
-    dataset: str = "digits"
-    data_root: Optional[str] = None
-    download: bool = False
-    limit_train: int = 0
-    limit_test: int = 0
-    arch: str = "mlp"
-    hidden: List[int] = field(default_factory=lambda: [400, 400])
-    steps: int = 5
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    weight_clip: float = 4.0
-    grad_clip: float = 1.0
-    seeds: int = 2
-    seed: int = 0
-    loss: str = "natural"
-    tau_m: float = 5.0
-    tau_s: float = 3.0
-    threshold: float = 1.0
-    reset: str = "zero"
-    init_gain: float = 2.0
-    schedule: str = "cosine"
-    warmup: bool = True
-    encoding: str = "psc"
-    device: str = "auto"
-    threads: int = 1
-    nmnist_window_us: int = 300_000
-
-    def seed_list(self) -> List[int]:
-        return [self.seed + i for i in range(self.seeds)]
-
+__all__ = ["Config", "LOSSES", "run_benchmark", "encode", "compute_loss", "dist_info", "memory_measure",
+           "make_optimizer"]
 
 # --------------------------------------------------------------- distributed
 def dist_info() -> Tuple[int, int, int]:
@@ -137,14 +100,31 @@ def _all_sum(t: Tensor, world: int) -> Tensor:
     return t
 
 
+def check_device(name: str) -> None:
+    """ValueError saying what to use if ``name`` (auto, cpu, cuda, cuda:N) cannot run here."""
+    if name == "auto":
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: only auto, cpu, cuda and cuda:N are supported")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+
+
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU."""
+    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; ValueError for a device that cannot run."""
+    check_device(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but CUDA is not available")
         if dev.index is None:
             dev = torch.device("cuda", dist_info()[2])
         torch.cuda.set_device(dev)
@@ -246,12 +226,13 @@ def _batches(n: int, batch: int):
         yield slice(i, min(i + batch, n))
 
 
-def _progress(iterable, total: int, desc: str, quiet: bool, leave: bool = False):
+def _progress(iterable, total: int, desc: str, quiet: bool, leave: bool = False, initial: int = 0):
+    """A tqdm bar over ``iterable`` (``initial`` of ``total`` already done), or ``iterable`` when quiet/no terminal."""
     if quiet or not sys.stderr.isatty():
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
+    return tqdm(iterable, total=total, initial=initial, desc=desc, leave=leave, dynamic_ncols=True)
 
 
 def lr_at(cfg: Config, epoch: int) -> float:
@@ -259,6 +240,12 @@ def lr_at(cfg: Config, epoch: int) -> float:
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
     return cfg.lr
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` (adamw | adam, PyTorch's default betas) with ``cfg.lr`` and the resolved weight decay."""
+    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer]
+    return cls(params, lr=cfg.lr, weight_decay=cfg.resolved_weight_decay())
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -349,23 +336,28 @@ def train_epoch(model: nn.Module, net: M.SpikingNet, opt, ds: D.Dataset, cfg: Co
 
 @torch.no_grad()
 def evaluate(model: nn.Module, net: M.SpikingNet, ds: D.Dataset, cfg: Config, device: torch.device,
-             world: int, rank: int) -> float:
-    """Test accuracy over the whole test set (each rank takes every ``world``-th sample, counts summed)."""
+             world: int, rank: int, arch: Optional[M.Arch] = None) -> Tuple[float, Dict[str, Any]]:
+    """Test accuracy over the whole test set (each rank takes every ``world``-th sample, counts summed),
+    and, given ``arch``, the activity metrics of :class:`activity.ActivityMeter` (summed over ranks)."""
     model.eval()
     idx_all = torch.arange(rank, len(ds.y_test), world)
+    meter = ActivityMeter(arch, ds.in_shape, [s.weight for s in net.synapses()]) if arch is not None else None
     correct = 0
     for sl in _batches(len(idx_all), max(cfg.batch_size, 256)):
         idx = idx_all[sl]
         x = ds.x_test[idx].to(device)
         y = ds.y_test[idx].to(device)
-        out, _ = model(encode(x, cfg.steps, cfg.encoding, cfg.tau_s, ds.temporal))
+        seq = encode(x, cfg.steps, cfg.encoding, cfg.tau_s, ds.temporal)
+        out, spikes = model(seq)
         correct += int((output_psc(out, net.output_kind, cfg.tau_s).sum(0).argmax(-1) == y).sum())
+        if meter is not None:
+            meter.add(seq, spikes)
     stats = _all_sum(torch.tensor([float(correct), float(len(idx_all))], dtype=torch.float64), world)
-    return float(stats[0] / stats[1])
-
-
-def _ckpt_path(out: Path, backend: str, seed: int) -> Path:
-    return out / "checkpoints" / f"{backend.replace(':', '_')}-seed{seed}.pt"
+    if meter is None:
+        return float(stats[0] / stats[1]), {}
+    if world > 1:  # every rank's share of the test set
+        meter.load_state(_all_sum(meter.state().to(device), world))
+    return float(stats[0] / stats[1]), meter.result()
 
 
 def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Config, out: Path,
@@ -373,15 +365,15 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
             stop_after_epochs: Optional[int] = None) -> List[Dict[str, Any]]:
     """Train one backend with one seed (resuming from its checkpoint if any); returns the epoch records."""
     ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset)
-    weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain)
+    weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
     net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, net.parameters())
     loss_name = loss_for(cfg, backend, ds.temporal)
     records: List[Dict[str, Any]] = []
     start = 0
-    ck = _ckpt_path(out, backend.name, seed)
+    ck = RD.checkpoint_path(out, backend.name, seed)
     if ck.exists():
-        state = torch.load(ck, map_location=device, weights_only=False)
+        state = RD.load_checkpoint(ck, device)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         records, start = state["records"], state["epoch"]
@@ -390,17 +382,21 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-    epochs = _progress(range(start, cfg.epochs), cfg.epochs - start, f"{backend.name} seed {seed}", quiet, leave=True)
+    epochs = _progress(range(start, cfg.epochs), cfg.epochs, f"{backend.name} seed {seed}", quiet, leave=True,
+                       initial=start)
     for epoch in epochs:
         m = train_epoch(model, net, opt, ds, cfg, loss_name, epoch, seed, device, world, rank, quiet)
-        m["test_accuracy"] = evaluate(model, net, ds, cfg, device, world, rank)
+        t0 = time.perf_counter()
+        m["test_accuracy"], activity = evaluate(model, net, ds, cfg, device, world, rank, arch)
+        m["eval_seconds"] = time.perf_counter() - t0
+        m.update(activity)
         rec = {"backend": backend.name, "library": backend.library, "gradient": backend.gradient,
                "dataset": ds.name, "arch": arch.name, "seed": seed, "epoch": epoch + 1, "loss": loss_name,
                "world_size": world, "device": str(device), "memory_measure": memory_measure(device), **m}
         records.append(rec)
         if rank == 0:
-            R.atomic_torch_save(ck, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                                     "epoch": epoch + 1, "records": records, "backend": backend.name, "seed": seed})
+            RD.save_checkpoint(ck, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                    "epoch": epoch + 1, "records": records, "backend": backend.name, "seed": seed})
             if writer is not None:
                 writer.append(rec)
         if hasattr(epochs, "set_postfix"):
@@ -426,15 +422,23 @@ def machine_info(device: torch.device, world: int) -> Dict[str, Any]:
 
 
 def run_benchmark(cfg: Config, out: Path, *, resume: bool = False, quiet: bool = False,
-                  stop_after_epochs: Optional[int] = None) -> Dict[str, Any]:
-    """Run every backend x seed of ``cfg`` writing into ``out``; returns the summary (rank 0) or {}."""
+                  stop_after_epochs: Optional[int] = None, overwrite: bool = False) -> Dict[str, Any]:
+    """Run every backend x seed of ``cfg`` writing into ``out``; returns the summary (rank 0) or {}.
+
+    A new run (``resume=False``) refuses a folder that already holds results unless ``overwrite``,
+    which deletes them once the data has loaded. ValueError for a bad ``cfg`` or folder.
+    """
+    check_config(cfg)
+    out = Path(out)
+    if not resume and dist_info()[0] == 0:
+        RD.check_new_out(out, overwrite=overwrite)
     backends = B.resolve(cfg.backends)
     for b in backends:
         b.check_available()
     device = pick_device(cfg.device)
     rank, world, started = _init_dist(device)
     try:
-        summary = _run_all(cfg, out, backends, device, rank, world, resume, quiet, stop_after_epochs)
+        summary = _run_all(cfg, out, backends, device, rank, world, resume, quiet, stop_after_epochs, overwrite)
     except BaseException:
         if started:
             _close_dist(wait=False)
@@ -445,38 +449,34 @@ def run_benchmark(cfg: Config, out: Path, *, resume: bool = False, quiet: bool =
 
 
 def _run_all(cfg: Config, out: Path, backends: List[B.Backend], device: torch.device, rank: int, world: int,
-             resume: bool, quiet: bool, stop_after_epochs: Optional[int]) -> Dict[str, Any]:
+             resume: bool, quiet: bool, stop_after_epochs: Optional[int], overwrite: bool) -> Dict[str, Any]:
     """``run_benchmark`` on one rank, inside the process group."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, download=cfg.download,
                         limit_train=cfg.limit_train, limit_test=cfg.limit_test,
-                        nmnist_window_us=cfg.nmnist_window_us)
+                        nmnist_window_us=cfg.nmnist_window_us, normalize=cfg.normalize)
     arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
     M.initial_weights(arch, ds.in_shape, 0)  # checks that the network fits the data before any work
     out = Path(out)
     writer = None
     if rank == 0:
+        if not resume and overwrite:
+            RD.clear_results(out)
         out.mkdir(parents=True, exist_ok=True)
-        R.atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
+        R.atomic_write_json(out / "config.json", as_dict(cfg))
         writer = R.JsonlWriter(out / "results.jsonl")
         if resume:  # rebuild results.jsonl from the checkpoints: no duplicates, no torn last line
             old = []
             for b in backends:
                 for s in cfg.seed_list():
-                    ck = _ckpt_path(out, b.name, s)
+                    ck = RD.checkpoint_path(out, b.name, s)
                     if ck.exists():
-                        old += torch.load(ck, map_location="cpu", weights_only=False)["records"]
+                        old += RD.load_checkpoint(ck, torch.device("cpu"))["records"]
             writer.rewrite(old)
-        elif (out / "results.jsonl").exists():
-            writer.rewrite([])
     all_records: List[Dict[str, Any]] = []
     for b in backends:
         for s in cfg.seed_list():
-            if not resume and rank == 0:
-                ck = _ckpt_path(out, b.name, s)
-                if ck.exists():
-                    ck.unlink()
             if world > 1:
                 import torch.distributed as dist
 

