@@ -55,7 +55,7 @@ from tssl_plugin._impl.reference import trace_step
 from tssl_plugin.adapters._stepwise import new_carry, tssl_step
 from tssl_plugin.functional import lif_constants, spikes_with_tssl_grad
 
-__all__ = ["TSSLNodeMixin", "check_tau_s", "check_warmup", "check_binary_surrogate", "node_mapping",
+__all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_tau_s", "check_warmup", "check_binary_surrogate", "node_mapping",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
 
 SURROGATE_IGNORED = (
@@ -181,11 +181,41 @@ def _guard(anchor: Tensor, v: Tensor) -> Tensor:
     return v
 
 
-class TSSLNodeMixin:
-    """TSSL-BP forward/backward for a SpikingJelly node; put first in the bases.
+class SpikingJellyVersion:
+    """The version contract: how one SpikingJelly release runs a node's own forward.
 
-    Version modules provide ``_lib_check()``, ``_lib_run(x_seq, single)`` and
-    ``_lib_charge(x_seq, v_prev)``; ``_TSSL_KIND`` is one of :data:`KINDS`.
+    SpikingJelly 2.x and 0.0.0.0.14 run their neurons differently (2.x through
+    ``functional.*_multi_step`` dispatchers, 0.0.0.0.14 step by step or in
+    TorchScript loops). A version module (:mod:`._spikingjelly_v2`,
+    :mod:`._spikingjelly_v014`) subclasses this once and implements the hooks
+    below; its node classes put that subclass first in their bases, then
+    :class:`TSSLNodeMixin`, then SpikingJelly's own class. A version module also
+    exports ``ORIGINALS`` (SpikingJelly class -> TSSL-BP class), ``lib_check``
+    and ``DETACH_RESET_NOTE``, which :mod:`tssl_plugin.adapters.spikingjelly` reads.
+    """
+
+    def _lib_check(self) -> None:
+        """Raise ``ValueError`` naming an option of this release the adapter cannot honour."""
+        raise NotImplementedError
+
+    def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        """Run the release's own forward over the detached ``x_seq`` ``[T, ...]``, updating the node's state.
+
+        Returns ``(spikes, v_prev, v_post)``, each ``[T, ...]``: the spikes, the
+        membrane entering each step and the membrane after each step's reset.
+        """
+        raise NotImplementedError
+
+    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+        """The charged membrane ``h`` (before firing) with the release's charge formula (for the backward)."""
+        raise NotImplementedError
+
+
+class TSSLNodeMixin:
+    """TSSL-BP forward/backward for a SpikingJelly node.
+
+    Bases of a node class: a :class:`SpikingJellyVersion` subclass, this
+    mixin, then SpikingJelly's class; ``_TSSL_KIND`` is one of :data:`KINDS`.
     """
 
     tau_s: float = 3.0

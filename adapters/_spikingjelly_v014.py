@@ -19,7 +19,7 @@ from torch import Tensor
 
 from spikingjelly.activation_based import neuron, surrogate
 
-from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
+from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
@@ -34,7 +34,7 @@ def lib_check(node: Any, label: str = "") -> None:
         )
 
 
-class _V014Engine:
+class _V014Engine(SpikingJellyVersion):
     """``_lib_run`` / ``_lib_charge`` with SpikingJelly 0.0.0.0.14 arithmetic."""
 
     _ORIGINAL: type

@@ -17,7 +17,7 @@ from torch import Tensor
 from spikingjelly.activation_based import functional as sjf
 from spikingjelly.activation_based import neuron, surrogate
 
-from ._spikingjelly_common import DETACH_RESET_NOTE, TSSLNodeMixin, init_tssl
+from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
@@ -32,7 +32,7 @@ def lib_check(node: Any, label: str = "") -> None:
         )
 
 
-class _V2Engine:
+class _V2Engine(SpikingJellyVersion):
     """``_lib_run`` / ``_lib_charge`` with SpikingJelly 2.x arithmetic."""
 
     def _lib_check(self) -> None:

@@ -37,10 +37,10 @@ from ._convert import Exclude, check_convert_args, excluded_ids  # noqa: E402
 from ._spikingjelly_common import check_tau_s, check_warmup, node_mapping  # noqa: E402
 
 if hasattr(_sjf, "lif_multi_step"):  # SpikingJelly 2.x
-    from . import _spikingjelly_v2 as _impl
+    from . import _spikingjelly_v2 as _version
     SPIKINGJELLY_API = "2"
 elif hasattr(_sjn.LIFNode, "neuronal_charge_decay_input_reset0"):  # SpikingJelly 0.0.0.0.14
-    from . import _spikingjelly_v014 as _impl  # type: ignore[no-redef]
+    from . import _spikingjelly_v014 as _version  # type: ignore[no-redef]
     SPIKINGJELLY_API = "0.0.0.0.14"
 else:  # pragma: no cover - depends on the installed library
     raise ImportError(
@@ -48,12 +48,12 @@ else:  # pragma: no cover - depends on the installed library
         "(supported: 2.x and 0.0.0.0.14)"
     )
 
-TSSLLIFNode = _impl.TSSLLIFNode
-TSSLIFNode = _impl.TSSLIFNode
-TSSLParametricLIFNode = _impl.TSSLParametricLIFNode
+TSSLLIFNode = _version.TSSLLIFNode
+TSSLIFNode = _version.TSSLIFNode
+TSSLParametricLIFNode = _version.TSSLParametricLIFNode
 
 #: original class -> TSSL-BP class, and back.
-_TO_TSSL: Dict[type, type] = dict(_impl.ORIGINALS)
+_TO_TSSL: Dict[type, type] = dict(_version.ORIGINALS)
 _FROM_TSSL: Dict[type, type] = {v: k for k, v in _TO_TSSL.items()}
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
@@ -115,7 +115,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
             "convert(strict=True): these neuron types have no TSSL-BP version: " + ", ".join(unsupported)
         )
     for label, module, new_cls in found:  # validate everything before changing anything
-        _impl.lib_check(module, label)
+        _version.lib_check(module, label)
         node_mapping(module, new_cls._TSSL_KIND)
     detach_reset = []
     for label, module, new_cls in found:
@@ -133,7 +133,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
             stacklevel=2,
         )
     if detach_reset:
-        warnings.warn(f"{_impl.DETACH_RESET_NOTE}: " + ", ".join(detach_reset), UserWarning, stacklevel=2)
+        warnings.warn(f"{_version.DETACH_RESET_NOTE}: " + ", ".join(detach_reset), UserWarning, stacklevel=2)
     _invalidate_reset_cache(model)
     return model
 

@@ -570,3 +570,13 @@ def test_plif_forward_bit_identical_and_checkpoints(mode, training):
     assert torch.equal(new[3].v, ref[3].v)
     revert(new)
     assert type(new[1]) is neuron.ParametricLIFNode
+
+
+def test_version_module_implements_the_contract():
+    from tssl_plugin.adapters import spikingjelly as facade
+    from tssl_plugin.adapters._spikingjelly_common import SpikingJellyVersion
+
+    for original, cls in facade._TO_TSSL.items():
+        assert issubclass(cls, SpikingJellyVersion) and issubclass(cls, original)
+        for hook in ("_lib_check", "_lib_run", "_lib_charge"):
+            assert getattr(cls, hook) is not getattr(SpikingJellyVersion, hook), (cls.__name__, hook)
