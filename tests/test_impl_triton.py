@@ -28,20 +28,27 @@ _SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import test_impl_cases as cases
     from tssl_plugin import _impl
-    from tssl_plugin._impl import triton_impl
+    from tssl_plugin._impl import reference, triton_impl
+    from tssl_plugin.functional import lif_constants, tssl_lif
     x, g = cases.random_case(4, (2, 5), torch.float32, 0)
     assert _impl.select("triton", x).name == "triton"
-    cases.all_modes("triton", T=4, shape=(2, 9), dtypes=(torch.float64,))
-    xf, gf = cases.random_case(4, (3, 7), torch.float32, 1)
-    cases.check_against_reference("triton", xf, gf)
-    cases.check_against_reference("triton", xf, gf, output="spike", reset="subtract_after_leak")
-    cases.per_neuron_params("triton", full=False)
-    cases.layout_edge_cases("triton")
-    cases.from_trace(triton_impl.TritonImpl, full=False)
-    cases.reference_vectors("triton")
-    cases.half_precision("triton")
+    # both backward kernels: one pass with the trace in registers (T <= ONE_PASS_MAX_T), and two passes
+    for one_pass_max_t in (triton_impl.ONE_PASS_MAX_T, 0):
+        triton_impl.ONE_PASS_MAX_T = one_pass_max_t
+        cases.all_modes("triton", T=4, shape=(2, 9), dtypes=(torch.float64,))
+        xf, gf = cases.random_case(4, (3, 7), torch.float32, 1)
+        cases.check_against_reference("triton", xf, gf)
+        cases.check_against_reference("triton", xf, gf, output="spike", reset="subtract_after_leak")
+        cases.per_neuron_params("triton", full=False)
+        cases.layout_edge_cases("triton")
+        cases.from_trace(triton_impl.TritonImpl, full=False)
+        cases.half_precision("triton", bf16_rounding_exact=False)
+    triton_impl.ONE_PASS_MAX_T = 32
+    cases.reference_vectors("triton")  # T = 5 and 30: one pass
+    # T above the one-pass limit takes the two-pass kernel by itself
+    xl, gl = cases.random_case(40, (2, 3), torch.float64, 2)
+    cases.check_against_reference("triton", xl, gl, reset="subtract")
     # half input straight into the kernels: state in float32, gradient in the input dtype
-    from tssl_plugin.functional import lif_constants
     xh, gh = x.half(), g.half()
     k = lif_constants(x)
     o, s, saved = triton_impl.TritonImpl.forward(xh, k, True)
@@ -51,19 +58,36 @@ _SCRIPT = textwrap.dedent(
     assert gx.dtype == torch.float16
     torch.testing.assert_close(gx.float(), triton_impl.TritonImpl.backward(gh.float(), saved32, k, True, True),
                                rtol=1e-3, atol=1e-3)
-    # the forward keeps only x; the backward's recomputed trace is bit-identical to the reference forward's
-    from tssl_plugin._impl import reference
+    # the forward keeps only x; the backward's recomputed trace (one pass and two passes) is bit-identical
+    # to the reference forward's, and both kernels give bit-identical gradients
     for dt in (torch.float64, torch.float32):
-        xr, gr = cases.random_case(9, (2, 300), dt, 5)  # 600 neurons: three programs, the last one partial
+        xr, gr = cases.random_case(9, (2, 300), dt, 5)  # 600 neurons: several programs, the last one partial
         for reset in cases.RESETS:
             k = lif_constants(xr, reset=reset)
             _, _, saved = triton_impl.TritonImpl.forward(xr, k, True)
             assert len(saved) == 1 and saved[0].data_ptr() == xr.data_ptr()
             tr = reference.forward_sequence(xr, k)
             for warm, psc in ((True, True), (False, False)):
-                recomputed = triton_impl.TritonImpl.backward(gr, saved, k, warm, psc)
-                given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm, psc)
-                assert torch.equal(recomputed, given), (dt, reset, warm, psc)
+                got = {{}}
+                for one_pass_max_t in (32, 0):
+                    triton_impl.ONE_PASS_MAX_T = one_pass_max_t
+                    recomputed = triton_impl.TritonImpl.backward(gr, saved, k, warm, psc)
+                    given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm, psc)
+                    assert torch.equal(recomputed, given), (dt, reset, warm, psc, one_pass_max_t)
+                    got[one_pass_max_t] = recomputed
+                assert torch.equal(got[32], got[0]), (dt, reset, warm, psc)
+    triton_impl.ONE_PASS_MAX_T = 32
+    # NaN/inf in x: found by the forward kernel (the flag is read at once under the interpreter)
+    for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf")):
+        xb = x.clone()
+        xb[2, 1, 3] = bad
+        try:
+            tssl_lif(xb, impl="triton")
+        except ValueError as err:
+            assert f"x contains {{word}}" in str(err) and "(2, 1, 3)" in str(err), err
+        else:
+            raise AssertionError("no error for " + word)
+    tssl_lif(x, impl="triton")  # the flag was cleared
     print("TRITON-INTERPRETER-OK")
     """
 )

@@ -4,7 +4,8 @@
 #define CAT2(a, b) a##_##b
 #define CAT(a, b) CAT2(a, b)
 #define FN(name) CAT(name, SUF)
-#define PAR(i, j) pb[(i) * pld + (j)]
+/* parameter `row` (ROW_<NAME>) of neuron j of the block */
+#define TB(row, j) table[(row) * row_stride + (j)]
 
 /* exp(a) for a in [-8, 8] (the warm-up clamps its argument), branch-free so it
  * vectorizes: a = k ln2 + r, |r| <= ln2/2, k rounded with the 1.5*2^m shifter
@@ -44,172 +45,208 @@ static inline REAL FN(exp_clamped)(REAL a)
     return p * scale;
 }
 
-/* Forward of one block of nb neurons starting at n0. Writes o, s ([T, N]) when
- * o != NULL, and the block trace (u, du, o, s)[t * BLOCK + j] when u_sc != NULL. */
+/* Forward of one block of nb neurons starting at n0, over all T steps.
+ * Forward outputs ([T, N], each optional): spikes as bytes and/or as REAL 0/1,
+ * the trace s; `nonfinite` (per lane, optional) turns NaN when an input is NaN or inf.
+ * Backward scratch (block-local [T, BLOCK], optional): u, du, the spike as 0/1,
+ * and the warm-up flag (s < warmup_level) as 0/1. */
 static inline __attribute__((always_inline)) void FN(fwd_block)(
-    int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict x, uint8_t *restrict o,
-    REAL *restrict s_out, REAL *restrict u_sc, REAL *restrict du_sc, uint8_t *restrict o_sc,
-    REAL *restrict s_sc, const REAL *restrict pb, int64_t pld, const int reset)
+    int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict x,
+    uint8_t *restrict spikes, REAL *restrict spikes_real, REAL *restrict trace, REAL *restrict nonfinite,
+    REAL *restrict u_sc, REAL *restrict du_sc, REAL *restrict fired_sc, REAL *restrict warm_sc,
+    const REAL *restrict table, int64_t row_stride, const int reset)
 {
     REAL v[BLOCK], s[BLOCK], op[BLOCK];
-    const REAL kz = reset == R_ZERO, ks = reset == R_SUB, kl = reset == R_SAL;
+    const REAL kz = reset == RESET_ZERO, ks = reset == RESET_SUBTRACT, kl = reset == RESET_SUBTRACT_AFTER_LEAK;
     for (int64_t j = 0; j < nb; ++j) { v[j] = 0; s[j] = 0; op[j] = 0; }
     for (int64_t t = 0; t < T; ++t) {
         const REAL *restrict xt = x + t * N + n0;
+        const int64_t at = t * N + n0, as = t * BLOCK;
         #pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
-            const REAL th = PAR(P_TH, j);
+            const REAL th = TB(ROW_THRESHOLD, j);
             /* The reset enters through 0/1 factors (kz, ks, kl), which keeps the
              * loop branch-free (vectorizable) and the roundings of reference.py:
              * a * 1 == a and a - 0 == a exactly, and u - 1 * u == 0. */
-            const REAL du = xt[j] - v[j] * PAR(P_ITM, j);
+            const REAL du = xt[j] - v[j] * TB(ROW_INV_TAU_M, j);
             const REAL u = (v[j] + du) - op[j] * th * kl;
             const REAL of = u > th ? (REAL)1 : (REAL)0;
             const REAL vn = u - of * (th * ks + u * kz);
-            const REAL sn = s[j] + (of - s[j]) * PAR(P_ITS, j);
+            const REAL sn = s[j] + (of - s[j]) * TB(ROW_INV_TAU_S, j);
             v[j] = vn; s[j] = sn; op[j] = of;
-            if (o) { o[t * N + n0 + j] = (uint8_t)of; s_out[t * N + n0 + j] = sn; }
+            if (nonfinite) nonfinite[j] += xt[j] - xt[j]; /* 0 for finite x, NaN for NaN or inf */
+            if (spikes) spikes[at + j] = (uint8_t)of;
+            if (spikes_real) spikes_real[at + j] = of;
+            if (trace) trace[at + j] = sn;
             if (u_sc) {
-                u_sc[t * BLOCK + j] = u; du_sc[t * BLOCK + j] = du;
-                o_sc[t * BLOCK + j] = (uint8_t)of; s_sc[t * BLOCK + j] = sn;
+                u_sc[as + j] = u; du_sc[as + j] = du; fired_sc[as + j] = of;
+                warm_sc[as + j] = sn < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
             }
         }
     }
 }
 
-/* Backward of one block from its trace (u, du, o, s)[t * BLOCK + j]. */
+/* Backward of one block from its trace (u, du, fired, warm)[t * BLOCK + j], walking back in time:
+ * G (PSC-filtered error, or dL/do), the carry recursion and the warm-up, in one loop per step.
+ * `warmup` and `psc` are compile-time constants at every call site (one specialised copy each). */
 static inline __attribute__((always_inline)) void FN(bwd_block)(
     int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict g, REAL *restrict gx,
-    const REAL *restrict u_sc, const REAL *restrict du_sc, const uint8_t *restrict o_sc,
-    const REAL *restrict s_sc, const REAL *restrict pb, int64_t pld, const int reset,
+    const REAL *restrict u_sc, const REAL *restrict du_sc, const REAL *restrict fired_sc,
+    const REAL *restrict warm_sc, const REAL *restrict table, int64_t row_stride, const int reset,
     const int warmup, const int psc)
 {
-    REAL h[BLOCK], acc[BLOCK], G[BLOCK];
-    const REAL kz = reset == R_ZERO, ks = reset == R_SUB, kl = reset == R_SAL;
+    REAL h[BLOCK], acc[BLOCK];
+    const REAL kz = reset == RESET_ZERO, ks = reset == RESET_SUBTRACT, kl = reset == RESET_SUBTRACT_AFTER_LEAK;
     for (int64_t j = 0; j < nb; ++j) { h[j] = 0; acc[j] = 0; }
     for (int64_t t = T - 1; t >= 0; --t) {
         const REAL *restrict gt = g + t * N + n0;
         REAL *restrict gxt = gx + t * N + n0;
-        const REAL *restrict ut = u_sc + t * BLOCK, *restrict dut = du_sc + t * BLOCK, *restrict st = s_sc + t * BLOCK;
-        const uint8_t *restrict ot = o_sc + t * BLOCK;
-        if (psc)
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) { acc[j] = gt[j] * PAR(P_ITS, j) + PAR(P_DECS, j) * acc[j]; G[j] = acc[j]; }
-        else
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) G[j] = gt[j];
+        const int64_t as = t * BLOCK;
         #pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
-            const REAL u = ut[j], of = (REAL)ot[j], hh = h[j], Gj = G[j];
+            REAL G;
+            if (psc) {
+                acc[j] = gt[j] * TB(ROW_INV_TAU_S, j) + TB(ROW_TRACE_DECAY, j) * acc[j];
+                G = acc[j];
+            } else {
+                G = gt[j];
+            }
+            const REAL u = u_sc[as + j], of = fired_sc[as + j], hh = h[j];
             /* c = -clamp(-1/du, -8, 0) * o; h = 0 at t = T-1 gives delta = c G there */
-            REAL r = (REAL)-1 / dut[j];
-            r = r < (REAL)-CAP ? (REAL)-CAP : r;
+            REAL r = (REAL)-1 / du_sc[as + j];
+            r = r < (REAL)-SENSITIVITY_CAP ? (REAL)-SENSITIVITY_CAP : r;
             r = r > (REAL)0 ? (REAL)0 : r;
             const REAL c = -r * of;
             /* zero: c (G + h u itm) + (1 - o) beta h; subtract: c (G - th beta h) + beta h;
              * subtract_after_leak: c (G - th h) + beta h; none: c G + beta h.
-             * One expression, the same roundings: a - b == a + (-b), a + 0 == a. */
-            /* one term of J is nonzero (0/1 factors as in the forward) */
-            const REAL J = hh * u * PAR(P_ITM, j) * kz - PAR(P_THB, j) * hh * ks - PAR(P_TH, j) * hh * kl;
-            const REAL leak = ((REAL)1 - of * kz) * PAR(P_BETA, j);
-            const REAL delta = c * (Gj + J) + leak * hh;
+             * One expression, the same roundings: a - b == a + (-b), a + 0 == a;
+             * one term of J is nonzero (0/1 factors as in the forward). */
+            const REAL J = hh * u * TB(ROW_INV_TAU_M, j) * kz - TB(ROW_THRESHOLD_X_DECAY, j) * hh * ks
+                           - TB(ROW_THRESHOLD, j) * hh * kl;
+            const REAL leak = ((REAL)1 - of * kz) * TB(ROW_MEMBRANE_DECAY, j);
+            const REAL delta = c * (G + J) + leak * hh;
             h[j] = delta;
-            gxt[j] = delta;
-        }
-        if (warmup)
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) {
-                REAL a = (PAR(P_TH, j) - ut[j]) / (REAL)WIDTH;
+            if (warmup) {
+                REAL a = (TB(ROW_THRESHOLD, j) - u) / (REAL)WARMUP_WIDTH;
                 a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
                 const REAL z = FN(exp_clamped)(a);
-                const REAL sur = G[j] * z / (((REAL)1 + z) * ((REAL)1 + z) * (REAL)WIDTH);
-                gxt[j] = st[j] < PAR(P_WL, j) ? sur : gxt[j];
+                const REAL sur = G * z / (((REAL)1 + z) * ((REAL)1 + z) * (REAL)WARMUP_WIDTH);
+                gxt[j] = warm_sc[as + j] != (REAL)0 ? sur : delta;
+            } else {
+                gxt[j] = delta;
             }
+        }
     }
 }
 
-/* Parameters of block [n0, n0 + BLOCK): per-neuron rows of the [NPAR, N] table
- * (ps = 1), or the NPAR scalars replicated into rep[NPAR * BLOCK] (ps = 0). */
-static inline const REAL *FN(block_params)(const REAL *par, int ps, int64_t n0, REAL *rep, int64_t *pld, int64_t N)
+/* Parameters of block [n0, n0 + BLOCK): per-neuron columns of the [N_ROWS, N] table
+ * (per_neuron = 1), or the N_ROWS scalars replicated into rep[N_ROWS * BLOCK] (per_neuron = 0). */
+static inline const REAL *FN(block_table)(const REAL *table, int per_neuron, int64_t n0, REAL *rep,
+                                          int64_t *row_stride, int64_t N)
 {
-    if (ps) { *pld = N; return par + n0; }
-    for (int i = 0; i < NPAR; ++i)
-        for (int j = 0; j < BLOCK; ++j) rep[i * BLOCK + j] = par[i];
-    *pld = BLOCK;
+    if (per_neuron) { *row_stride = N; return table + n0; }
+    for (int i = 0; i < N_ROWS; ++i)
+        for (int j = 0; j < BLOCK; ++j) rep[i * BLOCK + j] = table[i];
+    *row_stride = BLOCK;
     return rep;
 }
 
-static void FN(fwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *x, uint8_t *o, REAL *s,
-                          const REAL *par, int ps, int reset)
+/* Forward over blocks [b0, b1); returns 1 if an input was NaN or inf. Each combination of
+ * outputs calls fwd_block with constant NULLs, so every copy of its loop is branch-free. */
+static int FN(fwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *x, uint8_t *spikes,
+                         REAL *spikes_real, REAL *trace, const REAL *table, int per_neuron, int reset)
 {
-    REAL rep[NPAR * BLOCK];
-    int64_t pld;
+    REAL rep[N_ROWS * BLOCK], nonfinite[BLOCK];
+    int64_t row_stride;
+    int bad = 0;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
-        const REAL *pb = FN(block_params)(par, ps, n0, rep, &pld, N);
-        FN(fwd_block)(T, N, n0, nb, x, o, s, 0, 0, 0, 0, pb, pld, reset);
+        const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
+        for (int64_t j = 0; j < nb; ++j) nonfinite[j] = 0;
+        if (spikes && trace)
+            FN(fwd_block)(T, N, n0, nb, x, spikes, 0, trace, nonfinite, 0, 0, 0, 0, tb, row_stride, reset);
+        else if (trace)
+            FN(fwd_block)(T, N, n0, nb, x, 0, 0, trace, nonfinite, 0, 0, 0, 0, tb, row_stride, reset);
+        else if (spikes_real)
+            FN(fwd_block)(T, N, n0, nb, x, 0, spikes_real, 0, nonfinite, 0, 0, 0, 0, tb, row_stride, reset);
+        else
+            FN(fwd_block)(T, N, n0, nb, x, spikes, spikes_real, trace, nonfinite, 0, 0, 0, 0, tb, row_stride,
+                          reset);
+        for (int64_t j = 0; j < nb; ++j) bad |= nonfinite[j] != 0;
     }
+    return bad;
 }
 
 /* Backward over blocks [b0, b1). x != NULL: recompute the forward from x;
  * otherwise read u, du, o (full [T, N]) and recompute only the trace s. */
 static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x,
                          const REAL *u, const REAL *du, const uint8_t *o, REAL *gx,
-                         const REAL *par, int ps, int reset, int warmup, int psc)
+                         const REAL *table, int per_neuron, int reset, int warmup, int psc)
 {
-    REAL rep[NPAR * BLOCK];
-    int64_t pld;
-    REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 3 * sizeof(REAL));
-    uint8_t *osc = (uint8_t *)malloc((size_t)T * BLOCK);
-    if (!sc || !osc) { free(sc); free(osc); return 1; }
-    REAL *u_sc = sc, *du_sc = sc + T * BLOCK, *s_sc = sc + 2 * T * BLOCK;
+    REAL rep[N_ROWS * BLOCK];
+    int64_t row_stride;
+    REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 4 * sizeof(REAL));
+    if (!sc) return 1;
+    REAL *u_sc = sc, *du_sc = sc + T * BLOCK, *fired_sc = sc + 2 * T * BLOCK, *warm_sc = sc + 3 * T * BLOCK;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
-        const REAL *pb = FN(block_params)(par, ps, n0, rep, &pld, N);
+        const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
         if (x) {
-            FN(fwd_block)(T, N, n0, nb, x, 0, 0, u_sc, du_sc, osc, s_sc, pb, pld, reset);
+            FN(fwd_block)(T, N, n0, nb, x, 0, 0, 0, 0, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset);
         } else {
             REAL sv[BLOCK];
+            const REAL *table = tb; /* for TB() */
             for (int64_t j = 0; j < nb; ++j) sv[j] = 0;
             for (int64_t t = 0; t < T; ++t)
                 #pragma omp simd
                 for (int64_t j = 0; j < nb; ++j) {
                     const REAL of = o[t * N + n0 + j] ? (REAL)1 : (REAL)0;
-                    sv[j] = sv[j] + (of - sv[j]) * PAR(P_ITS, j);
-                    s_sc[t * BLOCK + j] = sv[j];
+                    sv[j] = sv[j] + (of - sv[j]) * TB(ROW_INV_TAU_S, j);
+                    warm_sc[t * BLOCK + j] = sv[j] < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
                     u_sc[t * BLOCK + j] = u[t * N + n0 + j];
                     du_sc[t * BLOCK + j] = du[t * N + n0 + j];
-                    osc[t * BLOCK + j] = (uint8_t)of;
+                    fired_sc[t * BLOCK + j] = of;
                 }
         }
-        FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, osc, s_sc, pb, pld, reset, warmup, psc);
+        /* constant flags at each call: one specialised, vectorized copy of the loop per mode */
+        if (warmup && psc)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 1);
+        else if (warmup)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 0);
+        else if (psc)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 1);
+        else
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 0);
     }
     free(sc);
-    free(osc);
     return 0;
 }
 
-/* Entry points: split the blocks over nthreads (OpenMP when compiled with it). */
-int FN(tssl_fwd)(int64_t T, int64_t N, const REAL *x, uint8_t *o, REAL *s, const REAL *par, int ps,
-                 int reset, int nthreads)
+/* Entry points: split the blocks over nthreads (OpenMP when compiled with it).
+ * Forward: returns 1 if x holds a NaN or inf, else 0; spikes, spikes_real, trace may each be NULL. */
+int FN(tssl_fwd)(int64_t T, int64_t N, const REAL *x, uint8_t *spikes, REAL *spikes_real, REAL *trace,
+                 const REAL *table, int per_neuron, int reset, int nthreads)
 {
     const int64_t nblk = (N + BLOCK - 1) / BLOCK;
+    int bad = 0;
     if (nthreads > nblk) nthreads = (int)nblk;
     if (nthreads < 1) nthreads = 1;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : bad)
     {
         const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        FN(fwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, x, o, s, par, ps, reset);
+        bad |= FN(fwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, x, spikes, spikes_real, trace, table,
+                             per_neuron, reset);
     }
 #else
-    FN(fwd_range)(T, N, 0, nblk, x, o, s, par, ps, reset);
+    bad = FN(fwd_range)(T, N, 0, nblk, x, spikes, spikes_real, trace, table, per_neuron, reset);
 #endif
-    return 0;
+    return bad;
 }
 
+/* Backward: returns 1 if a scratch buffer could not be allocated, else 0. */
 int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL *u, const REAL *du,
-                 const uint8_t *o, REAL *gx, const REAL *par, int ps, int reset, int warmup, int psc,
+                 const uint8_t *o, REAL *gx, const REAL *table, int per_neuron, int reset, int warmup, int psc,
                  int nthreads)
 {
     const int64_t nblk = (N + BLOCK - 1) / BLOCK;
@@ -220,11 +257,11 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
     {
         const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, gx, par, ps, reset,
-                             warmup, psc);
+        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, gx, table, per_neuron,
+                             reset, warmup, psc);
     }
 #else
-    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, gx, par, ps, reset, warmup, psc);
+    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, gx, table, per_neuron, reset, warmup, psc);
 #endif
     return err;
 }
@@ -232,4 +269,4 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #undef CAT2
 #undef CAT
 #undef FN
-#undef PAR
+#undef TB
