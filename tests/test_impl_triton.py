@@ -88,6 +88,13 @@ _SCRIPT = textwrap.dedent(
         else:
             raise AssertionError("no error for " + word)
     tssl_lif(x, impl="triton")  # the flag was cleared
+    # the registered operator with the Triton kernels behind it
+    from torch.library import opcheck
+    th = torch.full((5,), 0.7)
+    opcheck(torch.ops.tssl_plugin.lif.default, (x.clone().requires_grad_(), None, None, th, [5.0, 3.0, 0.0],
+                                                "subtract", True, True, "triton"))
+    opcheck(torch.ops.tssl_plugin.lif.default, (x.half().requires_grad_(), None, None, None, [5.0, 3.0, 1.0],
+                                                "zero", False, False, "triton"))
     print("TRITON-INTERPRETER-OK")
     """
 )
