@@ -44,7 +44,7 @@ _SCRIPT = textwrap.dedent(
         cases.from_trace(triton_impl.TritonImpl, full=False)
         cases.half_precision("triton", bf16_rounding_exact=False)
     triton_impl.ONE_PASS_MAX_T = 32
-    cases.reference_vectors("triton")  # T = 5 and 30: one pass
+    cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
     # T above the one-pass limit takes the two-pass kernel by itself
     xl, gl = cases.random_case(40, (2, 3), torch.float64, 2)
     cases.check_against_reference("triton", xl, gl, reset="subtract")

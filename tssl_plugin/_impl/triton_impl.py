@@ -9,7 +9,7 @@ step (float32, PSC output):
 * forward (:func:`_forward_kernel`): reads ``x``, writes the layer's output in
   its dtype (the PSC, or the spikes as 0/1): 8 bytes. Nothing but ``x`` is
   kept for the backward.
-* backward, small T (``T <= ONE_PASS_MAX_T``, :func:`_backward_one_pass_kernel`):
+* backward, small T (``T <= 32``, 16 in float64, :func:`_backward_one_pass_kernel`):
   one pass that recomputes the trace forward in time into registers (``T`` is
   a compile-time constant, the loops are unrolled and the trace is a tuple of
   registers), then walks back: reads ``x`` and ``g``, writes ``dL/dx``:
@@ -67,7 +67,8 @@ tl = triton.language
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: neurons per program of the forward and two-pass backward kernels.
 BLOCK = 256
-#: the backward holds the trace in registers (one pass) up to this many time steps.
+#: the backward holds the trace in registers (one pass) up to this many time steps (half that for
+#: float64, whose values take two registers each; see one_pass_max_t).
 ONE_PASS_MAX_T = 32
 _NATIVE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -301,9 +302,20 @@ def _tl(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def one_pass_max_t(state: torch.dtype) -> int:
+    """Largest T the one-pass backward takes for this state dtype (longer sequences take two passes)."""
+    return ONE_PASS_MAX_T // 2 if state == torch.float64 else ONE_PASS_MAX_T
+
+
 def one_pass_block(T: int) -> int:
-    """Neurons per program of the one-pass backward: fewer for longer T (registers per thread)."""
-    return 256 if T <= 16 else 128
+    """Neurons per program of the one-pass backward (one per thread of its 4 warps).
+
+    Compiled for sm_90 (float32, warm-up on) it takes 32 registers per thread
+    at T=4, 89 at T=16 and 178 at T=32, with no spills (float64 spilled at
+    T=32, hence its lower limit); 256 neurons per program needed twice the
+    registers and spilled at T=32. Not tuned on a GPU.
+    """
+    return 128
 
 
 class Launch(NamedTuple):
@@ -332,7 +344,7 @@ def forward_launch(x: Tensor, spikes: Optional[Tensor], trace: Optional[Tensor],
 def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, spikes: Optional[Tensor],
                     flags: Optional[Tensor], gx: Tensor, table: Tensor, per_neuron: bool, reset: str, warmup: bool,
                     psc: bool) -> Launch:
-    """The backward launch: one pass when ``flags`` is None (``T <= ONE_PASS_MAX_T``), else two passes.
+    """The backward launch: one pass when ``flags`` is None (``T <= one_pass_max_t``), else two passes.
 
     ``x`` given: recompute the trace (``u``, ``du`` are scratch for the two-pass
     kernel, placeholders for the one-pass kernel); else ``u``, ``du``,
@@ -496,7 +508,7 @@ class TritonImpl:
         T, dev = like.shape[0], like.device
         gx = torch.empty(like.shape, dtype=out_dtype, device=dev)
         flags = None
-        if T > ONE_PASS_MAX_T:
+        if T > one_pass_max_t(sd):
             flags = torch.empty(like.shape, dtype=torch.uint8, device=dev)
             if recompute:
                 u = torch.empty(like.shape, dtype=sd, device=dev)
