@@ -134,3 +134,88 @@ def test_triton_on_cuda_matches_reference():
     cases.layout_edge_cases("triton", device="cuda")
     cases.reference_vectors("triton", device="cuda")
     cases.half_precision("triton", device="cuda")
+
+
+@needs_cuda
+def test_triton_on_cuda_both_backward_kernels(monkeypatch):
+    """The one-pass (trace in registers) and two-pass backward give bit-identical gradients on the GPU,
+    T = 1 included (Triton turns an integer argument equal to 1 into a constant)."""
+    from tssl_plugin._impl import triton_impl
+
+    for T in (1, 8, 16):
+        for dtype in (torch.float32, torch.float64):
+            x, g = cases.random_case(T, (3, 700), dtype, T, "cuda")
+            got = []
+            for limit in (32, 0):
+                monkeypatch.setattr(triton_impl, "ONE_PASS_MAX_T", limit)
+                got.append(cases.run("triton", x, g)[1])
+                cases.check_against_reference("triton", x, g, reset="subtract_after_leak", output="spike")
+            assert torch.equal(got[0], got[1]), (T, dtype)
+
+
+@needs_cuda
+def test_triton_forward_is_operation_for_operation_the_reference():
+    """Compiled without FMA contraction, the kernel's trace equals the reference's (torch ops) bit for bit."""
+    from tssl_plugin._impl import reference
+    from tssl_plugin._impl.triton_impl import TritonImpl
+    from tssl_plugin.functional import lif_constants
+
+    for dtype in (torch.float32, torch.float64):
+        for reset in cases.RESETS:
+            x, _ = cases.random_case(12, (64, 513), dtype, 5, "cuda")
+            k = lif_constants(x, tau_m=7.0, reset=reset)
+            o, s, _ = TritonImpl.forward(x, k, False)
+            tr = reference.forward_sequence(x, k)
+            assert torch.equal(o, tr.o) and torch.equal(s, tr.s), (dtype, reset)
+
+
+@needs_cuda
+def test_triton_non_finite_input_is_reported_without_a_sync():
+    from tssl_plugin._impl.triton_impl import raise_pending_input_errors
+    from tssl_plugin.functional import tssl_lif
+
+    x, _ = cases.random_case(4, (2, 50), torch.float32, 1, "cuda")
+    bad = x.clone()
+    bad[1, 1, 7] = float("nan")
+    tssl_lif(bad, impl="triton")  # the flag is set on the device, nothing waits for it
+    with pytest.raises(ValueError, match="x contains NaN or inf: an earlier tssl_lif call on cuda"):
+        raise_pending_input_errors("cuda")
+    tssl_lif(x, impl="triton")
+    raise_pending_input_errors("cuda")  # cleared
+    tssl_lif(bad, impl="triton")
+    torch.cuda.synchronize()
+    with pytest.raises(ValueError, match="earlier tssl_lif call"):
+        tssl_lif(x, impl="triton")  # the next call reports it
+
+
+@pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.device_count() >= 2), reason="needs two CUDA devices")
+def test_triton_on_second_device_while_first_is_current():
+    x, g = cases.random_case(6, (3, 300), torch.float32, 2, "cuda:1")
+    with torch.cuda.device(0):
+        cases.check_against_reference("triton", x, g)
+        cases.check_against_reference("triton", x, g, threshold=torch.full((300,), 0.8, device="cuda:1"))
+
+
+@needs_cuda
+def test_triton_compiled_network_on_cuda():
+    import torch._dynamo
+    from torch import nn
+
+    from tssl_plugin import TSSLNeuron
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 64), TSSLNeuron(), nn.Linear(64, 10),
+                        TSSLNeuron(threshold=torch.full((10,), 0.8), output="spike")).cuda()
+    x = torch.rand(8, 16, 32, device="cuda")
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    y = torch.compile(net, fullgraph=True)(x)
+    y.sum().backward()
+    got = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    y_eager = net(x)
+    y_eager.sum().backward()
+    assert torch.equal(y, y_eager)
+    for a, b in zip(got, (p.grad for p in net.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
