@@ -310,10 +310,11 @@ def one_pass_max_t(state: torch.dtype) -> int:
 def one_pass_block(T: int) -> int:
     """Neurons per program of the one-pass backward (one per thread of its 4 warps).
 
-    Compiled for sm_90 (float32, warm-up on) it takes 32 registers per thread
-    at T=4, 89 at T=16 and 178 at T=32, with no spills (float64 spilled at
-    T=32, hence its lower limit); 256 neurons per program needed twice the
-    registers and spilled at T=32. Not tuned on a GPU.
+    Compiled for sm_90 (float32, warm-up on; ``cuobjdump -res-usage`` on the
+    cubin, one run) it took 32 registers per thread at T=4, 89 at T=16 and 178
+    at T=32, with no spills (float64 spilled at T=32, hence its lower limit);
+    256 neurons per program took about twice the registers and spilled at
+    T=32. Not tuned on a GPU.
     """
     return 128
 
