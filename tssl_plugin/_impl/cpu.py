@@ -42,8 +42,9 @@ from ..rule import LIFConstants
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h")
 _BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines()]
-#: tried in order until one builds: native vector width + OpenMP, OpenMP only, plain.
-_FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], [])
+#: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
+#: only (no runtime library), plain.
+_FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
 #: below this many elements per thread the kernels run single-threaded.
 _MIN_PER_THREAD = 1 << 16
 
