@@ -25,6 +25,17 @@ def _x(T=5, shape=(3, 4), dtype=torch.float64, seed=0, scale=1.2):
     return (torch.rand(T, *shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
 
 
+def compiled_and_eager(net, x, **compile_kw):
+    """Outputs and parameter gradients (of the output's sum) of ``torch.compile(net)`` and of ``net`` eagerly."""
+    y = torch.compile(net, fullgraph=True, **compile_kw)(x)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    y_eager = net(x)
+    y_eager.sum().backward()
+    return y, y_eager, grads, [p.grad for p in net.parameters()]
+
+
 def _net():
     torch.manual_seed(0)
     return nn.Sequential(
@@ -73,15 +84,9 @@ def test_network_of_neurons_compiles_to_one_graph():
     torch._dynamo.reset()
     explained = torch._dynamo.explain(net)(x)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
-    y = compiled(x)
-    y.sum().backward()
-    got = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad(set_to_none=True)
-    y_eager = net(x)
-    y_eager.sum().backward()
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x, backend="aot_eager")
     assert torch.equal(y, y_eager)
-    for a, b in zip(got, (p.grad for p in net.parameters())):
+    for a, b in zip(grads, grads_eager):
         assert torch.equal(a, b)
 
 
@@ -108,15 +113,9 @@ def test_inductor_fullgraph_matches_eager():
     net = _net()
     x = _x(shape=(3, 8), seed=3)
     torch._dynamo.reset()
-    compiled = torch.compile(net, fullgraph=True)
-    y = compiled(x)
-    y.sum().backward()
-    got = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad(set_to_none=True)
-    y_eager = net(x)
-    y_eager.sum().backward()
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x)
     assert torch.equal(y, y_eager)  # the spikes themselves
-    for a, b in zip(got, (p.grad for p in net.parameters())):
+    for a, b in zip(grads, grads_eager):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # inductor may reorder the Linear reductions
 
 

@@ -201,6 +201,7 @@ def test_triton_compiled_network_on_cuda():
     import torch._dynamo
     from torch import nn
 
+    from test_core_compile import compiled_and_eager
     from tssl_plugin import TSSLNeuron
 
     torch.manual_seed(0)
@@ -210,12 +211,7 @@ def test_triton_compiled_network_on_cuda():
     torch._dynamo.reset()
     explained = torch._dynamo.explain(net)(x)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
-    y = torch.compile(net, fullgraph=True)(x)
-    y.sum().backward()
-    got = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad(set_to_none=True)
-    y_eager = net(x)
-    y_eager.sum().backward()
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x)
     assert torch.equal(y, y_eager)
-    for a, b in zip(got, (p.grad for p in net.parameters())):
+    for a, b in zip(grads, grads_eager):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float32 reductions reordered by inductor

@@ -99,6 +99,18 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 
 
 @triton.jit
+def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
+    """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, th * beta, warm-up level."""
+    return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_TRACE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_THRESHOLD, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_THRESHOLD_X_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_WARMUP_LEVEL, n_neurons, offs, mask, PER_NEURON, STATE))
+
+
+@triton.jit
 def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
     """One forward step as reference.py computes it: returns (du, u, fired, of, v)."""
     du = x - v * itm
@@ -180,13 +192,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm = _load_param(table_ptr, ROW_INV_TAU_M, N, offs, mask, PER_NEURON, STATE)
-    beta = _load_param(table_ptr, ROW_MEMBRANE_DECAY, N, offs, mask, PER_NEURON, STATE)
-    its = _load_param(table_ptr, ROW_INV_TAU_S, N, offs, mask, PER_NEURON, STATE)
-    decs = _load_param(table_ptr, ROW_TRACE_DECAY, N, offs, mask, PER_NEURON, STATE)
-    th = _load_param(table_ptr, ROW_THRESHOLD, N, offs, mask, PER_NEURON, STATE)
-    thb = _load_param(table_ptr, ROW_THRESHOLD_X_DECAY, N, offs, mask, PER_NEURON, STATE)
-    wl = _load_param(table_ptr, ROW_WARMUP_LEVEL, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -238,13 +244,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm = _load_param(table_ptr, ROW_INV_TAU_M, N, offs, mask, PER_NEURON, STATE)
-    beta = _load_param(table_ptr, ROW_MEMBRANE_DECAY, N, offs, mask, PER_NEURON, STATE)
-    its = _load_param(table_ptr, ROW_INV_TAU_S, N, offs, mask, PER_NEURON, STATE)
-    decs = _load_param(table_ptr, ROW_TRACE_DECAY, N, offs, mask, PER_NEURON, STATE)
-    th = _load_param(table_ptr, ROW_THRESHOLD, N, offs, mask, PER_NEURON, STATE)
-    thb = _load_param(table_ptr, ROW_THRESHOLD_X_DECAY, N, offs, mask, PER_NEURON, STATE)
-    wl = _load_param(table_ptr, ROW_WARMUP_LEVEL, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
