@@ -1,0 +1,61 @@
+"""impl="auto": which implementation it picks, and that falling back to the reference is never silent."""
+from __future__ import annotations
+
+import os
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tssl_plugin import _impl
+
+
+@pytest.fixture
+def fresh_dispatch(monkeypatch):
+    _impl._reset_for_tests()
+    yield monkeypatch
+    _impl._reset_for_tests()
+
+
+def _cuda_like(dtype=torch.float32):
+    """What the dispatch looks at: a device type and a dtype (no GPU needed)."""
+    return SimpleNamespace(device=torch.device("cuda", 0), dtype=dtype, is_cuda=True)
+
+
+def test_no_triton_on_cuda_warns_once_and_names_the_extra(fresh_dispatch):
+    def no_triton():
+        raise ImportError("triton is required for this feature; install it with: pip install 'tssl-plugin[triton]'")
+
+    fresh_dispatch.setitem(_impl._REGISTRY, "triton", no_triton)
+    with pytest.warns(RuntimeWarning, match=r"on cuda runs the plain-PyTorch 'reference'.*'triton' is not "
+                                            r"available \(triton is required.*tssl-plugin\[triton\]"):
+        assert _impl.select("auto", _cuda_like()).name == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _impl.select("auto", _cuda_like()).name == "reference"  # decided once per device and dtype
+        assert _impl.select("auto", _cuda_like(torch.float64)).name == "reference"  # same reason: no new warning
+
+
+def test_auto_picks_triton_for_cuda_when_it_loads(fresh_dispatch):
+    pytest.importorskip("triton")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            assert _impl.select("auto", _cuda_like(dtype)).name == "triton"
+
+
+def test_a_device_without_a_fused_kernel_warns(fresh_dispatch):
+    x = torch.empty(3, 4, device="meta")
+    with pytest.warns(RuntimeWarning, match="no fused implementation runs torch.float32 on meta"):
+        assert _impl.select("auto", x).name == "reference"
+
+
+def test_named_impl_errors_are_not_fallbacks(fresh_dispatch):
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        _impl.select("fast", x)
+    if "TRITON_INTERPRET" not in os.environ:
+        pytest.importorskip("triton")
+        with pytest.raises(ValueError, match="impl 'triton' cannot run on this input"):
+            _impl.select("triton", x)
