@@ -59,3 +59,29 @@ def test_named_impl_errors_are_not_fallbacks(fresh_dispatch):
         pytest.importorskip("triton")
         with pytest.raises(ValueError, match="impl 'triton' cannot run on this input"):
             _impl.select("triton", x)
+
+
+def test_parameters_are_packed_once_not_per_call(monkeypatch):
+    """The kernels' parameter table is built once per parameter set (a per-neuron tensor: per tensor and
+    version), not in every forward and backward."""
+    from tssl_plugin import TSSLNeuron
+    from tssl_plugin._impl import _params, cpu
+
+    try:
+        cpu.load()
+    except ImportError:
+        pytest.skip("C kernel could not be built here (the reference packs no table)")
+    _params.clear_cache()
+    packed = []
+    real = _params.pack_params
+    monkeypatch.setattr(_params, "pack_params", lambda k, like: packed.append(1) or real(k, like))
+    layer = TSSLNeuron(threshold=torch.full((4,), 0.8))
+    x = torch.rand(6, 3, 4, requires_grad=True)
+    for _ in range(3):
+        layer(x).sum().backward()
+        torch.ops.tssl_plugin.lif(x, None, None, layer.threshold, [5.0, 3.0, 0.0], "zero", True, True, "auto")
+    assert len(packed) == 1
+    with torch.no_grad():
+        layer.threshold.fill_(0.9)  # an in-place change is seen
+    layer(x)
+    assert len(packed) == 2

@@ -19,6 +19,7 @@ host sync on a GPU) only when it is packed.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -90,6 +91,7 @@ class _Entry(NamedTuple):
 
 _CACHE: "OrderedDict[tuple, _Entry]" = OrderedDict()
 _CACHE_SIZE = 64
+_LOCK = threading.Lock()  # DataParallel and other threads share the cache
 
 
 def _key_part(p: Param):
@@ -113,22 +115,25 @@ def param_table(
     except RuntimeError:  # inference tensors have no version counter: no caching
         key = None
     if key is not None:
-        hit = _CACHE.get(key)
-        if hit is not None and all(r is None or r() is p for r, p in zip(hit.refs, params)):
-            _CACHE.move_to_end(key)
-            return hit.table, hit.per_neuron
+        with _LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None and all(r is None or r() is p for r, p in zip(hit.refs, params)):
+                _CACHE.move_to_end(key)
+                return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
     table, per_neuron = pack_params(lif_constants(like, tau_m, tau_s, threshold), like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it
         drop = lambda _ref, key=key: _CACHE.pop(key, None)  # noqa: E731
         refs = tuple(weakref.ref(p, drop) if isinstance(p, Tensor) else None for p in params)
-        _CACHE[key] = _Entry(refs, table, per_neuron)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        with _LOCK:
+            _CACHE[key] = _Entry(refs, table, per_neuron)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return table, per_neuron
 
 
 def clear_cache() -> None:
     """Forget every packed table (tests)."""
-    _CACHE.clear()
+    with _LOCK:
+        _CACHE.clear()
