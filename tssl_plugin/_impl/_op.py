@@ -30,10 +30,10 @@ What is checked where:
   checks with one reduction (a host sync on a GPU) at the call.
 
 Eager calls on plain tensors skip the dispatcher: :func:`lif` runs the same
-two functions through a ``torch.autograd.Function`` (about 50 us less per
-forward + backward on a CPU), and takes the registered operator whenever
-anything traces (``torch.compile``, ``torch.export``, a dispatch or function
-mode, functorch transforms, tensor subclasses).
+two functions through a ``torch.autograd.Function`` (the registered op's
+Python autograd wrapper costs more per call), and takes the registered
+operator whenever anything traces (``torch.compile``, ``torch.export``, a
+dispatch or function mode, functorch transforms, tensor subclasses).
 """
 from __future__ import annotations
 
