@@ -37,6 +37,15 @@ def test_no_triton_on_cuda_warns_once_and_names_the_extra(fresh_dispatch):
         assert _impl.select("auto", _cuda_like(torch.float64)).name == "reference"  # same reason: no new warning
 
 
+def test_a_broken_triton_install_is_a_fallback_not_a_crash(fresh_dispatch):
+    def broken():
+        raise RuntimeError("libcuda.so cannot be loaded")
+
+    fresh_dispatch.setitem(_impl._REGISTRY, "triton", broken)
+    with pytest.warns(RuntimeWarning, match=r"'triton' is not available \(libcuda.so cannot be loaded\)"):
+        assert _impl.select("auto", _cuda_like()).name == "reference"
+
+
 def test_auto_picks_triton_for_cuda_when_it_loads(fresh_dispatch):
     pytest.importorskip("triton")
     with warnings.catch_warnings():

@@ -156,9 +156,10 @@ def _resolve_auto(x: Tensor):
             continue
         try:
             impl = _REGISTRY[cand]()
-        except ImportError as err:
+        except Exception as err:  # not installed (ImportError), or installed but broken: never a crash here
             if serves:
-                reasons.append(f"impl {cand!r} is not available ({str(err).splitlines()[0]})")
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                reasons.append(f"impl {cand!r} is not available ({first})")
             continue
         if impl.available(x):
             return impl
