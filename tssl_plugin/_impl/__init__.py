@@ -34,6 +34,7 @@ once, with the reason. :func:`last_used` tells which implementation ran.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -149,7 +150,9 @@ def _resolve_auto(x: Tensor):
     for cand in _AUTO_ORDER:
         if cand == "reference":
             continue
-        serves = x.device.type in _SERVES.get(cand, ())
+        serves = x.device.type in _SERVES.get(cand, (x.device.type,))
+        if not serves and not (cand == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
+            continue  # e.g. no C kernel build for a CUDA input (the interpreter runs Triton on the CPU)
         failed = _RUNTIME_FAILURES.get((cand, x.device.type))
         if failed is not None:
             reasons.append(failed)
