@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Sequence
 import torch
 from torch import nn
 
-from tssl_plugin.functional import psp, tssl_lif
+from tssl_plugin.functional import psp, resolve_impl, tssl_lif
 from tssl_plugin.loss import kernel_loss
 
 SIZES = (784, 400, 400, 10)
@@ -42,21 +42,32 @@ def _seq_linear(lin: nn.Linear, a: torch.Tensor) -> torch.Tensor:
     return lin(a.reshape(T * B, -1)).reshape(T, B, -1)
 
 
-def make_tssl_step(x: torch.Tensor, labels: torch.Tensor, impl: str) -> Callable[[], float]:
-    layers = _linears(0)
+def _training_step(layers: nn.ModuleList, forward: Callable[[], torch.Tensor], loss: Callable[[torch.Tensor], torch.Tensor],
+                   reset: Callable[[], None] = lambda: None) -> Callable[[], float]:
+    """One step: ``reset()``, the network's output ``forward()``, its ``loss``, backward, AdamW update."""
     opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
 
     def step() -> float:
+        reset()
+        value = loss(forward())
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        return value.item()
+
+    return step
+
+
+def make_tssl_step(x: torch.Tensor, labels: torch.Tensor, impl: str) -> Callable[[], float]:
+    layers = _linears(0)
+
+    def forward() -> torch.Tensor:
         a = x
         for lin in layers:
             a = tssl_lif(_seq_linear(lin, a), 5.0, 3.0, 1.0, impl=impl)
-        loss = kernel_loss(a, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return a
 
-    return step
+    return _training_step(layers, forward, lambda a: kernel_loss(a, labels))
 
 
 def make_sj_step(x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
@@ -67,41 +78,31 @@ def make_sj_step(x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
 
     layers = _linears(0)
     nodes = nn.ModuleList(neuron.LIFNode(step_mode="m") for _ in layers)
-    opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
     target = nn.functional.one_hot(labels, SIZES[-1]).float()
 
-    def step() -> float:
-        functional.reset_net(nodes)
+    def forward() -> torch.Tensor:
         a = x
         for lin, node in zip(layers, nodes):
             a = node(_seq_linear(lin, a))
-        loss = nn.functional.mse_loss(a.mean(0), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return a
 
-    return step
+    return _training_step(layers, forward, lambda a: nn.functional.mse_loss(a.mean(0), target),
+                          reset=lambda: functional.reset_net(nodes))
 
 
 def make_relu_step(x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
     layers = _linears(0)
-    opt = torch.optim.AdamW(layers.parameters(), lr=5e-4)
     target = nn.functional.one_hot(labels, SIZES[-1]).float()
 
-    def step() -> float:
+    def forward() -> torch.Tensor:
         a = x
         for i, lin in enumerate(layers):
             a = _seq_linear(lin, a)
             if i < len(layers) - 1:
                 a = torch.relu(a)
-        loss = nn.functional.mse_loss(a.mean(0), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return a
 
-    return step
+    return _training_step(layers, forward, lambda a: nn.functional.mse_loss(a.mean(0), target))
 
 
 def time_round_robin(steps: Dict[str, Callable[[], float]], repeat: int, warmup: int = 3) -> Dict[str, float]:
@@ -131,11 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     img = torch.rand(a.batch, SIZES[0], generator=gen)
     labels = torch.randint(0, SIZES[-1], (a.batch,), generator=gen)
     x = psp(img.unsqueeze(0).expand(a.steps, -1, -1).contiguous())  # the paper's encoding, done once
-    from tssl_plugin import _impl
-
     steps: Dict[str, Callable[[], float]] = {}
     for impl in a.impls:
-        label = f"tssl[{impl}={_impl.select(impl, x).name}]" if impl == "auto" else f"tssl[{impl}]"
+        label = f"tssl[{impl}={resolve_impl(x, impl)}]" if impl == "auto" else f"tssl[{impl}]"
         steps[label] = make_tssl_step(x, labels, impl)
     try:
         steps["spikingjelly LIFNode"] = make_sj_step(x, labels)

@@ -39,6 +39,10 @@ def test_non_finite_input_names_which(value, word):
         (dict(tau_s=0.0), "tau_s must be >= 1"),
         (dict(tau_s=-1.0), "tau_s must be >= 1"),
         (dict(threshold=float("nan")), "threshold must be finite"),
+        (dict(threshold=-1.0), "threshold must be > 0, got -1"),
+        (dict(threshold=0), "threshold must be > 0, got 0"),
+        (dict(threshold=torch.tensor([1.0, 0.0, 1.0])), "threshold must be > 0 everywhere"),
+        (dict(threshold=True), "threshold must be a number or a tensor, got bool"),
         (dict(tau_m=torch.tensor([5.0, 1.0, 5.0])), "tau_m must be > 1 everywhere"),
         (dict(threshold=torch.ones(4)), r"does not broadcast to the neuron shape \(2, 3\)"),
         (dict(tau_s=torch.ones(5, 2, 3)), "does not broadcast"),
@@ -66,6 +70,39 @@ def test_module_checks_at_construction():
         TSSLNeuron(reset="hard")
     with pytest.raises(ValueError, match="tau_m must be > 1"):
         TSSLNeuron(tau_m=0.9)
+    with pytest.raises(TypeError, match="warmup must be a bool"):
+        TSSLNeuron(warmup="no")  # was silently True
+    with pytest.raises(ValueError, match="unknown impl 'nonsense'"):
+        TSSLNeuron(impl="nonsense")  # was accepted until the first forward
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        TSSLNeuron(threshold=-1.0)
+    with pytest.raises(ValueError, match="tau_s must be >= 1 everywhere"):
+        TSSLNeuron(tau_s=torch.tensor([3.0, 0.5]))
+
+
+def test_parameter_tensor_values_are_checked_again_after_an_in_place_change():
+    """Parameter tables are cached per tensor version: an in-place change is packed (and checked) again."""
+    th = torch.full((3,), 0.5)
+    x = torch.rand(4, 2, 3)
+    tssl_lif(x, threshold=th)
+    th[1] = -2.0
+    with pytest.raises(ValueError, match="threshold must be > 0 everywhere"):
+        tssl_lif(x, threshold=th)
+
+
+@pytest.mark.parametrize("impl", ["reference", "cpu"])
+def test_non_finite_input_is_found_by_every_cpu_impl(impl):
+    if impl == "cpu":
+        from tssl_plugin._impl import cpu
+
+        try:
+            cpu.load()
+        except ImportError:
+            pytest.skip("C kernel could not be built here")
+    x = X.clone()
+    x[4, 0, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"x contains NaN .*index \(4, 0, 2\)"):
+        tssl_lif(x, impl=impl)
 
 
 def test_psp_and_losses_check_their_input():

@@ -116,8 +116,12 @@ def reference_vectors(impl, device="cpu"):
     return n
 
 
-def half_precision(impl, device="cpu"):
-    """float16/bfloat16 inputs: same dtype out, and equal to the float32 computation on the rounded input."""
+def half_precision(impl, device="cpu", bf16_rounding_exact=True):
+    """float16/bfloat16 inputs: same dtype out, and equal to the float32 computation on the rounded input.
+
+    ``bf16_rounding_exact=False`` allows one bfloat16 unit in the last place: Triton's interpreter (3.8)
+    truncates float32 -> bfloat16 stores where compiled kernels (and torch) round to nearest even.
+    """
     for dtype in (torch.float16, torch.bfloat16):
         x, g = random_case(8, (3, 20), torch.float32, 300, device)
         xh, gh = x.to(dtype), g.to(dtype)
@@ -125,5 +129,6 @@ def half_precision(impl, device="cpu"):
             y, gx = run(impl, xh, gh, output=output)
             assert y.dtype == dtype and gx.dtype == dtype
             y32, gx32 = run("reference", xh.float(), gh.float(), output=output)
-            torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=0, atol=0)
+            ulp = 0 if bf16_rounding_exact or dtype != torch.bfloat16 else 2.0 ** -7
+            torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=ulp, atol=0)
             torch.testing.assert_close(gx.float(), gx32.to(dtype).float(), rtol=1e-2, atol=1e-2)

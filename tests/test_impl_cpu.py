@@ -8,7 +8,7 @@ import torch
 
 from tssl_plugin import _impl
 from tssl_plugin._impl import cpu
-from tssl_plugin.functional import lif_constants, tssl_lif
+from tssl_plugin.functional import last_impl, lif_constants, resolve_impl, tssl_lif
 
 import test_impl_cases as cases
 
@@ -93,33 +93,72 @@ def test_forward_saves_only_the_input():
 
 @pytest.fixture
 def fresh_loader(monkeypatch, tmp_path):
-    """An unloaded kernel module with a private cache directory; restored afterwards."""
+    """An unloaded kernel module with a private cache directory, no dispatch decisions; restored afterwards."""
     monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(tmp_path / "cache"))
     cpu._reset_for_tests()
+    _impl._reset_for_tests()
     yield tmp_path
     cpu._reset_for_tests()
+    _impl._reset_for_tests()
 
 
 @pytest.mark.parametrize("cc", ["/nonexistent/cc", "false"])
-def test_missing_or_broken_compiler_falls_back_cleanly(fresh_loader, monkeypatch, cc):
+def test_missing_or_broken_compiler_falls_back_with_one_warning(fresh_loader, monkeypatch, cc):
     monkeypatch.setenv("CC", cc)
     x, g = cases.random_case(5, (3, 7), torch.float64, 11)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert _impl.select("auto", x).name == "reference"
+    with pytest.warns(RuntimeWarning, match=r"impl='auto' on cpu runs the plain-PyTorch 'reference'.*'cpu' is "
+                                            r"not available \((no C compiler|building the TSSL-BP CPU kernel failed)"):
         y, gx = cases.run("auto", x, g)
+    assert last_impl("cpu", torch.float64) == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once, not on every call
+        assert _impl.select("auto", x).name == "reference"
+        y2, _ = cases.run("auto", x, g)
     y_ref, gx_ref = cases.run("reference", x, g)
-    assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
+    assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref) and torch.equal(y2, y_ref)
     with pytest.raises(ImportError, match="compiler|failed"):
         tssl_lif(x, impl="cpu")
     assert not (fresh_loader / "cache").exists() or not any((fresh_loader / "cache").glob("*.so"))
 
 
 @needs_cpu
+def test_runtime_failure_of_the_kernel_falls_back_with_one_warning(fresh_loader, monkeypatch):
+    """A fused implementation that raises at run time (as a kernel that does not compile for a GPU would):
+    auto warns once, runs the reference for that call and the next ones; a named impl raises."""
+    def broken(*args):
+        raise RuntimeError("simulated compile failure")
+
+    monkeypatch.setattr(cpu.CpuImpl, "backward_op", staticmethod(broken))
+    x, g = cases.random_case(5, (3, 7), torch.float64, 12)
+    with pytest.warns(RuntimeWarning, match="'cpu' failed \\(RuntimeError: simulated compile failure"):
+        y, gx = cases.run("auto", x, g)
+    assert last_impl("cpu", torch.float64) == "reference"
+    y_ref, gx_ref = cases.run("reference", x, g)
+    assert torch.equal(gx, gx_ref)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)  # the forward ran in the kernel
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _impl.select("auto", x).name == "reference"
+    with pytest.raises(RuntimeError, match="simulated"):
+        cases.run("cpu", x, g)
+
+
+@needs_cpu
+def test_last_impl_names_what_ran(fresh_loader):
+    x, g = cases.random_case(4, (2, 3), torch.float32, 13)
+    assert last_impl("cpu", torch.float32) is None
+    cases.run("auto", x, g)
+    assert last_impl("cpu", torch.float32) == "cpu" == resolve_impl(x)
+    cases.run("reference", x, g)
+    assert last_impl("cpu", torch.float32) == "reference"
+    assert resolve_impl(x, "reference") == "reference"
+
+
+@needs_cpu
 def test_builds_into_the_cache_dir(fresh_loader):
     lib = cpu.load()
     built = list((fresh_loader / "cache").glob("tssl_cpu_*.so"))
-    assert len(built) == 1 and lib.tssl_abi_version() == 1
+    assert len(built) == 1 and lib.tssl_abi_version() == cpu.ABI_VERSION
     assert not list((fresh_loader / "cache").glob("tmp*"))  # no half-written files left
     cpu._reset_for_tests()
     assert cpu.load() is not lib  # reloaded from the cache, same file

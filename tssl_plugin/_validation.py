@@ -1,4 +1,17 @@
-"""Input checks shared by the public functions: clear errors instead of silent wrong answers."""
+"""Every input check of the core, in one place: clear one-line errors instead of silent wrong answers.
+
+Two kinds of checks:
+
+* static checks look only at Python values and tensor metadata (type, dtype,
+  shape, ``requires_grad``); they cost nothing, run on every call and trace
+  through ``torch.compile`` without a graph break;
+* value checks read tensor data (NaN/inf in the input, parameter tensors out
+  of range). They run where the data is read anyway or where a read is cheap:
+  see ``tssl_plugin/_impl/_op.py`` for where each op does them.
+
+Type errors raise ``TypeError``, values out of range ``ValueError``; each
+message names the argument and what to do.
+"""
 from __future__ import annotations
 
 import math
@@ -10,9 +23,12 @@ from torch import Tensor
 
 Param = Union[float, Tensor]
 
+#: floating dtypes the core accepts as input.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-def check_sequence(x: object, name: str = "x", *, allow_int: bool = False) -> Tensor:
-    """``x`` must be a time-first floating tensor ``[T, N, ...]`` with T >= 1 and no NaN/inf."""
+
+def check_sequence(x: object, name: str = "x", *, allow_int: bool = False, finite: bool = True) -> Tensor:
+    """``x`` must be a time-first floating tensor ``[T, N, ...]`` with T >= 1 (and, with ``finite``, no NaN/inf)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not allow_int and not x.is_floating_point():
@@ -26,59 +42,114 @@ def check_sequence(x: object, name: str = "x", *, allow_int: bool = False) -> Te
         )
     if x.shape[0] == 0:
         raise ValueError(f"{name} has T == 0 time steps (shape {tuple(x.shape)}); need T >= 1")
-    check_finite(x, name)
+    if finite:
+        check_finite(x, name)
     return x
 
 
 def check_finite(x: Tensor, name: str) -> None:
-    """Raise naming NaN or inf (and where the first one sits) if ``x`` is not finite."""
+    """Raise naming NaN or inf (and where the first one sits) if ``x`` is not finite.
+
+    One reduction and one host sync on the fast path (a finite sum proves
+    every element finite); only a non-finite sum pays for the element-wise
+    search that names the index.
+    """
     if not x.is_floating_point() or x.numel() == 0:
         return
-    # Fast path, one reduction: a finite sum proves every element finite (NaN and
-    # inf propagate through a sum). Only a non-finite sum (bad values, or an
-    # overflow of the sum itself) pays for the element-wise check below.
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     if bool(torch.isfinite(x.sum(dtype=acc))):
         return
-    if torch.isfinite(x).all():
-        return
+    raise_non_finite(x, name)
+
+
+def raise_non_finite(x: Tensor, name: str) -> None:
+    """Raise the error naming the first NaN (else inf) of ``x``; return if there is none."""
     nan = torch.isnan(x)
     if nan.any():
         idx = tuple(int(i) for i in nan.nonzero()[0])
         raise ValueError(f"{name} contains NaN ({int(nan.sum())} values, first at index {idx})")
-    idx = tuple(int(i) for i in torch.isinf(x).nonzero()[0])
-    raise ValueError(f"{name} contains inf ({int(torch.isinf(x).sum())} values, first at index {idx})")
+    inf = torch.isinf(x)
+    if inf.any():
+        idx = tuple(int(i) for i in inf.nonzero()[0])
+        raise ValueError(f"{name} contains inf ({int(inf.sum())} values, first at index {idx})")
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """``value`` must be one of the strings ``choices``."""
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
     return value
 
 
-def as_param(
+def check_bool(value: object, name: str) -> bool:
+    """``value`` must be a Python bool (``"no"`` or ``0`` are refused, not converted)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}")
+    return value
+
+
+def _bound_text(lower: float, lower_inclusive: bool) -> str:
+    return f"{'>=' if lower_inclusive else '>'} {lower:g}"
+
+
+def check_number(
     value: object,
     name: str,
-    neuron_shape: torch.Size,
-    like: Tensor,
     *,
     lower: Optional[float] = None,
     lower_inclusive: bool = False,
     allow_inf: bool = False,
-) -> Param:
-    """Validate a neuron parameter: a real number, or a tensor broadcastable to ``neuron_shape``.
+) -> float:
+    """A real number (not a bool), finite unless ``allow_inf`` (+inf only), above ``lower``; returned as float."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if lower is not None and not (v >= lower if lower_inclusive else v > lower):
+        raise ValueError(f"{name} must be {_bound_text(lower, lower_inclusive)}, got {v:g}")
+    return v
 
-    Tensors are moved to ``like``'s device and dtype. ``lower`` is the bound the
-    values must exceed (or reach, with ``lower_inclusive``).
+
+def check_tau_m(value: object) -> float:
+    """Membrane time constant as a number: > 1, ``inf`` allowed (a non-leaky IF neuron)."""
+    return check_number(value, "tau_m", lower=1.0, allow_inf=True)
+
+
+def check_tau_s(value: object) -> float:
+    """Synaptic (PSC) time constant as a number: finite, >= 1."""
+    return check_number(value, "tau_s", lower=1.0, lower_inclusive=True)
+
+
+def check_threshold(value: object) -> float:
+    """Firing threshold as a number: finite, > 0."""
+    return check_number(value, "threshold", lower=0.0)
+
+
+#: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
+PARAM_BOUNDS = {
+    "tau_m": (1.0, False, True),
+    "tau_s": (1.0, True, False),
+    "threshold": (0.0, False, False),
+}
+
+
+def check_param(value: object, name: str, neuron_shape: torch.Size) -> Param:
+    """Static check of a neuron parameter: a number in range, or a tensor broadcastable to ``neuron_shape``.
+
+    Numbers are fully checked and returned as float. Tensors are checked for
+    type, ``requires_grad`` and shape only; their values are checked by
+    :func:`check_param_values` where they are read.
     """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number or a tensor, got bool")
+    lower, inclusive, allow_inf = PARAM_BOUNDS[name]
     if isinstance(value, Tensor):
         if value.requires_grad:
             raise ValueError(
                 f"{name} requires grad, but TSSL-BP defines no gradient for neuron parameters; "
                 f"pass {name}.detach()"
             )
+        if value.is_complex():
+            raise TypeError(f"{name} must be a real tensor, got {value.dtype}")
         try:
             shape = torch.broadcast_shapes(value.shape, neuron_shape)
         except RuntimeError:
@@ -88,22 +159,30 @@ def as_param(
                 f"{name} of shape {tuple(value.shape)} does not broadcast to the neuron shape "
                 f"{tuple(neuron_shape)} (x.shape[1:])"
             )
-        t = value.to(device=like.device, dtype=like.dtype)
-        bad = torch.isnan(t) | (torch.isinf(t) if not allow_inf else torch.zeros_like(t, dtype=torch.bool))
-        if bad.any():
-            raise ValueError(f"{name} contains NaN{'' if allow_inf else ' or inf'}")
-        if lower is not None:
-            ok = t >= lower if lower_inclusive else t > lower
-            if not ok.all():
-                rel = ">=" if lower_inclusive else ">"
-                raise ValueError(f"{name} must be {rel} {lower:g} everywhere (min {float(t.min()):g})")
-        return t
-    if not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-    v = float(value)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {v}")
-    if lower is not None and not (v >= lower if lower_inclusive else v > lower):
-        rel = ">=" if lower_inclusive else ">"
-        raise ValueError(f"{name} must be {rel} {lower:g}, got {v:g}")
+        return value
+    return check_number(value, name, lower=lower, lower_inclusive=inclusive, allow_inf=allow_inf)
+
+
+def check_param_values(t: Tensor, name: str) -> None:
+    """Value check of a parameter tensor (reads it: one host sync on a GPU)."""
+    lower, inclusive, allow_inf = PARAM_BOUNDS[name]
+    bad = torch.isnan(t) if allow_inf else ~torch.isfinite(t)
+    if bad.any():
+        raise ValueError(f"{name} contains NaN{'' if allow_inf else ' or inf'}")
+    ok = t >= lower if inclusive else t > lower
+    if not ok.all():
+        raise ValueError(f"{name} must be {_bound_text(lower, inclusive)} everywhere (min {float(t.min()):g})")
+
+
+def as_param(value: object, name: str, neuron_shape: torch.Size, like: Tensor) -> Param:
+    """Fully checked neuron parameter: a float, or a tensor on ``like``'s device and dtype."""
+    v = check_param(value, name, neuron_shape)
+    if isinstance(v, Tensor):
+        v = v.to(device=like.device, dtype=like.dtype)
+        check_param_values(v, name)
     return v
+
+
+def check_impl(name: object, names: Sequence[str]) -> str:
+    """``impl=`` must name a registered implementation (or ``"auto"``)."""
+    return check_choice(name, "impl", names)

@@ -1,83 +1,26 @@
-r"""TSSL-BP as pure functions: the spiking layer :func:`tssl_lif` and the PSC filter :func:`psp`.
+"""TSSL-BP as pure functions: the spiking layer :func:`tssl_lif` and the PSC filter :func:`psp`.
 
-Time-first layout throughout: a sequence is ``[T, N, ...]``.
-
-Forward of one layer (Zhang & Li, NeurIPS 2020), per neuron, from ``v = s = 0``:
-
-.. math::
-
-    \Delta u[t] &= x[t] - v / \tau_m \\
-    u[t] &= v + \Delta u[t] \\
-    o[t] &= [u[t] > \vartheta] \\
-    v &= u[t] (1 - o[t]) \quad\text{(reset to zero)} \\
-    a[t] = s &= s + (o[t] - s) / \tau_s
-
-Backward (TSSL-BP): with ``G[t] = sum_{t'>=t} kappa[t'-t] dL/da[t']`` and
-``c[t] = o[t] min(1/Delta u[t], 8)``, walking back with carry ``h``::
-
-    delta[t] = c[t] (G[t] + h u[t] / tau_m) + (1 - o[t]) (1 - 1/tau_m) h
-
-``dL/dx[t] = delta[t]``, except that with ``warmup=True`` steps whose trace
-``s[t] < 1/(4 tau_s)`` get the surrogate ``G[t] sigma'((u[t]-theta)/0.2)/0.2``.
-O(T) time and memory.
+Time-first layout throughout: a sequence is ``[T, N, ...]``. The rule these
+functions compute (forward recursion, TSSL-BP backward, resets, warm-up) is
+stated once, with its math, in :mod:`tssl_plugin.rule`. Time and memory are
+O(T).
 """
 from __future__ import annotations
 
-from typing import Any, Tuple, Union
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from . import _impl
-from ._impl.reference import RESETS, LIFConstants
-from ._validation import as_param, check_choice, check_sequence
+from ._impl import _op
+from ._validation import as_param, check_bool, check_choice, check_impl, check_param, check_sequence
+from .rule import OUTPUTS, RESETS, LIFConstants, Param, lif_constants
 
-Param = Union[float, Tensor]
-
-OUTPUTS = ("psc", "spike")
-
-__all__ = ["tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "OUTPUTS", "RESETS"]
-
-
-def lif_constants(
-    x: Tensor,
-    tau_m: Param = 5.0,
-    tau_s: Param = 3.0,
-    threshold: Param = 1.0,
-    reset: str = "zero",
-) -> LIFConstants:
-    """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
-
-    Parameters are Python numbers or tensors broadcastable to ``x.shape[1:]``
-    (one value per neuron). ``tau_m`` must be > 1 (``float('inf')`` gives a
-    non-leaky IF neuron), ``tau_s`` >= 1, ``threshold`` finite.
-    """
-    check_choice(reset, "reset", RESETS)
-    shape = x.shape[1:]
-    tm = as_param(tau_m, "tau_m", shape, x, lower=1.0, allow_inf=True)
-    ts = as_param(tau_s, "tau_s", shape, x, lower=1.0, lower_inclusive=True)
-    th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, 1.0 / (4.0 * ts), reset)
-
-
-class _TSSLFunction(torch.autograd.Function):
-    """Autograd node: forward through the chosen implementation, TSSL-BP backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, k: LIFConstants, warmup: bool, psc_output: bool, impl: Any) -> Tensor:
-        o, s, saved = impl.forward(x, k, True)
-        ctx.save_for_backward(*saved)
-        ctx.meta = (k, warmup, psc_output, impl)
-        return s if psc_output else o.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
-        k, warmup, psc_output, impl = ctx.meta
-        grad_x = impl.backward(grad.contiguous(), ctx.saved_tensors, k, warmup, psc_output)
-        return grad_x, None, None, None, None
-
-
-_COMPUTE_DTYPES = (torch.float32, torch.float64)
+__all__ = [
+    "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "last_impl", "resolve_impl",
+    "OUTPUTS", "RESETS", "LIFConstants",
+]
 
 
 def tssl_lif(
@@ -91,16 +34,19 @@ def tssl_lif(
     reset: str = "zero",
     impl: str = "auto",
 ) -> Tensor:
-    """TSSL-BP leaky integrate-and-fire layer over a whole sequence.
+    """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
+
+    A registered operator (``torch.ops.tssl_plugin.lif``): ``torch.compile``
+    traces it without a graph break, ``torch.export`` keeps it as one node.
 
     Args:
         x: input current, time-first ``[T, N, ...]``; float16/bfloat16/float32/float64,
-            any device. Half-precision inputs are computed in float32 and the
-            result is cast back.
+            any device. The Triton kernels compute half precision natively (state in
+            float32); the CPU kernel and the reference compute it in float32 and cast back.
         tau_m: membrane time constant (> 1; ``inf`` = no leak), number or
             per-neuron tensor broadcastable to ``x.shape[1:]``.
         tau_s: synaptic (PSC) time constant (>= 1), number or per-neuron tensor.
-        threshold: firing threshold, number or per-neuron tensor. Fires where ``u > threshold``.
+        threshold: firing threshold (> 0), number or per-neuron tensor. Fires where ``u > threshold``.
         warmup: reference behaviour (True): silent steps (``s < 1/(4 tau_s)``)
             get a sigmoid-derivative surrogate; False is the pure rule.
         output: ``"psc"`` returns the post-synaptic current ``a`` (the paper's
@@ -110,26 +56,28 @@ def tssl_lif(
             then the leak), ``"subtract_after_leak"`` (extension: the threshold
             is subtracted from the next step after the leak, as snnTorch does),
             ``"none"`` (no reset).
-        impl: implementation, ``"auto"`` or one of ``tssl_plugin.functional.impl_names()``.
+        impl: implementation, ``"auto"`` or one of :func:`impl_names`. ``"auto"``
+            warns once when it has to use the slow reference; :func:`last_impl`
+            tells which implementation ran.
 
     Returns:
-        ``a`` or ``o``, same shape, dtype and device as ``x``. Neuron parameters
-        receive no gradient.
+        ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
+        Neuron parameters receive no gradient.
+
+    Bad input raises ``TypeError``/``ValueError`` naming the argument; what is
+    checked where (NaN/inf in ``x`` on a GPU is reported by the next call) is
+    described in ``tssl_plugin/_impl/_op.py`` and the README.
     """
-    check_sequence(x)
+    check_sequence(x, finite=False)  # NaN/inf: checked by the implementation while it reads x
     check_choice(output, "output", OUTPUTS)
-    if not isinstance(warmup, bool):
-        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
-    xc = x if x.dtype in _COMPUTE_DTYPES else x.float()
-    k = lif_constants(xc, tau_m, tau_s, threshold, reset)
-    chosen = _impl.select(impl, xc)
-    psc = output == "psc"
-    if torch.is_grad_enabled() and xc.requires_grad:
-        out = _TSSLFunction.apply(xc, k, warmup, psc, chosen)
-    else:
-        o, s, _ = chosen.forward(xc.detach(), k, False)
-        out = s if psc else o.to(xc.dtype)
-    return out if out.dtype == x.dtype else out.to(x.dtype)
+    check_bool(warmup, "warmup")
+    check_choice(reset, "reset", RESETS)
+    check_impl(impl, _impl.names())
+    shape = x.shape[1:]
+    tm = check_param(tau_m, "tau_m", shape)
+    ts = check_param(tau_s, "tau_s", shape)
+    th = check_param(threshold, "threshold", shape)
+    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl)
 
 
 class _TraceGradFunction(torch.autograd.Function):
@@ -137,7 +85,7 @@ class _TraceGradFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants,
-                warmup: bool, input_scale: Param, impl: Any) -> Tensor:
+                warmup: bool, input_scale: Param, impl: str) -> Tensor:
         ctx.save_for_backward(u, du, o)
         ctx.meta = (k, warmup, input_scale, impl)
         return o.to(x.dtype)
@@ -146,7 +94,7 @@ class _TraceGradFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
         k, warmup, input_scale, impl = ctx.meta
         u, du, o = ctx.saved_tensors
-        grad_x = impl.backward_from_trace(grad.contiguous(), u, du, o, k, warmup, False)
+        grad_x = _impl.call(impl, u, "backward_from_trace", grad.contiguous(), u, du, o, k, warmup, False)
         return grad_x * input_scale, None, None, None, None, None, None, None
 
 
@@ -172,15 +120,29 @@ def spikes_with_tssl_grad(
     ``input_scale`` is ``d(effective current)/dx`` (``1/tau`` for an input
     that is divided by tau before integration).
     """
-    chosen = _impl.select(impl, u)
+    check_impl(impl, _impl.names())
     if torch.is_grad_enabled() and x.requires_grad:
-        return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(), k, warmup, input_scale, chosen)
+        return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(), k, warmup, input_scale, impl)
     return o.to(x.dtype)
 
 
 def impl_names() -> Tuple[str, ...]:
     """The names ``tssl_lif(impl=...)`` accepts."""
     return _impl.names()
+
+
+def last_impl(device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Optional[str]:
+    """Which implementation ran the last :func:`tssl_lif` forward or backward for this device type and dtype.
+
+    ``None`` if none has run. After a fallback of ``impl="auto"`` this is ``"reference"``.
+    """
+    return _impl.last_used(device, dtype)
+
+
+def resolve_impl(x: Tensor, impl: str = "auto") -> str:
+    """The implementation a :func:`tssl_lif` call on ``x`` with this ``impl`` would use now."""
+    check_impl(impl, _impl.names())
+    return _impl.select(impl, x).name
 
 
 def psp(x: Tensor, tau_s: Param = 3.0) -> Tensor:
@@ -191,7 +153,7 @@ def psp(x: Tensor, tau_s: Param = 3.0) -> Tensor:
     autograd, O(T).
     """
     check_sequence(x)
-    ts = as_param(tau_s, "tau_s", x.shape[1:], x, lower=1.0, lower_inclusive=True)
+    ts = as_param(tau_s, "tau_s", x.shape[1:], x)
     decay = 1.0 - 1.0 / ts
     q = torch.zeros_like(x[0])
     out = []

@@ -6,8 +6,10 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 
-from .functional import OUTPUTS, RESETS, Param, lif_constants, tssl_lif
-from ._validation import check_choice
+from . import _impl
+from ._validation import check_bool, check_choice, check_impl, check_param, check_param_values
+from .functional import tssl_lif
+from .rule import OUTPUTS, RESETS, Param
 
 __all__ = ["TSSLNeuron"]
 
@@ -15,12 +17,10 @@ __all__ = ["TSSLNeuron"]
 class TSSLNeuron(nn.Module):
     r"""A layer of TSSL-BP leaky integrate-and-fire neurons over a whole sequence.
 
-    .. math::
-
-        u[t] = v + x[t] - v/\tau_m,\quad o[t] = [u[t] > \vartheta],\quad
-        v = u[t](1 - o[t]),\quad a[t] = a[t-1] + (o[t] - a[t-1])/\tau_s
-
-    Gradients follow TSSL-BP (:func:`tssl_plugin.functional.tssl_lif`).
+    Runs :func:`tssl_plugin.functional.tssl_lif`; the rule (forward recursion
+    and TSSL-BP gradients) is stated in :mod:`tssl_plugin.rule`. Every argument
+    is checked here, at construction (``warmup="no"`` or ``impl="nonsense"``
+    raise now, not at the first forward).
 
     Args:
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
@@ -45,16 +45,19 @@ class TSSLNeuron(nn.Module):
         super().__init__()
         check_choice(output, "output", OUTPUTS)
         check_choice(reset, "reset", RESETS)
+        check_bool(warmup, "warmup")
+        check_impl(impl, _impl.names())
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
-        # numbers are checked now; tensors are checked against the input's shape at call time
-        scalars = {n: (5.0 if isinstance(v, Tensor) else v) for n, v in params.items()}
-        lif_constants(torch.zeros(1, 1, dtype=torch.float64), reset=reset, **scalars)
         for name, value in params.items():
             if isinstance(value, Tensor):
-                self.register_buffer(name, value.detach().clone())
+                # values now; the shape against the input's neuron shape at call time
+                value = value.detach()
+                check_param(value, name, value.shape)
+                check_param_values(value, name)
+                self.register_buffer(name, value.clone())
             else:
-                setattr(self, name, float(value))
-        self.warmup = bool(warmup)
+                setattr(self, name, check_param(value, name, torch.Size()))
+        self.warmup = warmup
         self.output = output
         self.reset = reset
         self.impl = impl

@@ -1,37 +1,139 @@
-"""Pack :class:`LIFConstants` into the flat parameter table the fused kernels read.
+"""The parameter table the fused kernels read: its one definition, its packing and its cache.
 
-Row order (``P_*`` in ``csrc/tssl_cpu.c`` and the Triton kernels)::
-
-    0 inv_tau_m   1 beta = 1 - inv_tau_m   2 inv_tau_s   3 1 - inv_tau_s
-    4 threshold   5 threshold * inv_tau_m  6 warmup_level
+The table holds, per neuron (``[N_ROWS, N]``, one column per neuron) or for
+all neurons at once (``[N_ROWS]``), the constants of :mod:`tssl_plugin.rule`
+in the form the recursions use. :data:`ROWS` is the only place that says
+which row holds what: the C kernel gets the row numbers as ``-DROW_<NAME>=i``
+at build time (:func:`c_defines`), the Triton kernels as constexpr globals
+built from :data:`ROW`.
 
 Derived rows are computed exactly as ``reference.py`` computes them (Python
-floats in double precision, then rounded once to the tensor dtype; tensors in
+floats in double precision, then rounded once to the table dtype; tensors in
 the tensor dtype), so the kernels repeat the reference's rounding.
+
+Packing is cached (:func:`param_table`): for numbers by value, for tensors by
+identity and version (an in-place change repacks), per dtype and device. A
+layer therefore packs and copies its parameters to the device once, not on
+every forward and backward, and a parameter tensor's values are checked (one
+host sync on a GPU) only when it is packed.
 """
 from __future__ import annotations
 
-from typing import Tuple
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .reference import LIFConstants
+from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, lif_constants
 
-#: reset name -> code used by the kernels.
-RESET_CODES = {"zero": 0, "subtract": 1, "subtract_after_leak": 2, "none": 3}
-N_PARAMS = 7
+#: what each row of the table holds, in row order (``beta = 1 - inv_tau_m``).
+ROWS: Tuple[str, ...] = (
+    "inv_tau_m",          # 1 / tau_m (0 for an IF neuron)
+    "membrane_decay",     # beta = 1 - inv_tau_m
+    "inv_tau_s",          # 1 / tau_s
+    "trace_decay",        # 1 - inv_tau_s
+    "threshold",          # theta
+    "threshold_x_inv_tau_m",  # theta / tau_m (the subtraction rules' reset term)
+    "warmup_level",       # 1 / (4 tau_s)
+)
+#: row name -> row number.
+ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
+N_ROWS = len(ROWS)
+#: reset name -> the code the kernels branch on.
+RESET_CODES: Dict[str, int] = {name: i for i, name in enumerate(RESETS)}
 
 
-def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, int]:
-    """Return ``(table, per_neuron)``: ``[7]`` (all scalars, ``per_neuron=0``) or ``[7, N]`` (``per_neuron=1``).
-
-    ``like`` is the ``[T, ...]`` input; ``N`` is the number of neurons ``prod(like.shape[1:])``.
-    """
+def row_values(k: LIFConstants) -> List[Param]:
+    """The table's rows for constants ``k``, in :data:`ROWS` order (floats or tensors)."""
     beta = 1 - k.inv_tau_m
-    vals = [k.inv_tau_m, beta, k.inv_tau_s, 1 - k.inv_tau_s, k.threshold, k.threshold * k.inv_tau_m, k.warmup_level]
+    values = {
+        "inv_tau_m": k.inv_tau_m,
+        "membrane_decay": beta,
+        "inv_tau_s": k.inv_tau_s,
+        "trace_decay": 1 - k.inv_tau_s,
+        "threshold": k.threshold,
+        "threshold_x_inv_tau_m": k.threshold * k.inv_tau_m,
+        "warmup_level": k.warmup_level,
+    }
+    return [values[name] for name in ROWS]
+
+
+def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
+    """Return ``(table, per_neuron)``: ``[N_ROWS]`` (all scalars) or ``[N_ROWS, N]`` (per-neuron values).
+
+    ``like`` gives the dtype and device, and ``like.shape[1:]`` the neuron
+    shape (``N`` is its number of elements).
+    """
+    vals = row_values(k)
     if not any(isinstance(v, Tensor) for v in vals):
-        return torch.tensor(vals, dtype=like.dtype, device=like.device), 0
+        return torch.tensor(vals, dtype=like.dtype, device=like.device), False
     shape = like.shape[1:]
     rows = [torch.as_tensor(v, dtype=like.dtype, device=like.device).expand(shape).reshape(-1) for v in vals]
-    return torch.stack(rows).contiguous(), 1
+    return torch.stack(rows).contiguous(), True
+
+
+def c_defines() -> List[str]:
+    """Compiler flags that give the C kernel the table layout, the reset codes and the rule's constants."""
+    flags = [f"-DROW_{name.upper()}={i}" for i, name in enumerate(ROWS)] + [f"-DN_ROWS={N_ROWS}"]
+    flags += [f"-DRESET_{name.upper()}={code}" for name, code in RESET_CODES.items()]
+    flags += [f"-DSENSITIVITY_CAP={SENSITIVITY_CAP!r}", f"-DWARMUP_WIDTH={WARMUP_WIDTH!r}"]
+    return flags
+
+
+class _Entry(NamedTuple):
+    refs: Tuple[Optional[weakref.ref], ...]
+    table: Tensor
+    per_neuron: bool
+
+
+_CACHE: "OrderedDict[tuple, _Entry]" = OrderedDict()
+_CACHE_SIZE = 64
+_LOCK = threading.Lock()  # DataParallel and other threads share the cache
+
+
+def _key_part(p: Param):
+    if isinstance(p, Tensor):
+        return ("tensor", id(p), p._version)
+    return ("number", p)
+
+
+def param_table(
+    tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
+    device: torch.device,
+) -> Tuple[Tensor, bool]:
+    """The packed table for these parameters (checked, cached; see the module docstring).
+
+    Numbers must already be checked (``_validation.check_param``); tensors are
+    checked here when they are packed.
+    """
+    params = (tau_m, tau_s, threshold)
+    try:
+        key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
+    except RuntimeError:  # inference tensors have no version counter: no caching
+        key = None
+    if key is not None:
+        with _LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None and all(r is None or r() is p for r, p in zip(hit.refs, params)):
+                _CACHE.move_to_end(key)
+                return hit.table, hit.per_neuron
+    like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
+    table, per_neuron = pack_params(lif_constants(like, tau_m, tau_s, threshold), like)
+    if key is not None:
+        # an entry lives as long as its tensors: the table of a dropped tensor is freed with it
+        drop = lambda _ref, key=key: _CACHE.pop(key, None)  # noqa: E731
+        refs = tuple(weakref.ref(p, drop) if isinstance(p, Tensor) else None for p in params)
+        with _LOCK:
+            _CACHE[key] = _Entry(refs, table, per_neuron)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return table, per_neuron
+
+
+def clear_cache() -> None:
+    """Forget every packed table (tests)."""
+    with _LOCK:
+        _CACHE.clear()

@@ -7,8 +7,11 @@ headers, so the system C compiler builds it in one to two seconds, once
 The shared library is cached per user (``$TSSL_PLUGIN_CACHE``, else
 ``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``), keyed by a hash
 of the source, the compiler, its flags and (for -march=native) the CPU. With no compiler, or when the build
-fails, loading raises ImportError and ``impl="auto"`` falls back silently to
-the next implementation (``reference``).
+fails, loading raises ImportError and ``impl="auto"`` falls back to the
+reference implementation with one warning that gives the reason.
+
+The forward kernel also reports whether ``x`` held a NaN or inf (it reads
+``x`` anyway), so the op's finite-input check costs no extra pass over ``x``.
 
 Memory: the forward saves only the input ``x`` (which autograd often keeps
 anyway); the backward recomputes ``u``, ``du``, ``o`` and ``s`` per block into
@@ -27,21 +30,26 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from ._params import RESET_CODES, pack_params
-from .reference import LIFConstants
+from ._params import RESET_CODES, c_defines, pack_params, param_table
+from .._validation import raise_non_finite
+from ..rule import LIFConstants
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h")
-_BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99"]
-#: tried in order until one builds: native vector width + OpenMP, OpenMP only, plain.
-_FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], [])
+_BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines()]
+#: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
+#: only (no runtime library), plain.
+_FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
 #: below this many elements per thread the kernels run single-threaded.
 _MIN_PER_THREAD = 1 << 16
+
+#: the C file's tssl_abi_version(): bumped when an entry point's arguments change.
+ABI_VERSION = 2
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -111,7 +119,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     for suf in ("f32", "f64"):
         f = getattr(lib, f"tssl_fwd_{suf}")
-        f.argtypes = [i64, i64, vp, vp, vp, vp, i32, i32, i32]
+        f.argtypes = [i64, i64, vp, vp, vp, vp, vp, i32, i32, i32]
         f.restype = i32
         b = getattr(lib, f"tssl_bwd_{suf}")
         b.argtypes = [i64, i64, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, i32, i32]
@@ -135,7 +143,7 @@ def load() -> ctypes.CDLL:
             except OSError:  # cache dir not writable: build in a private temp dir
                 path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
             lib = ctypes.CDLL(str(path))
-            if lib.tssl_abi_version() != 1:
+            if lib.tssl_abi_version() != ABI_VERSION:
                 raise ImportError(f"{path} has an unexpected ABI version")
             _declare(lib)
         except (ImportError, OSError) as err:
@@ -160,58 +168,94 @@ def _threads(numel: int) -> int:
     return max(1, min(torch.get_num_threads(), numel // _MIN_PER_THREAD))
 
 
-def _flat(t: Tensor, dtype: torch.dtype) -> Tensor:
-    return t.to(dtype).contiguous()
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; float32 and half precision run in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _fn(kind: str, dtype: torch.dtype):
+    return getattr(load(), f"tssl_{kind}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+
+def _forward(xc: Tensor, spikes: Optional[Tensor], spikes_real: Optional[Tensor], trace: Optional[Tensor],
+             table: Tensor, per_neuron: bool, reset: str) -> None:
+    """Run the forward kernel on contiguous ``xc`` (float32/float64); raises naming a NaN/inf in ``xc``."""
+    T, N = xc.shape[0], xc[0].numel()
+    bad = _fn("fwd", xc.dtype)(T, N, xc.data_ptr(), _ptr(spikes), _ptr(spikes_real), _ptr(trace),
+                               table.data_ptr(), int(per_neuron), RESET_CODES[reset], _threads(xc.numel()))
+    if bad:  # found while reading x anyway: no extra pass over x when it is finite
+        raise_non_finite(xc, "x")
+
+
+def _backward(grad: Tensor, like: Tensor, x, u, du, o, table: Tensor, per_neuron: bool, reset: str,
+              warmup: bool, psc_output: bool) -> Tensor:
+    g = grad.to(like.dtype).contiguous()
+    T, N = like.shape[0], like[0].numel()
+    gx = torch.empty(like.shape, dtype=like.dtype)
+    err = _fn("bwd", like.dtype)(
+        T, N, g.data_ptr(), _ptr(x), _ptr(u), _ptr(du), _ptr(o), gx.data_ptr(), table.data_ptr(), int(per_neuron),
+        RESET_CODES[reset], int(warmup), int(psc_output), _threads(like.numel()))
+    if err:
+        raise MemoryError("TSSL-BP CPU kernel could not allocate its scratch buffer")
+    return gx
 
 
 class CpuImpl:
-    """Fused C kernels for float32/float64 tensors on the CPU (see module docstring)."""
+    """Fused C kernels for tensors on the CPU (see module docstring).
+
+    float32/float64 run natively; float16/bfloat16 inputs of the op are computed
+    in float32 and the results cast back.
+    """
 
     name = "cpu"
 
     @staticmethod
     def available(x: Tensor) -> bool:
-        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        return x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+    # ----- the op's entry points (parameters packed once, outputs in x's dtype)
+    @staticmethod
+    def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
+        tau_m, tau_s, threshold, reset = params
+        cd = _compute_dtype(x.dtype)
+        xc = x.to(cd).contiguous()
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device)
+        out = torch.empty(xc.shape, dtype=cd)
+        _forward(xc, None, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     @staticmethod
-    def _fn(kind: str, dtype: torch.dtype):
-        return getattr(load(), f"tssl_{kind}_{'f32' if dtype == torch.float32 else 'f64'}")
+    def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
+        tau_m, tau_s, threshold, reset = params
+        cd = _compute_dtype(x.dtype)
+        xc = x.to(cd).contiguous()
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device)
+        gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, reset, warmup, psc_output)
+        return gx if gx.dtype == x.dtype else gx.to(x.dtype)
 
+    # ----- the implementation interface of tssl_plugin._impl (float32/float64, constants as LIFConstants)
     @staticmethod
     def forward(x: Tensor, k: LIFConstants, save: bool):
         xc = x.contiguous()
-        T, N = xc.shape[0], xc[0].numel()
         o = torch.empty(xc.shape, dtype=torch.bool)
         s = torch.empty_like(xc)
-        par, ps = pack_params(k, xc)
-        CpuImpl._fn("fwd", xc.dtype)(T, N, xc.data_ptr(), o.data_ptr(), s.data_ptr(), par.data_ptr(), ps,
-                                     RESET_CODES[k.reset], _threads(xc.numel()))
+        table, per_neuron = pack_params(k, xc)
+        _forward(xc, o.view(torch.uint8), None, s, table, per_neuron, k.reset)
         return o, s, ((xc,) if save else ())
-
-    @staticmethod
-    def _backward(grad: Tensor, like: Tensor, x, u, du, o, k, warmup, psc_output) -> Tensor:
-        g = _flat(grad, like.dtype)
-        T, N = like.shape[0], like[0].numel()
-        gx = torch.empty(like.shape, dtype=like.dtype)
-        par, ps = pack_params(k, like)
-        err = CpuImpl._fn("bwd", like.dtype)(
-            T, N, _ptr(g), _ptr(x), _ptr(u), _ptr(du), _ptr(o), gx.data_ptr(), par.data_ptr(), ps,
-            RESET_CODES[k.reset], int(warmup), int(psc_output), _threads(like.numel()))
-        if err:
-            raise MemoryError("TSSL-BP CPU kernel could not allocate its scratch buffer")
-        return gx
 
     @staticmethod
     def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         (x,) = saved
-        return CpuImpl._backward(grad, x, x, None, None, None, k, warmup, psc_output)
+        table, per_neuron = pack_params(k, x)
+        return _backward(grad, x, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output)
 
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         uc = u.contiguous()
-        duc = _flat(du, uc.dtype)
+        duc = du.to(uc.dtype).contiguous()
         oc = o.to(torch.bool).contiguous()
-        return CpuImpl._backward(grad, uc, None, uc, duc, oc, k, warmup, psc_output)
+        table, per_neuron = pack_params(k, uc)
+        return _backward(grad, uc, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output)
 
 
 def loader() -> type:

@@ -1,6 +1,8 @@
 """Plain-PyTorch TSSL-BP recursions: the readable ground truth.
 
-Every other implementation (fused CPU, Triton) is tested against this file.
+The rule itself (its math, constants and types) is stated in
+:mod:`tssl_plugin.rule`; this file implements it as plainly as possible, and
+every other implementation (fused CPU, Triton) is tested against this file.
 Shapes are time-first: sequences are ``[T, *neuron_shape]``; every formula is
 element-wise over the neurons. Parameters (``inv_tau_m``, ``inv_tau_s``,
 ``threshold``, ``warmup_level``) are Python floats or tensors that broadcast
@@ -26,29 +28,20 @@ with the reset-dependent intra-neuron term ``J`` and leak path given in
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-Param = Union[float, Tensor]
+# The rule's constants and types live in the public module tssl_plugin.rule; they are
+# re-exported here for the code that imports them from the reference.
+from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param
 
-#: reset rules the recursions know.
-RESETS = ("zero", "subtract", "subtract_after_leak", "none")
-#: cap on the spike-time sensitivity 1/du (reference value).
-SENSITIVITY_CAP = 8.0
-#: width of the warm-up sigmoid surrogate (reference value).
-WARMUP_WIDTH = 0.2
-
-
-class LIFConstants(NamedTuple):
-    """Per-layer constants in the form the recursions use."""
-
-    inv_tau_m: Param  # 1/tau_m; 0 for a non-leaky (IF) neuron
-    inv_tau_s: Param  # 1/tau_s
-    threshold: Param
-    warmup_level: Param  # 1 / (4 tau_s)
-    reset: str
+__all__ = [
+    "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
+    "forward_step", "forward_sequence", "trace_step", "spike_trace", "psc_error", "psc_error_explicit",
+    "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence",
+]
 
 
 class ForwardTrace(NamedTuple):

@@ -3,58 +3,111 @@
 One program handles ``BLOCK`` neurons and walks over T inside the kernel, so
 each element of every ``[T, N]`` tensor is read or written once per pass. As
 in the CPU kernel, the forward saves only ``x`` for the backward, which
-recomputes the forward trace itself:
+recomputes the forward trace itself. Bytes moved per element and training
+step (float32, PSC output):
 
-* forward: reads ``x``; writes ``o`` (uint8 viewed as bool) and ``s``
-  (9 bytes per element in float32). Nothing but ``x`` is kept for the backward,
-  so between forward and backward a layer holds 4 bytes per element.
-* backward, phase 1 (forward in time): reads ``x``; writes ``u``, ``du`` and a
-  flag byte (bit 0: fired, bit 1: warm-up applies, ``s < 1/(4 tau_s)``);
-  ``du`` is written into the output buffer ``dL/dx`` when the dtypes agree
-  (each element is read back before it is overwritten), so the scratch is
-  ``u`` + flags, 5 bytes per element, alive only during this backward.
-* backward, phase 2 (backward in time): reads ``g``, ``u``, ``du``, flags;
-  writes ``dL/dx``. The PSC error ``G`` is accumulated in registers.
+* forward (:func:`_forward_kernel`): reads ``x``, writes the layer's output in
+  its dtype (the PSC, or the spikes as 0/1): 8 bytes. Nothing but ``x`` is
+  kept for the backward.
+* backward, small T (``T <= 32``, 16 in float64, :func:`_backward_one_pass_kernel`):
+  one pass that recomputes the trace forward in time into registers (``T`` is
+  a compile-time constant, the loops are unrolled and the trace is a tuple of
+  registers), then walks back: reads ``x`` and ``g``, writes ``dL/dx``:
+  12 bytes, 20 per training step.
+* backward, larger T (:func:`_backward_two_pass_kernel`): phase 1 (forward in
+  time) reads ``x`` and writes ``u``, ``du`` and a flag byte (bit 0: fired,
+  bit 1: warm-up applies, ``s < 1/(4 tau_s)``); ``du`` goes into the output
+  buffer ``dL/dx`` when the dtypes agree (each element is read back before it
+  is overwritten), so the scratch is ``u`` + flags, 5 bytes per element, alive
+  only during this backward. Phase 2 (backward in time) reads ``g``, ``u``,
+  ``du``, flags and writes ``dL/dx``: 30 bytes, 38 per training step.
 
-That is 9 + 30 = 39 bytes moved per element and training step (float32).
 ``backward_from_trace`` (the adapters' path) gets ``u``, ``du``, ``o`` from the
-caller, and its phase 1 only turns ``o`` into the flags.
+caller and uses the same two kernels without the recomputation.
 
-The arithmetic repeats ``reference.py`` operation by operation (parameter
-table from :mod:`._params`), in the forward and in the recomputation, so the
-recomputed trace is bit-identical to the forward's. State is kept in float32
-(float64 for float64 input); float16/bfloat16 inputs are loaded and converted
-in the kernel and the gradient is stored in the input dtype.
+The arithmetic repeats ``reference.py`` operation by operation, in the forward
+and in the recomputation (the recomputed trace is bit-identical to the
+forward's), and the kernels are compiled with ``enable_fp_fusion=False`` so
+that no multiply-add is contracted into an FMA the reference does not do.
+State is kept in float32 (float64 for float64 input); float16/bfloat16 inputs
+are loaded and converted in the kernel, and outputs and gradients are stored
+in the input dtype, so half precision costs no cast copy. The parameter table
+(:mod:`._params`, its row numbers reach the kernels as constexpr globals) is
+packed once per parameter set and device. Launches run under the tensor's
+device guard (a tensor on ``cuda:1`` works whatever the current device), and
+every index is 64-bit (``T * N`` and the per-neuron table may exceed 2^31
+elements).
+
+Input check without a host sync: the forward kernel sets a per-device flag
+when ``x`` holds a NaN or inf. On a GPU that flag is copied to pinned host
+memory asynchronously and looked at by the next call on the device, which
+raises (a delayed error, but no sync on the hot path); under the interpreter
+it is read at once.
 
 Correctness is tested on the CPU with ``TRITON_INTERPRET=1`` (set before triton
-is imported), where :meth:`TritonImpl.available` also accepts CPU tensors.
+is imported), where :meth:`TritonImpl.available` also accepts CPU tensors, and
+every kernel variant is compiled for sm_80 and sm_90 in a CPU-only test.
 """
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .._optional import require
-from ._params import RESET_CODES, pack_params
-from .reference import LIFConstants, SENSITIVITY_CAP, WARMUP_WIDTH
+from .._validation import raise_non_finite
+from ..rule import SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants
+from ._params import RESET_CODES, ROW, pack_params, param_table
 
 triton = require("triton", "triton")
 tl = triton.language
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-_BLOCK = 256
+#: neurons per program of the forward and two-pass backward kernels.
+BLOCK = 256
+#: the backward holds the trace in registers (one pass) up to this many time steps (half that for
+#: float64, whose values take two registers each; see one_pass_max_t).
+ONE_PASS_MAX_T = 32
 _NATIVE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+# The table layout and the reset codes, from their one definition (_params.py), as constexpr globals.
+ROW_INV_TAU_M = tl.constexpr(ROW["inv_tau_m"])
+ROW_MEMBRANE_DECAY = tl.constexpr(ROW["membrane_decay"])
+ROW_INV_TAU_S = tl.constexpr(ROW["inv_tau_s"])
+ROW_TRACE_DECAY = tl.constexpr(ROW["trace_decay"])
+ROW_THRESHOLD = tl.constexpr(ROW["threshold"])
+ROW_THRESHOLD_X_INV_TAU_M = tl.constexpr(ROW["threshold_x_inv_tau_m"])
+ROW_WARMUP_LEVEL = tl.constexpr(ROW["warmup_level"])
+RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
+RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
+RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
+CAP = tl.constexpr(SENSITIVITY_CAP)
+WIDTH = tl.constexpr(WARMUP_WIDTH)
 
 
 @triton.jit
-def _param(par_ptr, row: tl.constexpr, pld, offs, mask, PS: tl.constexpr, ACC: tl.constexpr):
-    if PS:
-        return tl.load(par_ptr + row * pld + offs, mask=mask, other=1.0).to(ACC)
+def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON: tl.constexpr,
+                STATE: tl.constexpr):
+    """Row ``row`` of the parameter table for the neurons ``offs`` (or its one value)."""
+    if PER_NEURON:
+        # 64-bit row offset: row * N passes 2^31 for more than 2^31 / 7 neurons
+        return tl.load(table_ptr + (offs + tl.cast(n_neurons, tl.int64) * row), mask=mask, other=1.0).to(STATE)
     else:
-        return tl.load(par_ptr + row).to(ACC)
+        return tl.load(table_ptr + row).to(STATE)
+
+
+@triton.jit
+def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
+    """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, th * beta, warm-up level."""
+    return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_TRACE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_THRESHOLD, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_THRESHOLD_X_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_WARMUP_LEVEL, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -62,13 +115,13 @@ def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
     """One forward step as reference.py computes it: returns (du, u, fired, of, v)."""
     du = x - v * itm
     u = v + du
-    if RESET == 2:  # subtract_after_leak: du is the increment from the subtracted membrane
+    if RESET == RESET_SUBTRACT_AFTER_LEAK:  # du is the increment from the subtracted membrane
         u = u - of * th
     fired = u > th
     of = tl.where(fired, 1.0, 0.0).to(v.dtype)
-    if RESET == 0:  # zero
+    if RESET == RESET_ZERO:
         v = tl.where(fired, 0.0, u).to(v.dtype)
-    elif RESET == 1:  # subtract
+    elif RESET == RESET_SUBTRACT:
         v = u - of * th
     else:
         v = u
@@ -76,109 +129,309 @@ def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, o_ptr, s_ptr, par_ptr, T, N,
-                RESET: tl.constexpr, PS: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    itm = _param(par_ptr, 0, N, offs, mask, PS, ACC)
-    its = _param(par_ptr, 2, N, offs, mask, PS, ACC)
-    th = _param(par_ptr, 4, N, offs, mask, PS, ACC)
-    v = tl.zeros([BLOCK], ACC)
-    s = tl.zeros([BLOCK], ACC)
-    of = tl.zeros([BLOCK], ACC)
-    idx = offs
-    for _t in range(T):
-        x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
-        du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
-        s = s + (of - s) * its
-        tl.store(o_ptr + idx, fired.to(tl.uint8), mask=mask)
-        tl.store(s_ptr + idx, s, mask=mask)
-        idx += N
+def _carry_step(G, h, u, du, of, itm, beta, th, thi, RESET: tl.constexpr):
+    """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step)."""
+    # c = -clamp(-1/du, -CAP, 0) * o
+    r = -1.0 / du
+    r = tl.where(r < -CAP, -CAP, r)
+    r = tl.where(r > 0.0, 0.0, r)
+    c = -r * of
+    if RESET == RESET_ZERO:
+        delta = c * (G + h * u * itm) + (1.0 - of) * beta * h
+    elif RESET == RESET_SUBTRACT or RESET == RESET_SUBTRACT_AFTER_LEAK:
+        delta = c * (G + thi * h) + beta * h
+    else:
+        delta = c * G + beta * h
+    return delta
 
 
 @triton.jit
-def _bwd_kernel(x_ptr, o_ptr, g_ptr, u_ptr, du_ptr, f_ptr, gx_ptr, par_ptr, T, N,
-                RECOMPUTE: tl.constexpr, RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr,
-                PS: tl.constexpr, ACC: tl.constexpr, CAP: tl.constexpr, WIDTH: tl.constexpr,
-                BLOCK: tl.constexpr):
+def _warmup_surrogate(G, u, th):
+    """G * sigma'((u - th) / WIDTH) / WIDTH with the argument clamped to [-8, 8] (reference.warmup_surrogate)."""
+    a = (th - u) / WIDTH
+    a = tl.minimum(tl.maximum(a, -8.0), 8.0)
+    z = tl.exp(a)
+    return G * z / ((1.0 + z) * (1.0 + z) * WIDTH)
+
+
+@triton.jit
+def _forward_kernel(x_ptr, spikes_ptr, trace_ptr, table_ptr, nonfinite_ptr, T, N,
+                    RESET: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
+                    STORE_SPIKES: tl.constexpr, STORE_TRACE: tl.constexpr, FINITE_MAX: tl.constexpr,
+                    BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm = _param(par_ptr, 0, N, offs, mask, PS, ACC)
-    beta = _param(par_ptr, 1, N, offs, mask, PS, ACC)
-    its = _param(par_ptr, 2, N, offs, mask, PS, ACC)
-    decs = _param(par_ptr, 3, N, offs, mask, PS, ACC)
-    th = _param(par_ptr, 4, N, offs, mask, PS, ACC)
-    thi = _param(par_ptr, 5, N, offs, mask, PS, ACC)
-    wl = _param(par_ptr, 6, N, offs, mask, PS, ACC)
+    itm = _load_param(table_ptr, ROW_INV_TAU_M, N, offs, mask, PER_NEURON, STATE)
+    its = _load_param(table_ptr, ROW_INV_TAU_S, N, offs, mask, PER_NEURON, STATE)
+    th = _load_param(table_ptr, ROW_THRESHOLD, N, offs, mask, PER_NEURON, STATE)
+    v = tl.zeros([BLOCK], STATE)
+    s = tl.zeros([BLOCK], STATE)
+    of = tl.zeros([BLOCK], STATE)
+    bad = tl.zeros([BLOCK], tl.int32)
+    idx = offs
+    for _t in range(T):
+        x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(STATE)
+        bad = bad | ((x != x) | (tl.abs(x) > FINITE_MAX)).to(tl.int32)
+        du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
+        s = s + (of - s) * its
+        if STORE_SPIKES:
+            tl.store(spikes_ptr + idx, of.to(spikes_ptr.dtype.element_ty), mask=mask)
+        if STORE_TRACE:
+            tl.store(trace_ptr + idx, s.to(trace_ptr.dtype.element_ty), mask=mask)
+        idx += N
+    any_bad = tl.max(bad, axis=0)
+    tl.atomic_max(nonfinite_ptr, any_bad, mask=any_bad > 0)
+
+
+@triton.jit
+def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr, gx_ptr, table_ptr, T, N,
+                              RECOMPUTE: tl.constexpr, RESET: tl.constexpr, WARMUP: tl.constexpr,
+                              PSC: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
+                              BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    itm, beta, its, decs, th, thi, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
-    v = tl.zeros([BLOCK], ACC)
-    s = tl.zeros([BLOCK], ACC)
-    of = tl.zeros([BLOCK], ACC)
+    v = tl.zeros([BLOCK], STATE)
+    s = tl.zeros([BLOCK], STATE)
+    of = tl.zeros([BLOCK], STATE)
     idx = offs
     for _t in range(T):
         if RECOMPUTE:
-            x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
+            x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(STATE)
             du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
             tl.store(u_ptr + idx, u, mask=mask)
             tl.store(du_ptr + idx, du, mask=mask)
         else:
-            fired = tl.load(o_ptr + idx, mask=mask, other=0) != 0
-            of = tl.where(fired, 1.0, 0.0).to(ACC)
+            fired = tl.load(spikes_ptr + idx, mask=mask, other=0) != 0
+            of = tl.where(fired, 1.0, 0.0).to(STATE)
         s = s + (of - s) * its
         flags = (fired.to(tl.uint8) + 2 * (s < wl).to(tl.uint8)).to(tl.uint8)
-        tl.store(f_ptr + idx, flags, mask=mask)
+        tl.store(flags_ptr + idx, flags, mask=mask)
         idx += N
     tl.debug_barrier()
 
-    # phase 2, backward in time: the TSSL-BP rule
-    h = tl.zeros([BLOCK], ACC)
-    acc = tl.zeros([BLOCK], ACC)
-    idx = offs + (T - 1).to(tl.int64) * N
+    # phase 2, backward in time: the TSSL-BP rule. idx is offs + T * N here (64-bit; stepping back
+    # avoids a (T - 1) * N product, which would also break when Triton turns T == 1 into a constant)
+    h = tl.zeros([BLOCK], STATE)
+    acc = tl.zeros([BLOCK], STATE)
     for _t in range(T):
-        g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(ACC)
-        u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(ACC)
-        du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(ACC)
-        flags = tl.load(f_ptr + idx, mask=mask, other=0)
-        of = tl.where((flags & 1) != 0, 1.0, 0.0).to(ACC)
+        idx -= N
+        g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(STATE)
+        u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
+        du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
+        flags = tl.load(flags_ptr + idx, mask=mask, other=0)
+        of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
         if PSC:
             acc = g * its + decs * acc
             G = acc
         else:
             G = g
-        # c = -clamp(-1/du, -CAP, 0) * o
-        r = -1.0 / du
-        r = tl.where(r < -CAP, -CAP, r)
-        r = tl.where(r > 0.0, 0.0, r)
-        c = -r * of
-        if RESET == 0:
-            delta = c * (G + h * u * itm) + (1.0 - of) * beta * h
-        elif RESET == 1 or RESET == 2:
-            delta = c * (G + thi * h) + beta * h
-        else:
-            delta = c * G + beta * h
-        h = delta
-        out = delta
+        h = _carry_step(G, h, u, du, of, itm, beta, th, thi, RESET)
+        out = h
         if WARMUP:
-            a = (th - u) / WIDTH
-            a = tl.minimum(tl.maximum(a, -8.0), 8.0)
-            z = tl.exp(a)
-            sur = G * z / ((1.0 + z) * (1.0 + z) * WIDTH)
-            out = tl.where((flags & 2) != 0, sur, delta)
+            out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th), h)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, table_ptr, N,
+                              T: tl.constexpr, RECOMPUTE: tl.constexpr, RESET: tl.constexpr,
+                              WARMUP: tl.constexpr, PSC: tl.constexpr, PER_NEURON: tl.constexpr,
+                              STATE: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    itm, beta, its, decs, th, thi, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+
+    # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
+    us = ()
+    dus = ()
+    fired_seq = ()
+    warm_seq = ()
+    v = tl.zeros([BLOCK], STATE)
+    s = tl.zeros([BLOCK], STATE)
+    of = tl.zeros([BLOCK], STATE)
+    idx = offs
+    for t in tl.static_range(T):
+        if RECOMPUTE:
+            x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(STATE)
+            du, u, fired, of, v = _lif_step(x, v, of, itm, th, RESET)
+            us = us + (u,)
+            dus = dus + (du,)
+        else:
+            fired = tl.load(spikes_ptr + idx, mask=mask, other=0) != 0
+            of = tl.where(fired, 1.0, 0.0).to(STATE)
+        s = s + (of - s) * its
+        fired_seq = fired_seq + (of,)
+        warm_seq = warm_seq + (s < wl,)
+        idx += N
+
+    # backward in time: the TSSL-BP rule
+    h = tl.zeros([BLOCK], STATE)
+    acc = tl.zeros([BLOCK], STATE)
+    for i in tl.static_range(T):
         idx -= N
+        g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(STATE)
+        if RECOMPUTE:
+            u = us[T - 1 - i]
+            du = dus[T - 1 - i]
+        else:
+            u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
+            du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
+        if PSC:
+            acc = g * its + decs * acc
+            G = acc
+        else:
+            G = g
+        h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thi, RESET)
+        out = h
+        if WARMUP:
+            out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th), h)
+        tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+def _state(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the recursions run in: float64 for float64 input, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _grid(N: int):
-    return (max(1, triton.cdiv(N, _BLOCK)),)
+def _tl(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def one_pass_max_t(state: torch.dtype) -> int:
+    """Largest T the one-pass backward takes for this state dtype (longer sequences take two passes)."""
+    return ONE_PASS_MAX_T // 2 if state == torch.float64 else ONE_PASS_MAX_T
+
+
+def one_pass_block(T: int) -> int:
+    """Neurons per program of the one-pass backward (one per thread of its 4 warps).
+
+    Compiled for sm_90 (float32, warm-up on; ``cuobjdump -res-usage`` on the
+    cubin, one run) it took 32 registers per thread at T=4, 89 at T=16 and 178
+    at T=32, with no spills (float64 spilled at T=32, hence its lower limit);
+    256 neurons per program took about twice the registers and spilled at
+    T=32. Not tuned on a GPU.
+    """
+    return 128
+
+
+class Launch(NamedTuple):
+    """One kernel launch: ``kernel[grid](*args, **constexprs, enable_fp_fusion=False)``."""
+
+    kernel: Any
+    grid: Tuple[int]
+    args: Tuple[Any, ...]
+    constexprs: Dict[str, Any]
+
+
+def forward_launch(x: Tensor, spikes: Optional[Tensor], trace: Optional[Tensor], table: Tensor,
+                   per_neuron: bool, reset: str, nonfinite: Tensor) -> Launch:
+    """The forward launch for contiguous ``x`` ``[T, ...]``; ``spikes`` and/or ``trace`` receive the outputs."""
+    T, N = x.shape[0], x[0].numel()
+    state = _state(x.dtype)
+    placeholder = trace if spikes is None else spikes  # the output not stored is never dereferenced
+    return Launch(
+        _forward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
+        (x, placeholder if spikes is None else spikes, placeholder if trace is None else trace, table, nonfinite,
+         T, N),
+        dict(RESET=RESET_CODES[reset], PER_NEURON=per_neuron, STATE=_tl(state), STORE_SPIKES=spikes is not None,
+             STORE_TRACE=trace is not None, FINITE_MAX=torch.finfo(state).max, BLOCK=BLOCK))
+
+
+def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, spikes: Optional[Tensor],
+                    flags: Optional[Tensor], gx: Tensor, table: Tensor, per_neuron: bool, reset: str, warmup: bool,
+                    psc: bool) -> Launch:
+    """The backward launch: one pass when ``flags`` is None (``T <= one_pass_max_t``), else two passes.
+
+    ``x`` given: recompute the trace (``u``, ``du`` are scratch for the two-pass
+    kernel, placeholders for the one-pass kernel); else ``u``, ``du``,
+    ``spikes`` are the trace. Pointers a variant does not read get a
+    placeholder tensor (never dereferenced).
+    """
+    recompute = x is not None
+    like = x if recompute else u
+    T, N = like.shape[0], like[0].numel()
+    first = x if recompute else u
+    second = u if recompute else spikes
+    modes = dict(RECOMPUTE=recompute, RESET=RESET_CODES[reset], WARMUP=warmup, PSC=psc, PER_NEURON=per_neuron,
+                 STATE=_tl(_state(like.dtype)))
+    if flags is None:
+        block = one_pass_block(T)
+        return Launch(_backward_one_pass_kernel, (max(1, triton.cdiv(N, block)),),
+                      (first, second, grad, u, du, gx, table, N), dict(T=T, **modes, BLOCK=block))
+    return Launch(_backward_two_pass_kernel, (max(1, triton.cdiv(N, BLOCK)),),
+                  (first, second, grad, u, du, flags, gx, table, T, N), dict(**modes, BLOCK=BLOCK))
+
+
+def _run(launch: Launch, device: torch.device) -> None:
+    if device.type == "cuda":
+        with torch.cuda.device(device):  # the launch uses the current device's context and stream
+            launch.kernel[launch.grid](*launch.args, **launch.constexprs, enable_fp_fusion=False)
+    else:  # the interpreter (TRITON_INTERPRET=1) on CPU tensors
+        launch.kernel[launch.grid](*launch.args, **launch.constexprs)
+
+
+class _NonFiniteMonitor:
+    """The forward kernels' NaN/inf flag for one device, read back without a host sync (module docstring)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.flag = torch.zeros(1, dtype=torch.int32, device=device)
+        self.deferred = device.type == "cuda"
+        self.host = torch.zeros(1, dtype=torch.int32, pin_memory=True) if self.deferred else None
+        self.event: Optional[Any] = None
+
+    def raise_pending(self, wait: bool = False) -> None:
+        """Raise if a finished earlier forward on this device saw NaN or inf (``wait``: sync and look now)."""
+        if not self.deferred or self.event is None:
+            return
+        if wait:
+            self.event.synchronize()
+        elif not self.event.query():  # not finished yet: look again at a later call
+            return
+        if int(self.host[0]):
+            self.flag.zero_()
+            self.host.zero_()
+            self.event = None
+            raise ValueError(
+                f"x contains NaN or inf: an earlier tssl_lif call on {self.device} received it (the kernel "
+                f"checks the input without stopping the GPU and the next call reports it; run that step with "
+                f"impl='reference' to be told where)")
+
+    def after_forward(self, x: Tensor) -> None:
+        if not self.deferred:  # interpreter on CPU: the flag is readable at no cost, report now
+            if int(self.flag[0]):
+                self.flag.zero_()
+                raise_non_finite(x, "x")
+            return
+        if torch.cuda.is_current_stream_capturing():
+            return
+        self.host.copy_(self.flag, non_blocking=True)
+        if self.event is None:
+            self.event = torch.cuda.Event()
+        self.event.record()
+
+
+_MONITORS: Dict[torch.device, _NonFiniteMonitor] = {}
+
+
+def nonfinite_monitor(device: torch.device) -> _NonFiniteMonitor:
+    mon = _MONITORS.get(device)
+    if mon is None:
+        mon = _MONITORS[device] = _NonFiniteMonitor(device)
+    return mon
+
+
+def raise_pending_input_errors(device: torch.device | str = "cuda") -> None:
+    """Wait for the device and raise if an earlier forward's input held NaN or inf (GPU check script, tests)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    mon = _MONITORS.get(device)
+    if mon is not None:
+        mon.raise_pending(wait=True)
 
 
 class TritonImpl:
@@ -190,50 +443,79 @@ class TritonImpl:
     def available(x: Tensor) -> bool:
         return x.dtype in _NATIVE and (x.is_cuda or (_INTERPRET and x.device.type == "cpu"))
 
+    # ----- the op's entry points (parameters packed once, outputs in x's dtype)
+    @staticmethod
+    def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
+        tau_m, tau_s, threshold, reset = params
+        xc = x.contiguous()
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device)
+        out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+        TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
+        return out
+
+    @staticmethod
+    def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
+        tau_m, tau_s, threshold, reset = params
+        xc = x.contiguous()
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device)
+        return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
+                                    out_dtype=xc.dtype)
+
+    # ----- the implementation interface of tssl_plugin._impl (constants given as LIFConstants)
     @staticmethod
     def forward(x: Tensor, k: LIFConstants, save: bool):
         xc = x.contiguous()
-        T, N = xc.shape[0], xc[0].numel()
         o = torch.empty(xc.shape, dtype=torch.uint8, device=xc.device)
-        s = torch.empty(xc.shape, dtype=_state_dtype(xc.dtype), device=xc.device)
-        par, ps = pack_params(k, s)
-        _fwd_kernel[_grid(N)](xc, o, s, par, T, N, RESET=RESET_CODES[k.reset], PS=ps, ACC=_acc(xc.dtype),
-                              BLOCK=_BLOCK)
+        s = torch.empty(xc.shape, dtype=_state(xc.dtype), device=xc.device)
+        table, per_neuron = pack_params(k, s)
+        TritonImpl._forward(xc, o, s, table, per_neuron, k.reset)
         return o.view(torch.bool), s, ((xc,) if save else ())
-
-    @staticmethod
-    def _backward(grad: Tensor, x, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool,
-                  out_dtype: torch.dtype) -> Tensor:
-        """Run both phases; ``x`` given: recompute ``u``, ``du``; else ``u``, ``du``, ``o`` are the trace."""
-        recompute = x is not None
-        like = x if recompute else u
-        sd = _state_dtype(like.dtype)
-        g = grad.contiguous()
-        T, N = like.shape[0], like[0].numel()
-        dev = like.device
-        gx = torch.empty(like.shape, dtype=out_dtype, device=dev)
-        flags = torch.empty(like.shape, dtype=torch.uint8, device=dev)
-        if recompute:
-            u = torch.empty(like.shape, dtype=sd, device=dev)
-            du = gx if out_dtype == sd else torch.empty(like.shape, dtype=sd, device=dev)
-        par, ps = pack_params(k, u)
-        # x_ptr / o_ptr: the one phase 1 does not read gets a placeholder tensor (never dereferenced)
-        _bwd_kernel[_grid(N)](x if recompute else u, u if recompute else o, g, u, du, flags, gx, par, T, N,
-                              RECOMPUTE=recompute, RESET=RESET_CODES[k.reset], WARMUP=warmup, PSC=psc_output,
-                              PS=ps, ACC=_acc(sd), CAP=SENSITIVITY_CAP, WIDTH=WARMUP_WIDTH, BLOCK=_BLOCK)
-        return gx
 
     @staticmethod
     def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         (x,) = saved
-        return TritonImpl._backward(grad, x, None, None, None, k, warmup, psc_output, out_dtype=x.dtype)
+        table, per_neuron = pack_params(k, x[:0].to(_state(x.dtype)))
+        return TritonImpl._backward(grad, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output,
+                                    out_dtype=x.dtype)
 
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        sd = _state_dtype(u.dtype)
+        sd = _state(u.dtype)
         uc, duc = u.to(sd).contiguous(), du.to(sd).contiguous()
         oc = o.to(torch.bool).contiguous().view(torch.uint8)
-        return TritonImpl._backward(grad, None, uc, duc, oc, k, warmup, psc_output, out_dtype=grad.dtype)
+        table, per_neuron = pack_params(k, uc[:0])
+        return TritonImpl._backward(grad, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output,
+                                    out_dtype=grad.dtype)
+
+    # ----- launches
+    @staticmethod
+    def _forward(xc: Tensor, spikes: Optional[Tensor], trace: Optional[Tensor], table: Tensor, per_neuron: bool,
+                 reset: str) -> None:
+        mon = nonfinite_monitor(xc.device)
+        mon.raise_pending()
+        _run(forward_launch(xc, spikes, trace, table, per_neuron, reset, mon.flag), xc.device)
+        mon.after_forward(xc)
+
+    @staticmethod
+    def _backward(grad: Tensor, x: Optional[Tensor], u, du, o, table: Tensor, per_neuron: bool, reset: str,
+                  warmup: bool, psc_output: bool, out_dtype: torch.dtype) -> Tensor:
+        """``x`` given: recompute ``u``, ``du``; else ``u``, ``du``, ``o`` are the trace."""
+        recompute = x is not None
+        like = x if recompute else u
+        sd = _state(like.dtype)
+        g = grad.contiguous()
+        T, dev = like.shape[0], like.device
+        gx = torch.empty(like.shape, dtype=out_dtype, device=dev)
+        flags = None
+        if T > one_pass_max_t(sd):
+            flags = torch.empty(like.shape, dtype=torch.uint8, device=dev)
+            if recompute:
+                u = torch.empty(like.shape, dtype=sd, device=dev)
+                du = gx if out_dtype == sd else torch.empty(like.shape, dtype=sd, device=dev)
+        elif recompute:
+            u = du = gx  # placeholders: the one-pass kernel keeps the trace in registers
+        _run(backward_launch(g, x, u, du, o, flags, gx, table, per_neuron, reset, warmup, psc_output), dev)
+        return gx
 
 
 def loader() -> type:

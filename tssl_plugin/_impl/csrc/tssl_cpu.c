@@ -10,8 +10,12 @@
  * (build with -ffp-contract=off, no fast-math), so float64 results agree with
  * the reference up to the rounding of the warm-up exp() (a polynomial here).
  *
- * Parameters: a table par[P_* * N + n] (ps = 1, one value per neuron) or
- * par[P_*] (ps = 0, one value for all neurons); row order in _params.py.
+ * Parameters: a table table[ROW_<NAME> * N + n] (per_neuron = 1, one value per
+ * neuron) or table[ROW_<NAME>] (per_neuron = 0, one value for all neurons).
+ * The row numbers, the reset codes and the rule's constants are not written
+ * here: tssl_plugin._impl.cpu passes them as -D flags built from
+ * tssl_plugin/_impl/_params.py (the table's one definition) and
+ * tssl_plugin/rule.py.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,14 +25,14 @@
 #include <omp.h>
 #endif
 
-enum { P_ITM, P_BETA, P_ITS, P_DECS, P_TH, P_THI, P_WL, NPAR };
-enum { R_ZERO = 0, R_SUB = 1, R_SAL = 2, R_NONE = 3 };
+#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(SENSITIVITY_CAP) || !defined(WARMUP_WIDTH)
+#error "build through tssl_plugin._impl.cpu, which passes the table layout and constants as -D flags"
+#endif
 
+/* neurons per block: the unit of the block-local state arrays and of the threads' work */
 #define BLOCK 512
-#define CAP 8.0
-#define WIDTH 0.2
 
-int tssl_abi_version(void) { return 1; }
+int tssl_abi_version(void) { return 2; }
 
 #define REAL float
 #define SUF f32

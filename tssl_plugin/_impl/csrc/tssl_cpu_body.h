@@ -1,15 +1,18 @@
 /* Kernels for one floating type, included by tssl_cpu.c with REAL, SUF defined.
- * Inner loops run over the neurons of one block with straight-line code, so
- * the compiler vectorizes them (reset is loop-invariant: selects, no branches). */
+ * Inner loops run over the neurons of one block with straight-line code, so the
+ * compiler vectorizes them. The reset rule, the warm-up and the output mode are
+ * compile-time constants in each copy of a loop (switches outside the loops pick
+ * the copy), so the loops hold only the arithmetic of their mode. */
 #define CAT2(a, b) a##_##b
 #define CAT(a, b) CAT2(a, b)
 #define FN(name) CAT(name, SUF)
-#define PAR(i, j) pb[(i) * pld + (j)]
+/* parameter `row` (ROW_<NAME>) of neuron j of the block */
+#define TB(row, j) table[(row) * row_stride + (j)]
 
 /* exp(a) for a in [-8, 8] (the warm-up clamps its argument), branch-free so it
  * vectorizes: a = k ln2 + r, |r| <= ln2/2, k rounded with the 1.5*2^m shifter
- * (whose low mantissa bits then hold k), exp(r) by its Taylor polynomial (to
- * about 1 ulp: degree 12 for double, 8 for float), times 2^k from the exponent bits. */
+ * (whose low mantissa bits then hold k), exp(r) by its Taylor polynomial (degree 12 for double,
+ * 7 for float: truncation below 0.1 ulp for |r| <= ln2/2), times 2^k from the exponent bits. */
 static inline REAL FN(exp_clamped)(REAL a)
 {
 #if TSSL_IS_DOUBLE
@@ -32,8 +35,8 @@ static inline REAL FN(exp_clamped)(REAL a)
     const float t = a * 1.44269504f + shifter;
     const float kf = t - shifter;
     const float r = (a - kf * 0.693145751953125f) - kf * 1.428606820309417232e-06f;
-    float p = 1.0f / 40320.0f;
-    p = p * r + 1.0f / 5040.0f; p = p * r + 1.0f / 720.0f; p = p * r + 1.0f / 120.0f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f; p = p * r + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f; p = p * r + 1.0f / 6.0f; p = p * r + 0.5f; p = p * r + 1.0f; p = p * r + 1.0f;
     uint32_t bits;
     memcpy(&bits, &t, sizeof bits);
@@ -44,172 +47,258 @@ static inline REAL FN(exp_clamped)(REAL a)
     return p * scale;
 }
 
-/* Forward of one block of nb neurons starting at n0. Writes o, s ([T, N]) when
- * o != NULL, and the block trace (u, du, o, s)[t * BLOCK + j] when u_sc != NULL. */
-static inline __attribute__((always_inline)) void FN(fwd_block)(
-    int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict x, uint8_t *restrict o,
-    REAL *restrict s_out, REAL *restrict u_sc, REAL *restrict du_sc, uint8_t *restrict o_sc,
-    REAL *restrict s_sc, const REAL *restrict pb, int64_t pld, const int reset)
+/* Forward of one block of nb neurons starting at n0, over all T steps, for one reset rule
+ * (a compile-time constant at every call, so the rule's branches vanish from the vectorized loop).
+ * Forward outputs ([T, N], each optional): spikes as bytes and/or as REAL 0/1, the trace s.
+ * Backward scratch (block-local [T, BLOCK], optional): u, du, the spike as 0/1, and the warm-up
+ * flag (s < warmup_level) as 0/1. `check`: returns a sum that is NaN if an input was NaN or inf. */
+static inline __attribute__((always_inline)) REAL FN(fwd_block)(
+    int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict x,
+    uint8_t *restrict spikes, REAL *restrict spikes_real, REAL *restrict trace, const int check,
+    REAL *restrict u_sc, REAL *restrict du_sc, REAL *restrict fired_sc, REAL *restrict warm_sc,
+    const REAL *restrict table, int64_t row_stride, const int reset)
 {
     REAL v[BLOCK], s[BLOCK], op[BLOCK];
-    const REAL kz = reset == R_ZERO, ks = reset == R_SUB, kl = reset == R_SAL;
+    REAL nonfinite = 0;
     for (int64_t j = 0; j < nb; ++j) { v[j] = 0; s[j] = 0; op[j] = 0; }
     for (int64_t t = 0; t < T; ++t) {
         const REAL *restrict xt = x + t * N + n0;
-        #pragma omp simd
+        const int64_t at = t * N + n0, as = t * BLOCK;
+        #pragma omp simd reduction(+ : nonfinite)
         for (int64_t j = 0; j < nb; ++j) {
-            const REAL th = PAR(P_TH, j);
-            /* The reset enters through 0/1 factors (kz, ks, kl), which keeps the
-             * loop branch-free (vectorizable) and the roundings of reference.py:
-             * a * 1 == a and a - 0 == a exactly, and u - 1 * u == 0. */
-            const REAL du = xt[j] - v[j] * PAR(P_ITM, j);
-            const REAL u = (v[j] + du) - op[j] * th * kl;
+            /* reference.forward_step, operation by operation */
+            const REAL th = TB(ROW_THRESHOLD, j);
+            const REAL du = xt[j] - v[j] * TB(ROW_INV_TAU_M, j);
+            REAL u = v[j] + du;
+            if (reset == RESET_SUBTRACT_AFTER_LEAK) u = u - op[j] * th;
             const REAL of = u > th ? (REAL)1 : (REAL)0;
-            const REAL vn = u - of * (th * ks + u * kz);
-            const REAL sn = s[j] + (of - s[j]) * PAR(P_ITS, j);
+            REAL vn = u;
+            if (reset == RESET_ZERO) vn = u > th ? (REAL)0 : u;
+            if (reset == RESET_SUBTRACT) vn = u - of * th;
+            const REAL sn = s[j] + (of - s[j]) * TB(ROW_INV_TAU_S, j);
             v[j] = vn; s[j] = sn; op[j] = of;
-            if (o) { o[t * N + n0 + j] = (uint8_t)of; s_out[t * N + n0 + j] = sn; }
+            if (check) nonfinite += xt[j] - xt[j]; /* 0 for finite x, NaN for NaN or inf */
+            if (spikes) spikes[at + j] = (uint8_t)of;
+            if (spikes_real) spikes_real[at + j] = of;
+            if (trace) trace[at + j] = sn;
             if (u_sc) {
-                u_sc[t * BLOCK + j] = u; du_sc[t * BLOCK + j] = du;
-                o_sc[t * BLOCK + j] = (uint8_t)of; s_sc[t * BLOCK + j] = sn;
+                u_sc[as + j] = u; du_sc[as + j] = du; fired_sc[as + j] = of;
+                warm_sc[as + j] = sn < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
             }
         }
     }
+    return nonfinite;
 }
 
-/* Backward of one block from its trace (u, du, o, s)[t * BLOCK + j]. */
+/* Backward of one block from its trace (u, du, fired, warm)[t * BLOCK + j], walking back in time:
+ * G (PSC-filtered error, or dL/do), the carry recursion and the warm-up, in one loop per step.
+ * `reset`, `warmup` and `psc` are compile-time constants at every call site. */
 static inline __attribute__((always_inline)) void FN(bwd_block)(
     int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict g, REAL *restrict gx,
-    const REAL *restrict u_sc, const REAL *restrict du_sc, const uint8_t *restrict o_sc,
-    const REAL *restrict s_sc, const REAL *restrict pb, int64_t pld, const int reset,
+    const REAL *restrict u_sc, const REAL *restrict du_sc, const REAL *restrict fired_sc,
+    const REAL *restrict warm_sc, const REAL *restrict table, int64_t row_stride, const int reset,
     const int warmup, const int psc)
 {
-    REAL h[BLOCK], acc[BLOCK], G[BLOCK];
-    const REAL kz = reset == R_ZERO, ks = reset == R_SUB, kl = reset == R_SAL;
+    REAL h[BLOCK], acc[BLOCK];
     for (int64_t j = 0; j < nb; ++j) { h[j] = 0; acc[j] = 0; }
     for (int64_t t = T - 1; t >= 0; --t) {
         const REAL *restrict gt = g + t * N + n0;
         REAL *restrict gxt = gx + t * N + n0;
-        const REAL *restrict ut = u_sc + t * BLOCK, *restrict dut = du_sc + t * BLOCK, *restrict st = s_sc + t * BLOCK;
-        const uint8_t *restrict ot = o_sc + t * BLOCK;
-        if (psc)
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) { acc[j] = gt[j] * PAR(P_ITS, j) + PAR(P_DECS, j) * acc[j]; G[j] = acc[j]; }
-        else
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) G[j] = gt[j];
+        const int64_t as = t * BLOCK;
         #pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
-            const REAL u = ut[j], of = (REAL)ot[j], hh = h[j], Gj = G[j];
+            REAL G;
+            if (psc) {
+                acc[j] = gt[j] * TB(ROW_INV_TAU_S, j) + TB(ROW_TRACE_DECAY, j) * acc[j];
+                G = acc[j];
+            } else {
+                G = gt[j];
+            }
+            const REAL u = u_sc[as + j], of = fired_sc[as + j], hh = h[j], beta = TB(ROW_MEMBRANE_DECAY, j);
             /* c = -clamp(-1/du, -8, 0) * o; h = 0 at t = T-1 gives delta = c G there */
-            REAL r = (REAL)-1 / dut[j];
-            r = r < (REAL)-CAP ? (REAL)-CAP : r;
+            REAL r = (REAL)-1 / du_sc[as + j];
+            r = r < (REAL)-SENSITIVITY_CAP ? (REAL)-SENSITIVITY_CAP : r;
             r = r > (REAL)0 ? (REAL)0 : r;
             const REAL c = -r * of;
-            /* zero: c (G + h u itm) + (1 - o) beta h; subtract and subtract_after_leak:
-             * c (G + h th itm) + beta h; none: c G + beta h.
-             * One expression, the same roundings: a - b == a + (-b), a + 0 == a. */
-            /* one term of J is nonzero (0/1 factors as in the forward) */
-            const REAL J = hh * u * PAR(P_ITM, j) * kz + PAR(P_THI, j) * hh * (ks + kl);
-            const REAL leak = ((REAL)1 - of * kz) * PAR(P_BETA, j);
-            const REAL delta = c * (Gj + J) + leak * hh;
+            /* reference.carry_step, operation by operation */
+            REAL delta;
+            if (reset == RESET_ZERO)
+                delta = c * (G + hh * u * TB(ROW_INV_TAU_M, j)) + ((REAL)1 - of) * beta * hh;
+            else if (reset == RESET_SUBTRACT || reset == RESET_SUBTRACT_AFTER_LEAK)
+                delta = c * (G + TB(ROW_THRESHOLD_X_INV_TAU_M, j) * hh) + beta * hh;
+            else
+                delta = c * G + beta * hh;
             h[j] = delta;
-            gxt[j] = delta;
-        }
-        if (warmup)
-            #pragma omp simd
-            for (int64_t j = 0; j < nb; ++j) {
-                REAL a = (PAR(P_TH, j) - ut[j]) / (REAL)WIDTH;
+            if (warmup) {
+                REAL a = (TB(ROW_THRESHOLD, j) - u) / (REAL)WARMUP_WIDTH;
                 a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
                 const REAL z = FN(exp_clamped)(a);
-                const REAL sur = G[j] * z / (((REAL)1 + z) * ((REAL)1 + z) * (REAL)WIDTH);
-                gxt[j] = st[j] < PAR(P_WL, j) ? sur : gxt[j];
+                const REAL sur = G * z / (((REAL)1 + z) * ((REAL)1 + z) * (REAL)WARMUP_WIDTH);
+                gxt[j] = warm_sc[as + j] != (REAL)0 ? sur : delta;
+            } else {
+                gxt[j] = delta;
             }
+        }
     }
 }
 
-/* Parameters of block [n0, n0 + BLOCK): per-neuron rows of the [NPAR, N] table
- * (ps = 1), or the NPAR scalars replicated into rep[NPAR * BLOCK] (ps = 0). */
-static inline const REAL *FN(block_params)(const REAL *par, int ps, int64_t n0, REAL *rep, int64_t *pld, int64_t N)
+/* The parameters of block b: per-neuron columns of the [N_ROWS, N] table (per_neuron = 1), or the
+ * N_ROWS scalars replicated once per thread into rep[N_ROWS * BLOCK] (per_neuron = 0). */
+static inline const REAL *FN(block_table)(const REAL *table, int per_neuron, int64_t n0, const REAL *rep,
+                                          int64_t *row_stride, int64_t N)
 {
-    if (ps) { *pld = N; return par + n0; }
-    for (int i = 0; i < NPAR; ++i)
-        for (int j = 0; j < BLOCK; ++j) rep[i * BLOCK + j] = par[i];
-    *pld = BLOCK;
+    if (per_neuron) { *row_stride = N; return table + n0; }
+    *row_stride = BLOCK;
     return rep;
 }
 
-static void FN(fwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *x, uint8_t *o, REAL *s,
-                          const REAL *par, int ps, int reset)
+static void FN(replicate)(const REAL *table, int per_neuron, REAL *rep)
 {
-    REAL rep[NPAR * BLOCK];
-    int64_t pld;
-    for (int64_t b = b0; b < b1; ++b) {
-        const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
-        const REAL *pb = FN(block_params)(par, ps, n0, rep, &pld, N);
-        FN(fwd_block)(T, N, n0, nb, x, o, s, 0, 0, 0, 0, pb, pld, reset);
-    }
+    if (per_neuron) return;
+    for (int i = 0; i < N_ROWS; ++i)
+        for (int j = 0; j < BLOCK; ++j) rep[i * BLOCK + j] = table[i];
 }
 
-/* Backward over blocks [b0, b1). x != NULL: recompute the forward from x;
- * otherwise read u, du, o (full [T, N]) and recompute only the trace s. */
-static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x,
-                         const REAL *u, const REAL *du, const uint8_t *o, REAL *gx,
-                         const REAL *par, int ps, int reset, int warmup, int psc)
+/* Forward over blocks [b0, b1) for one reset rule; each combination of outputs calls fwd_block with
+ * constant NULLs, so every copy of its loop is branch-free. Returns NaN if an input was NaN or inf. */
+static inline __attribute__((always_inline)) REAL FN(fwd_blocks)(
+    int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *x, uint8_t *spikes, REAL *spikes_real,
+    REAL *trace, const REAL *table, int per_neuron, const REAL *rep, const int reset)
 {
-    REAL rep[NPAR * BLOCK];
-    int64_t pld;
-    REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 3 * sizeof(REAL));
-    uint8_t *osc = (uint8_t *)malloc((size_t)T * BLOCK);
-    if (!sc || !osc) { free(sc); free(osc); return 1; }
-    REAL *u_sc = sc, *du_sc = sc + T * BLOCK, *s_sc = sc + 2 * T * BLOCK;
+    REAL nonfinite = 0;
+    int64_t row_stride;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
-        const REAL *pb = FN(block_params)(par, ps, n0, rep, &pld, N);
+        const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
+        if (spikes && trace)
+            nonfinite += FN(fwd_block)(T, N, n0, nb, x, spikes, 0, trace, 1, 0, 0, 0, 0, tb, row_stride, reset);
+        else if (trace)
+            nonfinite += FN(fwd_block)(T, N, n0, nb, x, 0, 0, trace, 1, 0, 0, 0, 0, tb, row_stride, reset);
+        else if (spikes_real)
+            nonfinite += FN(fwd_block)(T, N, n0, nb, x, 0, spikes_real, 0, 1, 0, 0, 0, 0, tb, row_stride, reset);
+        else
+            nonfinite += FN(fwd_block)(T, N, n0, nb, x, spikes, 0, 0, 1, 0, 0, 0, 0, tb, row_stride, reset);
+    }
+    return nonfinite;
+}
+
+/* Forward over blocks [b0, b1); returns 1 if an input was NaN or inf. */
+static int FN(fwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *x, uint8_t *spikes,
+                         REAL *spikes_real, REAL *trace, const REAL *table, int per_neuron, int reset)
+{
+    REAL rep[N_ROWS * BLOCK];
+    REAL nonfinite = 0;
+    FN(replicate)(table, per_neuron, rep);
+    switch (reset) {
+    case RESET_ZERO:
+        nonfinite = FN(fwd_blocks)(T, N, b0, b1, x, spikes, spikes_real, trace, table, per_neuron, rep, RESET_ZERO);
+        break;
+    case RESET_SUBTRACT:
+        nonfinite = FN(fwd_blocks)(T, N, b0, b1, x, spikes, spikes_real, trace, table, per_neuron, rep,
+                                   RESET_SUBTRACT);
+        break;
+    case RESET_SUBTRACT_AFTER_LEAK:
+        nonfinite = FN(fwd_blocks)(T, N, b0, b1, x, spikes, spikes_real, trace, table, per_neuron, rep,
+                                   RESET_SUBTRACT_AFTER_LEAK);
+        break;
+    default:
+        nonfinite = FN(fwd_blocks)(T, N, b0, b1, x, spikes, spikes_real, trace, table, per_neuron, rep, RESET_NONE);
+    }
+    return nonfinite != 0; /* NaN != 0 is true */
+}
+
+/* Backward over blocks [b0, b1) for one reset rule. x != NULL: recompute the forward from x;
+ * otherwise read u, du, o (full [T, N]) and recompute only the trace s. */
+static inline __attribute__((always_inline)) void FN(bwd_blocks)(
+    int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x, const REAL *u, const REAL *du,
+    const uint8_t *o, REAL *gx, const REAL *table, int per_neuron, const REAL *rep, REAL *sc, const int reset,
+    int warmup, int psc)
+{
+    int64_t row_stride;
+    REAL *u_sc = sc, *du_sc = sc + T * BLOCK, *fired_sc = sc + 2 * T * BLOCK, *warm_sc = sc + 3 * T * BLOCK;
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
+        const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
         if (x) {
-            FN(fwd_block)(T, N, n0, nb, x, 0, 0, u_sc, du_sc, osc, s_sc, pb, pld, reset);
+            (void)FN(fwd_block)(T, N, n0, nb, x, 0, 0, 0, 0, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset);
         } else {
             REAL sv[BLOCK];
+            const REAL *table = tb; /* for TB() */
             for (int64_t j = 0; j < nb; ++j) sv[j] = 0;
             for (int64_t t = 0; t < T; ++t)
                 #pragma omp simd
                 for (int64_t j = 0; j < nb; ++j) {
                     const REAL of = o[t * N + n0 + j] ? (REAL)1 : (REAL)0;
-                    sv[j] = sv[j] + (of - sv[j]) * PAR(P_ITS, j);
-                    s_sc[t * BLOCK + j] = sv[j];
+                    sv[j] = sv[j] + (of - sv[j]) * TB(ROW_INV_TAU_S, j);
+                    warm_sc[t * BLOCK + j] = sv[j] < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
                     u_sc[t * BLOCK + j] = u[t * N + n0 + j];
                     du_sc[t * BLOCK + j] = du[t * N + n0 + j];
-                    osc[t * BLOCK + j] = (uint8_t)of;
+                    fired_sc[t * BLOCK + j] = of;
                 }
         }
-        FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, osc, s_sc, pb, pld, reset, warmup, psc);
+        /* constant flags at each call: one specialised, vectorized copy of the loop per mode */
+        if (warmup && psc)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 1);
+        else if (warmup)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 0);
+        else if (psc)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 1);
+        else
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 0);
+    }
+}
+
+static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x,
+                         const REAL *u, const REAL *du, const uint8_t *o, REAL *gx,
+                         const REAL *table, int per_neuron, int reset, int warmup, int psc)
+{
+    REAL rep[N_ROWS * BLOCK];
+    REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 4 * sizeof(REAL));
+    if (!sc) return 1;
+    FN(replicate)(table, per_neuron, rep);
+    switch (reset) {
+    case RESET_ZERO:
+        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_ZERO, warmup, psc);
+        break;
+    case RESET_SUBTRACT:
+        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_SUBTRACT, warmup, psc);
+        break;
+    case RESET_SUBTRACT_AFTER_LEAK:
+        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_SUBTRACT_AFTER_LEAK,
+                       warmup, psc);
+        break;
+    default:
+        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_NONE, warmup, psc);
     }
     free(sc);
-    free(osc);
     return 0;
 }
 
-/* Entry points: split the blocks over nthreads (OpenMP when compiled with it). */
-int FN(tssl_fwd)(int64_t T, int64_t N, const REAL *x, uint8_t *o, REAL *s, const REAL *par, int ps,
-                 int reset, int nthreads)
+/* Entry points: split the blocks over nthreads (OpenMP when compiled with it).
+ * Forward: returns 1 if x holds a NaN or inf, else 0; spikes, spikes_real, trace may each be NULL. */
+int FN(tssl_fwd)(int64_t T, int64_t N, const REAL *x, uint8_t *spikes, REAL *spikes_real, REAL *trace,
+                 const REAL *table, int per_neuron, int reset, int nthreads)
 {
     const int64_t nblk = (N + BLOCK - 1) / BLOCK;
+    int bad = 0;
     if (nthreads > nblk) nthreads = (int)nblk;
     if (nthreads < 1) nthreads = 1;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : bad)
     {
         const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        FN(fwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, x, o, s, par, ps, reset);
+        bad |= FN(fwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, x, spikes, spikes_real, trace, table,
+                             per_neuron, reset);
     }
 #else
-    FN(fwd_range)(T, N, 0, nblk, x, o, s, par, ps, reset);
+    bad = FN(fwd_range)(T, N, 0, nblk, x, spikes, spikes_real, trace, table, per_neuron, reset);
 #endif
-    return 0;
+    return bad;
 }
 
+/* Backward: returns 1 if a scratch buffer could not be allocated, else 0. */
 int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL *u, const REAL *du,
-                 const uint8_t *o, REAL *gx, const REAL *par, int ps, int reset, int warmup, int psc,
+                 const uint8_t *o, REAL *gx, const REAL *table, int per_neuron, int reset, int warmup, int psc,
                  int nthreads)
 {
     const int64_t nblk = (N + BLOCK - 1) / BLOCK;
@@ -220,11 +309,11 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
     {
         const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, gx, par, ps, reset,
-                             warmup, psc);
+        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, gx, table, per_neuron,
+                             reset, warmup, psc);
     }
 #else
-    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, gx, par, ps, reset, warmup, psc);
+    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, gx, table, per_neuron, reset, warmup, psc);
 #endif
     return err;
 }
@@ -232,4 +321,4 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #undef CAT2
 #undef CAT
 #undef FN
-#undef PAR
+#undef TB

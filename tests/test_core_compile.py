@@ -1,0 +1,153 @@
+"""tssl_lif as a registered operator: opcheck, torch.compile without graph breaks, torch.export, eager parity."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+from torch import nn
+from torch.library import opcheck
+
+from tssl_plugin import TSSLNeuron, tssl_lif
+from tssl_plugin._impl import cpu
+
+try:
+    cpu.load()
+    IMPLS = ("reference", "cpu", "auto")
+except ImportError:  # no C compiler here
+    IMPLS = ("reference", "auto")
+
+LIF = torch.ops.tssl_plugin.lif.default
+LIF_BACKWARD = torch.ops.tssl_plugin.lif_backward.default
+
+
+def _x(T=5, shape=(3, 4), dtype=torch.float64, seed=0, scale=1.2):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, *shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+
+def compiled_and_eager(net, x, **compile_kw):
+    """Outputs and parameter gradients (of the output's sum) of ``torch.compile(net)`` and of ``net`` eagerly."""
+    y = torch.compile(net, fullgraph=True, **compile_kw)(x)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    y_eager = net(x)
+    y_eager.sum().backward()
+    return y, y_eager, grads, [p.grad for p in net.parameters()]
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(8, 16), TSSLNeuron(),
+        nn.Linear(16, 4), TSSLNeuron(tau_m=torch.tensor([3.0, 5.0, float("inf"), 7.0]),
+                                     threshold=torch.full((4,), 0.7), reset="subtract", output="spike"),
+    ).double()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_opcheck(impl):
+    th = torch.tensor([0.5, 1.0, 1.5, 0.8])
+    cases = [
+        (_x().requires_grad_(), None, None, None, [5.0, 3.0, 1.0], "zero", True, True, impl),
+        (_x(dtype=torch.float32).requires_grad_(), None, None, th, [5.0, 3.0, 0.0], "subtract", False, False, impl),
+        (_x(dtype=torch.float16).requires_grad_(), th.double() + 2.0, None, None, [0.0, 3.0, 1.0], "none", True,
+         True, impl),
+        (_x(T=1).requires_grad_(), None, None, None, [float("inf"), 1.0, 0.5], "subtract_after_leak", True, False,
+         impl),
+    ]
+    for args in cases:
+        opcheck(LIF, args)
+    g = torch.randn(5, 3, 4, dtype=torch.float64)
+    opcheck(LIF_BACKWARD, (g, _x(), None, None, th.double(), [5.0, 3.0, 0.0], "zero", True, True, impl))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("output", ["psc", "spike"])
+def test_registered_op_equals_eager_path(impl, output):
+    """tssl_lif's eager path (no dispatcher) and the registered operator run the same code: identical results."""
+    x = _x(seed=1)
+    g = torch.randn_like(x)
+    th = torch.tensor([0.5, 1.0, 1.5, 0.8], dtype=torch.float64)
+    xa = x.clone().requires_grad_()
+    ya = tssl_lif(xa, threshold=th, output=output, reset="subtract", impl=impl)
+    ya.backward(g)
+    xb = x.clone().requires_grad_()
+    yb = torch.ops.tssl_plugin.lif(xb, None, None, th, [5.0, 3.0, 0.0], "subtract", True, output == "psc", impl)
+    yb.backward(g)
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+
+
+def test_network_of_neurons_compiles_to_one_graph():
+    net = _net()
+    x = _x(shape=(3, 8))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x, backend="aot_eager")
+    assert torch.equal(y, y_eager)
+    for a, b in zip(grads, grads_eager):
+        assert torch.equal(a, b)
+
+
+def test_functional_with_per_neuron_parameters_compiles_to_one_graph():
+    def f(x, tau_m, threshold):
+        a = tssl_lif(x, tau_m=tau_m, threshold=threshold, reset="subtract_after_leak")
+        return tssl_lif(a * 3.0, tau_s=torch.full((4,), 2.0, dtype=x.dtype), output="spike").sum()
+
+    tau_m = torch.tensor([3.0, 5.0, float("inf"), 7.0], dtype=torch.float64)
+    threshold = torch.tensor([0.5, 1.0, 1.5, 0.8], dtype=torch.float64)
+    x = _x(T=6, shape=(2, 4), seed=2).requires_grad_()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(f)(x, tau_m, threshold)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    (g_compiled,) = torch.autograd.grad(compiled(x, tau_m, threshold), x)
+    (g_eager,) = torch.autograd.grad(f(x, tau_m, threshold), x)
+    assert torch.equal(g_compiled, g_eager) and g_eager.abs().sum() > 0
+
+
+def test_inductor_fullgraph_matches_eager():
+    """The default backend: the op runs as it is inside inductor's code, the Linear layers are compiled."""
+    pytest.importorskip("torch._inductor")
+    net = _net()
+    x = _x(shape=(3, 8), seed=3)
+    torch._dynamo.reset()
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x)
+    assert torch.equal(y, y_eager)  # the spikes themselves
+    for a, b in zip(grads, grads_eager):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # inductor may reorder the Linear reductions
+
+
+def test_export_keeps_the_op():
+    net = _net()
+    x = _x(shape=(3, 8), seed=4)
+    ep = torch.export.export(net, (x,))
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count(LIF) == 2
+    assert torch.equal(ep.module()(x), net(x))
+
+
+def test_bad_input_errors_stay_clear_when_compiled():
+    """Value errors come from inside the op (the same ValueError compiled or not). A static error (here a
+    shape) is raised while Dynamo traces: without fullgraph it is the same ValueError; with fullgraph=True
+    Dynamo reports it as Unsupported, quoting the message."""
+    def f(x, threshold):
+        return tssl_lif(x, threshold=threshold)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x = _x()
+    ok = torch.full((4,), 0.8, dtype=torch.float64)
+    torch.testing.assert_close(compiled(x, ok), f(x, ok))
+    bad_x = x.clone()
+    bad_x[1, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"x contains inf .*index \(1, 2, 3\)"):
+        compiled(bad_x, ok)
+    with pytest.raises(ValueError, match="threshold must be > 0 everywhere"):
+        compiled(x, torch.tensor([0.8, -1.0, 0.8, 0.8], dtype=torch.float64))
+    with pytest.raises(Exception, match="does not broadcast"):
+        compiled(x, torch.ones(5, dtype=torch.float64))
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match="does not broadcast"):
+        torch.compile(f, backend="aot_eager")(x, torch.ones(5, dtype=torch.float64))

@@ -1,0 +1,150 @@
+"""``tssl_lif`` as a registered PyTorch operator, and the eager path that runs the same code with less overhead.
+
+Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
+
+``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl) -> Tensor``
+    the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
+``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)``
+    its input gradient, the TSSL-BP rule (the forward saves only ``x``).
+
+``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
+None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used. Both
+have fake (meta) kernels, so ``torch.compile`` traces them into one graph
+without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
+autograd formula that calls ``lif_backward``. To the compiler the ops are
+opaque: it calls them as they are, the Triton kernels included (a whole
+sequence per launch leaves nothing for the compiler to fuse), so the same
+checks and fallbacks run compiled and eager.
+
+What is checked where:
+
+* Static checks (types, shapes, dtypes, names, number parameters in range,
+  ``requires_grad`` of parameter tensors) run in ``tssl_lif`` itself on every
+  call, cost no device work and are traced by ``torch.compile``.
+* Values of parameter tensors are checked when a table is packed (once per
+  tensor, device and dtype, see ``_params.param_table``; one host sync on a GPU
+  then, none on later calls), or on every call by the reference.
+* NaN/inf in ``x``: the CPU kernel detects it while reading ``x`` and raises
+  at the call; the Triton kernel sets a device flag that the next call on that
+  device reads without a host sync and raises (a delayed error); the reference
+  checks with one reduction (a host sync on a GPU) at the call.
+
+Eager calls on plain tensors skip the dispatcher: :func:`lif` runs the same
+two functions through a ``torch.autograd.Function`` (the registered op's
+Python autograd wrapper costs more per call), and takes the registered
+operator whenever anything traces (``torch.compile``, ``torch.export``, a
+dispatch or function mode, functorch transforms, tensor subclasses).
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import call
+
+Param = Any
+
+
+def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
+            scalars: List[float], reset: str) -> Tuple[Any, Any, Any, str]:
+    given = (tau_m, tau_s, threshold)
+    return (*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset)
+
+
+def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
+             scalars: List[float], reset: str, psc_output: bool, impl: str) -> Tensor:
+    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset), psc_output)
+
+
+def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
+              threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
+              impl: str) -> Tensor:
+    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset), warmup,
+                psc_output)
+
+
+@torch.library.custom_op("tssl_plugin::lif", mutates_args=())
+def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
+           scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str) -> Tensor:
+    """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
+    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl)
+
+
+@lif_op.register_fake
+def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("tssl_plugin::lif_backward", mutates_args=())
+def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
+                    threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
+                    psc_output: bool, impl: str) -> Tensor:
+    """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
+    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
+
+
+@lif_backward_op.register_fake
+def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl):
+    return x.new_empty(x.shape)
+
+
+def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
+    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl = inputs
+    ctx.save_for_backward(x, tau_m, tau_s, threshold)
+    ctx.config = (scalars, reset, warmup, psc_output, impl)
+
+
+def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+    x, tau_m, tau_s, threshold = ctx.saved_tensors
+    scalars, reset, warmup, psc_output, impl = ctx.config
+    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
+    return grad_x, None, None, None, None, None, None, None, None
+
+
+lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
+
+
+class _EagerLif(torch.autograd.Function):
+    """The same forward and backward as the registered op, without the dispatcher (eager mode only)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
+                threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
+                impl: str) -> Tensor:
+        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl)
+        ctx.save_for_backward(x, tau_m, tau_s, threshold)
+        ctx.config = (scalars, reset, warmup, psc_output, impl)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+        x, tau_m, tau_s, threshold = ctx.saved_tensors
+        scalars, reset, warmup, psc_output, impl = ctx.config
+        grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
+        return grad_x, None, None, None, None, None, None, None, None
+
+
+def _plain_eager(x: Tensor) -> bool:
+    """True when nothing traces this call: a plain tensor, no compiler, no mode, no functorch transform."""
+    return (
+        type(x) is Tensor
+        and not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    )
+
+
+def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
+        impl: str) -> Tensor:
+    """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
+    given = (tau_m, tau_s, threshold)
+    tensors = [p if isinstance(p, Tensor) else None for p in given]
+    scalars = [0.0 if isinstance(p, Tensor) else float(p) for p in given]
+    if _plain_eager(x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl)
+        return _forward(x, *tensors, scalars, reset, psc_output, impl)
+    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl)

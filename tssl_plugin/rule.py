@@ -1,0 +1,136 @@
+r"""The TSSL-BP rule (Zhang & Li, NeurIPS 2020): its constants, its types and its math.
+
+This module is the public home of what defines the rule. The readable
+implementation is :mod:`tssl_plugin._impl.reference`; the fused kernels
+(``_impl/cpu.py``, ``_impl/triton_impl.py``) repeat it operation by operation
+and are tested against it.
+
+Sequences are time-first, ``[T, *neuron_shape]``; every formula is
+element-wise over the neurons. Per neuron, from ``v = s = 0`` and
+:math:`o[-1] = 0`, with :math:`\beta = 1 - 1/\tau_m`:
+
+.. math::
+
+    \Delta u[t] &= x[t] - v[t-1] / \tau_m \\
+    u[t] &= v[t-1] + \Delta u[t] \;
+        \bigl(- \vartheta\, o[t-1] \text{ for } \texttt{subtract\_after\_leak}\bigr) \\
+    o[t] &= [\, u[t] > \vartheta \,] \\
+    v[t] &= \begin{cases}
+        u[t] (1 - o[t]) & \texttt{zero} \text{ (the paper)} \\
+        u[t] - \vartheta\, o[t] & \texttt{subtract} \\
+        u[t] & \texttt{subtract\_after\_leak}, \texttt{none}
+    \end{cases} \\
+    a[t] = s[t] &= s[t-1] + (o[t] - s[t-1]) / \tau_s
+
+``a`` is the post-synaptic current (PSC), the layer's output in the paper.
+
+Backward. The error reaching the spike at step ``t`` is the PSC-filtered
+gradient (``output="psc"``) or ``dL/do`` itself (``output="spike"``):
+
+.. math::
+
+    G[t] = \sum_{t' \ge t} \kappa[t'-t]\, \frac{\partial L}{\partial a[t']},
+    \qquad \kappa[j] = \frac{1}{\tau_s} \Bigl(1 - \frac{1}{\tau_s}\Bigr)^{j},
+
+evaluated by the O(T) recursion :math:`G[t] = g[t]/\tau_s + (1 - 1/\tau_s) G[t+1]`.
+The spike-time sensitivity is capped at :data:`SENSITIVITY_CAP`:
+
+.. math::
+
+    c[t] = o[t] \min\bigl(1/\Delta u[t],\; 8\bigr) \quad (0 \text{ where } \Delta u[t] < 0).
+
+Walking back from :math:`t = T-1` with the carry :math:`h = \delta[t+1]`
+(:math:`h = 0` at the last step):
+
+.. math::
+
+    \delta[t] = \begin{cases}
+        c[t] \bigl(G[t] + h\, u[t] / \tau_m\bigr) + (1 - o[t])\, \beta h & \texttt{zero} \text{ (the paper)} \\
+        c[t] \bigl(G[t] + h\, \vartheta / \tau_m\bigr) + \beta h
+            & \texttt{subtract}, \texttt{subtract\_after\_leak} \\
+        c[t]\, G[t] + \beta h & \texttt{none}
+    \end{cases}
+
+and :math:`\partial L / \partial x[t] = \delta[t]`. The three resets other than
+``zero`` are this project's extensions (docs/algorithm.md, "What the adapters
+need beyond the paper"): a reset by subtraction removes :math:`\vartheta`
+where the paper's reset to zero removes :math:`u[t]`, and the membrane keeps
+its leak path across the spike; for ``subtract_after_leak`` the increment
+:math:`\Delta u[t]` is measured from the membrane after the subtraction. With
+the warm-up (``warmup=True``, the reference's behaviour), steps whose trace is
+still below :math:`1/(4\tau_s)` (:func:`warmup_level`) get a sigmoid-derivative
+surrogate instead, of width :data:`WARMUP_WIDTH`:
+
+.. math::
+
+    \frac{\partial L}{\partial x[t]} = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{0.2}\Bigr) / 0.2
+    \quad \text{where } s[t] < \frac{1}{4 \tau_s},
+
+with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced.
+The neuron parameters receive no gradient.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+from torch import Tensor
+
+from ._validation import as_param, check_choice
+
+#: a neuron parameter: one number for all neurons, or a tensor broadcastable to the neuron shape.
+Param = Union[float, Tensor]
+
+#: reset rules, the paper's (``"zero"``) first.
+RESETS = ("zero", "subtract", "subtract_after_leak", "none")
+#: what a layer returns: the PSC ``a`` (the paper) or the spikes ``o`` (gradient taken as ``dL/do``).
+OUTPUTS = ("psc", "spike")
+#: cap on the spike-time sensitivity ``1/du`` (reference value).
+SENSITIVITY_CAP = 8.0
+#: width of the warm-up sigmoid surrogate (reference value).
+WARMUP_WIDTH = 0.2
+#: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)``.
+WARMUP_LEVEL_DIVISOR = 4.0
+
+
+class LIFConstants(NamedTuple):
+    """Per-layer constants in the form the recursions use (see :func:`lif_constants`)."""
+
+    inv_tau_m: Param  # 1/tau_m; 0 for a non-leaky (IF) neuron
+    inv_tau_s: Param  # 1/tau_s
+    threshold: Param
+    warmup_level: Param  # 1 / (4 tau_s)
+    reset: str
+
+
+def warmup_level(tau_s: Param) -> Param:
+    """The trace level below which the warm-up surrogate applies: ``1 / (4 tau_s)``."""
+    return 1.0 / (WARMUP_LEVEL_DIVISOR * tau_s)
+
+
+def lif_constants(
+    x: Tensor,
+    tau_m: Param = 5.0,
+    tau_s: Param = 3.0,
+    threshold: Param = 1.0,
+    reset: str = "zero",
+) -> LIFConstants:
+    """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
+
+    Parameters are Python numbers or tensors broadcastable to ``x.shape[1:]``
+    (one value per neuron); tensors are moved to ``x``'s device and dtype.
+    ``tau_m`` must be > 1 (``float('inf')`` gives a non-leaky IF neuron),
+    ``tau_s`` >= 1, ``threshold`` finite and > 0. Tensor values are checked
+    here, which reads them (a host sync on a GPU).
+    """
+    check_choice(reset, "reset", RESETS)
+    shape = x.shape[1:]
+    tm = as_param(tau_m, "tau_m", shape, x)
+    ts = as_param(tau_s, "tau_s", shape, x)
+    th = as_param(threshold, "threshold", shape, x)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset)
+
+
+__all__ = [
+    "Param", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR",
+    "LIFConstants", "warmup_level", "lif_constants",
+]
