@@ -109,3 +109,20 @@ def test_loss_objects_refuse_bad_records_clearly():
 def test_kernel_loss_accepts_a_list_pattern():
     a, y = torch.rand(5, 2, 3, dtype=torch.float64), torch.tensor([2, 0])
     torch.testing.assert_close(kernel_loss(a, y, desired=[0, 1, 1, 1, 1]), kernel_loss(a, y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T", [1, 5, 12])
+def test_kernel_loss_target_on_label_neurons_equals_filtering_the_whole_train(dtype, T):
+    """The loss filters the [T] pattern once (cached for the reference pattern) and places it on the label
+    neurons; psp is linear and per neuron, so this equals filtering the full [T, N, C] train bit for bit."""
+    g = torch.Generator().manual_seed(T)
+    a = torch.rand(T, 6, 4, generator=g, dtype=dtype)
+    y = torch.tensor([0, 3, 1, 1, 2, 3])
+    for pattern in (desired_spike_pattern(T, dtype=dtype), torch.rand(T, generator=g, dtype=dtype)):
+        d = torch.zeros(T, 6, 4, dtype=dtype)
+        d[:, torch.arange(6), y] = pattern[:, None]
+        full = 0.5 * ((a - kernel_target(d)) ** 2).sum()
+        given = None if pattern is not None and torch.equal(pattern, desired_spike_pattern(T, dtype=dtype)) else pattern
+        assert torch.equal(kernel_loss(a, y, desired=given), full)
+        assert torch.equal(kernel_loss(a, y, desired=given), full)  # the second call uses the cached target

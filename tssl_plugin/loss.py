@@ -21,6 +21,7 @@ objects do, and filter the spikes into the PSC themselves::
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence, Union
 
 import torch
@@ -85,6 +86,13 @@ def desired_spikes(labels: Tensor, n_class: int, pattern: Tensor) -> Tensor:
     return pattern[:, None, None] * onehot[None]
 
 
+@functools.lru_cache(maxsize=64)
+def _reference_target(n_steps: int, tau_s: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``psp(psp(d))`` of the reference pattern ``d`` (:func:`desired_spike_pattern`), shape ``[T]``."""
+    pattern = desired_spike_pattern(n_steps, dtype=dtype, device=device)
+    return kernel_target(pattern[:, None], tau_s)[:, 0]
+
+
 def kernel_target(desired: Tensor, tau_s: Param = 3.0) -> Tensor:
     """Target PSC of a desired spike train ``[T, ...]``: ``psp(psp(desired))``, as the reference."""
     return psp(psp(desired, tau_s), tau_s)
@@ -113,11 +121,23 @@ def kernel_loss(
     T, N, C = output_psc.shape
     desired = _as_desired(desired, output_psc)
     if desired is None or desired.dim() == 1:
-        if desired is None:
-            desired = desired_spike_pattern(T, dtype=output_psc.dtype, device=output_psc.device)
-        elif desired.shape[0] != T:
+        if desired is not None and desired.shape[0] != T:
             raise ValueError(f"desired pattern has {desired.shape[0]} steps but output_psc has T={T}")
         labels = _check_labels(labels, N, C)
+        if not isinstance(tau_s, Tensor):
+            # psp is linear and acts on each neuron alone: the target is the filtered [T] pattern on the
+            # label neurons (bit-identical to filtering the whole [T, N, C] train); the reference pattern's
+            # target depends only on T, tau_s, dtype and device and is computed once.
+            if desired is None:
+                filtered = _reference_target(T, float(tau_s), output_psc.dtype, output_psc.device)
+            else:
+                pattern = desired.to(output_psc)
+                check_sequence(pattern[:, None], "desired")
+                filtered = kernel_target(pattern[:, None], tau_s)[:, 0]
+            target = desired_spikes(labels, C, filtered)
+            return 0.5 * ((output_psc - target) ** 2).sum()
+        if desired is None:
+            desired = desired_spike_pattern(T, dtype=output_psc.dtype, device=output_psc.device)
         d = desired_spikes(labels, C, desired.to(output_psc))
     else:
         if desired.shape != output_psc.shape:
