@@ -33,12 +33,11 @@ In TSSL-BP terms (core ``reset=`` names, ``1/tau_m = 1 - beta``):
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from tssl_plugin._impl.reference import LIFConstants, carry_step, spike_trace
 
 #: snnTorch's ``state_function`` method names -> our mode names.
 STATE_FUNCTIONS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "none"}
@@ -118,35 +117,3 @@ def leaky_step(
             elif reset_val == "zero":
                 out = u - do_reset * u
         return StepValues(o, reset, u, u - base, v, out)
-
-
-class MembraneGrad(torch.autograd.Function):
-    """The membrane sequence of the whole-sequence path, with the TSSL-BP membrane-loss gradient.
-
-    A loss on ``mem[t]`` adds ``dL/dmem[t]`` to ``delta[t]`` (spec, "Step-by-step
-    use"); the recursion is linear in ``(dL/do, dL/dmem)``, so this node runs it
-    with ``G = 0`` and the spike node adds the ``dL/do`` part.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, mem: Tensor, u: Tensor, du: Tensor, o: Tensor,
-                k: LIFConstants, warmup: bool) -> Tensor:
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(u, du, o)
-        ctx.meta = (k, warmup)
-        return mem.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g_mem: Optional[Tensor]) -> Tuple[Any, ...]:
-        if g_mem is None:
-            return (None,) * 7
-        u, du, o = ctx.saved_tensors
-        k, warmup = ctx.meta
-        s = spike_trace(o, k.inv_tau_s, u.dtype)
-        g = g_mem.to(u.dtype)
-        zero = torch.zeros_like(u[0])
-        grad_x = torch.empty_like(u)
-        h = None
-        for t in range(u.shape[0] - 1, -1, -1):
-            grad_x[t], h = carry_step(zero, h, u[t], du[t], o[t], s[t], k, warmup, extra=g[t])
-        return grad_x, None, None, None, None, None, None

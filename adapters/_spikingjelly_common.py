@@ -28,8 +28,8 @@ What the core receives per step: ``u = h - V_r``, ``du = h - v_prev`` (the
 step's increment, the same in shifted coordinates), ``o = spike != 0``.
 
 Single-step mode (``step_mode='s'``) calls the shared node
-:func:`tssl_plugin.adapters._stepwise.tssl_step` each step; its carry is kept
-in the plain attribute ``_tssl_carry`` (not a buffer and not a SpikingJelly
+:func:`tssl_plugin.stepwise.tssl_step` each step; its step state is kept
+in the plain attribute ``_tssl_state`` (not a buffer and not a SpikingJelly
 memory, so ``state_dict`` keys do not change) and is cleared by ``reset()``
 (hence by ``functional.reset_net``) and detached by ``detach()``. Multi-step
 mode (``'m'``) calls :func:`tssl_plugin.functional.spikes_with_tssl_grad` once
@@ -51,11 +51,12 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from tssl_plugin._impl.reference import trace_step
-from tssl_plugin.adapters._stepwise import new_carry, tssl_step
-from tssl_plugin.functional import lif_constants, spikes_with_tssl_grad
+from tssl_plugin._validation import check_bool, check_tau_s
+from tssl_plugin.functional import spikes_with_tssl_grad
+from tssl_plugin.rule import lif_constants
+from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-__all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_tau_s", "check_warmup", "check_binary_surrogate", "node_mapping",
+__all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "node_mapping",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
 
 SURROGATE_IGNORED = (
@@ -68,22 +69,6 @@ DETACH_RESET_NOTE = (
     "detach_reset=True has no effect on TSSL-BP gradients (the rule has its own dependence on "
     "the reset); the forward pass is unchanged"
 )
-
-
-def check_tau_s(tau_s: object) -> float:
-    """``tau_s`` must be a real number >= 1 (the PSC time constant of the warm-up trace)."""
-    if isinstance(tau_s, bool) or not isinstance(tau_s, Real):
-        raise TypeError(f"tau_s must be a number >= 1, got {type(tau_s).__name__}")
-    if not (math.isfinite(float(tau_s)) and float(tau_s) >= 1.0):
-        raise ValueError(f"tau_s must be a finite number >= 1, got {tau_s}")
-    return float(tau_s)
-
-
-def check_warmup(warmup: object) -> bool:
-    if not isinstance(warmup, bool):
-        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
-    return warmup
-
 
 
 NON_BINARY = (
@@ -106,8 +91,8 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
     if detach_reset:
         warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
     node.tau_s = check_tau_s(tau_s)
-    node.warmup = check_warmup(warmup)
-    node._tssl_carry = None
+    node.warmup = check_bool(warmup, "warmup")
+    node._tssl_state = None
 
 
 def _number(node: Any, name: str) -> float:
@@ -220,7 +205,7 @@ class TSSLNodeMixin:
 
     tau_s: float = 3.0
     warmup: bool = True
-    _tssl_carry: Optional[Tensor] = None
+    _tssl_state: Optional[StepState] = None
     _TSSL_KIND = "lif"
 
     # ----- mapping ---------------------------------------------------------
@@ -250,7 +235,7 @@ class TSSLNodeMixin:
 
     def _tssl_check_common(self) -> None:
         check_tau_s(self.tau_s)
-        check_warmup(self.warmup)
+        check_bool(self.warmup, "warmup")
         self._lib_check()
         self._tssl_mapping()
 
@@ -269,7 +254,7 @@ class TSSLNodeMixin:
         self._tssl_check_common()
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
         spikes, v_prev, _ = self._lib_run(x_seq.detach(), single=False)
-        self._tssl_carry = None
+        self._tssl_state = None
         if not (torch.is_grad_enabled() and x_seq.requires_grad):
             return spikes
         with torch.no_grad():
@@ -291,17 +276,15 @@ class TSSLNodeMixin:
         spikes, v_prev, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
         spike = spikes[0]
         if not torch.is_grad_enabled() or not x.requires_grad:
-            self._tssl_advance_carry_nograd(x, spike)
+            self._tssl_state = next_state(self._tssl_current_state(x), spike != 0, 1.0 / self.tau_s)
             return spike
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset)
-        carry = self._tssl_current_carry(x)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
-        out, _, carry = tssl_step(current, carry, u[0], du[0], o[0], v_post[0], k, warmup=self.warmup,
-                                  input_scale=scale)
-        self._tssl_carry = carry
+        (out, _), self._tssl_state = tssl_step(current, self._tssl_current_state(x), u[0], du[0], o[0], v_post[0],
+                                               k, warmup=self.warmup, input_scale=scale)
         self._tssl_guard_membrane(x)
         return out.to(spike.dtype)
 
@@ -322,18 +305,14 @@ class TSSLNodeMixin:
         if isinstance(v_seq, Tensor) and v_seq.dim() >= 1 and v_seq.numel() == v_seq.shape[0]:
             self.v_seq = v_seq.reshape(v_seq.shape[0], *shape)
 
-    def _tssl_current_carry(self, x: Tensor) -> Tensor:
+    def _tssl_current_state(self, x: Tensor) -> StepState:
+        """The step state of the running sequence, or a fresh one (new sequence, shape, dtype or device)."""
         cd = _compute_dtype(x)
-        carry = self._tssl_carry
-        if carry is None or carry.shape != x.shape or carry.dtype != cd or carry.device != x.device:
-            carry = new_carry(torch.empty(x.shape, dtype=cd, device=x.device))
-        return carry
-
-    def _tssl_advance_carry_nograd(self, x: Tensor, spike: Tensor) -> None:
-        """Keep the PSC trace current in no-grad steps (cheap: one fused update)."""
-        carry = self._tssl_current_carry(x)
-        with torch.no_grad():
-            self._tssl_carry = trace_step(carry.detach(), spike != 0, 1.0 / self.tau_s)
+        state = self._tssl_state
+        if (state is None or state.trace.shape != x.shape or state.trace.dtype != cd
+                or state.trace.device != x.device):
+            state = initial_state(torch.empty(x.shape, dtype=cd, device=x.device))
+        return state
 
     def _tssl_guard_membrane(self, anchor: Tensor) -> None:
         v = getattr(self, "v", None)
@@ -346,16 +325,16 @@ class TSSLNodeMixin:
     # ----- SpikingJelly state hooks -----------------------------------------
     def reset(self) -> None:
         super().reset()
-        self._tssl_carry = None
+        self._tssl_state = None
 
     def detach(self) -> None:
         super().detach()
-        if self._tssl_carry is not None:
-            self._tssl_carry = self._tssl_carry.detach()
+        if self._tssl_state is not None:
+            self._tssl_state = self._tssl_state.detach()
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_tssl_carry"] = None  # transient step state, never saved or copied
+        state["_tssl_state"] = None  # transient step state, never saved or copied
         return state
 
     def extra_repr(self) -> str:

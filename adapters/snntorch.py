@@ -41,10 +41,8 @@ initial membrane passed in receives no gradient.
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 import weakref
-from numbers import Real
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -52,32 +50,20 @@ from torch import Tensor, nn
 
 from tssl_plugin._optional import require
 from tssl_plugin._validation import check_sequence
-from tssl_plugin.functional import LIFConstants, spikes_with_tssl_grad
+from tssl_plugin._validation import check_bool, check_tau_s
+from tssl_plugin.functional import spikes_with_tssl_grad
+from tssl_plugin.rule import LIFConstants, warmup_level
+from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import Exclude, check_convert_args, excluded_ids
-from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, MembraneGrad, core_reset, leaky_step
-from ._stepwise import new_carry, tssl_step
+from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, core_reset, leaky_step
 
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")
 
 __all__ = ["TSSLLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "_tssl_carry", "_tssl_mem_ref")
-
-
-def _check_tau_s(tau_s: object) -> float:
-    if isinstance(tau_s, bool) or not isinstance(tau_s, Real) or not math.isfinite(float(tau_s)):
-        raise ValueError(f"tau_s must be a finite number >= 1, got {tau_s!r}")
-    if float(tau_s) < 1.0:
-        raise ValueError(f"tau_s must be >= 1, got {tau_s!r}")
-    return float(tau_s)
-
-
-def _check_warmup(warmup: object) -> bool:
-    if not isinstance(warmup, bool):
-        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}")
-    return warmup
+_TSSL_ATTRS = ("tau_s", "warmup", "_tssl_state", "_tssl_mem_ref")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -92,9 +78,13 @@ def unsupported_options(module: nn.Module) -> List[str]:
     if getattr(module, "surrogate_disable", False):
         msgs.append("surrogate_disable=True: it replaces snnTorch's spike function; TSSL-BP already has "
                     "no surrogate, use surrogate_disable=False")
-    if isinstance(getattr(module, "threshold", None), nn.Parameter):
+    threshold = getattr(module, "threshold", None)
+    if isinstance(threshold, nn.Parameter):
         msgs.append("learn_threshold=True: TSSL-BP defines no gradient for the threshold; "
                     "use learn_threshold=False")
+    elif isinstance(threshold, Tensor) and not bool(torch.all(threshold > 0)):
+        msgs.append(f"threshold <= 0 (min {float(threshold.min()):g}): the spike-time sensitivity 1/du needs the "
+                    "membrane to rise to a positive threshold from the reset; use threshold > 0")
     gsf = getattr(module, "graded_spikes_factor", None)
     if isinstance(gsf, nn.Parameter):
         msgs.append("learn_graded_spikes_factor=True: TSSL-BP needs binary spikes; "
@@ -170,8 +160,8 @@ class TSSLLeaky(snn.Leaky):
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True):
-        tau_s = _check_tau_s(tau_s)
-        warmup = _check_warmup(warmup)
+        tau_s = check_tau_s(tau_s)
+        warmup = check_bool(warmup, "warmup")
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
@@ -191,17 +181,17 @@ class TSSLLeaky(snn.Leaky):
         self._tssl_clear()
 
     def _tssl_clear(self) -> None:
-        self._tssl_carry: Optional[Tensor] = None
+        self._tssl_state: Optional[StepState] = None
         self._tssl_mem_ref: Optional[weakref.ref] = None
 
-    def _carry_for(self, state: Tensor, u: Tensor) -> Tensor:
-        """The carry entering this step under the continuation rule (module docstring)."""
-        carry, ref = self._tssl_carry, self._tssl_mem_ref
+    def _state_for(self, mem: Tensor, u: Tensor) -> StepState:
+        """The step state entering this step under the continuation rule (module docstring)."""
+        state, ref = self._tssl_state, self._tssl_mem_ref
         last = ref() if ref is not None else None
-        if (carry is None or last is None or not _same_tensor(state, last) or carry.shape != u.shape
-                or carry.dtype != u.dtype or carry.device != u.device):
-            return new_carry(u)
-        return carry if state.requires_grad else carry.detach()
+        if (state is None or last is None or not _same_tensor(mem, last) or state.trace.shape != u.shape
+                or state.trace.dtype != u.dtype or state.trace.device != u.device):
+            return initial_state(u)
+        return state if mem.requires_grad else state.detach()
 
     def reset_mem(self):
         self._tssl_clear()
@@ -218,7 +208,7 @@ class TSSLLeaky(snn.Leaky):
     def _constants(self, like: Tensor, mode: str, reset_val: str) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
-                            1.0 / (4.0 * self.tau_s), core_reset(mode, self.reset_delay, reset_val))
+                            warmup_level(self.tau_s), core_reset(mode, self.reset_delay, reset_val))
 
     def _zero_corrected(self, reset_val: str) -> bool:
         """The returned membrane is the immediately zero-reset one (``d mem/du = 1 - o``)."""
@@ -249,15 +239,14 @@ class TSSLLeaky(snn.Leaky):
         state = self.mem
         st = leaky_step(input_, state, self.beta, self.threshold, self.graded_spikes_factor, mode,
                         self.reset_delay, reset_val)
-        carry = self._carry_for(state, st.u)
         k = self._constants(st.u, mode, reset_val)
-        spk, mem_out, carry = tssl_step(self._current(input_, st.v), carry, st.u, st.du, st.o, st.mem, k,
-                                        warmup=self.warmup)
+        (spk, mem_out), step_state = tssl_step(self._current(input_, st.v), self._state_for(state, st.u), st.u,
+                                               st.du, st.o, st.mem, k, warmup=self.warmup)
         if self._zero_corrected(reset_val) and mem_out.requires_grad:
             mem_out = torch.where(st.o, mem_out.detach(), mem_out)  # d mem/du = 1 - o
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
-        self._tssl_carry = carry
+        self._tssl_state = step_state
         self._tssl_mem_ref = weakref.ref(mem_out)
         spk = spk.to(torch.float32)  # snnTorch always emits float32 spikes
         if self.output:
@@ -270,8 +259,9 @@ class TSSLLeaky(snn.Leaky):
         """Whole sequence ``[T, N, ...]`` at once, from a zero membrane; returns ``(spk_seq, mem_seq)``.
 
         The same numbers as calling ``reset_mem()`` and then the step loop, but the
-        backward is one call of the core TSSL-BP op (plus one recursion for a
-        membrane loss, if any). Does not read or change the step state.
+        backward is one call of the core TSSL-BP op
+        (:func:`tssl_plugin.functional.spikes_with_tssl_grad`, which also carries
+        a loss on the returned membranes). Does not read or change the step state.
         """
         check_sequence(x_seq, "x_seq")
         self._check_options()
@@ -286,11 +276,9 @@ class TSSLLeaky(snn.Leaky):
         o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
         k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v)
-        spk = spikes_with_tssl_grad(x, u, du, o, k, warmup=self.warmup)
-        if torch.is_grad_enabled() and x.requires_grad:
-            mems = MembraneGrad.apply(x, mems, u, du, o, k, self.warmup)
-            if self._zero_corrected(reset_val):
-                mems = torch.where(o, mems.detach(), mems)
+        spk, mems = spikes_with_tssl_grad(x, u, du, o, k, warmup=self.warmup, mem=mems)
+        if mems.requires_grad and self._zero_corrected(reset_val):
+            mems = torch.where(o, mems.detach(), mems)
         return spk.to(torch.float32), mems
 
     # -- pickling / copying ---------------------------------------------------------------------
@@ -299,7 +287,7 @@ class TSSLLeaky(snn.Leaky):
         mem = state["_buffers"].get("mem")
         if isinstance(mem, Tensor) and not mem.is_leaf:  # a graph cannot be copied (plain snn.Leaky fails here)
             state["_buffers"] = {**state["_buffers"], "mem": mem.detach()}
-        state["_tssl_carry"] = None
+        state["_tssl_state"] = None
         state["_tssl_mem_ref"] = None
         spec = _surrogate_spec(state.get("spike_grad"))
         if spec is not None:
@@ -337,8 +325,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
     not in the model is an error. Returns ``model``.
     """
     check_convert_args(model, strict)
-    tau_s = _check_tau_s(tau_s)
-    warmup = _check_warmup(warmup)
+    tau_s = check_tau_s(tau_s)
+    warmup = check_bool(warmup, "warmup")
     skip = excluded_ids(model, exclude)
     targets, others = [], []
     for name, m in model.named_modules():

@@ -34,7 +34,9 @@ from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
 from ._convert import Exclude, check_convert_args, excluded_ids  # noqa: E402
-from ._spikingjelly_common import check_tau_s, check_warmup, node_mapping  # noqa: E402
+from tssl_plugin._validation import check_bool, check_tau_s  # noqa: E402
+
+from ._spikingjelly_common import node_mapping  # noqa: E402
 
 if hasattr(_sjf, "lif_multi_step"):  # SpikingJelly 2.x
     from . import _spikingjelly_v2 as _version
@@ -95,7 +97,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
-    check_warmup(warmup)
+    check_bool(warmup, "warmup")
     skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []
@@ -122,7 +124,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
         module.__class__ = new_cls
         module.tau_s = tau_s
         module.warmup = warmup
-        module._tssl_carry = None
+        module._tssl_state = None
         if getattr(module, "detach_reset", False):
             detach_reset.append(label)
     if unsupported:
@@ -146,7 +148,7 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "_tssl_carry"):
+        for attr in ("tau_s", "warmup", "_tssl_state"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

@@ -144,14 +144,14 @@ def test_forward_bit_identical_before_and_after_convert(reset, delay, _, hidden)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_forward_bit_identical_variants(dtype):
-    """Per-neuron beta, learnable beta, beta 0 and 1, negative threshold, float64 input."""
+    """Per-neuron beta, learnable beta, beta 0 and 1, a small threshold, float64 input."""
     x = make_x(T=15, shape=(4, 5), scale=1.5, dtype=dtype, seed=1) - 0.2
     variants = [
         dict(beta=torch.linspace(0.0, 1.0, 5)),
         dict(beta=0.9, learn_beta=True),
         dict(beta=1.0, reset_mechanism="zero"),
         dict(beta=0.0),
-        dict(beta=0.7, threshold=-0.1, reset_mechanism="zero", reset_delay=False),
+        dict(beta=0.7, threshold=0.1, reset_mechanism="zero", reset_delay=False),
         dict(beta=0.7, threshold=torch.full((5,), 0.8)),
     ]
     for kw in variants:
@@ -364,7 +364,7 @@ def test_detached_mem_keeps_trace_cuts_gradient():
         (g,) = torch.autograd.grad(torch.stack(out[6:]).sum(), x)
         assert g[:6].abs().max() == 0 and g[6:].abs().max() > 0
         # the trace was kept: in the second chunk the warm-up sees the spikes of the first chunk
-        assert lif._tssl_carry is not None
+        assert lif._tssl_state is not None
 
 
 def test_utils_reset_and_reset_hidden_start_fresh():
@@ -375,9 +375,9 @@ def test_utils_reset_and_reset_hidden_start_fresh():
     spk2, _ = net(x)  # utils.reset inside forward
     spk2.sum().backward()  # would fail if the carry still pointed into batch 1's graph
     snn.Leaky.reset_hidden()
-    assert net.lif1._tssl_carry is not None
+    assert net.lif1._tssl_state is not None
     out = net.lif1(net.fc1(x[0]))
-    assert torch.equal(net.lif1._tssl_carry, torch.zeros_like(out) + (out > 0) / 3.0)  # trace from zero
+    assert torch.equal(net.lif1._tssl_state.trace, torch.zeros_like(out) + (out > 0) / 3.0)  # trace from zero
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,6 +448,8 @@ REFUSED = [
     (dict(learn_graded_spikes_factor=True), "learn_graded_spikes_factor"),
     (dict(learn_threshold=True), "learn_threshold"),
     (dict(surrogate_disable=True), "surrogate_disable"),
+    (dict(threshold=-0.1), "threshold <= 0"),
+    (dict(threshold=torch.tensor([0.5, 0.0])), "threshold <= 0"),
 ]
 
 

@@ -224,12 +224,12 @@ def test_step_mode_switch_and_reset_net_clear_the_carry():
     x = images(5).requires_grad_()
     run(net, x, "s")
     lif = net[1]
-    assert lif._tssl_carry is not None and lif._tssl_carry.grad_fn is not None
+    assert lif._tssl_state is not None and lif._tssl_state.trace.grad_fn is not None
     functional.reset_net(net)
-    assert lif._tssl_carry is None and (not torch.is_tensor(lif.v))
+    assert lif._tssl_state is None and (not torch.is_tensor(lif.v))
     run(net, x, "s")
     functional.detach_net(net)
-    assert lif._tssl_carry.grad_fn is None
+    assert lif._tssl_state.trace.grad_fn is None
     functional.set_step_mode(net, "m")
     net[2] = layer.SeqToANNContainer(torch.nn.AvgPool2d(2))
     y = run(net, x, "m")
@@ -272,9 +272,9 @@ def test_single_step_pickle_mid_sequence_drops_only_the_carry():
     x = images(8)
     with torch.no_grad():
         net(x[0])
-    assert net[1]._tssl_carry is not None
+    assert net[1]._tssl_state is not None
     clone = copy.deepcopy(net)
-    assert clone[1]._tssl_carry is None and net[1]._tssl_carry is not None
+    assert clone[1]._tssl_state is None and net[1]._tssl_state is not None
     assert torch.equal(clone[1].v, net[1].v)
 
 

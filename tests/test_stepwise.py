@@ -1,9 +1,9 @@
-"""The shared single-step node reproduces the whole-sequence op's gradients exactly."""
+"""The core's step-wise node (tssl_plugin.stepwise) reproduces the whole-sequence op's gradients exactly."""
 import pytest
 import torch
 
 from tssl_plugin._impl.reference import forward_step
-from tssl_plugin.adapters._stepwise import new_carry, tssl_step
+from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 from tssl_plugin.functional import RESETS, lif_constants, spikes_with_tssl_grad, tssl_lif
 
 
@@ -11,13 +11,14 @@ def _step_loop(x, k, warmup, mem_weight=None):
     """Drive tssl_step with the reference forward arithmetic, one call per step."""
     v = torch.zeros_like(x[0])
     o = torch.zeros(x.shape[1:], dtype=torch.bool)
-    carry = new_carry(x[0])
+    state = initial_state(x[0])
     spikes, mems = [], []
     for t in range(x.shape[0]):
         with torch.no_grad():
             s_dummy = torch.zeros_like(v)
             o, u, du, v, _ = forward_step(x[t].detach(), v, o, s_dummy, k)
-        spk, mem, carry = tssl_step(x[t], carry, u, du, o, u, k, warmup=warmup)
+        (spk, mem), state = tssl_step(x[t], state, u, du, o, u, k, warmup=warmup)
+        assert isinstance(state, StepState)
         spikes.append(spk)
         mems.append(mem)
     return torch.stack(spikes), torch.stack(mems)
@@ -73,3 +74,39 @@ def test_spikes_with_tssl_grad_matches_core_op():
     (g1,) = torch.autograd.grad(o, x, gy)
     (g2,) = torch.autograd.grad(tssl_lif(x, 5.0, 3.0, 1.0, output="spike"), x, gy)
     torch.testing.assert_close(g1, 0.5 * g2, rtol=1e-12, atol=1e-12)
+
+
+def test_whole_sequence_membrane_output_equals_the_step_loop():
+    """spikes_with_tssl_grad(..., mem=) carries a membrane loss as the step-wise node does."""
+    from tssl_plugin._impl.reference import forward_sequence
+
+    gen = torch.Generator().manual_seed(6)
+    x = (torch.rand(11, 3, 5, generator=gen, dtype=torch.float64) * 0.9).requires_grad_()
+    gy = torch.randn(11, 3, 5, generator=gen, dtype=torch.float64)
+    gm = torch.randn(11, 3, 5, generator=gen, dtype=torch.float64)
+    for reset in RESETS:
+        k = lif_constants(x, 5.0, 3.0, 1.0, reset)
+        tr = forward_sequence(x.detach(), k)
+        spk, mem = spikes_with_tssl_grad(x, tr.u, tr.du, tr.o, k, mem=tr.u)
+        spk_s, mem_s = _step_loop(x, k, warmup=True)
+        assert torch.equal(spk, spk_s) and torch.equal(mem, mem_s)
+        for grads in ([gy, gm], [None, gm]):
+            outs = [o for o, g in zip((spk, mem), grads) if g is not None]
+            outs_s = [o for o, g in zip((spk_s, mem_s), grads) if g is not None]
+            gs = [g for g in grads if g is not None]
+            (g_seq,) = torch.autograd.grad(outs, x, gs, retain_graph=True)
+            (g_step,) = torch.autograd.grad(outs_s, x, gs, retain_graph=True)
+            torch.testing.assert_close(g_seq, g_step, rtol=1e-12, atol=1e-12)
+
+
+def test_state_detach_and_next_state():
+    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    state = initial_state(x[0])
+    assert not state.trace.requires_grad and torch.equal(state.trace, torch.zeros(3, dtype=torch.float64))
+    o = torch.tensor([True, False, True])
+    state2 = next_state(state, o, 1 / 3)
+    torch.testing.assert_close(state2.trace, torch.tensor([1 / 3, 0.0, 1 / 3], dtype=torch.float64))
+    k = lif_constants(x, 5.0, 3.0, 1.0, "zero")
+    (_, _), s3 = tssl_step(x[0], state2, x[0].detach(), x[0].detach(), o, x[0].detach(), k)
+    assert s3.trace.requires_grad and not s3.detach().trace.requires_grad
+    torch.testing.assert_close(s3.trace, next_state(state2, o, 1 / 3).trace)

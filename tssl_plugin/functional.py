@@ -7,13 +7,14 @@ O(T).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from . import _impl
 from ._impl import _op
+from ._impl import reference as _reference
 from ._validation import as_param, check_bool, check_choice, check_impl, check_param, check_sequence
 from .rule import OUTPUTS, RESETS, LIFConstants, Param, lif_constants
 
@@ -81,21 +82,33 @@ def tssl_lif(
 
 
 class _TraceGradFunction(torch.autograd.Function):
-    """Spikes computed elsewhere, with the TSSL-BP gradient w.r.t. the input current."""
+    """Spikes (and membranes) computed elsewhere, with the TSSL-BP gradient w.r.t. the input current."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants,
-                warmup: bool, input_scale: Param, impl: str) -> Tensor:
+    def forward(ctx: Any, x: Tensor, u: Tensor, du: Tensor, o: Tensor, mem: Optional[Tensor], k: LIFConstants,
+                warmup: bool, input_scale: Param, impl: str):
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(u, du, o)
         ctx.meta = (k, warmup, input_scale, impl)
-        return o.to(x.dtype)
+        spikes = o.to(x.dtype)
+        return spikes if mem is None else (spikes, mem.clone())
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+    def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Any, ...]:
         k, warmup, input_scale, impl = ctx.meta
         u, du, o = ctx.saved_tensors
-        grad_x = _impl.call(impl, u, "backward_from_trace", grad.contiguous(), u, du, o, k, warmup, False)
-        return grad_x * input_scale, None, None, None, None, None, None, None
+        g_spike, g_mem = grads[0], (grads[1] if len(grads) > 1 else None)
+        grad_x = None
+        if g_spike is not None:
+            grad_x = _impl.call(impl, u, "backward_from_trace", g_spike.contiguous(), u, du, o, k, warmup, False)
+        if g_mem is not None:
+            # The recursion is linear in (dL/do, dL/dmem): the membrane part runs the same rule with G = 0
+            # and the membrane loss as its extra term (the fused kernels take no extra term).
+            s = _reference.spike_trace(o, k.inv_tau_s, u.dtype)
+            g = _reference.backward_sequence(torch.zeros_like(u), _reference.ForwardTrace(o, u, du, s), k, warmup,
+                                             False, extra=g_mem.to(u.dtype))
+            grad_x = g if grad_x is None else grad_x + g
+        return (None if grad_x is None else grad_x * input_scale), None, None, None, None, None, None, None, None
 
 
 def spikes_with_tssl_grad(
@@ -108,7 +121,8 @@ def spikes_with_tssl_grad(
     warmup: bool = True,
     input_scale: Param = 1.0,
     impl: str = "auto",
-) -> Tensor:
+    mem: Optional[Tensor] = None,
+) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """The core op's backward on a forward pass computed elsewhere (for library adapters).
 
     Returns ``o`` as ``x.dtype``; its gradient ``dL/do`` is turned into
@@ -119,11 +133,19 @@ def spikes_with_tssl_grad(
     from :func:`lif_constants` (threshold relative to the reset value).
     ``input_scale`` is ``d(effective current)/dx`` (``1/tau`` for an input
     that is divided by tau before integration).
+
+    With ``mem`` (the ``[T, ...]`` membrane the host returns), returns
+    ``(spikes, mem)``: a loss on that membrane adds ``dL/dmem[t]`` to
+    ``delta[t]`` before it is carried back, as in the step-wise node
+    (:func:`tssl_plugin.stepwise.tssl_step`), so a whole sequence and a step
+    loop get the same gradients.
     """
     check_impl(impl, _impl.names())
     if torch.is_grad_enabled() and x.requires_grad:
-        return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(), k, warmup, input_scale, impl)
-    return o.to(x.dtype)
+        return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(),
+                                        None if mem is None else mem.detach(), k, warmup, input_scale, impl)
+    spikes = o.to(x.dtype)
+    return spikes if mem is None else (spikes, mem)
 
 
 def impl_names() -> Tuple[str, ...]:

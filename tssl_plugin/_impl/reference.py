@@ -206,10 +206,13 @@ def backward_sequence(
     warmup: bool,
     psc_output: bool,
     explicit_sum: bool = False,
+    extra: Optional[Tensor] = None,
 ) -> Tensor:
     """dL/dx for a whole sequence given dL/da (``psc_output``) or dL/do.
 
     ``explicit_sum=True`` evaluates ``G`` the O(T^2) way of the published code.
+    ``extra`` (``[T, ...]``) is a loss placed directly on the membrane, ``dL/du[t]``,
+    added to ``delta[t]`` before it is carried back (:func:`carry_step`).
     """
     if psc_output:
         G = (psc_error_explicit if explicit_sum else psc_error)(grad, k.inv_tau_s)
@@ -218,5 +221,6 @@ def backward_sequence(
     grad_x = torch.empty_like(grad)
     h = None
     for t in range(grad.shape[0] - 1, -1, -1):
-        grad_x[t], h = carry_step(G[t], h, trace.u[t], trace.du[t], trace.o[t], trace.s[t], k, warmup)
+        grad_x[t], h = carry_step(G[t], h, trace.u[t], trace.du[t], trace.o[t], trace.s[t], k, warmup,
+                                  extra=None if extra is None else extra[t])
     return grad_x

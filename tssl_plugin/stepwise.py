@@ -1,0 +1,120 @@
+r"""The one single-step TSSL-BP node, for code that calls a neuron once per time step.
+
+snnTorch's step loop and SpikingJelly's single-step mode compute one step of
+the membrane with their own arithmetic. :func:`tssl_step` takes what that step
+computed and attaches the TSSL-BP gradient to it, as a pure step function
+returning ``(output, state)``::
+
+    state = initial_state(x0)                       # a zero PSC trace, outside any graph
+    for t in range(T):
+        u, du, o, mem = host_step(x[t], ...)        # the host's own forward, under no_grad
+        (spike, mem), state = tssl_step(x[t], state, u, du, o, mem, k)
+
+The state is the neuron's PSC trace :math:`s[t] = s[t-1] + (o[t] - s[t-1])/\tau_s`,
+which the warm-up reads; in the backward pass its gradient edge carries the
+rule's :math:`h = \delta[t+1]` from one step to the step before. Each call's
+node runs one step of the recursion (:func:`tssl_plugin._impl.reference.carry_step`):
+
+.. math::
+
+    \delta[t] = c[t] \bigl(G[t] + J(h, u[t])\bigr) + \mathrm{leak}(o[t])\, h
+        + \frac{\partial L}{\partial \mathrm{mem}[t]}
+
+with :math:`G[t] = \partial L/\partial o[t]` arriving through the spike
+output (spike output mode) and a loss placed directly on the returned
+membrane entering :math:`\delta[t]` before it is carried back. So a step loop
+gets exactly the gradients of the whole-sequence op
+(:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``), which
+:func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole
+sequence the host ran at once.
+
+A state continues a sequence only while the caller hands it back; a new
+sequence starts from :func:`initial_state`. Detaching the state (its
+``trace``) keeps its value and cuts the carried gradient (truncated BPTT).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ._impl.reference import carry_step, trace_step
+from .rule import LIFConstants, Param
+
+__all__ = ["StepState", "initial_state", "next_state", "tssl_step"]
+
+
+class StepState(NamedTuple):
+    """What one layer carries from step to step: its own PSC trace ``s`` (same shape as the layer)."""
+
+    trace: Tensor
+
+    def detach(self) -> "StepState":
+        """The same trace with the carried gradient cut (truncated BPTT)."""
+        return StepState(self.trace.detach())
+
+
+def initial_state(like: Tensor) -> StepState:
+    """The state at the start of a sequence: a zero trace shaped like ``like``, outside any graph."""
+    return StepState(torch.zeros_like(like))
+
+
+def next_state(state: StepState, o: Tensor, inv_tau_s: Param) -> StepState:
+    """The state after a step with spikes ``o`` when no gradient is needed: the trace alone advances."""
+    return StepState(trace_step(state.trace.detach(), o, inv_tau_s))
+
+
+class _StepNode(torch.autograd.Function):
+    """One time step: ``(x_t, trace_in) -> (spike, mem, trace_out)``; backward runs one step of the rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
+                s: Tensor, mem: Tensor, k: LIFConstants, warmup: bool, input_scale: Param):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(u, du, o, s)
+        ctx.meta = (k, warmup, input_scale)
+        return o.to(x_t.dtype), mem.clone(), s.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
+        u, du, o, s = ctx.saved_tensors
+        k, warmup, input_scale = ctx.meta
+        G = g_spike if g_spike is not None else torch.zeros_like(u)
+        grad_x, delta = carry_step(G, g_trace, u, du, o, s, k, warmup, extra=g_mem)
+        return grad_x * input_scale, delta, None, None, None, None, None, None, None, None
+
+
+def tssl_step(
+    x_t: Tensor,
+    state: StepState,
+    u: Tensor,
+    du: Tensor,
+    o: Tensor,
+    mem: Tensor,
+    k: LIFConstants,
+    *,
+    warmup: bool = True,
+    input_scale: Param = 1.0,
+) -> Tuple[Tuple[Tensor, Tensor], StepState]:
+    """One step with TSSL-BP gradients: returns ``((spike, mem), state)``.
+
+    Args:
+        x_t: the step's input current, the tensor that receives ``dL/dx``
+            (times ``input_scale``: ``1/tau`` for an input divided by ``tau``).
+        state: the previous step's state, or :func:`initial_state` at a new sequence.
+        u: the membrane the spike fired on, relative to the reset value.
+        du: the step's increment, measured from the membrane after every reset.
+        o: the spikes (bool).
+        mem: the membrane the host returns; a loss on it enters ``delta[t]``.
+        k: the layer's constants (:func:`tssl_plugin.rule.lif_constants`).
+
+    ``spike`` has ``x_t``'s dtype. Without grad mode, or when neither ``x_t``
+    nor the state needs a gradient, no node is built and only the trace advances.
+    """
+    s = next_state(state, o, k.inv_tau_s).trace
+    if torch.is_grad_enabled() and (x_t.requires_grad or state.trace.requires_grad):
+        spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o, s, mem.detach(), k,
+                                                warmup, input_scale)
+        return (spike, mem_out), StepState(s_out)
+    return (o.to(x_t.dtype), mem), StepState(s)
