@@ -212,6 +212,13 @@ class TSSLNodeMixin:
     def _tssl_mapping(self) -> Tuple[float, float, float, str, float]:
         return node_mapping(self, type(self)._TSSL_KIND)
 
+    def _tssl_learns(self, x: Tensor) -> bool:
+        """A TSSL-BP node is needed: grad mode, and the input or a learnable leak (PLIF's ``w``) needs a gradient."""
+        if not torch.is_grad_enabled():
+            return False
+        w = getattr(self, "w", None) if self._TSSL_KIND == "plif" else None
+        return x.requires_grad or (isinstance(w, Tensor) and w.requires_grad)
+
     def _tssl_input(self, x: Tensor, v_prev: Tensor, vr: float, scale: float) -> Tuple[Tensor, float]:
         """``(tensor, scale)``: the tensor that receives ``dL/dx``, and the factor from the rule's current to it.
 
@@ -255,7 +262,7 @@ class TSSLNodeMixin:
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
         spikes, v_prev, _ = self._lib_run(x_seq.detach(), single=False)
         self._tssl_state = None
-        if not (torch.is_grad_enabled() and x_seq.requires_grad):
+        if not self._tssl_learns(x_seq):
             return spikes
         with torch.no_grad():
             h = self._lib_charge(x_seq.detach(), v_prev)
@@ -263,7 +270,7 @@ class TSSLNodeMixin:
         k = lif_constants(u, tau_m, self.tau_s, thr, reset)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
-        self._tssl_guard_membrane(x_seq)
+        self._tssl_guard_membrane(current)
         return out.to(spikes.dtype)
 
     def single_step_forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
@@ -275,17 +282,18 @@ class TSSLNodeMixin:
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
         spikes, v_prev, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
         spike = spikes[0]
-        if not torch.is_grad_enabled() or not x.requires_grad:
-            self._tssl_state = next_state(self._tssl_current_state(x), spike != 0, 1.0 / self.tau_s)
+        state = self._tssl_current_state(x)
+        if not (self._tssl_learns(x) or (torch.is_grad_enabled() and state.trace.requires_grad)):
+            self._tssl_state = next_state(state, spike != 0, 1.0 / self.tau_s)
             return spike
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
-        (out, _), self._tssl_state = tssl_step(current, self._tssl_current_state(x), u[0], du[0], o[0], v_post[0],
-                                               k, warmup=self.warmup, input_scale=scale)
-        self._tssl_guard_membrane(x)
+        (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
+                                               warmup=self.warmup, input_scale=scale)
+        self._tssl_guard_membrane(out)
         return out.to(spike.dtype)
 
     def _tssl_scalar_step(self, x: Tensor) -> Tensor:

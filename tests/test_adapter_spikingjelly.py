@@ -580,3 +580,14 @@ def test_version_module_implements_the_contract():
         assert issubclass(cls, SpikingJellyVersion) and issubclass(cls, original)
         for hook in ("_lib_check", "_lib_run", "_lib_charge"):
             assert getattr(cls, hook) is not getattr(SpikingJellyVersion, hook), (cls.__name__, hook)
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_plif_leak_learns_when_the_input_needs_no_gradient(mode):
+    """A first layer fed by data: only w needs a gradient, and it gets one (as SpikingJelly's own PLIF)."""
+    node = TSSLParametricLIFNode(init_tau=2.0, decay_input=False, step_mode=mode)
+    x = torch.rand(T, 4, 5, generator=torch.Generator().manual_seed(9)) * 1.5
+    y = run(node, x, mode)
+    assert y.sum() > 0 and y.requires_grad
+    (y * torch.linspace(-1, 1, 5)).sum().backward()
+    assert node.w.grad is not None and node.w.grad.abs() > 0
