@@ -123,22 +123,6 @@ def training_requirements(cfg: Any, quiet: bool) -> List[Tuple[str, str]]:
     return req
 
 
-def _config_from_args(args: argparse.Namespace, explicit: set) -> Any:
-    """Config = defaults, overlaid by the preset's values, overlaid by the options given explicitly."""
-    from .config import Config
-    from .presets import preset_values
-
-    fields = {f.name for f in dataclasses.fields(Config)}
-    values: Dict[str, Any] = {k: v for k, v in vars(args).items() if k in fields and k != "backends"}
-    if args.preset:
-        for k, v in preset_values(args.preset).items():
-            if k not in explicit:
-                values[k] = v
-    values["backends"] = [n.strip() for n in args.backends.split(",") if n.strip()]
-    return Config(**values)
-
-
-
 def config_from_args(args: argparse.Namespace, explicit: set, **fixed: Any) -> Any:
     """Config = defaults, overlaid by the preset's values, by the options given explicitly, then ``fixed``."""
     from .config import Config
