@@ -84,12 +84,14 @@ def _interrupted(out: Optional[Path]) -> str:
 
 def _train(argv: Sequence[str]) -> int:
     from .backends import BackendUnavailable, resolve
-    from .config import check_config
+    from .config import check_config, read_config
     from .data import DataError
+    from .device import check_device
+    from .distributed import dist_info
     from .extras import MissingExtras, check_requirements
-    from .results_dir import check_new_out, read_config
+    from .results_dir import check_new_out
     from .summary import console_table
-    from .train import check_device, dist_info, run_benchmark
+    from .train import run_benchmark
 
     parser = build_parser()
     args = parser.parse_args(argv)

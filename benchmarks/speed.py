@@ -113,7 +113,7 @@ def _sync(device: torch.device) -> None:
 def time_layer(fn: Callable[[Tensor], Tensor], T: int, N: int, n: int, device: torch.device, *,
                repeats: int, warmup: int, seed: int) -> Dict[str, float]:
     """Median forward / backward milliseconds and peak memory of ``fn`` on ``[T, N, n]``."""
-    from .train import _SavedBytes
+    from .memory import SavedBytes as _SavedBytes
 
     gen = torch.Generator().manual_seed(seed)
     x0 = (torch.rand(T, N, n, generator=gen) * 0.8).to(device)
@@ -151,7 +151,7 @@ def time_layer(fn: Callable[[Tensor], Tensor], T: int, N: int, n: int, device: t
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the speed sub-command; returns the exit status."""
-    from .train import pick_device
+    from .device import pick_device
 
     from .extras import MissingExtras, check_requirements
     from .results_dir import check_new_out, clear_results
@@ -182,8 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(args: argparse.Namespace, backends: List[B.Backend], device: torch.device, out: Path, show_bar: bool,
          clear_results) -> int:
-    from .train import machine_info
-    from .summary import _MEASURE_LABEL
+    from .machine import machine_info
+    from .memory import MEASURE_LABELS as _MEASURE_LABEL
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -48,7 +48,7 @@ def _names(text: str, valid: Sequence[str], what: str) -> List[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``tssl-bench study``: the training options, with ``--losses``/``--resets`` for ``--loss``/``--reset``."""
-    from .config import LOSSES
+    from .losses import LOSSES
     from .train_options import add_training_options
 
     p = Parser(prog="tssl-bench study", formatter_class=HelpFormatter, description=DESCRIPTION)
@@ -122,8 +122,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .config import check_config, config_from_json
     from .data import DataError
     from .extras import MissingExtras, check_requirements
+    from .device import check_device
     from .results_dir import check_new_out
-    from .train import check_device, run_benchmark
+    from .train import run_benchmark
     from .train_options import config_from_args, training_requirements
 
     parser = build_parser()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any, Dict, Iterable, List, Tuple
 
 from .options import ints, nonneg_int, pos_int
@@ -16,7 +15,8 @@ __all__ = ["add_training_options", "config_from_args", "training_requirements"]
 def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()) -> None:
     """Add every training option to ``p`` except the ``dest`` names in ``skip``."""
     from .backends import DEFAULT_BACKENDS
-    from .config import INITS, LOSSES, NORMALIZATIONS, OPTIMIZERS, Config
+    from .config import INITS, NORMALIZATIONS, OPTIMIZERS, Config
+    from .losses import LOSSES
     from .data import DATASETS
     from .models import ARCHITECTURES
     from .presets import PRESETS
@@ -103,13 +103,10 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     add("--quiet", action="store_true", help="no progress bars (also off when stderr is not a terminal)")
 
 
-def progress_shown(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
-
-
 def training_requirements(cfg: Any, quiet: bool) -> List[Tuple[str, str]]:
     """``(module, extra)`` pairs a training run of ``cfg`` imports."""
     from .backends import resolve
+    from .progress import progress_shown
 
     req = [("matplotlib", "bench")]
     if progress_shown(quiet):

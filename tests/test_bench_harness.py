@@ -12,7 +12,8 @@ import torch
 
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
-from tssl_plugin.benchmarks.train import Config, run_benchmark
+from tssl_plugin.benchmarks.config import Config
+from tssl_plugin.benchmarks.train import run_benchmark
 
 SMALL = ["--limit-train", "320", "--limit-test", "100", "--hidden", "64", "--epochs", "3", "--seeds", "1",
          "--batch-size", "16", "--lr", "1e-2", "--quiet"]
