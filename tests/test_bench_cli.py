@@ -209,7 +209,7 @@ def test_help_is_plain_text_with_flags_off_by_default(capsys):
 
 def test_speed_refuses_bad_counts_before_writing(tmp_path, capsys):
     out = tmp_path / "speed"
-    for bad in (["--repeats", "0"], ["--warmup", "-1"], ["--batch-size", "0"], ["--threshold", "0"],
+    for bad in (["--repeats", "0"], ["--untimed", "-1"], ["--batch-size", "0"], ["--threshold", "0"],
                 ["--device", "foo"]):
         assert _rc(["speed", "--backends", "native:tssl", "--steps", "4", "--sizes", "8", "--out", str(out)]
                    + bad) == 2
