@@ -14,7 +14,7 @@ import shlex
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from . import report as R
 
@@ -32,15 +32,17 @@ def resume_command(out: Path) -> str:
     return f"tssl-bench --resume {shlex.quote(str(out))}"
 
 
-def existing_results(out: Path) -> List[str]:
-    """Names of the :data:`RESULT_FILES` present in ``out``."""
-    return sorted({p.name for pattern in RESULT_FILES for p in out.glob(pattern)})
+def existing_results(out: Path, files: Sequence[str] = RESULT_FILES) -> List[str]:
+    """Names of the ``files`` (glob patterns; a run's :data:`RESULT_FILES` by default) present in ``out``."""
+    return sorted({p.name for pattern in files for p in out.glob(pattern)})
 
 
-def check_new_out(out: Path, *, overwrite: bool, resumable: bool = True) -> None:
-    """ValueError unless ``out`` can take a new run: absent, or a folder without results (or ``overwrite``).
+def check_new_out(out: Path, *, overwrite: bool, resume: Optional[Callable[[Path], str]] = resume_command,
+                  files: Sequence[str] = RESULT_FILES, holding: str = "tssl-bench results") -> None:
+    """ValueError unless ``out`` can take a new run: absent, or a folder without ``files`` (or ``overwrite``).
 
-    ``resumable``: the command can continue an earlier run (training), so the error names the resume command.
+    ``resume``: the command that continues the earlier run in a folder, named in the error (None for a
+    command that cannot resume); ``holding``: what the ``files`` are, for the error.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; give a new folder name")
@@ -48,16 +50,16 @@ def check_new_out(out: Path, *, overwrite: bool, resumable: bool = True) -> None
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"--out {out}: {parent} is a file, not a folder; give another path")
     if out.is_dir() and not overwrite:
-        found = existing_results(out)
+        found = existing_results(out, files)
         if found:
-            what = (f"continue that run with: {resume_command(out)}, or add --overwrite to delete them and start again"
-                    if resumable else "give another --out, or add --overwrite to delete them first")
-            raise ValueError(f"--out {out} already holds tssl-bench results ({', '.join(found)}); {what}")
+            what = (f"continue that run with: {resume(out)}, or add --overwrite to delete them and start again"
+                    if resume is not None else "give another --out, or add --overwrite to delete them first")
+            raise ValueError(f"--out {out} already holds {holding} ({', '.join(found)}); {what}")
 
 
-def clear_results(out: Path) -> None:
-    """Delete the files a previous run wrote into ``out`` (only :data:`RESULT_FILES`)."""
-    for name in existing_results(out):
+def clear_results(out: Path, files: Sequence[str] = RESULT_FILES) -> None:
+    """Delete the ``files`` a previous run wrote into ``out`` (a run's :data:`RESULT_FILES` by default), nothing else."""
+    for name in existing_results(out, files):
         p = out / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

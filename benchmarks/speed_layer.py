@@ -166,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for b in backends:
             b.check_available()
         device = pick_device(args.device)
-        check_new_out(out, overwrite=args.overwrite, resumable=False)
+        check_new_out(out, overwrite=args.overwrite, resume=None)
     except (ValueError, B.BackendUnavailable, MissingExtras) as err:
         print(f"tssl-bench speed: error: {err}", file=sys.stderr)
         return 2
