@@ -54,7 +54,7 @@ def check_new_out(out: Path, *, overwrite: bool, resume: Optional[Callable[[Path
         if found:
             what = (f"continue that run with: {resume(out)}, or add --overwrite to delete them and start again"
                     if resume is not None else "give another --out, or add --overwrite to delete them first")
-            raise ValueError(f"--out {out} already holds {holding} ({', '.join(found)}); {what}")
+            raise ValueError(f"--out {out} exists and already holds {holding} ({', '.join(found)}); {what}")
 
 
 def clear_results(out: Path, files: Sequence[str] = RESULT_FILES) -> None:
