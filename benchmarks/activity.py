@@ -27,7 +27,7 @@ operations are counted from its binary spikes, like those of the library network
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -1,8 +1,9 @@
 """``tssl-bench``: train the same network with TSSL-BP and with surrogate gradients, side by side.
 
-``tssl-bench [options]`` trains; ``tssl-bench speed [options]`` times one spiking
-layer per backend. ``python -m tssl_plugin.benchmarks`` is the same program;
-under ``torchrun --nproc_per_node N`` training uses DistributedDataParallel.
+``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer]``
+times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py).
+``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
+training uses DistributedDataParallel.
 
 Every option is checked before anything is written: a bad value, a missing
 optional package, an unusable device or a folder that already holds results
@@ -27,7 +28,8 @@ gradients of snnTorch and SpikingJelly, side by side (accuracy, time, memory,
 spike activity, synaptic operations).
 
   tssl-bench [options]          train (this help)
-  tssl-bench speed --help       forward+backward timing of one spiking layer
+  tssl-bench speed --help       forward+backward timing of one spiking layer per backend, and
+                                the other timings (mlp-step, scaling, gpu-layer)
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench --resume DIR       continue an interrupted run
@@ -84,12 +86,14 @@ def _interrupted(out: Optional[Path]) -> str:
 
 def _train(argv: Sequence[str]) -> int:
     from .backends import BackendUnavailable, resolve
-    from .config import check_config
+    from .config import check_config, read_config
     from .data import DataError
+    from .device import check_device
+    from .distributed import dist_info
     from .extras import MissingExtras, check_requirements
-    from .results_dir import check_new_out, read_config
+    from .results_dir import check_new_out
     from .summary import console_table
-    from .train import check_device, dist_info, run_benchmark
+    from .train import run_benchmark
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""What determines a training run: :class:`Config` (saved as ``config.json``) and its checks.
+"""What determines a training run: :class:`Config` (saved as ``config.json``, read back by ``--resume``) and its checks.
 
 :func:`config_problems` lists every value that cannot run, so the command line
 refuses a bad option with one line before any output folder exists, and a
@@ -7,17 +7,19 @@ hand-edited ``config.json`` is refused the same way under ``--resume``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
+from .losses import LOSSES
 
-__all__ = ["Config", "LOSSES", "OPTIMIZERS", "INITS", "NORMALIZATIONS", "config_problems", "check_config",
-           "config_from_json", "default_weight_decay"]
+__all__ = ["Config", "OPTIMIZERS", "INITS", "NORMALIZATIONS", "config_problems", "check_config",
+           "config_from_json", "read_config", "as_dict", "default_weight_decay"]
 
-LOSSES = ("natural", "kernel", "count", "ce_rate", "mse_rate")
 #: optimisers; the same one trains every backend of a run.
 OPTIMIZERS = ("adamw", "adam")
 #: initial weights: PyTorch's layer default times ``init_gain``, or the official TSSL-BP code's.
@@ -159,6 +161,21 @@ def config_from_json(data: Any, source: str) -> Config:
         return Config(**data)
     except TypeError as err:
         raise ValueError(f"{source}: {err}") from err
+
+
+def read_config(out: Path) -> Config:
+    """The saved config of the run in ``out`` (``--resume``); ValueError naming the file if it is missing or unreadable."""
+    if not out.is_dir():
+        raise ValueError(f"--resume {out}: no such folder")
+    path = out / "config.json"
+    if not path.exists():
+        raise ValueError(f"--resume {out}: no config.json there (not a tssl-bench output folder)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--resume: cannot read {path} ({type(err).__name__}: {err}); it is damaged. Restore it, "
+                         f"or start a new run with --out") from err
+    return config_from_json(data, str(path))
 
 
 def as_dict(cfg: Config) -> Dict[str, Any]:

@@ -37,7 +37,6 @@ hidden and output layers.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -80,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--out", default=None, help="folder for results.jsonl and summary.{json,md} (none: print only)")
+    p.add_argument("--out", default=None,
+                   help="folder for config.json, results.jsonl and summary.{json,csv,md}, new or without earlier "
+                        "results (none: print only)")
+    p.add_argument("--overwrite", action="store_true", help="let --out name a folder with earlier results: delete them first")
     return p
 
 
@@ -250,27 +252,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("seeds", "epochs", "steps", "hidden", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.out is not None and Path(args.out).exists():
-        parser.error(f"--out {args.out} exists; give a new folder (results are never overwritten)")
+    from .results_dir import check_new_out, start_results, write_summary_files
+
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
+        try:
+            check_new_out(out, overwrite=args.overwrite, resume=None)
+        except ValueError as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     data = _digits()
+    writer = None if out is None else start_results(out, vars(args), overwrite=args.overwrite)
     records = []
     for loss in losses:
         for reset in resets:
             for variant in variants:
                 for seed in range(args.seeds):
                     records.append(run_one(args.library, loss, reset, variant, seed, args, data))
+                    if writer is not None:
+                        writer.append(records[-1])
     rows = summarize(records)
     table = markdown(rows)
     print(table)
-    if args.out is not None:
-        from .report import atomic_write_json, atomic_write_text
-
-        out = Path(args.out)
-        out.mkdir(parents=True)
-        atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        atomic_write_json(out / "summary.json", {"rows": rows, "config": vars(args)})
-        atomic_write_text(out / "summary.md", f"`tssl-bench hosts {' '.join(argv)}`\n\n{table}\n")
+    if out is not None:
+        cols = ["library", "loss", "reset", "variant", "seeds", "mean", "std", "accuracies", "firing_rates"]
+        csv_rows = [[" ".join(f"{v:.4f}" for v in r[c]) if isinstance(r[c], list) else r[c] for c in cols]
+                    for r in rows]
+        write_summary_files(out, {"rows": rows, "config": vars(args)}, cols, csv_rows,
+                            f"`tssl-bench hosts {' '.join(argv)}`\n\n{table}\n")
         print(f"\nresults in {out}")
     return 0
 

@@ -155,18 +155,9 @@ def _save_fig(fig, path: os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylabel: str, title: str,
-               logx: bool = False, logy: bool = False, hlines: Optional[Dict[str, float]] = None) -> None:
-    """One line per series ``name -> (x, y[, yerr])``, dashed horizontal lines ``label -> y``; saved as PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    for name, xy in series.items():
-        x, y = xy[0], xy[1]
-        line, = ax.plot(x, y, marker="o", ms=3, label=name)
-        if len(xy) > 2 and xy[2] is not None:
-            lo = [a - b for a, b in zip(y, xy[2])]
-            hi = [a + b for a, b in zip(y, xy[2])]
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+def _finish_axes(plt, fig, ax, path: os.PathLike, *, xlabel: str, ylabel: str, title: str, logx: bool, logy: bool,
+                 hlines: Optional[Dict[str, float]]) -> None:
+    """Dashed horizontal lines ``label -> y``, labels, title, log scales, grid and legend; save ``fig`` as PNG and close it."""
     for i, (label, y) in enumerate((hlines or {}).items()):
         ax.axhline(y, color="k", ls="--" if i == 0 else ":", lw=1, label=label)
     ax.set_xlabel(xlabel)
@@ -182,6 +173,21 @@ def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylab
     plt.close(fig)
 
 
+def plot_lines(path: os.PathLike, series: Dict[str, tuple], *, xlabel: str, ylabel: str, title: str,
+               logx: bool = False, logy: bool = False, hlines: Optional[Dict[str, float]] = None) -> None:
+    """One line per series ``name -> (x, y[, yerr])``, dashed horizontal lines ``label -> y``; saved as PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for name, xy in series.items():
+        x, y = xy[0], xy[1]
+        line, = ax.plot(x, y, marker="o", ms=3, label=name)
+        if len(xy) > 2 and xy[2] is not None:
+            lo = [a - b for a, b in zip(y, xy[2])]
+            hi = [a + b for a, b in zip(y, xy[2])]
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+    _finish_axes(plt, fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title, logx=logx, logy=logy, hlines=hlines)
+
+
 def plot_points(path: os.PathLike, points: Dict[str, tuple], *, xlabel: str, ylabel: str, title: str,
                 logx: bool = False, hlines: Optional[Dict[str, float]] = None) -> None:
     """One marker per name ``name -> (x, y, xerr, yerr)`` with error bars; saved as PNG."""
@@ -190,17 +196,7 @@ def plot_points(path: os.PathLike, points: Dict[str, tuple], *, xlabel: str, yla
     for i, (name, (x, y, xerr, yerr)) in enumerate(points.items()):
         ax.errorbar([x], [y], xerr=[xerr] if xerr else None, yerr=[yerr] if yerr else None, fmt="os^Dv<>ph*"[i % 10],
                     ms=7, capsize=3, color=f"C{i}", label=name)
-    for i, (label, y) in enumerate((hlines or {}).items()):
-        ax.axhline(y, color="k", ls="--" if i == 0 else ":", lw=1, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    if logx:
-        ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save_fig(fig, path)
-    plt.close(fig)
+    _finish_axes(plt, fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title, logx=logx, logy=False, hlines=hlines)
 
 
 def bars_figure(names: Sequence[str], panels: Sequence[tuple], title: str):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def _names(text: str, valid: Sequence[str], what: str) -> List[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``tssl-bench study``: the training options, with ``--losses``/``--resets`` for ``--loss``/``--reset``."""
-    from .config import LOSSES
+    from .losses import LOSSES
     from .train_options import add_training_options
 
     p = Parser(prog="tssl-bench study", formatter_class=HelpFormatter, description=DESCRIPTION)
@@ -61,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=pos_int, default=4, help="seeds per cell; mean and std are reported")
     add_training_options(p, skip={"loss", "reset", "list_backends", "backends", "seeds"})
     return p
+
+
+def resume_command(out: Path) -> str:
+    """The exact command that continues the study in ``out``."""
+    return f"tssl-bench study --resume {shlex.quote(str(out))}"
 
 
 def _cell_name(loss: str, reset: str) -> str:
@@ -122,8 +126,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .config import check_config, config_from_json
     from .data import DataError
     from .extras import MissingExtras, check_requirements
-    from .results_dir import check_new_out
-    from .train import check_device, run_benchmark
+    from .device import check_device
+    from .results_dir import check_new_out, clear_results
+    from .train import run_benchmark
     from .train_options import config_from_args, training_requirements
 
     parser = build_parser()
@@ -151,13 +156,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             base_cfg = config_from_args(args, explicit)
             losses, resets = args.losses, args.resets
             out = Path(args.out or str(Path("tssl-bench-results") / ("study-" + time.strftime("%Y%m%d-%H%M%S"))))
-            if out.exists() and not out.is_dir():
-                raise ValueError(f"--out {out} is a file, not a folder; give a new folder name")
-            found = [n for n in STUDY_FILES if (out / n).exists()]
-            if found and not args.overwrite:
-                raise ValueError(f"--out {out} already holds a study ({', '.join(found)}); continue it with: "
-                                 f"tssl-bench study --resume {shlex.quote(str(out))}, or add --overwrite to delete "
-                                 f"it and start again")
+            check_new_out(out, overwrite=args.overwrite, resume=resume_command, files=STUDY_FILES,
+                          holding="a tssl-bench study")
             check_new_out(out, overwrite=args.overwrite)
         resolve(base_cfg.backends)
         check_config(base_cfg)
@@ -174,9 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if not args.resume:
             if args.overwrite:
-                for n in STUDY_FILES:
-                    p = out / n
-                    shutil.rmtree(p) if p.is_dir() else (p.unlink() if p.exists() else None)
+                clear_results(out, STUDY_FILES)
             out.mkdir(parents=True, exist_ok=True)
             R.atomic_write_json(out / "study_config.json", {"config": base, "losses": losses, "resets": resets})
         cells: List[Dict[str, Any]] = []
@@ -191,7 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 _write(out, base, cells, plan, started)
     except KeyboardInterrupt:
         print(f"tssl-bench study: interrupted; finished epochs are saved under {out / 'cells'}; continue with: "
-              f"tssl-bench study --resume {shlex.quote(str(out))}", file=sys.stderr)
+              f"{resume_command(out)}", file=sys.stderr)
         return 130
     except (ValueError, BackendUnavailable, DataError, MissingExtras) as err:
         print(f"tssl-bench study: error: {err}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Turn per-epoch records into ``summary.json``, ``summary.csv``, ``summary.md`` and the PNG plots.
+"""Turn a training run's per-epoch records into ``summary.json``, ``summary.csv``, ``summary.md`` and the PNG plots.
 
 Per backend, over seeds: mean and (sample) standard deviation of the final
 test accuracy, mean of the final train accuracy / loss, mean seconds per
@@ -12,11 +12,12 @@ loss at every epoch).
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import report as R
+from .memory import MEASURE_LABELS
+from .results_dir import write_summary_files
 
 __all__ = ["write_summary", "aggregate", "summary_rows", "SUMMARY_COLUMNS", "activity_markdown", "preset_info"]
 
@@ -206,11 +207,9 @@ def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, a
     summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "memory_measure": measure,
                "preset": preset,
                "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test), "source": ds.source},
-               "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}",
-               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    R.atomic_write_json(out / "summary.json", summary)
-    R.atomic_write_text(out / "summary.csv", R.csv_text(SUMMARY_COLUMNS, summary_rows(runs)))
-    R.atomic_write_text(out / "summary.md", markdown(runs, cfg, ds, arch, machine, measure, preset))
+               "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}"}
+    summary = write_summary_files(out, summary, SUMMARY_COLUMNS, summary_rows(runs),
+                                  markdown(runs, cfg, ds, arch, machine, measure, preset))
     _plots(out, runs, ds.name, measure, preset)
     return summary
 
@@ -225,12 +224,6 @@ def preset_info(name: Optional[str]) -> Optional[Dict[str, Any]]:
     return {"name": p.name, "title": p.title, "paper_accuracy": p.paper_accuracy, "paper_best": p.paper_best,
             "paper_epochs": p.paper_epochs, "text": p.paper_text(), "config_file": p.config_file,
             "deviations": list(p.deviations)}
-
-
-_MEASURE_LABEL = {"cuda_max_memory_allocated": "CUDA allocator peak",
-                  "cpu_autograd_saved_tensors_plus_params_grads_optimizer":
-                      "CPU: saved for backward + params, grads, optimizer state",
-                  "cpu_autograd_saved_tensors": "CPU: tensors saved for backward"}
 
 
 def _plots(out: Path, runs: List[Dict[str, Any]], dataset: str, measure: str,
@@ -252,5 +245,5 @@ def _plots(out: Path, runs: List[Dict[str, Any]], dataset: str, measure: str,
     R.plot_bars(out / "time_memory.png", names,
                 [("seconds per epoch", [r["seconds_per_epoch"] for r in runs], [r["seconds_per_epoch_std"] for r in runs],
                   "training wall time"),
-                 ("peak memory MB", [r["peak_memory_mb"] for r in runs], None, _MEASURE_LABEL.get(measure, measure))],
+                 ("peak memory MB", [r["peak_memory_mb"] for r in runs], None, MEASURE_LABELS.get(measure, measure))],
                 title=f"{dataset}: training time and memory per backend")

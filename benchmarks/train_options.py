@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any, Dict, Iterable, List, Tuple
 
 from .options import ints, nonneg_int, pos_int
@@ -16,7 +15,8 @@ __all__ = ["add_training_options", "config_from_args", "training_requirements"]
 def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()) -> None:
     """Add every training option to ``p`` except the ``dest`` names in ``skip``."""
     from .backends import DEFAULT_BACKENDS
-    from .config import INITS, LOSSES, NORMALIZATIONS, OPTIMIZERS, Config
+    from .config import INITS, NORMALIZATIONS, OPTIMIZERS, Config
+    from .losses import LOSSES
     from .data import DATASETS
     from .models import ARCHITECTURES
     from .presets import PRESETS
@@ -103,13 +103,10 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     add("--quiet", action="store_true", help="no progress bars (also off when stderr is not a terminal)")
 
 
-def progress_shown(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
-
-
 def training_requirements(cfg: Any, quiet: bool) -> List[Tuple[str, str]]:
     """``(module, extra)`` pairs a training run of ``cfg`` imports."""
     from .backends import resolve
+    from .progress import progress_shown
 
     req = [("matplotlib", "bench")]
     if progress_shown(quiet):
@@ -121,22 +118,6 @@ def training_requirements(cfg: Any, quiet: bool) -> List[Tuple[str, str]]:
     for b in resolve(cfg.backends):
         req += b.requirements()
     return req
-
-
-def _config_from_args(args: argparse.Namespace, explicit: set) -> Any:
-    """Config = defaults, overlaid by the preset's values, overlaid by the options given explicitly."""
-    from .config import Config
-    from .presets import preset_values
-
-    fields = {f.name for f in dataclasses.fields(Config)}
-    values: Dict[str, Any] = {k: v for k, v in vars(args).items() if k in fields and k != "backends"}
-    if args.preset:
-        for k, v in preset_values(args.preset).items():
-            if k not in explicit:
-                values[k] = v
-    values["backends"] = [n.strip() for n in args.backends.split(",") if n.strip()]
-    return Config(**values)
-
 
 
 def config_from_args(args: argparse.Namespace, explicit: set, **fixed: Any) -> Any:

@@ -11,7 +11,7 @@ from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli
 from tssl_plugin.benchmarks import models as M
 from tssl_plugin.benchmarks.activity import ActivityMeter, fanout
-from tssl_plugin.benchmarks.train import encode
+from tssl_plugin.benchmarks.encoding import encode
 
 SMALL_CNN = "4C3p1-P2-6C3-P2-12"  # conv with padding, pooling, conv at the border, fc, output
 

@@ -16,6 +16,7 @@ import torch
 
 from tssl_plugin.benchmarks import cli, extras, report
 from tssl_plugin.benchmarks import train as train_mod
+from tssl_plugin.benchmarks.config import Config
 
 TINY = ["--backends", "native:tssl", "--limit-train", "64", "--limit-test", "32", "--hidden", "16",
         "--epochs", "2", "--seeds", "1", "--quiet"]
@@ -171,20 +172,20 @@ def test_atomic_writes_respect_the_umask(tmp_path):
 
 def test_resumed_progress_bars_start_where_the_run_stopped(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    both = train_mod.Config(backends=["native:tssl", "snntorch:atan"], limit_train=64, limit_test=32, hidden=[16],
+    both = Config(backends=["native:tssl", "snntorch:atan"], limit_train=64, limit_test=32, hidden=[16],
                             epochs=3, seeds=1)
     train_mod.run_benchmark(both, out, quiet=True, stop_after_epochs=1)
-    native = train_mod.Config(**{**both.__dict__, "backends": ["native:tssl"]})
+    native = Config(**{**both.__dict__, "backends": ["native:tssl"]})
     train_mod.run_benchmark(native, out, resume=True, quiet=True)  # native:tssl finished, snntorch:atan at 1 of 3
     seen = []
-    real = train_mod._progress
+    real = train_mod.progress
 
     def spy(iterable, total, desc, quiet, leave=False, initial=0):
         items = list(iterable)
         seen.append((desc, total, initial, len(items)))
         return real(items, total, desc, quiet, leave, initial)
 
-    monkeypatch.setattr(train_mod, "_progress", spy)
+    monkeypatch.setattr(train_mod, "progress", spy)
     train_mod.run_benchmark(both, out, resume=True, quiet=True)
     epoch_bars = [s for s in seen if "seed" in s[0]]
     assert epoch_bars == [("native:tssl seed 0", 3, 3, 0),  # finished: a full bar, nothing left
@@ -208,7 +209,7 @@ def test_help_is_plain_text_with_flags_off_by_default(capsys):
 
 def test_speed_refuses_bad_counts_before_writing(tmp_path, capsys):
     out = tmp_path / "speed"
-    for bad in (["--repeats", "0"], ["--warmup", "-1"], ["--batch-size", "0"], ["--threshold", "0"],
+    for bad in (["--repeats", "0"], ["--untimed", "-1"], ["--batch-size", "0"], ["--threshold", "0"],
                 ["--device", "foo"]):
         assert _rc(["speed", "--backends", "native:tssl", "--steps", "4", "--sizes", "8", "--out", str(out)]
                    + bad) == 2
@@ -234,12 +235,12 @@ def test_missing_extras_reported_together_before_any_work(tmp_path, capsys, monk
 
 
 def test_time_memory_plot_labels_do_not_overlap(tmp_path):
-    from tssl_plugin.benchmarks.summary import _MEASURE_LABEL
+    from tssl_plugin.benchmarks.memory import MEASURE_LABELS
 
     fig = report.bars_figure(["native:tssl", "snntorch:tssl", "spikingjelly:tssl", "snntorch:atan"],
                              [("seconds per epoch", [1, 2, 3, 4], [0.1] * 4, "training wall time"),
                               ("peak memory MB", [5, 6, 7, 8], None,
-                               _MEASURE_LABEL["cpu_autograd_saved_tensors_plus_params_grads_optimizer"])],
+                               MEASURE_LABELS["cpu_autograd_saved_tensors_plus_params_grads_optimizer"])],
                              "digits: training time and memory per backend")
     fig.canvas.draw()
     r = fig.canvas.get_renderer()

@@ -12,7 +12,8 @@ import torch
 
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
-from tssl_plugin.benchmarks.train import Config, run_benchmark
+from tssl_plugin.benchmarks.config import Config
+from tssl_plugin.benchmarks.train import run_benchmark
 
 SMALL = ["--limit-train", "320", "--limit-test", "100", "--hidden", "64", "--epochs", "3", "--seeds", "1",
          "--batch-size", "16", "--lr", "1e-2", "--quiet"]
@@ -158,7 +159,7 @@ def test_speed_subcommand(tmp_path, capsys):
     names += [n for n in ("snntorch:tssl", "spikingjelly:tssl") if _available(n)]
     out = tmp_path / "speed"
     rc = cli.main(["speed", "--backends", ",".join(names), "--steps", "4,8", "--sizes", "16", "--batch-size", "4",
-                   "--repeats", "1", "--warmup", "0", "--out", str(out), "--quiet"])
+                   "--repeats", "1", "--untimed", "0", "--out", str(out), "--quiet"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {(r["backend"], r["T"]) for r in summary["runs"]}

@@ -13,7 +13,7 @@
 #      backward_from_trace, the public reference vectors, bit-identity of the forward trace with the
 #      reference (no FMA contraction), side streams, a NaN input reported without a sync, torch.compile;
 #   4. T*N > 2^31 elements (64-bit offsets), both backward kernels, in a process of its own;
-#   5. python -m tssl_plugin.benchmarks.perf_gpu_layer: TSSL-BP vs SpikingJelly 2.0's LIFNode (each of its
+#   5. tssl-bench speed gpu-layer: TSSL-BP vs SpikingJelly 2.0's LIFNode (each of its
 #      CUDA implementations in a child process), T = 4, 8, 16; time, peak memory, bandwidth / copy bandwidth;
 #   6. one epoch of tssl-bench on the digits data set with --device cuda;
 #   then, if the budget allows: 7. a per-neuron parameter table of more than 2^31 elements; 8. a block-size
@@ -515,8 +515,8 @@ run_step "pytest: the CUDA tests, Triton compiled for this GPU (no interpreter)"
   -k "not interpreter and not unavailable_on_cpu and (triton or cuda)"
 run_step "exactness triton vs reference on CUDA" 45 "$PY" "$WORK/exact.py"
 run_step "large tensor, T*N > 2^31 (64-bit offsets), both backward kernels" 30 "$PY" "$WORK/large.py" idx
-run_step "benchmarks.perf_gpu_layer (T = 4, 8, 16, vs SpikingJelly)" 45 \
-  bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks.perf_gpu_layer --repeat 15"
+run_step "tssl-bench speed gpu-layer (T = 4, 8, 16, vs SpikingJelly)" 45 \
+  bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed gpu-layer --repeats 15"
 
 BACKENDS="native:tssl"
 "$PY" -c "import spikingjelly.activation_based" >/dev/null 2>&1 && BACKENDS="$BACKENDS,spikingjelly:tssl,spikingjelly:sigmoid"

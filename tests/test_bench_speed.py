@@ -1,0 +1,110 @@
+"""tssl-bench speed and its sub-commands (layer, mlp-step, scaling, gpu-layer), and the one timer they share."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tssl_plugin.benchmarks import cli
+from tssl_plugin.benchmarks.timer import Timing, time_calls
+
+
+def _rc(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as ex:  # argparse's own errors
+        return ex.code
+
+
+def test_timer_rounds_are_interleaved_after_the_untimed_ones():
+    calls = []
+    timings = time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, untimed=2)
+    assert calls == ["a", "b"] * 5  # every round calls every entry once, in order
+    assert [len(t.rounds) for t in timings.values()] == [3, 3]  # only the timed rounds are kept
+    assert all(len(r) == 1 and r[0] >= 0 for t in timings.values() for r in t.rounds)
+
+
+def test_timer_times_each_stage_of_a_call():
+    order = []
+    stages = (lambda: order.append("prepare"), lambda: (order.append("slow"), time.sleep(0.02)),
+              lambda: order.append("fast"))
+    t = time_calls({"staged": stages}, repeats=2, untimed=1)["staged"]
+    assert order == ["prepare", "slow", "fast"] * 3
+    assert all(len(r) == 3 for r in t.rounds)
+    assert t.median(1) >= 0.02 and t.median(1, 2) >= t.median(1) and t.median() >= t.median(1, 2)
+    with pytest.raises(ValueError, match="repeats"):
+        time_calls({"a": lambda: None}, repeats=0)
+
+
+def test_timing_medians_sum_the_named_stages():
+    t = Timing(rounds=[[1.0, 2.0, 4.0], [1.0, 3.0, 1.0], [0.0, 5.0, 5.0]])
+    assert t.seconds(1, 2) == [6.0, 4.0, 10.0]
+    assert t.median(1, 2) == 6.0 and t.median(1) == 3.0 and t.median() == 7.0
+
+
+@pytest.mark.parametrize("sub", [[], ["layer"], ["mlp-step"], ["scaling"], ["gpu-layer"]])
+def test_old_warmup_option_names_its_new_name(sub, capsys):
+    assert _rc(["speed", *sub, "--warmup", "2"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--warmup" in err[0] and "--untimed" in err[0] and "--no-warmup" in err[0]
+
+
+def test_mlp_step_prints_its_ratios(capsys):
+    assert cli.main(["speed", "mlp-step", "--impls", "reference", "-T", "2", "--batch-size", "4", "--repeats", "1",
+                     "--untimed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "MLP 784-400-400-10, T=2, batch 4" in out and "median of 1" in out
+    assert "tssl[reference]" in out and "relu" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("tssl[reference]: ") and "x ReLU (goal <= 1.5)" in last
+
+
+def test_scaling_prints_its_ratios(capsys):
+    assert cli.main(["speed", "scaling", "--shape", "4", "--steps", "10,100", "--repeats", "1", "--untimed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "forward+backward, float32 [T, 4], device cpu, impl auto" in out
+    assert "op time(T=100)/time(T=10) = " in out and "O(T^2)/op at T=100        = " in out
+
+
+def test_scaling_quadratic_evaluation_has_the_op_gradient():
+    """The O(T^2) column evaluates the same rule: its input gradient is the op's."""
+    from tssl_plugin.benchmarks.speed_scaling import quadratic_lif
+    from tssl_plugin.functional import tssl_lif
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 3, 5, generator=gen, dtype=torch.float64) * 1.5
+    g = torch.randn(12, 3, 5, generator=gen, dtype=torch.float64)
+    grads = []
+    for fn in (quadratic_lif, lambda z: tssl_lif(z, impl="reference")):
+        xx = x.clone().requires_grad_()
+        fn(xx).backward(g)
+        grads.append(xx.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_scaling_refuses_a_bad_device_in_one_line(capsys):
+    assert _rc(["speed", "scaling", "--device", "foo"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--device" in err[0]
+
+
+def test_gpu_layer_without_cuda_says_so(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert cli.main(["speed", "gpu-layer"]) == 0
+    assert "CUDA is not available" in capsys.readouterr().out
+
+
+def test_earlier_script_names_still_run():
+    """The docs quote python -m tssl_plugin.benchmarks.core_scaling (and perf_mlp_step, perf_gpu_layer)."""
+    from tssl_plugin.benchmarks import core_scaling, perf_gpu_layer, perf_mlp_step, speed_gpu_layer, speed_mlp_step
+
+    assert perf_mlp_step.main is speed_mlp_step.main and perf_gpu_layer.main is speed_gpu_layer.main
+    proc = subprocess.run([sys.executable, "-m", "tssl_plugin.benchmarks.core_scaling", "--shape", "4", "--steps",
+                           "10", "100", "--repeat", "1", "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "op time(T=100)/time(T=10) = " in proc.stdout
+    assert core_scaling.main.__module__.endswith("speed_scaling")
