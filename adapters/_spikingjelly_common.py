@@ -5,7 +5,7 @@ version module, :mod:`._spikingjelly_v2` or :mod:`._spikingjelly_v014`) under
 ``torch.no_grad()``, so spikes and membrane values are the library's, bit for
 bit, and attaches the TSSL-BP gradient to the spikes.
 
-Mapping of a SpikingJelly neuron to the core recursion (spec, "What adapters
+Mapping of a SpikingJelly neuron to the core recursion (docs/algorithm.md, "What adapters
 need beyond the paper"), with ``V_r = v_reset`` (0 for ``v_reset=None``) and
 ``h`` SpikingJelly's membrane after charging (before firing/reset):
 
@@ -15,6 +15,8 @@ need beyond the paper"), with ``V_r = v_reset`` (0 for ``v_reset=None``) and
 * ``LIFNode(decay_input=False)``: ``h = v - (v - V_r) / tau + x``: ``tau_m = tau``,
   ``input_scale = 1``.
 * ``IFNode``: ``h = v + x``: the no-leak limit ``tau_m = inf`` (``1/tau_m = 0``).
+* ``ParametricLIFNode``: as ``LIFNode`` with ``1/tau = sigmoid(w)``; the leak is
+  treated as an input current so that ``w`` learns (:meth:`TSSLNodeMixin._tssl_input`).
 * hard reset (``v_reset`` a float): core ``reset="zero"`` on ``u = h - V_r`` with
   threshold ``v_threshold - V_r`` (the paper's rule after the shift).
 * soft reset (``v_reset=None``): core ``reset="subtract"`` (``v = h - theta o``,

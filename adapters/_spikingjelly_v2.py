@@ -79,7 +79,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     reset to ``v_reset`` is the paper's rule on ``h - v_reset`` with threshold
     ``v_threshold - v_reset``; ``v_reset=None`` is the "subtract" extension.
     ``tau_s`` is the PSC time constant of the warm-up trace, ``warmup`` the
-    reference warm-up surrogate for silent neurons (spec).
+    reference warm-up surrogate for silent neurons (docs/algorithm.md).
     """
 
     _TSSL_KIND = "lif"

@@ -9,12 +9,16 @@ output="spike", reset=...)`` run over the same input currents:
 * ``reset_mechanism="zero"``: exact TSSL-BP (the paper's rule, ``reset="zero"``).
 * ``reset_mechanism="subtract"`` (snnTorch's default): EXTENSION, not the
   paper. With ``reset_delay=True`` snnTorch computes
-  ``u[t+1] = beta u[t] + x[t+1] - theta o[t]`` and the rule is the core's
-  ``"subtract_after_leak"``: ``delta[t] = c[t] (G[t] - theta h) + beta h``.
-  With ``reset_delay=False`` it computes ``u[t+1] = beta (u[t] - theta o[t]) + x[t+1]``
-  and the rule is the core's ``"subtract"``:
-  ``delta[t] = c[t] (G[t] - theta beta h) + beta h``.
+  ``u[t+1] = beta u[t] + x[t+1] - theta o[t]`` (the core's
+  ``"subtract_after_leak"``); with ``reset_delay=False``
+  ``u[t+1] = beta (u[t] - theta o[t]) + x[t+1]`` (the core's ``"subtract"``).
+  Both use ``delta[t] = c[t] (G[t] + theta/tau_m h) + beta h``, with ``du``
+  measured from the membrane after the subtraction (docs/algorithm.md).
 * ``reset_mechanism="none"``: the no-reset limit ``delta[t] = c[t] G[t] + beta h`` (extension).
+* a ``reset_mechanism`` set after construction: snnTorch keeps the state
+  function it chose at construction and applies the new mechanism only in the
+  ``reset_delay=False`` correction; the rule follows the resulting reset
+  (:func:`tssl_plugin.adapters._snntorch_forward.core_reset`).
 
 ``dL/dspk[t]`` plays the role of ``G[t]`` (spike output); a loss on the
 returned membrane adds ``dL/dmem[t] * dmem[t]/du[t]`` (spikes held fixed: 1, or
@@ -23,11 +27,11 @@ before it is carried back. A learnable ``beta`` gets the gradient of the leak
 current ``beta * v[t-1]`` under the same rule: ``dL/dbeta = sum_t dL/dx[t] v[t-1]``.
 
 Refused (clear error): ``inhibition``, ``state_quant``, ``graded_spikes_factor != 1``
-or learnable, ``learn_threshold``, ``surrogate_disable``. A ``spike_grad`` is
+or learnable, ``learn_threshold``, ``surrogate_disable``, a threshold ``<= 0``. A ``spike_grad`` is
 ignored (TSSL-BP replaces the surrogate) with a warning. The neuron fires with
 the Heaviside step ``u - theta > 0``, the forward of every snntorch surrogate.
 
-State: the TSSL-BP carry (the neuron's PSC trace ``s[t]``, which also carries
+State: the TSSL-BP step state (the neuron's PSC trace ``s[t]``, which also carries
 the error backwards) lives on the module as a plain attribute, not a buffer,
 so ``state_dict`` keys are snnTorch's. It continues only while the membrane
 passed into a step is the one the previous step returned (the same tensor, or

@@ -98,7 +98,7 @@ def _conv_stack(spec: str) -> List[Layer]:
     return out
 
 
-#: the paper's networks (spec table) by name; ``mlp`` takes ``hidden`` sizes.
+#: the paper's networks (its results table) by name; ``mlp`` takes ``hidden`` sizes.
 ARCHITECTURES: Dict[str, str] = {
     "mlp": "fully connected, hidden sizes from --hidden (paper: 400-400)",
     "mnist-cnn": "15C5-P2-40C5-P2-300-10 (paper, MNIST; no padding)",

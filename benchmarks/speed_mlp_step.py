@@ -11,7 +11,7 @@ interleaved rounds, median of ``--repeats`` steps each):
 * a plain ReLU network over the same ``[T*B, features]`` products (the floor).
 
 Every step is forward + backward + AdamW update. Prints ms per step and the ratios to ReLU and to
-SpikingJelly. Goals (issue "Performance"): TSSL-BP <= 0.75x SpikingJelly and <= 1.5x ReLU.
+SpikingJelly. Goals: TSSL-BP <= 0.75x SpikingJelly and <= 1.5x ReLU.
 """
 from __future__ import annotations
 

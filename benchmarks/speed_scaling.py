@@ -3,7 +3,7 @@
 Both columns run the same forward and the same rule on the same input ``[T, *shape]``, side by side in
 one process (timer.py: interleaved rounds, median of ``--repeats``); the O(T^2) column evaluates the PSC
 error ``G[t] = sum_{t'>=t} kappa[t'-t] g[t']`` by the explicit sum over later steps, as the published
-reference code does. Goals (issue "Core"): time(T=100) / time(T=10) <= 12 for the op, and the op >= 5x
+reference code does. Goals: time(T=100) / time(T=10) <= 12 for the op, and the op >= 5x
 faster than O(T^2) at T=100.
 """
 from __future__ import annotations

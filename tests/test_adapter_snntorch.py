@@ -231,7 +231,7 @@ def test_network_gradient_equals_core_op(reset, delay, core, dtype, cls):
 # membrane loss
 # --------------------------------------------------------------------------------------------
 def by_hand(lif, x, gy, gm, core, mem_factor):
-    """The core recursion, dL/dmem[t] * dmem/du added to delta[t] (spec 'Step-by-step use')."""
+    """The core recursion, dL/dmem[t] * dmem/du added to delta[t] (docs/algorithm.md, 'Step-by-step use')."""
     from tssl_plugin.adapters._snntorch_forward import leaky_step
 
     mode = "subtract" if core.startswith("subtract") else core

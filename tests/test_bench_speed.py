@@ -97,14 +97,3 @@ def test_gpu_layer_without_cuda_says_so(capsys):
     assert cli.main(["speed", "gpu-layer"]) == 0
     assert "CUDA is not available" in capsys.readouterr().out
 
-
-def test_earlier_script_names_still_run():
-    """The docs quote python -m tssl_plugin.benchmarks.core_scaling (and perf_mlp_step, perf_gpu_layer)."""
-    from tssl_plugin.benchmarks import core_scaling, perf_gpu_layer, perf_mlp_step, speed_gpu_layer, speed_mlp_step
-
-    assert perf_mlp_step.main is speed_mlp_step.main and perf_gpu_layer.main is speed_gpu_layer.main
-    proc = subprocess.run([sys.executable, "-m", "tssl_plugin.benchmarks.core_scaling", "--shape", "4", "--steps",
-                           "10", "100", "--repeat", "1", "--threads", "1"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "op time(T=100)/time(T=10) = " in proc.stdout
-    assert core_scaling.main.__module__.endswith("speed_scaling")
