@@ -151,3 +151,35 @@ def test_bad_input_errors_stay_clear_when_compiled():
     torch._dynamo.reset()
     with pytest.raises(ValueError, match="does not broadcast"):
         torch.compile(f, backend="aot_eager")(x, torch.ones(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("loss_name", ["kernel_loss", "count_loss", "KernelLoss", "CountLoss"])
+def test_training_step_with_the_losses_compiles_to_one_graph(loss_name):
+    """A user who compiles the whole step (input encoding, network, loss) gets one graph and the eager gradients:
+    the losses and psp skip their value checks while torch.compile traces (the op checks its input itself)."""
+    from tssl_plugin import CountLoss, KernelLoss, count_loss, kernel_loss, psp
+
+    net = _net()  # its last layer emits spikes [T, N, 4]
+    labels = torch.tensor([0, 3, 1])
+    loss_fn = {"kernel_loss": lambda out: kernel_loss(psp(out), labels),
+               "count_loss": lambda out: count_loss(psp(out), labels, desired_count=3, undesired_count=0.5),
+               "KernelLoss": lambda out: KernelLoss()(out, labels),
+               "CountLoss": lambda out: CountLoss()(out, labels)}[loss_name]
+
+    def step(x):
+        return loss_fn(net(psp(x)))
+
+    x = _x(T=6, shape=(3, 8), scale=2.0)
+    explanation = torch._dynamo.explain(step)(x)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
+    loss = torch.compile(step, fullgraph=True)(x)
+    loss.backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    loss_eager = step(x)
+    loss_eager.backward()
+    torch.testing.assert_close(loss, loss_eager, rtol=1e-12, atol=1e-12)
+    for g, ge in zip(grads, (p.grad for p in net.parameters())):
+        torch.testing.assert_close(g, ge, rtol=1e-10, atol=1e-12)
+    assert any(g.abs().sum() > 0 for g in grads)

@@ -47,6 +47,16 @@ def check_sequence(x: object, name: str = "x", *, allow_int: bool = False, finit
     return x
 
 
+def values_readable() -> bool:
+    """Whether a check may read tensor values here: in eager mode, not while ``torch.compile`` traces.
+
+    Reading a value (``bool(t)``, ``t.item()``) inside a compiled region breaks the graph. Compiled
+    code therefore skips the value checks of the functions around the op (losses, ``psp``); the op
+    itself checks its input inside its kernels (see ``tssl_plugin/_impl/_op.py``).
+    """
+    return not torch.compiler.is_compiling()
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """Raise naming NaN or inf (and where the first one sits) if ``x`` is not finite.
 
@@ -54,7 +64,7 @@ def check_finite(x: Tensor, name: str) -> None:
     every element finite); only a non-finite sum pays for the element-wise
     search that names the index.
     """
-    if not x.is_floating_point() or x.numel() == 0:
+    if not x.is_floating_point() or x.numel() == 0 or not values_readable():
         return
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     if bool(torch.isfinite(x.sum(dtype=acc))):
