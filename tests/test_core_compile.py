@@ -36,6 +36,18 @@ def compiled_and_eager(net, x, **compile_kw):
     return y, y_eager, grads, [p.grad for p in net.parameters()]
 
 
+def _one_graph_with_eager_results(net, x):
+    """``net`` compiles to one graph without breaks, whose outputs and gradients equal the eager ones; returns these."""
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    y, y_eager, grads, grads_eager = compiled_and_eager(net, x, backend="aot_eager")
+    assert torch.equal(y, y_eager)
+    for a, b in zip(grads, grads_eager):
+        assert torch.equal(a, b)
+    return grads_eager
+
+
 def _net():
     torch.manual_seed(0)
     return nn.Sequential(
@@ -55,11 +67,13 @@ def test_opcheck(impl):
          True, impl),
         (_x(T=1).requires_grad_(), None, None, None, [float("inf"), 1.0, 0.5], "subtract_after_leak", True, False,
          impl),
+        (_x(seed=5).requires_grad_(), None, None, th.double(), [5.0, 3.0, 0.0], "subtract", True, False, impl, 0.6),
     ]
     for args in cases:
         opcheck(LIF, args)
     g = torch.randn(5, 3, 4, dtype=torch.float64)
     opcheck(LIF_BACKWARD, (g, _x(), None, None, th.double(), [5.0, 3.0, 0.0], "zero", True, True, impl))
+    opcheck(LIF_BACKWARD, (g, _x(), None, None, None, [5.0, 3.0, 1.0], "zero", True, True, impl, 1.5))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -79,15 +93,7 @@ def test_registered_op_equals_eager_path(impl, output):
 
 
 def test_network_of_neurons_compiles_to_one_graph():
-    net = _net()
-    x = _x(shape=(3, 8))
-    torch._dynamo.reset()
-    explained = torch._dynamo.explain(net)(x)
-    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    y, y_eager, grads, grads_eager = compiled_and_eager(net, x, backend="aot_eager")
-    assert torch.equal(y, y_eager)
-    for a, b in zip(grads, grads_eager):
-        assert torch.equal(a, b)
+    _one_graph_with_eager_results(_net(), _x(shape=(3, 8)))
 
 
 def test_functional_with_per_neuron_parameters_compiles_to_one_graph():
@@ -105,6 +111,29 @@ def test_functional_with_per_neuron_parameters_compiles_to_one_graph():
     (g_compiled,) = torch.autograd.grad(compiled(x, tau_m, threshold), x)
     (g_eager,) = torch.autograd.grad(f(x, tau_m, threshold), x)
     assert torch.equal(g_compiled, g_eager) and g_eager.abs().sum() > 0
+
+
+def test_non_default_warmup_width_compiles_to_one_graph():
+    """A warm-up width other than 0.2 (a module attribute, and a constant in a function) goes through the
+    compiled graph to the backward: one graph, the eager gradients, which differ from the default width's."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), TSSLNeuron(warmup_width=0.6),
+                        nn.Linear(16, 4), TSSLNeuron(output="spike", reset="subtract", warmup_width=1.5)).double()
+    x = _x(shape=(3, 8), seed=6)
+    grads_eager = _one_graph_with_eager_results(net, x)
+    net[1].warmup_width = net[3].warmup_width = 0.2
+    net.zero_grad(set_to_none=True)
+    net(x).sum().backward()
+    assert not torch.equal(net[0].weight.grad, grads_eager[0])
+
+    def f(x):
+        return tssl_lif(x, output="spike", warmup_width=0.7).sum()
+
+    xg = _x(seed=7).requires_grad_()
+    (g_compiled,) = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(xg), xg)
+    (g_eager,) = torch.autograd.grad(f(xg), xg)
+    (g_default,) = torch.autograd.grad(tssl_lif(xg, output="spike").sum(), xg)
+    assert torch.equal(g_compiled, g_eager) and not torch.equal(g_eager, g_default)
 
 
 def test_inductor_fullgraph_matches_eager():

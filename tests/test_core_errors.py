@@ -52,6 +52,13 @@ def test_non_finite_input_names_which(value, word):
         (dict(impl="cuda-magic"), "unknown impl 'cuda-magic'"),
         (dict(warmup="yes"), "warmup must be a bool"),
         (dict(tau_m="5"), "tau_m must be a number or a tensor"),
+        (dict(warmup_width=0.0), "warmup_width must be a finite number > 0"),
+        (dict(warmup_width=-0.5), r"warmup_width must be a finite number > 0 .*got -0.5"),
+        (dict(warmup_width=float("nan")), "warmup_width must be a finite number > 0"),
+        (dict(warmup_width=float("inf")), "warmup_width must be a finite number > 0"),
+        (dict(warmup_width=True), "warmup_width must be a number .*got bool"),
+        (dict(warmup_width="0.5"), "warmup_width must be a number .*got str"),
+        (dict(warmup_width=torch.tensor(0.5)), "warmup_width must be a number .*got Tensor"),
     ],
 )
 def test_bad_parameters(kw, words):
@@ -78,6 +85,12 @@ def test_module_checks_at_construction():
         TSSLNeuron(threshold=-1.0)
     with pytest.raises(ValueError, match="tau_s must be >= 1 everywhere"):
         TSSLNeuron(tau_s=torch.tensor([3.0, 0.5]))
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        TSSLNeuron(warmup_width=0)
+    from tssl_plugin.rule import lif_constants
+
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        lif_constants(X, warmup_width=-1.0)
 
 
 def test_parameter_tensor_values_are_checked_again_after_an_in_place_change():

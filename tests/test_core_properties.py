@@ -92,6 +92,36 @@ def test_warmup_only_where_trace_is_below_level():
     assert (on[below] != off[below]).any()
 
 
+def _cpu_impls():
+    from tssl_plugin._impl import cpu
+
+    try:
+        cpu.load()
+        return ("reference", "cpu")
+    except ImportError:  # no C compiler here
+        return ("reference",)
+
+
+@pytest.mark.parametrize("impl", _cpu_impls())
+def test_warmup_width_sets_the_surrogate_and_defaults_to_the_reference(impl):
+    """``warmup_width = w`` changes dL/dx only where the warm-up applies, to G sigma'((u - theta)/w)/w (the
+    argument clamped to [-8, 8]); an explicit 0.2 is the default call bit for bit."""
+    x = _rand(30, 6, 12, scale=0.8, seed=3)
+    g = torch.randn(30, 6, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    _, default = _grad(x, g, impl=impl)
+    _, explicit = _grad(x, g, impl=impl, warmup_width=0.2)
+    assert torch.equal(default, explicit)
+    tr = forward_sequence(x, lif_constants(x))
+    below = tr.s < 1 / (4 * 3.0)
+    G = psc_error(g, 1 / 3.0)
+    for w in (0.05, 0.8, 3.0):
+        _, wide = _grad(x, g, impl=impl, warmup_width=w)
+        assert torch.equal(wide[~below], default[~below])
+        sig = torch.sigmoid(torch.clamp((tr.u - 1.0) / w, -8.0, 8.0))
+        torch.testing.assert_close(wide[below], (G * sig * (1 - sig) / w)[below], rtol=1e-10, atol=1e-12)
+        assert not torch.equal(wide[below], default[below])
+
+
 @pytest.mark.parametrize("case", LAYER_CASES)
 def test_float32_agrees_with_float64(case):
     """float32 vs the float64 vectors: spikes flip only within float32 rounding of the threshold;
@@ -166,10 +196,17 @@ def test_half_precision_inputs_compute_in_float32(dtype):
 def test_module_wrapper():
     m = TSSLNeuron(tau_m=8.0, tau_s=4.0, threshold=0.8, warmup=False, output="spike", reset="subtract")
     r = repr(m)
-    for part in ("tau_m=8", "tau_s=4", "threshold=0.8", "warmup=False", "output='spike'", "reset='subtract'"):
+    for part in ("tau_m=8", "tau_s=4", "threshold=0.8", "warmup=False", "warmup_width=0.2", "output='spike'",
+                 "reset='subtract'"):
         assert part in r
     x = _rand(9, 2, 5)
     torch.testing.assert_close(m(x), tssl_lif(x, 8.0, 4.0, 0.8, warmup=False, output="spike", reset="subtract"))
+    wide = TSSLNeuron(output="spike", warmup_width=0.5)
+    assert "warmup_width=0.5" in repr(wide)
+    g = torch.randn(9, 2, 5, dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    (got,) = torch.autograd.grad(wide(xr), xr, g)
+    assert torch.equal(got, _grad(x, g, output="spike", warmup_width=0.5)[1])
     mt = TSSLNeuron(threshold=torch.full((5,), 0.7))
     assert "threshold" in mt.state_dict()
     torch.testing.assert_close(mt.double()(x), tssl_lif(x, threshold=0.7))

@@ -37,3 +37,19 @@ def test_parameter_table_has_one_definition():
         assert f"-DROW_{name.upper()}={i}" in flags
     assert f"-DN_ROWS={len(_params.ROWS)}" in flags
     assert f"-DSENSITIVITY_CAP={rule.SENSITIVITY_CAP!r}" in flags
+    assert not any("-DWARMUP_WIDTH" in f for f in flags)  # the width is a row, read at run time
+
+
+def test_warmup_width_is_a_constant_of_the_layer_and_a_row_of_the_table():
+    import torch
+
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    k = rule.lif_constants(x)
+    assert k.warmup_width == rule.WARMUP_WIDTH == 0.2
+    assert rule.LIFConstants(0.2, 1 / 3, 1.0, 1 / 12, "zero").warmup_width == 0.2  # positional, as before
+    k = rule.lif_constants(x, threshold=torch.tensor([1.0, 0.5, 2.0]), warmup_width=0.7)
+    assert k.warmup_width == 0.7
+    table, per_neuron = _params.pack_params(k, x)
+    assert per_neuron and table[_params.ROW["warmup_width"]].tolist() == [0.7, 0.7, 0.7]
+    table, per_neuron = _params.pack_params(rule.lif_constants(x, warmup_width=3), x)
+    assert not per_neuron and table[_params.ROW["warmup_width"]].item() == 3.0

@@ -93,6 +93,28 @@ def from_trace(impl_obj, device="cpu", full=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
+    """A warm-up width other than the reference's 0.2 (a run-time value in every kernel): every reset and
+    output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry point."""
+    changed = 0
+    for i, (dtype, reset, output) in enumerate(itertools.product((torch.float64, torch.float32), RESETS,
+                                                                  ("psc", "spike"))):
+        x, g = random_case(T, shape, dtype, 400 + i, device)
+        check_against_reference(impl, x, g, reset=reset, output=output, warmup_width=width)
+        changed += not torch.equal(run("reference", x, g, reset=reset, output=output, warmup_width=width)[1],
+                                   run("reference", x, g, reset=reset, output=output)[1])
+    assert changed == 16  # the width reaches every case: a kernel that ignored it would fail above
+    x, g = random_case(T, shape, torch.float64, 420, device)
+    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)).to(device)
+    check_against_reference(impl, x, g, threshold=theta, reset="subtract", output="spike", warmup_width=width)
+    for reset in RESETS:
+        k = lif_constants(x, reset=reset, warmup_width=width)
+        o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
+        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+                                   rtol=1e-12, atol=1e-12)
+
+
 def reference_vectors(impl, device="cpu"):
     """Every layer of the public reference file (layer cases and the layers inside the network cases)."""
     data = torch.load(DATA, weights_only=True)

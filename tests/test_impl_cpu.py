@@ -41,6 +41,11 @@ def test_backward_from_trace_matches_reference():
 
 
 @needs_cpu
+def test_warmup_width_matches_reference():
+    cases.warmup_widths("cpu", cpu.CpuImpl)
+
+
+@needs_cpu
 def test_reference_vectors():
     cases.reference_vectors("cpu")
 

@@ -42,6 +42,7 @@ _SCRIPT = textwrap.dedent(
         cases.per_neuron_params("triton", full=False)
         cases.layout_edge_cases("triton")
         cases.from_trace(triton_impl.TritonImpl, full=False)
+        cases.warmup_widths("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
         cases.half_precision("triton", bf16_rounding_exact=False)
     triton_impl.ONE_PASS_MAX_T = 32
     cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
@@ -95,6 +96,8 @@ _SCRIPT = textwrap.dedent(
                                                 "subtract", True, True, "triton"))
     opcheck(torch.ops.tssl_plugin.lif.default, (x.half().requires_grad_(), None, None, None, [5.0, 3.0, 1.0],
                                                 "zero", False, False, "triton"))
+    opcheck(torch.ops.tssl_plugin.lif.default, (x.clone().requires_grad_(), None, None, None, [5.0, 3.0, 1.0],
+                                                "zero", True, False, "triton", 0.6))
     print("TRITON-INTERPRETER-OK")
     """
 )
@@ -130,6 +133,7 @@ def test_triton_on_cuda_matches_reference():
     x, _ = cases.random_case(4, (2, 5), torch.float32, 0, "cuda")
     assert _impl.select("auto", x).name == "triton"
     cases.all_modes("triton", device="cuda")
+    cases.warmup_widths("triton", _impl.select("triton", x), device="cuda")
     cases.per_neuron_params("triton", device="cuda")
     cases.layout_edge_cases("triton", device="cuda")
     cases.reference_vectors("triton", device="cuda")

@@ -25,15 +25,15 @@ def _step_loop(x, k, warmup, mem_weight=None):
 
 
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("warmup", [True, False])
-def test_step_loop_equals_sequence_op(reset, warmup):
+@pytest.mark.parametrize("warmup, width", [(True, 0.2), (False, 0.2), (True, 0.9)])
+def test_step_loop_equals_sequence_op(reset, warmup, width):
     gen = torch.Generator().manual_seed(3)
     x = (torch.rand(12, 5, 7, generator=gen, dtype=torch.float64) * 0.9).requires_grad_()
     gy = torch.randn(12, 5, 7, generator=gen, dtype=torch.float64)
-    o_seq = tssl_lif(x, 5.0, 3.0, 1.0, warmup=warmup, output="spike", reset=reset)
+    o_seq = tssl_lif(x, 5.0, 3.0, 1.0, warmup=warmup, output="spike", reset=reset, warmup_width=width)
     (gx_seq,) = torch.autograd.grad(o_seq, x, gy)
 
-    k = lif_constants(x, 5.0, 3.0, 1.0, reset)
+    k = lif_constants(x, 5.0, 3.0, 1.0, reset, warmup_width=width)
     o_step, _ = _step_loop(x, k, warmup)
     assert torch.equal(o_step, o_seq)
     (gx_step,) = torch.autograd.grad(o_step, x, gy)
@@ -67,13 +67,14 @@ def test_spikes_with_tssl_grad_matches_core_op():
     gen = torch.Generator().manual_seed(5)
     x = (torch.rand(8, 4, 6, generator=gen, dtype=torch.float64) * 0.9).requires_grad_()
     gy = torch.randn(8, 4, 6, generator=gen, dtype=torch.float64)
-    k = lif_constants(x, 5.0, 3.0, 1.0, "zero")
     from tssl_plugin._impl.reference import forward_sequence
-    tr = forward_sequence(x.detach(), k)
-    o = spikes_with_tssl_grad(x, tr.u, tr.du, tr.o, k, warmup=True, input_scale=0.5)
-    (g1,) = torch.autograd.grad(o, x, gy)
-    (g2,) = torch.autograd.grad(tssl_lif(x, 5.0, 3.0, 1.0, output="spike"), x, gy)
-    torch.testing.assert_close(g1, 0.5 * g2, rtol=1e-12, atol=1e-12)
+    for width in (0.2, 0.9):  # the warm-up width travels in k
+        k = lif_constants(x, 5.0, 3.0, 1.0, "zero", warmup_width=width)
+        tr = forward_sequence(x.detach(), k)
+        o = spikes_with_tssl_grad(x, tr.u, tr.du, tr.o, k, warmup=True, input_scale=0.5)
+        (g1,) = torch.autograd.grad(o, x, gy)
+        (g2,) = torch.autograd.grad(tssl_lif(x, 5.0, 3.0, 1.0, output="spike", warmup_width=width), x, gy)
+        torch.testing.assert_close(g1, 0.5 * g2, rtol=1e-12, atol=1e-12)
 
 
 def test_whole_sequence_membrane_output_equals_the_step_loop():

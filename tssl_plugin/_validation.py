@@ -136,6 +136,18 @@ def check_threshold(value: object) -> float:
     return check_number(value, "threshold", lower=0.0)
 
 
+def check_warmup_width(value: object) -> float:
+    """Width ``w`` of the warm-up surrogate ``sigma'((u - theta)/w)/w``: one finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"warmup_width must be a number (the width of the warm-up surrogate), "
+                        f"got {type(value).__name__}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"warmup_width must be a finite number > 0 (the width of the warm-up surrogate), "
+                         f"got {v}")
+    return v
+
+
 #: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
 PARAM_BOUNDS = {
     "tau_m": (1.0, False, True),

@@ -15,8 +15,10 @@ from torch import Tensor
 from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
-from ._validation import as_param, check_bool, check_choice, check_impl, check_param, check_sequence
-from .rule import OUTPUTS, RESETS, LIFConstants, Param, lif_constants
+from ._validation import (
+    as_param, check_bool, check_choice, check_impl, check_param, check_sequence, check_warmup_width,
+)
+from .rule import OUTPUTS, RESETS, WARMUP_WIDTH, LIFConstants, Param, lif_constants
 
 __all__ = [
     "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "last_impl", "resolve_impl",
@@ -34,6 +36,7 @@ def tssl_lif(
     output: str = "psc",
     reset: str = "zero",
     impl: str = "auto",
+    warmup_width: float = WARMUP_WIDTH,
 ) -> Tensor:
     """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
 
@@ -60,6 +63,10 @@ def tssl_lif(
         impl: implementation, ``"auto"`` or one of :func:`impl_names`. ``"auto"``
             warns once when it has to use the slow reference; :func:`last_impl`
             tells which implementation ran.
+        warmup_width: width ``w`` of the warm-up surrogate
+            ``G sigma'((u - threshold)/w)/w`` (a number > 0). The default 0.2 is the
+            reference's; a wider one (an extension) gives silent neurons a
+            gradient from further below the threshold.
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
@@ -78,7 +85,8 @@ def tssl_lif(
     tm = check_param(tau_m, "tau_m", shape)
     ts = check_param(tau_s, "tau_s", shape)
     th = check_param(threshold, "threshold", shape)
-    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl)
+    width = check_warmup_width(warmup_width)
+    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width)
 
 
 class _TraceGradFunction(torch.autograd.Function):
@@ -130,7 +138,8 @@ def spikes_with_tssl_grad(
     :func:`tssl_lif` uses. ``u`` (membrane before reset, relative to the reset
     value), ``du`` (its increment) and ``o`` (bool spikes) are ``[T, ...]``
     traces of the forward the caller ran with its own arithmetic; ``k`` comes
-    from :func:`lif_constants` (threshold relative to the reset value).
+    from :func:`lif_constants` (threshold relative to the reset value; its
+    ``warmup_width`` sets the warm-up surrogate's width).
     ``input_scale`` is ``d(effective current)/dx`` (``1/tau`` for an input
     that is divided by tau before integration).
 

@@ -7,9 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from . import _impl
-from ._validation import check_bool, check_choice, check_impl, check_param, check_param_values
+from ._validation import check_bool, check_choice, check_impl, check_param, check_param_values, check_warmup_width
 from .functional import tssl_lif
-from .rule import OUTPUTS, RESETS, Param
+from .rule import OUTPUTS, RESETS, WARMUP_WIDTH, Param
 
 __all__ = ["TSSLNeuron"]
 
@@ -26,10 +26,13 @@ class TSSLNeuron(nn.Module):
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
             to the input's ``x.shape[1:]`` (stored as buffers, so they follow
             ``.to()`` and appear in the state_dict).
-        warmup, output, reset, impl: see :func:`~tssl_plugin.functional.tssl_lif`.
+        warmup, output, reset, impl, warmup_width: see :func:`~tssl_plugin.functional.tssl_lif`.
 
     Shape: input ``[T, N, ...]`` (time-first), output the same.
     """
+
+    #: the class default, so a module pickled before the option existed loads with the reference's width.
+    warmup_width: float = WARMUP_WIDTH
 
     def __init__(
         self,
@@ -41,12 +44,14 @@ class TSSLNeuron(nn.Module):
         output: str = "psc",
         reset: str = "zero",
         impl: str = "auto",
+        warmup_width: float = WARMUP_WIDTH,
     ) -> None:
         super().__init__()
         check_choice(output, "output", OUTPUTS)
         check_choice(reset, "reset", RESETS)
         check_bool(warmup, "warmup")
         check_impl(impl, _impl.names())
+        warmup_width = check_warmup_width(warmup_width)
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
         for name, value in params.items():
             if isinstance(value, Tensor):
@@ -58,6 +63,7 @@ class TSSLNeuron(nn.Module):
             else:
                 setattr(self, name, check_param(value, name, torch.Size()))
         self.warmup = warmup
+        self.warmup_width = warmup_width
         self.output = output
         self.reset = reset
         self.impl = impl
@@ -66,6 +72,7 @@ class TSSLNeuron(nn.Module):
         return tssl_lif(
             x, self.tau_m, self.tau_s, self.threshold,
             warmup=self.warmup, output=self.output, reset=self.reset, impl=self.impl,
+            warmup_width=self.warmup_width,
         )
 
     def extra_repr(self) -> str:
@@ -74,5 +81,6 @@ class TSSLNeuron(nn.Module):
 
         return (
             f"tau_m={show(self.tau_m)}, tau_s={show(self.tau_s)}, threshold={show(self.threshold)}, "
-            f"warmup={self.warmup}, output={self.output!r}, reset={self.reset!r}"
+            f"warmup={self.warmup}, warmup_width={self.warmup_width:g}, output={self.output!r}, "
+            f"reset={self.reset!r}"
         )

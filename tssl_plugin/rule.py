@@ -59,11 +59,13 @@ its leak path across the spike; for ``subtract_after_leak`` the increment
 :math:`\Delta u[t]` is measured from the membrane after the subtraction. With
 the warm-up (``warmup=True``, the reference's behaviour), steps whose trace is
 still below :math:`1/(4\tau_s)` (:func:`warmup_level`) get a sigmoid-derivative
-surrogate instead, of width :data:`WARMUP_WIDTH`:
+surrogate instead, of width :math:`w` (``warmup_width``, default
+:data:`WARMUP_WIDTH` = 0.2, the reference's value; other widths are this
+project's extension):
 
 .. math::
 
-    \frac{\partial L}{\partial x[t]} = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{0.2}\Bigr) / 0.2
+    \frac{\partial L}{\partial x[t]} = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{w}\Bigr) / w
     \quad \text{where } s[t] < \frac{1}{4 \tau_s},
 
 with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced.
@@ -75,7 +77,7 @@ from typing import NamedTuple, Union
 
 from torch import Tensor
 
-from ._validation import as_param, check_choice
+from ._validation import as_param, check_choice, check_warmup_width
 
 #: a neuron parameter: one number for all neurons, or a tensor broadcastable to the neuron shape.
 Param = Union[float, Tensor]
@@ -86,7 +88,7 @@ RESETS = ("zero", "subtract", "subtract_after_leak", "none")
 OUTPUTS = ("psc", "spike")
 #: cap on the spike-time sensitivity ``1/du`` (reference value).
 SENSITIVITY_CAP = 8.0
-#: width of the warm-up sigmoid surrogate (reference value).
+#: width of the warm-up sigmoid surrogate: the reference's value, the default of every ``warmup_width``.
 WARMUP_WIDTH = 0.2
 #: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)``.
 WARMUP_LEVEL_DIVISOR = 4.0
@@ -100,6 +102,7 @@ class LIFConstants(NamedTuple):
     threshold: Param
     warmup_level: Param  # 1 / (4 tau_s)
     reset: str
+    warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
 
 
 def warmup_level(tau_s: Param) -> Param:
@@ -113,6 +116,7 @@ def lif_constants(
     tau_s: Param = 3.0,
     threshold: Param = 1.0,
     reset: str = "zero",
+    warmup_width: float = WARMUP_WIDTH,
 ) -> LIFConstants:
     """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
 
@@ -120,14 +124,16 @@ def lif_constants(
     (one value per neuron); tensors are moved to ``x``'s device and dtype.
     ``tau_m`` must be > 1 (``float('inf')`` gives a non-leaky IF neuron),
     ``tau_s`` >= 1, ``threshold`` finite and > 0. Tensor values are checked
-    here, which reads them (a host sync on a GPU).
+    here, which reads them (a host sync on a GPU). ``warmup_width``, the width
+    ``w`` of the warm-up surrogate, is one finite number > 0 for the layer.
     """
     check_choice(reset, "reset", RESETS)
+    width = check_warmup_width(warmup_width)
     shape = x.shape[1:]
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width)
 
 
 __all__ = [

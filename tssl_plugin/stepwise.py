@@ -107,7 +107,8 @@ def tssl_step(
         du: the step's increment, measured from the membrane after every reset.
         o: the spikes (bool).
         mem: the membrane the host returns; a loss on it enters ``delta[t]``.
-        k: the layer's constants (:func:`tssl_plugin.rule.lif_constants`).
+        k: the layer's constants (:func:`tssl_plugin.rule.lif_constants`), the
+            warm-up surrogate's width ``k.warmup_width`` included.
 
     ``spike`` has ``x_t``'s dtype. Without grad mode, or when neither ``x_t``
     nor the state needs a gradient, no node is built and only the trace advances.

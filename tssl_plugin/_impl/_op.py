@@ -2,13 +2,18 @@
 
 Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
 
-``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl) -> Tensor``
+``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
+warmup_width=0.2) -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
-``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)``
+``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
+impl, warmup_width=0.2)``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``).
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
-None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used. Both
+None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
+``warmup_width`` is the width of the warm-up surrogate (last, with the
+reference's value as its default, so calls written before it existed keep
+their meaning). Both
 have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
 autograd formula that calls ``lif_backward``. To the compiler the ops are
@@ -43,64 +48,70 @@ import torch
 from torch import Tensor
 
 from . import call
+from ..rule import WARMUP_WIDTH
 
 Param = Any
 
 
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-            scalars: List[float], reset: str) -> Tuple[Any, Any, Any, str]:
+            scalars: List[float], reset: str, warmup_width: float) -> Tuple[Any, Any, Any, str, float]:
+    """``(tau_m, tau_s, threshold, reset, warmup_width)``, what the implementations' op entry points take."""
     given = (tau_m, tau_s, threshold)
-    return (*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset)
+    return (*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset, float(warmup_width))
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-             scalars: List[float], reset: str, psc_output: bool, impl: str) -> Tensor:
-    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset), psc_output)
+             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float) -> Tensor:
+    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width),
+                psc_output)
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-              impl: str) -> Tensor:
-    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset), warmup,
-                psc_output)
+              impl: str, warmup_width: float) -> Tensor:
+    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width),
+                warmup, psc_output)
 
 
 @torch.library.custom_op("tssl_plugin::lif", mutates_args=())
 def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-           scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str) -> Tensor:
+           scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
+           warmup_width: float = WARMUP_WIDTH) -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
-    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl)
+    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width)
 
 
 @lif_op.register_fake
-def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl):
+def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH):
     return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("tssl_plugin::lif_backward", mutates_args=())
 def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                     threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
-                    psc_output: bool, impl: str) -> Tensor:
+                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH) -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
-    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
+    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width)
 
 
 @lif_backward_op.register_fake
-def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl):
+def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
+                       warmup_width=WARMUP_WIDTH):
     return x.new_empty(x.shape)
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl = inputs
+    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width = inputs
     ctx.save_for_backward(x, tau_m, tau_s, threshold)
-    ctx.config = (scalars, reset, warmup, psc_output, impl)
+    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
     x, tau_m, tau_s, threshold = ctx.saved_tensors
-    scalars, reset, warmup, psc_output, impl = ctx.config
-    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
-    return grad_x, None, None, None, None, None, None, None, None
+    scalars, reset, warmup, psc_output, impl, warmup_width = ctx.config
+    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
+                             warmup_width)
+    return grad_x, None, None, None, None, None, None, None, None, None
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
@@ -112,18 +123,19 @@ class _EagerLif(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                 threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-                impl: str) -> Tensor:
-        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl)
+                impl: str, warmup_width: float) -> Tensor:
+        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width)
         ctx.save_for_backward(x, tau_m, tau_s, threshold)
-        ctx.config = (scalars, reset, warmup, psc_output, impl)
+        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
         x, tau_m, tau_s, threshold = ctx.saved_tensors
-        scalars, reset, warmup, psc_output, impl = ctx.config
-        grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl)
-        return grad_x, None, None, None, None, None, None, None, None
+        scalars, reset, warmup, psc_output, impl, warmup_width = ctx.config
+        grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
+                           warmup_width)
+        return grad_x, None, None, None, None, None, None, None, None, None
 
 
 def _plain_eager(x: Tensor) -> bool:
@@ -138,13 +150,13 @@ def _plain_eager(x: Tensor) -> bool:
 
 
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
-        impl: str) -> Tensor:
+        impl: str, warmup_width: float = WARMUP_WIDTH) -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
     given = (tau_m, tau_s, threshold)
     tensors = [p if isinstance(p, Tensor) else None for p in given]
     scalars = [0.0 if isinstance(p, Tensor) else float(p) for p in given]
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
-            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl)
-        return _forward(x, *tensors, scalars, reset, psc_output, impl)
-    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl)
+            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width)
+        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width)
+    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width)

@@ -2,10 +2,12 @@
 
 The table holds, per neuron (``[N_ROWS, N]``, one column per neuron) or for
 all neurons at once (``[N_ROWS]``), the constants of :mod:`tssl_plugin.rule`
-in the form the recursions use. :data:`ROWS` is the only place that says
-which row holds what: the C kernel gets the row numbers as ``-DROW_<NAME>=i``
-at build time (:func:`c_defines`), the Triton kernels as constexpr globals
-built from :data:`ROW`.
+in the form the recursions use, and the warm-up width (one value per layer,
+a row like the others, so every kernel reads it at run time and no kernel is
+rebuilt or recompiled for another width). :data:`ROWS` is the only place that
+says which row holds what: the C kernel gets the row numbers as
+``-DROW_<NAME>=i`` at build time (:func:`c_defines`), the Triton kernels as
+constexpr globals built from :data:`ROW`.
 
 Derived rows are computed exactly as ``reference.py`` computes them (Python
 floats in double precision, then rounded once to the table dtype; tensors in
@@ -38,6 +40,7 @@ ROWS: Tuple[str, ...] = (
     "threshold",          # theta
     "threshold_x_inv_tau_m",  # theta / tau_m (the subtraction rules' reset term)
     "warmup_level",       # 1 / (4 tau_s)
+    "warmup_width",       # w of the warm-up surrogate sigma'((u - theta)/w)/w (one value per layer)
 )
 #: row name -> row number.
 ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
@@ -57,6 +60,7 @@ def row_values(k: LIFConstants) -> List[Param]:
         "threshold": k.threshold,
         "threshold_x_inv_tau_m": k.threshold * k.inv_tau_m,
         "warmup_level": k.warmup_level,
+        "warmup_width": k.warmup_width,
     }
     return [values[name] for name in ROWS]
 
@@ -76,10 +80,13 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
 
 
 def c_defines() -> List[str]:
-    """Compiler flags that give the C kernel the table layout, the reset codes and the rule's constants."""
+    """Compiler flags that give the C kernel the table layout, the reset codes and the rule's constants.
+
+    The warm-up width is not among them: it is an option (a row of the table), read at run time.
+    """
     flags = [f"-DROW_{name.upper()}={i}" for i, name in enumerate(ROWS)] + [f"-DN_ROWS={N_ROWS}"]
     flags += [f"-DRESET_{name.upper()}={code}" for name, code in RESET_CODES.items()]
-    flags += [f"-DSENSITIVITY_CAP={SENSITIVITY_CAP!r}", f"-DWARMUP_WIDTH={WARMUP_WIDTH!r}"]
+    flags += [f"-DSENSITIVITY_CAP={SENSITIVITY_CAP!r}"]
     return flags
 
 
@@ -102,14 +109,14 @@ def _key_part(p: Param):
 
 def param_table(
     tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
-    device: torch.device,
+    device: torch.device, warmup_width: float = WARMUP_WIDTH,
 ) -> Tuple[Tensor, bool]:
     """The packed table for these parameters (checked, cached; see the module docstring).
 
-    Numbers must already be checked (``_validation.check_param``); tensors are
-    checked here when they are packed.
+    Numbers must already be checked (``_validation.check_param``,
+    ``check_warmup_width``); tensors are checked here when they are packed.
     """
-    params = (tau_m, tau_s, threshold)
+    params = (tau_m, tau_s, threshold, warmup_width)
     try:
         key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
@@ -121,7 +128,7 @@ def param_table(
                 _CACHE.move_to_end(key)
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
-    table, per_neuron = pack_params(lif_constants(like, tau_m, tau_s, threshold), like)
+    table, per_neuron = pack_params(lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width), like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it
         drop = lambda _ref, key=key: _CACHE.pop(key, None)  # noqa: E731

@@ -6,7 +6,7 @@ every other implementation (fused CPU, Triton) is tested against this file.
 Shapes are time-first: sequences are ``[T, *neuron_shape]``; every formula is
 element-wise over the neurons. Parameters (``inv_tau_m``, ``inv_tau_s``,
 ``threshold``, ``warmup_level``) are Python floats or tensors that broadcast
-to ``neuron_shape``.
+to ``neuron_shape``; the warm-up width ``warmup_width`` is a float.
 
 Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
 
@@ -20,7 +20,7 @@ Backward (one step, walked from t = T-1 down to 0 with carry ``h``)::
 
     c[t]     = o[t] * min(1 / du[t], 8)   (0 where du[t] < 0)
     delta[t] = c[t] * (G[t] + J(h, u[t])) + leak(o[t]) * h
-    dL/dx[t] = warm-up surrogate where s[t] < warmup_level, else delta[t]
+    dL/dx[t] = G[t] sigma'((u[t] - threshold)/w)/w where s[t] < warmup_level, else delta[t]
     h        = delta[t]
 
 with the reset-dependent intra-neuron term ``J`` and leak path given in
@@ -134,10 +134,10 @@ def spike_sensitivity(o: Tensor, du: Tensor) -> Tensor:
     return -torch.clamp(-1.0 / du, -SENSITIVITY_CAP, 0.0) * o
 
 
-def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param) -> Tensor:
-    """``G * sigma'((u - threshold)/0.2) / 0.2`` with the argument clamped to [-8, 8]."""
-    z = torch.exp(torch.clamp((threshold - u) / WARMUP_WIDTH, -8.0, 8.0))
-    return G * z / ((1 + z) * (1 + z) * WARMUP_WIDTH)
+def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param, width: float = WARMUP_WIDTH) -> Tensor:
+    """``G * sigma'((u - threshold)/w) / w`` with the argument clamped to [-8, 8] (``w = width``, default 0.2)."""
+    z = torch.exp(torch.clamp((threshold - u) / width, -8.0, 8.0))
+    return G * z / ((1 + z) * (1 + z) * width)
 
 
 def carry_step(
@@ -172,7 +172,8 @@ def carry_step(
     an amount, ``c (G - threshold h)``, multiplies the carried error by
     ``beta - c threshold`` at every spike, which exceeds 1 in magnitude
     whenever the membrane crosses the threshold slowly, and does not train.) ``grad_x`` is ``delta`` except where the
-    warm-up replaces it (``s < warmup_level``); the carry is never replaced.
+    warm-up replaces it (``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
+    the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
     ``delta`` before it is carried back, and to ``grad_x``.
     """
@@ -192,7 +193,7 @@ def carry_step(
         delta = delta + extra
     if not warmup:
         return delta, delta
-    surrogate = warmup_surrogate(G, u, k.threshold)
+    surrogate = warmup_surrogate(G, u, k.threshold, k.warmup_width)
     if extra is not None:
         surrogate = surrogate + extra
     grad_x = torch.where(s < k.warmup_level, surrogate, delta)

@@ -58,7 +58,7 @@ from torch import Tensor
 
 from .._optional import require
 from .._validation import raise_non_finite
-from ..rule import SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants
+from ..rule import SENSITIVITY_CAP, LIFConstants
 from ._params import RESET_CODES, ROW, pack_params, param_table
 
 triton = require("triton", "triton")
@@ -80,11 +80,11 @@ ROW_TRACE_DECAY = tl.constexpr(ROW["trace_decay"])
 ROW_THRESHOLD = tl.constexpr(ROW["threshold"])
 ROW_THRESHOLD_X_INV_TAU_M = tl.constexpr(ROW["threshold_x_inv_tau_m"])
 ROW_WARMUP_LEVEL = tl.constexpr(ROW["warmup_level"])
+ROW_WARMUP_WIDTH = tl.constexpr(ROW["warmup_width"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
 CAP = tl.constexpr(SENSITIVITY_CAP)
-WIDTH = tl.constexpr(WARMUP_WIDTH)
 
 
 @triton.jit
@@ -100,14 +100,15 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 
 @triton.jit
 def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
-    """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, th * beta, warm-up level."""
+    """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, th * itm, warm-up level and width."""
     return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_TRACE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_THRESHOLD, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_THRESHOLD_X_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
-            _load_param(table_ptr, ROW_WARMUP_LEVEL, n_neurons, offs, mask, PER_NEURON, STATE))
+            _load_param(table_ptr, ROW_WARMUP_LEVEL, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_WARMUP_WIDTH, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -146,12 +147,15 @@ def _carry_step(G, h, u, du, of, itm, beta, th, thi, RESET: tl.constexpr):
 
 
 @triton.jit
-def _warmup_surrogate(G, u, th):
-    """G * sigma'((u - th) / WIDTH) / WIDTH with the argument clamped to [-8, 8] (reference.warmup_surrogate)."""
-    a = (th - u) / WIDTH
+def _warmup_surrogate(G, u, th, width):
+    """G * sigma'((u - th) / width) / width with the argument clamped to [-8, 8] (reference.warmup_surrogate).
+
+    ``width`` is the table's warm-up width row: a run-time value, so every width runs the same compiled kernel.
+    """
+    a = (th - u) / width
     a = tl.minimum(tl.maximum(a, -8.0), 8.0)
     z = tl.exp(a)
-    return G * z / ((1.0 + z) * (1.0 + z) * WIDTH)
+    return G * z / ((1.0 + z) * (1.0 + z) * width)
 
 
 @triton.jit
@@ -190,7 +194,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thi, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thi, wl, ww = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -231,7 +235,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         h = _carry_step(G, h, u, du, of, itm, beta, th, thi, RESET)
         out = h
         if WARMUP:
-            out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th), h)
+            out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th, ww), h)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -242,7 +246,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thi, wl = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thi, wl, ww = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
@@ -287,7 +291,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
         h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thi, RESET)
         out = h
         if WARMUP:
-            out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th), h)
+            out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th, ww), h)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -446,18 +450,20 @@ class TritonImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset = params
+        tau_m, tau_s, threshold, reset, warmup_width = params
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device)
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
+                                        warmup_width)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset = params
+        tau_m, tau_s, threshold, reset, warmup_width = params
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device)
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
+                                        warmup_width)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 

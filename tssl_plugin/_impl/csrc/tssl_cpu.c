@@ -12,8 +12,9 @@
  *
  * Parameters: a table table[ROW_<NAME> * N + n] (per_neuron = 1, one value per
  * neuron) or table[ROW_<NAME>] (per_neuron = 0, one value for all neurons).
- * The row numbers, the reset codes and the rule's constants are not written
- * here: tssl_plugin._impl.cpu passes them as -D flags built from
+ * The warm-up width is a row of the table too (read at run time). The row
+ * numbers, the reset codes and the rule's constants are not written here:
+ * tssl_plugin._impl.cpu passes them as -D flags built from
  * tssl_plugin/_impl/_params.py (the table's one definition) and
  * tssl_plugin/rule.py.
  */
@@ -25,7 +26,7 @@
 #include <omp.h>
 #endif
 
-#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(SENSITIVITY_CAP) || !defined(WARMUP_WIDTH)
+#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH)
 #error "build through tssl_plugin._impl.cpu, which passes the table layout and constants as -D flags"
 #endif
 

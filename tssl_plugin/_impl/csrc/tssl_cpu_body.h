@@ -130,10 +130,12 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
                 delta = c * G + beta * hh;
             h[j] = delta;
             if (warmup) {
-                REAL a = (TB(ROW_THRESHOLD, j) - u) / (REAL)WARMUP_WIDTH;
+                /* reference.warmup_surrogate with w = the table's warm-up width */
+                const REAL w = TB(ROW_WARMUP_WIDTH, j);
+                REAL a = (TB(ROW_THRESHOLD, j) - u) / w;
                 a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
                 const REAL z = FN(exp_clamped)(a);
-                const REAL sur = G * z / (((REAL)1 + z) * ((REAL)1 + z) * (REAL)WARMUP_WIDTH);
+                const REAL sur = G * z / (((REAL)1 + z) * ((REAL)1 + z) * w);
                 gxt[j] = warm_sc[as + j] != (REAL)0 ? sur : delta;
             } else {
                 gxt[j] = delta;
