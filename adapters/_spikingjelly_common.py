@@ -53,9 +53,9 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from tssl_plugin._validation import check_bool, check_tau_s
+from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import lif_constants
+from tssl_plugin.rule import WARMUP_WIDTH, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "node_mapping",
@@ -85,7 +85,8 @@ def check_binary_surrogate(surrogate_function: Any, where: str) -> None:
         raise ValueError(f"{where}: {NON_BINARY}")
 
 
-def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool) -> None:
+def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool,
+              warmup_width: float = WARMUP_WIDTH) -> None:
     """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
     if surrogate_function is not None:
         check_binary_surrogate(surrogate_function, type(node).__name__)
@@ -94,6 +95,7 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
         warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
     node.tau_s = check_tau_s(tau_s)
     node.warmup = check_bool(warmup, "warmup")
+    node.warmup_width = check_warmup_width(warmup_width)
     node._tssl_state = None
 
 
@@ -207,6 +209,7 @@ class TSSLNodeMixin:
 
     tau_s: float = 3.0
     warmup: bool = True
+    warmup_width: float = WARMUP_WIDTH  # also what a node pickled before the option existed gets
     _tssl_state: Optional[StepState] = None
     _TSSL_KIND = "lif"
 
@@ -245,6 +248,7 @@ class TSSLNodeMixin:
     def _tssl_check_common(self) -> None:
         check_tau_s(self.tau_s)
         check_bool(self.warmup, "warmup")
+        check_warmup_width(self.warmup_width)
         self._lib_check()
         self._tssl_mapping()
 
@@ -269,7 +273,7 @@ class TSSLNodeMixin:
         with torch.no_grad():
             h = self._lib_charge(x_seq.detach(), v_prev)
             u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
         self._tssl_guard_membrane(current)
@@ -291,7 +295,7 @@ class TSSLNodeMixin:
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)
@@ -348,4 +352,4 @@ class TSSLNodeMixin:
         return state
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", tau_s={self.tau_s}, warmup={self.warmup}"
+        return super().extra_repr() + f", tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}"

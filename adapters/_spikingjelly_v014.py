@@ -19,6 +19,8 @@ from torch import Tensor
 
 from spikingjelly.activation_based import neuron, surrogate
 
+from tssl_plugin.rule import WARMUP_WIDTH
+
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
@@ -85,11 +87,12 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: bool = True):
+                 tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _eval_suffix(self) -> str:
         return "_decay_input" if self.decay_input else "_no_decay_input"
@@ -117,10 +120,11 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "torch",
-                 store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
+                 store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _eval_suffix(self) -> str:
         return ""
@@ -147,11 +151,12 @@ class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: bool = True):
+                 tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
         """0.0.0.0.14 PLIF ``neuronal_charge`` with ``q = sigmoid(w)``."""

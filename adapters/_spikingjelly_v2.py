@@ -17,6 +17,8 @@ from torch import Tensor
 from spikingjelly.activation_based import functional as sjf
 from spikingjelly.activation_based import neuron, surrogate
 
+from tssl_plugin.rule import WARMUP_WIDTH
+
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
@@ -79,17 +81,19 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     reset to ``v_reset`` is the paper's rule on ``h - v_reset`` with threshold
     ``v_threshold - v_reset``; ``v_reset=None`` is the "subtract" extension.
     ``tau_s`` is the PSC time constant of the warm-up trace, ``warmup`` the
-    reference warm-up surrogate for silent neurons (docs/algorithm.md).
+    reference warm-up surrogate for silent neurons and ``warmup_width`` its
+    width (default 0.2, the reference's; docs/algorithm.md).
     """
 
     _TSSL_KIND = "lif"
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
-                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
+                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.lif_multi_step(
@@ -113,9 +117,10 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: bool = True):
+                 tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.if_multi_step(
@@ -141,10 +146,11 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
 
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
-                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True):
+                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.plif_multi_step(

@@ -54,9 +54,9 @@ from torch import Tensor, nn
 
 from tssl_plugin._optional import require
 from tssl_plugin._validation import check_sequence
-from tssl_plugin._validation import check_bool, check_tau_s
+from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import LIFConstants, warmup_level
+from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import Exclude, check_convert_args, excluded_ids
@@ -67,7 +67,7 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 
 __all__ = ["TSSLLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "_tssl_state", "_tssl_mem_ref")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "_tssl_state", "_tssl_mem_ref")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -155,17 +155,23 @@ class TSSLLeaky(snn.Leaky):
     """``snn.Leaky`` with TSSL-BP gradients (see the module docstring for the rule).
 
     Same constructor as ``snn.Leaky`` plus ``tau_s`` (PSC time constant of the
-    internal trace used by the warm-up, >= 1) and ``warmup`` (the reference
-    warm-up surrogate for silent neurons). Same ``(spk, mem)`` return
+    internal trace used by the warm-up, >= 1), ``warmup`` (the reference
+    warm-up surrogate for silent neurons) and ``warmup_width`` (its width,
+    > 0; default 0.2, the reference's). Same ``(spk, mem)`` return
     contract, buffers and ``state_dict`` keys.
     """
+
+    #: the class default, so a layer pickled before the option existed loads with the reference's width.
+    warmup_width: float = WARMUP_WIDTH
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
-                 reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True):
+                 reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH):
         tau_s = check_tau_s(tau_s)
         warmup = check_bool(warmup, "warmup")
+        warmup_width = check_warmup_width(warmup_width)
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
@@ -176,12 +182,13 @@ class TSSLLeaky(snn.Leaky):
             raise
         if spike_grad is not None and not surrogate_disable:
             _warn_spike_grad()
-        self._tssl_setup(tau_s, warmup)
+        self._tssl_setup(tau_s, warmup, warmup_width)
 
     # -- TSSL state ---------------------------------------------------------------------------
-    def _tssl_setup(self, tau_s: float, warmup: bool) -> None:
+    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float) -> None:
         self.tau_s = tau_s
         self.warmup = warmup
+        self.warmup_width = warmup_width
         self._tssl_clear()
 
     def _tssl_clear(self) -> None:
@@ -212,7 +219,8 @@ class TSSLLeaky(snn.Leaky):
     def _constants(self, like: Tensor, mode: str, reset_val: str) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
-                            warmup_level(self.tau_s), core_reset(mode, self.reset_delay, reset_val))
+                            warmup_level(self.tau_s), core_reset(mode, self.reset_delay, reset_val),
+                            self.warmup_width)
 
     def _zero_corrected(self, reset_val: str) -> bool:
         """The returned membrane is the immediately zero-reset one (``d mem/du = 1 - o``)."""
@@ -304,15 +312,15 @@ class TSSLLeaky(snn.Leaky):
             self.spike_grad = self.spike_grad.build()
 
     def extra_repr(self) -> str:
-        return f"tau_s={self.tau_s}, warmup={self.warmup}"
+        return f"tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}"
 
 
 def _snntorch_neuron(module: nn.Module) -> bool:
     return isinstance(module, snn.SpikingNeuron) or type(module).__module__.startswith("snntorch._neurons")
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict: bool = False,
-            exclude: Exclude = None) -> nn.Module:
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+            strict: bool = False, exclude: Exclude = None) -> nn.Module:
     """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky`, in place.
 
     The same module objects stay in the model (their class changes), so
@@ -326,11 +334,14 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
     ``convert(net, exclude=[net.lif_out])`` trains the hidden layers with
     TSSL-BP and the output layer with its ``spike_grad`` (the recipe for
     losses that never saturate, such as ``ce_rate_loss``). A name or module
-    not in the model is an error. Returns ``model``.
+    not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
+    (the warm-up surrogate's width, default 0.2, the reference's) are set on
+    every converted layer. Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
     warmup = check_bool(warmup, "warmup")
+    warmup_width = check_warmup_width(warmup_width)
     skip = excluded_ids(model, exclude)
     targets, others = [], []
     for name, m in model.named_modules():
@@ -351,7 +362,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, strict
         _warn_spike_grad()
     for m in targets:
         m.__class__ = TSSLLeaky
-        m._tssl_setup(tau_s, warmup)
+        m._tssl_setup(tau_s, warmup, warmup_width)
     return model
 
 

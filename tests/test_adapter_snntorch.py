@@ -86,13 +86,14 @@ class HiddenNet(nn.Module):
         return torch.stack(spk_rec), torch.stack(mem_rec)
 
 
-def sequence_reference(net, x, core_reset, warmup=True):
+def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2):
     """The same network written with the core whole-sequence op (tau_m = 1/(1-beta))."""
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
-    o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, output="spike", reset=core_reset, warmup=warmup)
+    kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width)
+    o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
-    return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, output="spike", reset=core_reset, warmup=warmup)
+    return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, **kw)
 
 
 def step_loop(lif, x, explicit=True):
@@ -171,17 +172,19 @@ def test_forward_bit_identical_variants(dtype):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reset,delay,core", CONFIGS, ids=CONFIG_IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("warmup", [True, False])
+@pytest.mark.parametrize("warmup,width", [(True, 0.2), (False, 0.2), (True, 0.7)],
+                         ids=["warmup", "no-warmup", "warmup-width0.7"])
 @pytest.mark.parametrize("explicit", [True, False], ids=["mem", "init_hidden"])
-def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup, explicit):
-    lif = TSSLLeaky(beta=0.8, reset_mechanism=reset, reset_delay=delay, warmup=warmup, init_hidden=not explicit)
+def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup, width, explicit):
+    lif = TSSLLeaky(beta=0.8, reset_mechanism=reset, reset_delay=delay, warmup=warmup, init_hidden=not explicit,
+                    warmup_width=width)
     x = (make_x(T=18, dtype=dtype, scale=0.9, seed=2)).requires_grad_()
     # upstream gradient representable in float32: snnTorch spikes are float32, so dL/dspk is float32
     gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).to(dtype)
     spk, _ = step_loop(lif, x, explicit)
     (g_step,) = torch.autograd.grad(spk, x, gy.float())
     tau_m = 1.0 / (1.0 - lif.beta.double().item())  # beta is stored as float32
-    o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core)
+    o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width)
     assert torch.equal(spk.to(dtype), o)
     (g_core,) = torch.autograd.grad(o, x, gy)
     torch.testing.assert_close(g_step, g_core, **tol(dtype))
@@ -422,6 +425,28 @@ def test_state_dict_interchange_and_copies():
     assert set(revert(loaded).state_dict()) == set(plain.state_dict())
 
 
+def test_convert_passes_warmup_width_and_revert_removes_it():
+    """convert(warmup_width=w) sets w on every converted layer (repr, copies, gradients of the core op with w);
+    revert removes it with the other TSSL-BP attributes."""
+    torch.manual_seed(3)
+    net = convert(Net(), warmup_width=0.6)
+    assert net.lif1.warmup_width == net.lif2.warmup_width == 0.6 and "warmup_width=0.6" in repr(net.lif1)
+    assert copy.deepcopy(net).lif2.warmup_width == 0.6
+    x = make_x(T=12, shape=(10, 12), scale=0.6, dtype=torch.float64, seed=8)
+    net.double()
+    gy = torch.randn(12, 10, 5, generator=torch.Generator().manual_seed(9)).double()  # float32 values, as dL/dspk
+    grads = torch.autograd.grad(net(x)[0], list(net.parameters()), gy.float())
+    ref = torch.autograd.grad(sequence_reference(net, x, "subtract_after_leak", warmup_width=0.6),
+                              list(net.parameters()), gy)
+    default = torch.autograd.grad(sequence_reference(net, x, "subtract_after_leak"), list(net.parameters()), gy)
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(grads[0], default[0])
+    revert(net)
+    assert type(net.lif1) is snn.Leaky and "warmup_width" not in vars(net.lif1)
+    assert not hasattr(net.lif1, "warmup_width")
+
+
 def test_convert_keeps_objects_optimizer_and_instances():
     net = Net()
     lif1 = net.lif1
@@ -514,6 +539,12 @@ def test_bad_tssl_parameters():
         TSSLLeaky(beta=0.9, tau_s=0.5)
     with pytest.raises(TypeError, match="warmup"):
         convert(nn.Sequential(snn.Leaky(beta=0.9)), warmup=1)
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        TSSLLeaky(beta=0.9, warmup_width=0.0)
+    net = nn.Sequential(snn.Leaky(beta=0.9))
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        convert(net, warmup_width=-1)
+    assert type(net[0]) is snn.Leaky  # nothing changed
     with pytest.raises(TypeError, match="init_hidden"):
         TSSLLeaky(beta=0.9, init_hidden=True)(torch.ones(2), torch.zeros(2))
 

@@ -127,38 +127,40 @@ def test_chained_multi_step_calls_keep_state_but_restart_the_gradient():
 
 
 # ----------------------------------------------------------------- gradients vs the core op
-CONFIGS = [  # (node kind, decay_input, v_reset, warmup)
-    ("lif", True, 0.0, True),
-    ("lif", True, 0.0, False),
-    ("lif", False, 0.0, True),
-    ("lif", True, -0.5, True),
-    ("lif", False, 0.3, False),
-    ("lif", True, None, True),
-    ("lif", False, None, False),
-    ("if", None, 0.0, True),
-    ("if", None, -0.5, False),
-    ("if", None, None, True),
-    ("plif", True, 0.0, True),
-    ("plif", False, None, False),
-    ("plif", True, -0.5, False),
+CONFIGS = [  # (node kind, decay_input, v_reset, warmup, warm-up width)
+    ("lif", True, 0.0, True, 0.2),
+    ("lif", True, 0.0, False, 0.2),
+    ("lif", False, 0.0, True, 0.2),
+    ("lif", True, -0.5, True, 0.2),
+    ("lif", False, 0.3, False, 0.2),
+    ("lif", True, None, True, 0.2),
+    ("lif", False, None, False, 0.2),
+    ("if", None, 0.0, True, 0.2),
+    ("if", None, -0.5, False, 0.2),
+    ("if", None, None, True, 0.2),
+    ("plif", True, 0.0, True, 0.2),
+    ("plif", False, None, False, 0.2),
+    ("plif", True, -0.5, False, 0.2),
+    ("lif", True, 0.0, True, 0.7),  # a width other than the reference's, for each node class
+    ("if", None, None, True, 1.2),
+    ("plif", False, -0.5, True, 0.5),
 ]
 
 
-def make_node(kind, decay_input, v_reset, warmup, mode, tau=2.5, tau_s=3.0):
+def make_node(kind, decay_input, v_reset, warmup, mode, tau=2.5, tau_s=3.0, warmup_width=0.2):
+    kw = dict(v_reset=v_reset, step_mode=mode, tau_s=tau_s, warmup=warmup, warmup_width=warmup_width)
     if kind == "lif":
-        node = TSSLLIFNode(tau=tau, decay_input=decay_input, v_reset=v_reset, step_mode=mode,
-                           tau_s=tau_s, warmup=warmup)
+        node = TSSLLIFNode(tau=tau, decay_input=decay_input, **kw)
     elif kind == "plif":
-        node = TSSLParametricLIFNode(init_tau=tau, decay_input=decay_input, v_reset=v_reset, step_mode=mode,
-                                     tau_s=tau_s, warmup=warmup)
+        node = TSSLParametricLIFNode(init_tau=tau, decay_input=decay_input, **kw)
     else:
-        node = TSSLIFNode(v_reset=v_reset, step_mode=mode, tau_s=tau_s, warmup=warmup)
+        node = TSSLIFNode(**kw)
     return node.double()
 
 
 @pytest.mark.parametrize("mode", ["s", "m"])
-@pytest.mark.parametrize("kind,decay_input,v_reset,warmup", CONFIGS)
-def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup):
+@pytest.mark.parametrize("kind,decay_input,v_reset,warmup,width", CONFIGS)
+def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width):
     """dL/dx equals tssl_lif(output="spike") on the same (scaled) currents.
 
     The forward arithmetic differs only by rounding (SpikingJelly's
@@ -174,7 +176,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup):
     x = torch.rand(16, 4, 9, generator=gen, dtype=torch.float64) * amp - 0.1
     x.requires_grad_()
     gy = torch.randn(16, 4, 9, generator=gen, dtype=torch.float64)
-    node = make_node(kind, decay_input, v_reset, warmup, mode, tau, tau_s)
+    node = make_node(kind, decay_input, v_reset, warmup, mode, tau, tau_s, width)
     o = run(node, x, mode)
     (g,) = torch.autograd.grad(o, x, gy)
 
@@ -183,7 +185,8 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup):
     scale = 1.0 / tau if (kind != "if" and decay_input) else 1.0
     tau_m = tau if kind != "if" else math.inf
     reset = "subtract" if v_reset is None else "zero"
-    o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset)
+    o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
+                      warmup_width=width)
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())
     assert 0 < o.sum() < o.numel() * 0.7
@@ -335,6 +338,16 @@ def test_options_that_cannot_be_honoured_raise_naming_the_option():
         convert(neuron.IFNode(), tau_s=0.5)
     with pytest.raises(TypeError, match="warmup"):
         TSSLIFNode(warmup="yes")
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        TSSLLIFNode(warmup_width=0.0)
+    net = torch.nn.Sequential(neuron.IFNode())
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        convert(net, warmup_width=float("nan"))
+    assert type(net[0]) is neuron.IFNode
+    node = convert(neuron.IFNode())
+    node.warmup_width = -1.0
+    with pytest.raises(ValueError, match="warmup_width must be a finite number > 0"):
+        node(torch.rand(2, 3))
     with pytest.raises(ValueError, match="above v_reset"):
         convert(neuron.LIFNode(tau=2.0, v_threshold=-0.5, v_reset=0.0))
 
@@ -432,6 +445,30 @@ def test_convert_exclude_keeps_the_host_surrogate(by, mode):
     assert not torch.allclose(grads[1][0], grads[0][0])  # hidden layers: TSSL-BP
     revert(net)
     assert type(net[1]) is neuron.LIFNode and type(net[5]) is neuron.IFNode
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_convert_passes_warmup_width_and_revert_removes_it(mode):
+    """convert(warmup_width=w) sets w on every node (a node built with w gets the core op's gradient with w:
+    test_gradient_equals_core_op); converting again sets the new width; revert removes it."""
+    built = make_net(mode, seed=5)
+    x = images(seed=4)
+
+    def weight_grad(net):
+        with one_thread():
+            out = run(net, x, mode)
+            (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        return net[0].weight.grad.clone()
+
+    wide = convert(copy.deepcopy(built), warmup_width=0.6)
+    assert [wide[i].warmup_width for i in (1, 5, 7)] == [0.6] * 3 and "warmup_width=0.6" in repr(wide[1])
+    assert copy.deepcopy(wide)[5].warmup_width == 0.6
+    g_wide = weight_grad(wide)
+    assert not torch.allclose(g_wide, weight_grad(convert(copy.deepcopy(built))))
+    again = convert(convert(copy.deepcopy(built)), warmup_width=0.6)
+    assert torch.equal(weight_grad(again), g_wide)
+    revert(wide)
+    assert type(wide[1]) is neuron.LIFNode and not hasattr(wide[1], "warmup_width")
 
 
 def test_convert_exclude_errors_and_strict():
