@@ -4,7 +4,7 @@
 * ``snntorch:<surrogate>``: ``snn.Leaky`` with ``snntorch.surrogate.<surrogate>()``.
 * ``spikingjelly:<surrogate>``: ``LIFNode`` with ``spikingjelly...surrogate.<Class>()``.
 * ``snntorch:tssl`` / ``spikingjelly:tssl``: the same library network, then the
-  adapter's ``convert(model, tau_s=..., warmup=...)`` (public API of
+  adapter's ``convert(model, tau_s=..., warmup=..., warmup_width=...)`` (public API of
   ``tssl_plugin.adapters.snntorch`` / ``.spikingjelly``).
 * ``snntorch:tssl+atan`` / ``spikingjelly:tssl+sigmoid``: the hidden-layers recipe,
   ``convert(model, ..., exclude=[output neuron])``: TSSL-BP in every hidden layer,
@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from tssl_plugin.rule import WARMUP_WIDTH
 
 from . import models
 
@@ -74,11 +76,16 @@ class Backend:
                     f"backend {self.name} needs {mod} ({err}); install with: pip install 'tssl-plugin[{extra}]'"
                 ) from err
 
-    def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True):
-        """The network for this backend, starting from ``weights``."""
+    def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
+              warmup_width: float = WARMUP_WIDTH):
+        """The network for this backend, starting from ``weights``.
+
+        ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) apply to every
+        TSSL-BP layer: the native network's and the adapter-converted ones.
+        """
         self.check_available()
         if self.library == "native":
-            return models.build_native(arch, in_shape, weights, cfg)
+            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width)
         if self.library == "snntorch":
             from snntorch import surrogate
 
@@ -92,7 +99,7 @@ class Backend:
         if self.uses_adapter:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
-            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, exclude=exclude)
+            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, warmup_width=warmup_width, exclude=exclude)
         return net
 
 

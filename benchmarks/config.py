@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from tssl_plugin.rule import WARMUP_WIDTH
+
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
 from .losses import LOSSES
@@ -65,6 +67,7 @@ class Config:
     normalize: str = "none"
     schedule: str = "cosine"
     warmup: bool = True
+    warmup_width: float = WARMUP_WIDTH  # TSSL-BP's warm-up surrogate width (absent from older config.json files)
     encoding: str = "psc"
     device: str = "auto"
     threads: int = 1
@@ -90,8 +93,8 @@ def _int(v: Any) -> bool:
 def config_problems(cfg: Config) -> List[str]:
     """Every value of ``cfg`` that cannot run, each as ``--option: what is wrong`` (empty: all fine).
 
-    Bounds: tau_m > 1 (beta = 1 - 1/tau_m in (0, 1)), tau_s >= 1, threshold > 0, lr > 0, decay, clips and
-    limits >= 0, steps, epochs, batch size, seeds and the N-MNIST window >= 1, threads >= 0.
+    Bounds: tau_m > 1 (beta = 1 - 1/tau_m in (0, 1)), tau_s >= 1, threshold > 0, lr > 0, warm-up width > 0,
+    decay, clips and limits >= 0, steps, epochs, batch size, seeds and the N-MNIST window >= 1, threads >= 0.
     """
     from .data import DATASETS
     from .models import ARCHITECTURES
@@ -133,6 +136,8 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.weight_clip) and cfg.weight_clip >= 0, "--weight-clip", f"must be >= 0 (0: off), got {cfg.weight_clip!r}")
     need(_number(cfg.grad_clip) and cfg.grad_clip >= 0, "--grad-clip", f"must be >= 0 (0: off), got {cfg.grad_clip!r}")
     need(_number(cfg.init_gain) and cfg.init_gain > 0, "--init-gain", f"must be > 0, got {cfg.init_gain!r}")
+    need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
+         f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
     need(isinstance(cfg.backends, list) and bool(cfg.backends), "--backends", "no backend given")
     if cfg.preset is not None:
         from .presets import PRESETS

@@ -11,6 +11,9 @@ otherwise, in one of three variants:
   layer, the output layer on the host's surrogate (the recipe for losses that
   never saturate).
 
+``--warmup-width W`` passes ``warmup_width=W`` (the width of TSSL-BP's warm-up
+surrogate; 0.2, the reference's, by default) to both ``convert`` calls.
+
 Networks (sklearn's 8x8 digits, the image repeated over T steps as direct input):
 
 * snnTorch: ``Linear(64, H) - snn.Leaky(beta) - Linear(H, 10) - snn.Leaky(beta)``
@@ -37,6 +40,7 @@ hidden and output layers.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -45,6 +49,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from tssl_plugin.rule import WARMUP_WIDTH
 
 __all__ = ["main", "build_parser", "run_one", "LOSSES", "VARIANTS"]
 
@@ -77,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tau", type=float, default=2.0, help="SpikingJelly LIFNode tau")
     p.add_argument("--hidden", type=int, default=128, help="hidden layer size")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    p.add_argument("--warmup-width", type=float, default=WARMUP_WIDTH, metavar="W",
+                   help="convert(..., warmup_width=W): width of TSSL-BP's warm-up surrogate, > 0 (0.2 is the "
+                        "reference's)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None,
@@ -145,9 +154,9 @@ def build_net(library: str, variant: str, reset: Optional[str], args: argparse.N
         net = SpikingJellyTutorialNet(args.hidden, args.tau, reset)
         from tssl_plugin.adapters import spikingjelly as adapter  # type: ignore[no-redef]
     if variant == "tssl":
-        adapter.convert(net)
+        adapter.convert(net, warmup_width=args.warmup_width)
     elif variant == "tssl+host":
-        adapter.convert(net, exclude=[net.output_neuron()])
+        adapter.convert(net, warmup_width=args.warmup_width, exclude=[net.output_neuron()])
     return net
 
 
@@ -207,6 +216,7 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
     return {"library": library, "loss": loss, "reset": reset, "variant": variant, "seed": seed,
             "test_accuracy": acc, "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds,
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
+            "warmup_width": None if variant == "host" else args.warmup_width,
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
 
 
@@ -252,6 +262,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("seeds", "epochs", "steps", "hidden", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not (math.isfinite(args.warmup_width) and args.warmup_width > 0):
+        parser.error(f"--warmup-width must be a finite number > 0, got {args.warmup_width}")
     from .results_dir import check_new_out, start_results, write_summary_files
 
     out = None if args.out is None else Path(args.out)

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tssl_plugin.rule import WARMUP_WIDTH
+
 __all__ = [
     "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights", "layer_input_shapes",
     "SumPool", "SpikingNet", "build_native", "build_snntorch", "build_spikingjelly",
@@ -255,7 +257,8 @@ class NativeNet(SpikingNet):
 
     output_kind = "psc"
 
-    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg) -> None:
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH) -> None:
         super().__init__()
         from tssl_plugin import TSSLNeuron
 
@@ -265,7 +268,8 @@ class NativeNet(SpikingNet):
         for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
             if layer.kind in ("fc", "conv"):
                 ops.append(_TimeDistributed(_synapse(layer, shape, next(w))))
-                ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc", reset=reset))
+                ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc", reset=reset,
+                                      warmup=warmup, warmup_width=warmup_width))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))
@@ -291,9 +295,11 @@ class NativeNet(SpikingNet):
         return x, spikes
 
 
-def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg) -> SpikingNet:
-    """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC)."""
-    return NativeNet(arch, in_shape, weights, cfg)
+def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH) -> SpikingNet:
+    """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC), with TSSL-BP's
+    warm-up surrogate (``warmup``) of width ``warmup_width``."""
+    return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width)
 
 
 # ------------------------------------------------------------------- snntorch

@@ -84,6 +84,9 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
              "a TSSL-BP extension)")
     add("--no-warmup", dest="warmup", action="store_false",
         help="turn off TSSL-BP's warm-up surrogate for silent neurons (the pure rule)")
+    add("--warmup-width", type=float, default=d.warmup_width, metavar="W",
+        help="width W of TSSL-BP's warm-up surrogate sigma'((u - threshold)/W)/W in every TSSL-BP backend, > 0 "
+             "(0.2 is the reference's; wider is an extension)")
     add("--encoding", default=d.encoding, choices=["psc", "repeat"],
         help="input over T steps: psc = image repeated and PSC-filtered (paper), repeat = image as is")
     add("--device", default=d.device, help="auto (CUDA if available), cpu, cuda, cuda:N")

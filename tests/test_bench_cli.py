@@ -51,6 +51,8 @@ def _rc(argv) -> int:
     (["--grad-clip", "-0.1"], "--grad-clip"),
     (["--weight-decay", "-1"], "--weight-decay"),
     (["--init-gain", "0"], "--init-gain"),
+    (["--warmup-width", "0"], "--warmup-width"),
+    (["--warmup-width", "inf"], "--warmup-width"),
     (["--epochs", "0"], "--epochs"),
     (["--seed", "-3"], "--seed"),
     (["--device", "foo"], "--device"),
@@ -99,15 +101,33 @@ def test_existing_results_refused_then_overwrite_removes_only_old_results(tmp_pa
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
 
 
-def test_resume_says_which_options_it_ignores(tmp_path, capsys):
+def test_resume_says_which_options_it_ignores(tmp_path, capsys, monkeypatch):
+    """Also: --warmup-width is recorded in config.json and the summary, and --resume builds with the saved one."""
+    from tssl_plugin.benchmarks import backends as B
+
+    widths = []
+    real = B.Backend.build
+    monkeypatch.setattr(B.Backend, "build", lambda self, *a, **kw: widths.append(kw["warmup_width"]) or
+                        real(self, *a, **kw))
     out = tmp_path / "run"
-    assert cli.main(TINY + ["--out", str(out)]) == 0
+    assert cli.main(TINY + ["--warmup-width", "0.6", "--out", str(out)]) == 0
+    assert widths == [0.6] and "TSSL-BP warm-up width 0.6" in (out / "summary.md").read_text()
     capsys.readouterr()
-    assert cli.main(["--resume", str(out), "--epochs", "5", "--lr", "0.1", "--quiet"]) == 0
+    assert cli.main(["--resume", str(out), "--epochs", "5", "--lr", "0.1", "--warmup-width", "1", "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "ignoring --epochs 5, --lr 0.1" in err and "config.json" in err
-    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    assert "ignoring --epochs 5, --lr 0.1, --warmup-width 1" in err and "config.json" in err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 2 and saved["warmup_width"] == 0.6 and widths == [0.6, 0.6]
     assert max(r["epoch"] for r in report.read_jsonl(out / "results.jsonl")) == 2
+
+
+def test_config_json_without_warmup_width_loads_with_the_default():
+    """config.json files written before --warmup-width existed resume with the reference's width."""
+    from tssl_plugin.benchmarks.config import as_dict, config_from_json
+
+    old = as_dict(Config())
+    del old["warmup_width"]
+    assert config_from_json(old, "old/config.json").warmup_width == 0.2
 
 
 def test_damaged_config_and_checkpoint_are_named(tmp_path, capsys):

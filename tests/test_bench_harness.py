@@ -233,6 +233,24 @@ def test_library_tssl_backend_is_the_same_network_converted(name, surrogate):
     assert all(gi is not None and torch.isfinite(gi).all() for gi in g) and any(gi.abs().sum() > 0 for gi in g)
 
 
+def test_warmup_options_reach_every_tssl_backend():
+    """--warmup-width and --no-warmup (Backend.build's warmup, warmup_width) set every TSSL-BP layer: the
+    native network's and the converted ones (the hidden-layers recipe's output layer keeps its surrogate)."""
+    from tssl_plugin.benchmarks import models as M
+
+    arch = M.make_arch("mlp", 10, [16])
+    w = M.initial_weights(arch, (1, 8, 8), seed=1)
+    names = ["native:tssl"] + [n for n in ("snntorch:tssl", "spikingjelly:tssl", "snntorch:tssl+atan",
+                                           "spikingjelly:tssl+sigmoid") if _available(n)]
+    for name in names:
+        for warmup, width in ((True, 0.2), (True, 0.6), (False, 1.5)):
+            net = B.BACKENDS[name].build(arch, (1, 8, 8), w, M.NeuronCfg(), warmup=warmup, warmup_width=width)
+            layers = net.neurons()[:-1] if "+" in name else net.neurons()
+            assert [(n.warmup, n.warmup_width) for n in layers] == [(warmup, width)] * len(layers), name
+            if "+" in name:
+                assert not hasattr(net.neurons()[-1], "warmup_width")
+
+
 def test_resume_after_kill(tmp_path):
     """A process killed (SIGKILL) after its first checkpoint resumes to the numbers of an uninterrupted run."""
     import time
