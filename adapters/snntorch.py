@@ -53,8 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import check_sequence
-from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width
+from tssl_plugin._validation import check_bool, check_sequence, check_tau_s, check_warmup_width
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
