@@ -52,3 +52,54 @@ def test_python_blocks_run_as_written(page, capsys):
             exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
     finally:
         torch.set_num_threads(n)
+
+
+def documented_commands():
+    """Every ``tssl-bench ...`` (or ``python -m tssl_plugin.benchmarks ...``) line of a bash block, as argv."""
+    import shlex
+
+    out = []
+    for page in PAGES:
+        text = page.read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                line = line.split(" #")[0].strip()
+                for prefix in ("tssl-bench", "python -m tssl_plugin.benchmarks", ".venv/bin/tssl-bench"):
+                    if prefix in line:
+                        argv = shlex.split(line.split(prefix, 1)[1].split("&&")[0])
+                        out.append((page.name, line, argv))
+                        break
+        for span in re.findall(r"`((?:tssl-bench|python -m tssl_plugin\.benchmarks) [^`]*)`", text):
+            if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
+                continue  # a pattern, not a command
+            argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
+            out.append((page.name, span, argv))
+    return out
+
+
+def test_documented_commands_parse():
+    """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
+    pytest.importorskip("sklearn")
+    from tssl_plugin.benchmarks import cli, hosts, speed_gpu_layer, speed_layer, speed_mlp_step, speed_scaling, study
+
+    speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer}
+    commands = documented_commands()
+    assert len(commands) >= 30
+    bad = []
+    for page, line, argv in commands:
+        if "--help" in argv:
+            continue
+        if argv and argv[0] == "speed":
+            rest = argv[1:]
+            module = speeds.get(rest[0], speed_layer) if rest else speed_layer
+            parser = module.build_parser()
+            argv = rest[1:] if rest and rest[0] in speeds else rest
+        elif argv and argv[0] in ("hosts", "study"):
+            parser, argv = (hosts if argv[0] == "hosts" else study).build_parser(), argv[1:]
+        else:
+            parser = cli.build_parser()
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            bad.append(f"{page}: {line}")
+    assert not bad, "documented commands that do not parse:\n" + "\n".join(bad)
