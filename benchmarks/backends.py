@@ -77,15 +77,17 @@ class Backend:
                 ) from err
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
-              warmup_width: float = WARMUP_WIDTH):
+              warmup_width: float = WARMUP_WIDTH, native_between: str = "psc"):
         """The network for this backend, starting from ``weights``.
 
         ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) apply to every
-        TSSL-BP layer: the native network's and the adapter-converted ones.
+        TSSL-BP layer: the native network's and the adapter-converted ones. ``native_between``
+        (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
         if self.library == "native":
-            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width)
+            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width,
+                                       between=native_between)
         if self.library == "snntorch":
             from snntorch import surrogate
 

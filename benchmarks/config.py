@@ -18,6 +18,7 @@ from tssl_plugin.rule import WARMUP_WIDTH
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
 from .losses import LOSSES
+from .models import NATIVE_BETWEEN
 
 __all__ = ["Config", "OPTIMIZERS", "INITS", "NORMALIZATIONS", "config_problems", "check_config",
            "config_from_json", "read_config", "as_dict", "default_weight_decay"]
@@ -69,6 +70,7 @@ class Config:
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # TSSL-BP's warm-up surrogate width (absent from older config.json files)
     encoding: str = "psc"
+    native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
     device: str = "auto"
     threads: int = 1
     nmnist_window_us: int = 300_000
@@ -138,6 +140,7 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.init_gain) and cfg.init_gain > 0, "--init-gain", f"must be > 0, got {cfg.init_gain!r}")
     need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
          f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
+    choice(cfg.native_between, "--native-between", list(NATIVE_BETWEEN))
     need(isinstance(cfg.backends, list) and bool(cfg.backends), "--backends", "no backend given")
     if cfg.preset is not None:
         from .presets import PRESETS

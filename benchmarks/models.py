@@ -35,8 +35,13 @@ from tssl_plugin.rule import WARMUP_WIDTH
 
 __all__ = [
     "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights", "layer_input_shapes",
-    "SumPool", "SpikingNet", "build_native", "build_snntorch", "build_spikingjelly",
+    "SumPool", "SpikingNet", "NATIVE_BETWEEN", "build_native", "build_snntorch", "build_spikingjelly",
 ]
+
+#: what the native network's hidden layers pass to the next layer: ``psc`` (the paper's network) or
+#: ``spike`` (binary spikes, as the library networks do: the same network as ``snntorch:tssl`` /
+#: ``spikingjelly:tssl``, to separate the gradient from the network).
+NATIVE_BETWEEN = ("psc", "spike")
 
 
 @dataclass(frozen=True)
@@ -253,14 +258,18 @@ class SpikingNet(nn.Module):
 
 # --------------------------------------------------------------------- native
 class NativeNet(SpikingNet):
-    """The paper's network on the core op: PSC between layers, :class:`TSSLNeuron` neurons."""
+    """The paper's network on the core op: PSC between layers (or spikes, ``between="spike"``),
+    :class:`TSSLNeuron` neurons; the output layer gives its PSC."""
 
     output_kind = "psc"
 
     def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH) -> None:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc") -> None:
         super().__init__()
         from tssl_plugin import TSSLNeuron
+
+        if between not in NATIVE_BETWEEN:
+            raise ValueError(f"between must be one of {NATIVE_BETWEEN}, got {between!r}")
 
         reset = {"zero": "zero", "subtract": "subtract"}[cfg.reset]
         self.tau_s = cfg.tau_s
@@ -279,6 +288,8 @@ class NativeNet(SpikingNet):
                 spiking.append(False)
         self.ops = nn.ModuleList(ops)
         self._spiking = spiking
+        for hidden in self.neurons()[:-1]:  # the output layer always gives its PSC (the read-out)
+            hidden.output = between
 
     def neurons(self) -> List[nn.Module]:
         return [op for op, is_neuron in zip(self.ops, self._spiking) if is_neuron]
@@ -288,7 +299,9 @@ class NativeNet(SpikingNet):
         decay = 1.0 - 1.0 / self.tau_s
         for op, is_neuron in zip(self.ops, self._spiking):
             x = op(x)
-            if is_neuron:
+            if is_neuron and op.output == "spike":
+                spikes.append(x.detach())
+            elif is_neuron:
                 with torch.no_grad():  # recover spikes from the PSC: o[t] = tau_s (a[t] - decay a[t-1])
                     prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
                     spikes.append(torch.round(self.tau_s * (x - decay * prev)).clamp_(0, 1))
@@ -296,10 +309,11 @@ class NativeNet(SpikingNet):
 
 
 def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH) -> SpikingNet:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc") -> SpikingNet:
     """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC), with TSSL-BP's
-    warm-up surrogate (``warmup``) of width ``warmup_width``."""
-    return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width)
+    warm-up surrogate (``warmup``) of width ``warmup_width``; ``between`` (:data:`NATIVE_BETWEEN`) is what
+    each hidden layer passes to the next."""
+    return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width, between=between)
 
 
 # ------------------------------------------------------------------- snntorch

@@ -18,7 +18,7 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     from .config import INITS, NORMALIZATIONS, OPTIMIZERS, Config
     from .losses import LOSSES
     from .data import DATASETS
-    from .models import ARCHITECTURES
+    from .models import ARCHITECTURES, NATIVE_BETWEEN
     from .presets import PRESETS
 
     d = Config()
@@ -87,6 +87,9 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     add("--warmup-width", type=float, default=d.warmup_width, metavar="W",
         help="width W of TSSL-BP's warm-up surrogate sigma'((u - threshold)/W)/W in every TSSL-BP backend, > 0 "
              "(0.2 is the reference's; wider is an extension)")
+    add("--native-between", default=d.native_between, choices=list(NATIVE_BETWEEN),
+        help="what native:tssl's hidden layers pass to the next layer: psc (the paper's network) or spike "
+             "(as the library networks, to compare gradients on the same network)")
     add("--encoding", default=d.encoding, choices=["psc", "repeat"],
         help="input over T steps: psc = image repeated and PSC-filtered (paper), repeat = image as is")
     add("--device", default=d.device, help="auto (CUDA if available), cpu, cuda, cuda:N")

@@ -12,7 +12,7 @@ import torch
 
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
-from tssl_plugin.benchmarks.config import Config
+from tssl_plugin.benchmarks.config import Config, config_problems
 from tssl_plugin.benchmarks.train import run_benchmark
 
 SMALL = ["--limit-train", "320", "--limit-test", "100", "--hidden", "64", "--epochs", "3", "--seeds", "1",
@@ -277,3 +277,37 @@ def test_resume_after_kill(tmp_path):
     full = json.loads((tmp_path / "full" / "summary.json").read_text())["runs"]
     resumed = json.loads((part / "summary.json").read_text())["runs"]
     assert [r["test_accuracy"] for r in full] == [r["test_accuracy"] for r in resumed]
+
+
+@pytest.mark.parametrize("name", ["snntorch:tssl", "spikingjelly:tssl"])
+def test_native_between_spike_is_the_library_network(name):
+    """--native-between spike: native:tssl passes spikes between layers, as the library networks do, so
+    it is the converted library network: the same spikes, output PSC = psp(library output spikes), and the
+    same weight gradients of a loss on that PSC (the default, psc, is the paper's different network)."""
+    if not _available(name):
+        pytest.skip(f"{name} needs its library")
+    from tssl_plugin.benchmarks import models as M
+    from tssl_plugin import psp
+
+    arch = M.make_arch("mlp", 10, [16, 12])
+    w = M.initial_weights(arch, (1, 8, 8), seed=2, gain=4.0)  # every layer fires (4 %-20 % of steps)
+    x = torch.rand(5, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.5
+    target = torch.rand(5, 6, 10, generator=torch.Generator().manual_seed(1))
+    native = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, M.NeuronCfg(), native_between="spike")
+    lib = B.BACKENDS[name].build(arch, (1, 8, 8), w, M.NeuronCfg())
+    out_n, spk_n = native(x)
+    out_l, spk_l = lib(x)
+    assert [n.output for n in native.neurons()] == ["spike", "spike", "psc"]
+    assert all(torch.equal(a, b) for a, b in zip(spk_n, spk_l)) and all(s.sum() > 0 for s in spk_n)
+    out_l = psp(out_l, tau_s=M.NeuronCfg().tau_s)
+    torch.testing.assert_close(out_n, out_l)
+    ((out_n - target) ** 2).sum().backward()
+    ((out_l - target) ** 2).sum().backward()
+    for a, b in zip(native.synapses(), lib.synapses()):
+        torch.testing.assert_close(a.weight.grad, b.weight.grad)
+    paper = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, M.NeuronCfg())
+    assert [n.output for n in paper.neurons()] == ["psc"] * 3 and not torch.equal(paper(x)[0], out_n)
+
+
+def test_native_between_is_checked():
+    assert "--native-between" in " ".join(config_problems(Config(native_between="spikes")))
