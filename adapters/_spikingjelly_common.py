@@ -146,21 +146,43 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
+MEMBRANE_LOSS_ERROR = (
+    "a loss reached the membrane potential (node.v / node.v_seq) of a TSSL-BP "
+    "SpikingJelly node; TSSL-BP defines gradients through spikes only. Use the spikes, "
+    "or .detach() the membrane where it is only monitored"
+)
+
+
+@torch.library.custom_op("tssl_plugin::membrane_grad_check", mutates_args=())
+def _membrane_grad_check(g: Tensor) -> Tensor:
+    """A 0-d zero; raises the membrane-loss error if ``g`` is not all zero (compiled backward's check)."""
+    if bool((g != 0).any()):
+        raise RuntimeError(MEMBRANE_LOSS_ERROR)
+    return g.new_zeros(())
+
+
+@_membrane_grad_check.register_fake
+def _membrane_grad_check_fake(g: Tensor) -> Tensor:
+    return g.new_empty(())
+
+
 class _MembraneNoGrad(torch.autograd.Function):
     """Identity on the membrane values; raises if a nonzero gradient reaches them."""
 
     @staticmethod
     def forward(ctx: Any, anchor: Tensor, v: Tensor) -> Tensor:
+        ctx.anchor = (anchor.shape, anchor.dtype)
         return v.clone()
 
     @staticmethod
     def backward(ctx: Any, g: Optional[Tensor]):
-        if g is not None and bool((g != 0).any()):
-            raise RuntimeError(
-                "a loss reached the membrane potential (node.v / node.v_seq) of a TSSL-BP "
-                "SpikingJelly node; TSSL-BP defines gradients through spikes only. Use the spikes, "
-                "or .detach() the membrane where it is only monitored"
-            )
+        if g is None:
+            return None, None
+        if torch.compiler.is_compiling():  # the check as an opaque op (a value read would break the graph)
+            shape, dtype = ctx.anchor
+            return g.new_zeros(shape, dtype=dtype) + _membrane_grad_check(g).to(dtype), None
+        if bool((g != 0).any()):
+            raise RuntimeError(MEMBRANE_LOSS_ERROR)
         return None, None
 
 

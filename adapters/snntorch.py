@@ -207,21 +207,28 @@ class TSSLLeaky(snn.Leaky):
         self._tssl_clear()
         return super().reset_mem()
 
-    def _mode(self) -> Tuple[str, str]:
-        """``(state function, current reset_mechanism)``: snnTorch fixes the first at construction."""
+    def _mode(self) -> Tuple[str, Optional[str]]:
+        """``(state function, current reset_mechanism)``: snnTorch fixes the first at construction and
+        reads the second (its ``reset_mechanism_val`` buffer) only when ``reset_delay`` is False (None otherwise)."""
         name = getattr(getattr(self.state_function, "__func__", None), "__name__", None)
         if name not in STATE_FUNCTIONS:
             raise ValueError(f"TSSLLeaky: unknown state_function {self.state_function!r}; "
                              "only snn.Leaky's own reset mechanisms are supported")
-        return STATE_FUNCTIONS[name], RESET_VALS[int(self.reset_mechanism_val)]
+        if self.reset_delay:  # like snn.Leaky, read the buffer only where it matters (a read breaks a compiled graph)
+            return STATE_FUNCTIONS[name], None
+        for code, reset_val in RESET_VALS.items():  # compared as snn.Leaky.forward does
+            if self.reset_mechanism_val == code:
+                return STATE_FUNCTIONS[name], reset_val
+        raise ValueError(f"TSSLLeaky: unknown reset_mechanism_val {self.reset_mechanism_val!r}; "
+                         "only snn.Leaky's own reset mechanisms are supported")
 
-    def _constants(self, like: Tensor, mode: str, reset_val: str) -> LIFConstants:
+    def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
                             warmup_level(self.tau_s), core_reset(mode, self.reset_delay, reset_val),
                             self.warmup_width)
 
-    def _zero_corrected(self, reset_val: str) -> bool:
+    def _zero_corrected(self, reset_val: Optional[str]) -> bool:
         """The returned membrane is the immediately zero-reset one (``d mem/du = 1 - o``)."""
         return reset_val == "zero" and not self.reset_delay
 

@@ -77,6 +77,28 @@ def test_opcheck(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_trace_backward_op(impl):
+    """The adapters' backward as an operator: opcheck, and the eager path's numbers (per-neuron constants too)."""
+    from tssl_plugin._impl import _op
+    from tssl_plugin._impl.reference import forward_sequence
+    from tssl_plugin.rule import lif_constants
+
+    x = _x(T=6, seed=4, scale=1.6)
+    g = torch.randn_like(x)
+    for k in (lif_constants(x, 5.0, 3.0, 1.0, "zero"),
+              lif_constants(x, torch.tensor([3.0, 5.0, 4.0, 7.0]), 2.0, torch.tensor([0.5, 1.0, 1.5, 0.8]),
+                            "subtract", warmup_width=0.6)):
+        tr = forward_sequence(x, k)
+        consts = tuple(k)[:4]
+        tensors = [c if isinstance(c, torch.Tensor) else None for c in consts]
+        scalars = [0.0 if isinstance(c, torch.Tensor) else float(c) for c in consts]
+        args = (g, tr.u, tr.du, tr.o, *tensors, scalars, k.reset, True, impl, k.warmup_width)
+        opcheck(torch.ops.tssl_plugin.trace_backward.default, args)
+        eager = _op.trace_backward(g, tr.u, tr.du, tr.o, k, True, impl)
+        assert torch.equal(torch.ops.tssl_plugin.trace_backward(*args), eager) and eager.abs().sum() > 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("output", ["psc", "spike"])
 def test_registered_op_equals_eager_path(impl, output):
     """tssl_lif's eager path (no dispatcher) and the registered operator run the same code: identical results."""

@@ -108,7 +108,7 @@ class _TraceGradFunction(torch.autograd.Function):
         g_spike, g_mem = grads[0], (grads[1] if len(grads) > 1 else None)
         grad_x = None
         if g_spike is not None:
-            grad_x = _impl.call(impl, u, "backward_from_trace", g_spike.contiguous(), u, du, o, k, warmup, False)
+            grad_x = _op.trace_backward(g_spike.contiguous(), u, du, o, k, warmup, impl)
         if g_mem is not None:
             # The recursion is linear in (dL/do, dL/dmem): the membrane part runs the same rule with G = 0
             # and the membrane loss as its extra term (the fused kernels take no extra term).

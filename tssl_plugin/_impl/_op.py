@@ -7,7 +7,12 @@ warmup_width=0.2) -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
 ``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
 impl, warmup_width=0.2)``
-    its input gradient, the TSSL-BP rule (the forward saves only ``x``).
+    its input gradient, the TSSL-BP rule (the forward saves only ``x``);
+``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
+reset, warmup, impl, warmup_width)``
+    the same rule on a forward trace computed elsewhere (the adapters' backward,
+    ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
+    the four constants are per-neuron tensors or None (then ``scalars[i]``).
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
 None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
@@ -48,7 +53,7 @@ import torch
 from torch import Tensor
 
 from . import call
-from ..rule import WARMUP_WIDTH
+from ..rule import WARMUP_WIDTH, LIFConstants
 
 Param = Any
 
@@ -115,6 +120,34 @@ def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
+
+
+@torch.library.custom_op("tssl_plugin::trace_backward", mutates_args=())
+def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
+                      inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
+                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float) -> Tensor:
+    """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
+    given = (inv_tau_m, inv_tau_s, threshold, warmup_level)
+    k = LIFConstants(*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset, float(warmup_width))
+    return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False).to(grad.dtype).contiguous()
+
+
+@trace_backward_op.register_fake
+def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
+                         impl, warmup_width):
+    return u.new_empty(u.shape, dtype=grad.dtype)
+
+
+def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants, warmup: bool,
+                   impl: str) -> Tensor:
+    """``backward_from_trace`` of the implementation ``impl`` selects; through the registered operator
+    whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
+    if _plain_eager(u):
+        return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False)
+    consts = tuple(k)[:4]
+    tensors = [c if isinstance(c, Tensor) else None for c in consts]
+    scalars = [0.0 if isinstance(c, Tensor) else float(c) for c in consts]
+    return trace_backward_op(grad, u, du, o, *tensors, scalars, k.reset, warmup, impl, k.warmup_width)
 
 
 class _EagerLif(torch.autograd.Function):
