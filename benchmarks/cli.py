@@ -1,6 +1,6 @@
 """``tssl-bench``: train the same network with TSSL-BP and with surrogate gradients, side by side.
 
-``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer]``
+``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer|host-step]``
 times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py).
 ``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
 training uses DistributedDataParallel.
@@ -29,7 +29,7 @@ spike activity, synaptic operations).
 
   tssl-bench [options]          train (this help)
   tssl-bench speed --help       forward+backward timing of one spiking layer per backend, and
-                                the other timings (mlp-step, scaling, gpu-layer)
+                                the other timings (mlp-step, scaling, gpu-layer, host-step)
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench --resume DIR       continue an interrupted run

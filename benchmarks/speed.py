@@ -6,7 +6,9 @@
   against SpikingJelly and a ReLU network;
 * ``tssl-bench speed scaling`` (speed_scaling.py): the core op's time in T, against the O(T^2) evaluation;
 * ``tssl-bench speed gpu-layer`` (speed_gpu_layer.py): one layer on CUDA, TSSL-BP against each of
-  SpikingJelly's LIF implementations.
+  SpikingJelly's LIF implementations;
+* ``tssl-bench speed host-step`` (speed_host_step.py): a host's tutorial model per training step,
+  unconverted against ``convert(net)``, eager and (``--compile``) under ``torch.compile``.
 
 Without a sub-command name, ``tssl-bench speed`` is ``tssl-bench speed layer``.
 """
@@ -16,7 +18,7 @@ from typing import Optional, Sequence
 
 __all__ = ["main", "SUBCOMMANDS"]
 
-SUBCOMMANDS = ("layer", "mlp-step", "scaling", "gpu-layer")
+SUBCOMMANDS = ("layer", "mlp-step", "scaling", "gpu-layer", "host-step")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -29,6 +31,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .speed_scaling import main as run
     elif name == "gpu-layer":
         from .speed_gpu_layer import main as run
+    elif name == "host-step":
+        from .speed_host_step import main as run
     else:
         from .speed_layer import main as run
     return run(argv)

@@ -1,4 +1,4 @@
-"""tssl-bench speed and its sub-commands (layer, mlp-step, scaling, gpu-layer), and the one timer they share."""
+"""tssl-bench speed and its sub-commands (layer, mlp-step, scaling, gpu-layer, host-step), and the one timer they share."""
 from __future__ import annotations
 
 import subprocess
@@ -45,7 +45,7 @@ def test_timing_medians_sum_the_named_stages():
     assert t.median(1, 2) == 6.0 and t.median(1) == 3.0 and t.median() == 7.0
 
 
-@pytest.mark.parametrize("sub", [[], ["layer"], ["mlp-step"], ["scaling"], ["gpu-layer"]])
+@pytest.mark.parametrize("sub", [[], ["layer"], ["mlp-step"], ["scaling"], ["gpu-layer"], ["host-step"]])
 def test_old_warmup_option_names_its_new_name(sub, capsys):
     assert _rc(["speed", *sub, "--warmup", "2"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
@@ -97,3 +97,28 @@ def test_gpu_layer_without_cuda_says_so(capsys):
     assert cli.main(["speed", "gpu-layer"]) == 0
     assert "CUDA is not available" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("library", ["snntorch", "spikingjelly"])
+def test_host_step_prints_every_variant_and_its_ratio(library, capsys):
+    pytest.importorskip(library)
+    assert cli.main(["speed", "host-step", "--library", library, "-T", "3", "--hidden", "8", "--batch-size", "4",
+                     "--repeats", "1", "--untimed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"{library} tutorial network 64-8-10, T=3, batch 4" in out and "median of 1" in out
+    rows = {ln.split("  ")[0]: ln.split()[-1] for ln in out.splitlines()[2:] if ln.strip()}
+    assert set(rows) == {"unconverted", "convert(net)"} and rows["unconverted"] == "1.00"
+
+
+def test_host_step_converted_network_trains_with_tssl():
+    """The timed 'convert(net)' step is the converted tutorial network: every neuron is a TSSL-BP class."""
+    pytest.importorskip("snntorch")
+    from tssl_plugin.adapters.snntorch import TSSLLeaky
+    from tssl_plugin.benchmarks import speed_host_step as H
+
+    x = torch.rand(3, 4, 64)
+    step = H.make_step("snntorch", "tssl", x, torch.randint(0, 10, (4,)), 8, compiled=False)
+    assert isinstance(step(), float)
+    assert isinstance(step.net.lif1, TSSLLeaky) and isinstance(step.net.lif2, TSSLLeaky)
+    host = H.make_step("snntorch", "host", x, torch.randint(0, 10, (4,)), 8, compiled=False)
+    assert not isinstance(host.net.lif1, TSSLLeaky)

@@ -80,9 +80,11 @@ def documented_commands():
 def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
-    from tssl_plugin.benchmarks import cli, hosts, speed_gpu_layer, speed_layer, speed_mlp_step, speed_scaling, study
+    from tssl_plugin.benchmarks import (cli, hosts, speed_gpu_layer, speed_host_step, speed_layer, speed_mlp_step,
+                                        speed_scaling, study)
 
-    speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer}
+    speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
+              "host-step": speed_host_step}
     commands = documented_commands()
     assert len(commands) >= 30
     bad = []
