@@ -141,6 +141,8 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
          f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
     choice(cfg.native_between, "--native-between", list(NATIVE_BETWEEN))
+    need(cfg.native_between == "psc" or "native:tssl" in (cfg.backends or []), "--native-between",
+         "changes only native:tssl's network; add native:tssl to --backends")
     need(isinstance(cfg.backends, list) and bool(cfg.backends), "--backends", "no backend given")
     if cfg.preset is not None:
         from .presets import PRESETS

@@ -311,3 +311,6 @@ def test_native_between_spike_is_the_library_network(name):
 
 def test_native_between_is_checked():
     assert "--native-between" in " ".join(config_problems(Config(native_between="spikes")))
+    lonely = config_problems(Config(native_between="spike", backends=["snntorch:tssl"]))
+    assert len(lonely) == 1 and "add native:tssl to --backends" in lonely[0]
+    assert not config_problems(Config(native_between="spike", backends=["native:tssl", "snntorch:tssl"]))
