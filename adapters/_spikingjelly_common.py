@@ -53,7 +53,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width
+from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width, values_readable
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
@@ -113,10 +113,11 @@ def _number(node: Any, name: str) -> float:
 KINDS = ("lif", "if", "plif")
 
 
-def node_mapping(node: Any, kind: str) -> Tuple[float, float, float, str, float]:
+def node_mapping(node: Any, kind: str) -> Tuple[Any, Any, float, str, float]:
     """``(tau_m, input_scale, threshold_rel, reset, v_reset_value)`` of a SpikingJelly LIF/IF/PLIF node.
 
-    Raises ValueError naming the option when a value cannot be honoured.
+    Raises ValueError naming the option when a value cannot be honoured. A PLIF node's ``tau_m`` (and
+    ``input_scale``) are 0-d tensors while ``torch.compile`` traces, floats otherwise.
     """
     name = type(node).__name__
     check_binary_surrogate(getattr(node, "surrogate_function", None), name)
@@ -132,7 +133,12 @@ def node_mapping(node: Any, kind: str) -> Tuple[float, float, float, str, float]
         return math.inf, 1.0, thr - vr, reset, vr
     if kind == "plif":
         w = getattr(node, "w", None)
-        if not isinstance(w, Tensor) or w.numel() != 1 or not bool(torch.isfinite(w.detach()).all()):
+        if not isinstance(w, Tensor) or w.numel() != 1:
+            raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
+        if not values_readable():  # compiled: tau stays a tensor (reading it would break the graph)
+            tau_t = 1.0 / torch.sigmoid(w.detach().double().reshape(()))
+            return tau_t, (1.0 / tau_t if node.decay_input else 1.0), thr - vr, reset, vr
+        if not bool(torch.isfinite(w.detach()).all()):
             raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
         tau = 1.0 / float(torch.sigmoid(w.detach().double()))
     else:

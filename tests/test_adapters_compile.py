@@ -72,12 +72,22 @@ def test_converted_snntorch_loop_compiles_to_one_graph(leaky):
     assert any(a.abs().sum() > 0 for a in g)
 
 
-def _sj_net(mode):
+#: SpikingJelly nodes the adapter converts, as a researcher builds them.
+SJ_NODES = {
+    "lif": lambda neuron: neuron.LIFNode(tau=2.0),
+    "lif-soft-reset": lambda neuron: neuron.LIFNode(tau=2.0, v_reset=None, detach_reset=True),
+    "if": lambda neuron: neuron.IFNode(),
+    "plif": lambda neuron: neuron.ParametricLIFNode(),
+}
+
+
+def _sj_net(mode, node="lif"):
     pytest.importorskip("spikingjelly.activation_based")
     from spikingjelly.activation_based import functional, layer, neuron
 
     torch.manual_seed(0)
-    net = nn.Sequential(layer.Linear(12, 16), neuron.LIFNode(tau=2.0), layer.Linear(16, 5), neuron.LIFNode(tau=2.0))
+    make = SJ_NODES[node]
+    net = nn.Sequential(layer.Linear(12, 16), make(neuron), layer.Linear(16, 5), make(neuron))
     with torch.no_grad():
         net[2].weight.mul_(6.0)  # so that the output layer fires
     functional.set_step_mode(net, mode)
@@ -93,15 +103,17 @@ class StepLoop(nn.Module):
         return torch.stack([self.net(x[t]) for t in range(x.shape[0])])
 
 
+@pytest.mark.parametrize("node", list(SJ_NODES))
 @pytest.mark.parametrize("mode", ["m", "s"])
-def test_converted_spikingjelly_net_compiles_to_one_graph(mode):
+def test_converted_spikingjelly_net_compiles_to_one_graph(mode, node):
+    """Every node kind in both step modes (a PLIF node's learnable leak too: its gradient is the eager one)."""
     from tssl_plugin.adapters import spikingjelly as adapter
 
     x = torch.rand(8, 4, 12, generator=torch.Generator().manual_seed(1)) * 6
-    host, functional = _sj_net(mode)
+    host, functional = _sj_net(mode, node)
     functional.reset_net(host)
     assert _graphs(host if mode == "m" else StepLoop(host), x)[:2] == (1, 0)
-    net, _ = _sj_net(mode)
+    net, _ = _sj_net(mode, node)
     adapter.convert(net)
     module = net if mode == "m" else StepLoop(net)
     functional.reset_net(net)

@@ -197,11 +197,13 @@ def check_param_values(t: Tensor, name: str) -> None:
 
 
 def as_param(value: object, name: str, neuron_shape: torch.Size, like: Tensor) -> Param:
-    """Fully checked neuron parameter: a float, or a tensor on ``like``'s device and dtype."""
+    """Fully checked neuron parameter: a float, or a tensor on ``like``'s device and dtype (its values are
+    checked in eager mode; see :func:`values_readable`)."""
     v = check_param(value, name, neuron_shape)
     if isinstance(v, Tensor):
         v = v.to(device=like.device, dtype=like.dtype)
-        check_param_values(v, name)
+        if values_readable():
+            check_param_values(v, name)
     return v
 
 
