@@ -47,7 +47,7 @@ dispatch or function mode, functorch transforms, tensor subclasses).
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -58,11 +58,23 @@ from ..rule import WARMUP_WIDTH, LIFConstants
 Param = Any
 
 
+def _split(values: Sequence[Param]) -> Tuple[List[Optional[Tensor]], List[float]]:
+    """Tensor-or-number parameters as the operators take them: the tensors (None where a number is given)
+    and the numbers (0.0 where a tensor is given)."""
+    tensors = [v if isinstance(v, Tensor) else None for v in values]
+    scalars = [0.0 if isinstance(v, Tensor) else float(v) for v in values]
+    return tensors, scalars
+
+
+def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tuple[Param, ...]:
+    """The inverse of :func:`_split`: each tensor, or its number where the tensor is None."""
+    return tuple(t if t is not None else float(v) for t, v in zip(tensors, scalars))
+
+
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
             scalars: List[float], reset: str, warmup_width: float) -> Tuple[Any, Any, Any, str, float]:
     """``(tau_m, tau_s, threshold, reset, warmup_width)``, what the implementations' op entry points take."""
-    given = (tau_m, tau_s, threshold)
-    return (*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset, float(warmup_width))
+    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width))
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
@@ -127,8 +139,7 @@ def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m:
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
                       scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float) -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
-    given = (inv_tau_m, inv_tau_s, threshold, warmup_level)
-    k = LIFConstants(*(t if t is not None else float(v) for t, v in zip(given, scalars)), reset, float(warmup_width))
+    k = LIFConstants(*_join((inv_tau_m, inv_tau_s, threshold, warmup_level), scalars), reset, float(warmup_width))
     return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False).to(grad.dtype).contiguous()
 
 
@@ -144,9 +155,7 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
     if _plain_eager(u):
         return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False)
-    consts = tuple(k)[:4]
-    tensors = [c if isinstance(c, Tensor) else None for c in consts]
-    scalars = [0.0 if isinstance(c, Tensor) else float(c) for c in consts]
+    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level))
     return trace_backward_op(grad, u, du, o, *tensors, scalars, k.reset, warmup, impl, k.warmup_width)
 
 
@@ -185,9 +194,7 @@ def _plain_eager(x: Tensor) -> bool:
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
         impl: str, warmup_width: float = WARMUP_WIDTH) -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
-    given = (tau_m, tau_s, threshold)
-    tensors = [p if isinstance(p, Tensor) else None for p in given]
-    scalars = [0.0 if isinstance(p, Tensor) else float(p) for p in given]
+    tensors, scalars = _split((tau_m, tau_s, threshold))
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
             return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width)
