@@ -135,18 +135,18 @@ def node_mapping(node: Any, kind: str) -> Tuple[Any, Any, float, str, float]:
         w = getattr(node, "w", None)
         if not isinstance(w, Tensor) or w.numel() != 1:
             raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
-        if not values_readable():  # compiled: tau stays a tensor (reading it would break the graph)
-            tau_t = 1.0 / torch.sigmoid(w.detach().double().reshape(()))
-            return tau_t, (1.0 / tau_t if node.decay_input else 1.0), thr - vr, reset, vr
-        if not bool(torch.isfinite(w.detach()).all()):
-            raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
-        tau = 1.0 / float(torch.sigmoid(w.detach().double()))
+        tau = 1.0 / torch.sigmoid(w.detach().double().reshape(()))
+        if values_readable():  # eager: check and read it; compiled, it stays a tensor (a read breaks the graph)
+            if not bool(torch.isfinite(w.detach()).all()):
+                raise ValueError(f"{name}: w must be a finite one-element tensor (1/tau = sigmoid(w))")
+            tau = float(tau)
     else:
         tau = _number(node, "tau")
-    if not tau > 1.0:
+    if isinstance(tau, float) and not tau > 1.0:
         raise ValueError(f"{name}: tau must be > 1, got {tau}")
     scale = 1.0 / tau if node.decay_input else 1.0  # SpikingJelly tests decay_input by truthiness
     return tau, scale, thr - vr, reset, vr
+
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
