@@ -274,11 +274,13 @@ class NativeNet(SpikingNet):
         reset = {"zero": "zero", "subtract": "subtract"}[cfg.reset]
         self.tau_s = cfg.tau_s
         ops, spiking, w = [], [], iter(weights)
+        n_neurons = sum(layer.kind in ("fc", "conv") for layer in arch.layers)
         for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
             if layer.kind in ("fc", "conv"):
                 ops.append(_TimeDistributed(_synapse(layer, shape, next(w))))
-                ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc", reset=reset,
-                                      warmup=warmup, warmup_width=warmup_width))
+                last = sum(spiking) == n_neurons - 1  # the output layer always gives its PSC (the read-out)
+                ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc" if last else between,
+                                      reset=reset, warmup=warmup, warmup_width=warmup_width))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))
@@ -288,8 +290,6 @@ class NativeNet(SpikingNet):
                 spiking.append(False)
         self.ops = nn.ModuleList(ops)
         self._spiking = spiking
-        for hidden in self.neurons()[:-1]:  # the output layer always gives its PSC (the read-out)
-            hidden.output = between
 
     def neurons(self) -> List[nn.Module]:
         return [op for op, is_neuron in zip(self.ops, self._spiking) if is_neuron]
