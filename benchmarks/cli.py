@@ -1,7 +1,8 @@
 """``tssl-bench``: train the same network with TSSL-BP and with surrogate gradients, side by side.
 
 ``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer|host-step]``
-times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py).
+times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py);
+``tssl-bench merge`` merges runs trained as separate processes (merge.py).
 ``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
 training uses DistributedDataParallel.
 
@@ -32,6 +33,7 @@ spike activity, synaptic operations).
                                 the other timings (mlp-step, scaling, gpu-layer, host-step)
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
+  tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench --resume DIR       continue an interrupted run
 
 The same program runs as python -m tssl_plugin.benchmarks, and under
@@ -148,6 +150,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .hosts import main as hosts_main
 
         return hosts_main(argv[1:])
+    if argv and argv[0] == "merge":
+        from .merge import main as merge_main
+
+        return merge_main(argv[1:])
     if argv and argv[0] == "study":
         from .study import main as study_main
 

@@ -173,17 +173,20 @@ def config_from_json(data: Any, source: str) -> Config:
         raise ValueError(f"{source}: {err}") from err
 
 
-def read_config(out: Path) -> Config:
-    """The saved config of the run in ``out`` (``--resume``); ValueError naming the file if it is missing or unreadable."""
+def read_config(out: Path, option: str = "--resume") -> Config:
+    """The saved config of the run in ``out``; ValueError naming the file if it is missing or unreadable.
+
+    ``option``: the command reading it (``--resume``, ``merge``), named in the errors.
+    """
     if not out.is_dir():
-        raise ValueError(f"--resume {out}: no such folder")
+        raise ValueError(f"{option} {out}: no such folder")
     path = out / "config.json"
     if not path.exists():
-        raise ValueError(f"--resume {out}: no config.json there (not a tssl-bench output folder)")
+        raise ValueError(f"{option} {out}: no config.json there (not a tssl-bench output folder)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--resume: cannot read {path} ({type(err).__name__}: {err}); it is damaged. Restore it, "
+        raise ValueError(f"{option}: cannot read {path} ({type(err).__name__}: {err}); it is damaged. Restore it, "
                          f"or start a new run with --out") from err
     return config_from_json(data, str(path))
 

@@ -79,6 +79,9 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "test_accuracy": _mean(final), "test_accuracy_std": _std(final),
             "test_accuracy_per_seed": final,
             "best_test_accuracy": _mean([max(r["test_accuracy"] for r in recs if r["seed"] == s) for s in seeds]),
+            "best_per_seed": [list(max(((r["test_accuracy"], r["epoch"]) for r in recs if r["seed"] == s),
+                                       key=lambda ae: (ae[0], -ae[1]))) for s in seeds],  # [accuracy, epoch]
+            "epochs_per_seed": [r["epoch"] for r in last],
             "train_accuracy": _mean([r["train_accuracy"] for r in last]),
             "train_loss": _mean([r["train_loss"] for r in last]),
             "seconds_per_epoch": _mean([r["seconds"] for r in recs]),
@@ -152,20 +155,30 @@ def activity_markdown(runs: List[Dict[str, Any]]) -> str:
               "(its PSC filter is linear).\n")
 
 
-def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Dict[str, Any], measure: str,
-             preset: Optional[Dict[str, Any]] = None) -> str:
-    """The human-readable summary tables with their context."""
-    head = ["backend", "loss", "test acc (mean ± std)", "per seed", "train acc", "s/epoch", "samples/s",
-            "peak MB", "firing rate per layer"]
-    rows = [[f"`{r['backend']}`", r["loss"], f"{r['test_accuracy']:.4f}" + (
-                 f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
-             " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]), f"{r['train_accuracy']:.4f}",
+def _machine_text(machine: Optional[Dict[str, Any]]) -> str:
+    if machine is None:
+        return ("Machine: not the same for every record, or not recorded (records of older versions); "
+                "see `machine` in results.jsonl.\n\n")
+    return (f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
+            f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
+
+
+def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Optional[Dict[str, Any]],
+             measure: str, preset: Optional[Dict[str, Any]] = None, notes: Sequence[str] = ()) -> str:
+    """The human-readable summary tables with their context (``notes``: lines printed under the heading)."""
+    seeds = sorted({s for r in runs for s in r["seeds"]})
+    head = ["backend", "loss", "epochs", "test acc (mean ± std)", "per seed", "best epoch per seed (which)",
+            "train acc", "s/epoch", "samples/s", "peak MB", "firing rate per layer"]
+    rows = [[f"`{r['backend']}`", r["loss"], " / ".join(map(str, r["epochs_per_seed"])),
+             f"{r['test_accuracy']:.4f}" + (f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
+             " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]),
+             " ".join(f"{a:.3f} ({e})" for a, e in r["best_per_seed"]), f"{r['train_accuracy']:.4f}",
              f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
              " / ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
-    text = (f"# tssl-bench results\n\n"
-            f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
+    text = (f"# tssl-bench results\n\n" + "".join(f"{n}\n\n" for n in notes)
+            + f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
             f"`{arch.name}` ({'x'.join(map(str, ds.in_shape))}-{arch.describe()}), T={cfg.steps}, "
-            f"{cfg.epochs} epochs, {cfg.seeds} seed(s) from {cfg.seed}, batch {cfg.batch_size}, "
+            f"{cfg.epochs} epochs, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, batch {cfg.batch_size}, "
             f"{_OPT_NAMES.get(cfg.optimizer, cfg.optimizer)} lr {cfg.lr} ({cfg.schedule}, weight decay "
             f"{cfg.resolved_weight_decay()}), weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
             f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
@@ -174,8 +187,7 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             + (f", native:tssl passes {cfg.native_between}s between layers" if cfg.native_between != "psc" else "")
             + ".\n\n"
             + (f"Preset `{preset['name']}` ({preset['title']}); the paper: {preset['text']}.\n\n" if preset else "")
-            + f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
-            f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
+            + _machine_text(machine))
     text += R.markdown_table(head, rows)
     text += (f"\n*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
              f"ce_rate = cross-entropy per step on output spikes, as snntorch.functional.ce_rate_loss; "
@@ -201,18 +213,22 @@ def console_table(runs: List[Dict[str, Any]]) -> str:
 
 
 def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, arch: Any,
-                  machine: Dict[str, Any], measure: str) -> Dict[str, Any]:
-    """Write summary.json/.csv/.md and the plots into ``out``; return the summary dict."""
+                  machine: Optional[Dict[str, Any]], measure: str, notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """Write summary.json/.csv/.md and the plots into ``out``; return the summary dict.
+
+    ``machine``: what ran every record (None when they differ or do not say); ``notes``: lines for the
+    top of summary.md (``merge`` names its sources and the unfinished runs there).
+    """
     import dataclasses
 
     runs = aggregate(records)
     preset = preset_info(getattr(cfg, "preset", None))
     summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "memory_measure": measure,
-               "preset": preset,
+               "preset": preset, "notes": list(notes),
                "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test), "source": ds.source},
                "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}"}
     summary = write_summary_files(out, summary, SUMMARY_COLUMNS, summary_rows(runs),
-                                  markdown(runs, cfg, ds, arch, machine, measure, preset))
+                                  markdown(runs, cfg, ds, arch, machine, measure, preset, notes))
     _plots(out, runs, ds.name, measure, preset)
     return summary
 

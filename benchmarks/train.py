@@ -49,6 +49,7 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
     opt = make_optimizer(cfg, net.parameters())
     loss_name = loss_for(cfg.loss, backend, ds.temporal)
     records: List[Dict[str, Any]] = []
+    machine = machine_info(device, world)  # in every record: a resumed run may continue on another machine
     start = 0
     ck = checkpoint_path(out, backend.name, seed)
     if ck.exists():
@@ -71,7 +72,8 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
         m.update(activity)
         rec = {"backend": backend.name, "library": backend.library, "gradient": backend.gradient,
                "dataset": ds.name, "arch": arch.name, "seed": seed, "epoch": epoch + 1, "loss": loss_name,
-               "world_size": world, "device": str(device), "memory_measure": memory_measure(device), **m}
+               "world_size": world, "device": str(device), "memory_measure": memory_measure(device),
+               "machine": machine, **m}
         records.append(rec)
         if rank == 0:
             save_checkpoint(ck, {"model": net.state_dict(), "optimizer": opt.state_dict(),

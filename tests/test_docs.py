@@ -63,7 +63,7 @@ def documented_commands():
         text = page.read_text()
         for block in re.findall(r"```bash\n(.*?)```", text, re.S):
             for line in block.splitlines():
-                line = line.split(" #")[0].strip()
+                line = line.split(" #")[0].strip().removesuffix("&").strip()  # a background job
                 for prefix in ("tssl-bench", "python -m tssl_plugin.benchmarks", ".venv/bin/tssl-bench"):
                     if prefix in line:
                         argv = shlex.split(line.split(prefix, 1)[1].split("&&")[0])
@@ -73,6 +73,8 @@ def documented_commands():
             if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
                 continue  # a pattern, not a command
             argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
+            if argv in (["merge"], ["hosts"], ["study"], ["speed"]):
+                continue  # a sub-command's name in the text, not a command
             out.append((page.name, span, argv))
     return out
 
@@ -80,8 +82,8 @@ def documented_commands():
 def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
-    from tssl_plugin.benchmarks import (cli, hosts, speed_gpu_layer, speed_host_step, speed_layer, speed_mlp_step,
-                                        speed_scaling, study)
+    from tssl_plugin.benchmarks import (cli, hosts, merge, speed_gpu_layer, speed_host_step, speed_layer,
+                                        speed_mlp_step, speed_scaling, study)
 
     speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
               "host-step": speed_host_step}
@@ -96,8 +98,8 @@ def test_documented_commands_parse():
             module = speeds.get(rest[0], speed_layer) if rest else speed_layer
             parser = module.build_parser()
             argv = rest[1:] if rest and rest[0] in speeds else rest
-        elif argv and argv[0] in ("hosts", "study"):
-            parser, argv = (hosts if argv[0] == "hosts" else study).build_parser(), argv[1:]
+        elif argv and argv[0] in ("hosts", "study", "merge"):
+            parser, argv = {"hosts": hosts, "study": study, "merge": merge}[argv[0]].build_parser(), argv[1:]
         else:
             parser = cli.build_parser()
         try:

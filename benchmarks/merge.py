@@ -1,0 +1,167 @@
+"""``tssl-bench merge RUN_DIR... --out DIR``: one side-by-side summary of runs trained as separate processes.
+
+A machine with several cores (or several machines) trains faster with one process per backend, each into
+its own folder, than with every backend in one process. ``merge`` reads those folders and writes the
+summary a single run would have written (``summary.md``/``.json``/``.csv``, the plots, and every epoch's
+record in ``results.jsonl``) into a new folder, with ``merged_from.json`` naming the sources.
+
+The runs must share every setting except the backends, the seeds, the thread count, the device and where
+the data was read from (``MERGE_MAY_DIFFER``); otherwise they are not side by side, and ``merge`` says
+which setting differs. A backend and seed present in two folders is refused (which one counts?). A run
+still in progress or stopped early is merged with the epochs it has, and the summary says how many of
+how many it has, and how to continue it. The source folders are only read; the merged folder holds no
+``config.json`` and no checkpoints, so it cannot be mistaken for a run to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["main", "build_parser", "merge_runs", "MERGE_FILES", "MERGE_MAY_DIFFER"]
+
+#: what ``merge`` writes into its folder (the files a new merge refuses to overwrite without --overwrite).
+MERGE_FILES = ("merged_from.json", "results.jsonl", "summary.json", "summary.csv", "summary.md",
+               "accuracy_vs_epoch.png", "accuracy_vs_synops.png", "time_memory.png")
+#: config fields that may differ between merged runs (they do not change what is compared).
+MERGE_MAY_DIFFER = ("backends", "seeds", "seed", "threads", "device", "data_root", "download")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tssl-bench merge",
+        description="Merge training runs of the same settings, trained as separate processes (one per "
+                    "backend, say), into one side-by-side summary. The source folders are only read.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by tssl-bench training runs")
+    p.add_argument("--out", required=True, help="a new folder for the merged summary")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier merge's files in --out (nothing else in the folder is touched)")
+    return p
+
+
+def _read_run(folder: Path) -> Tuple[Any, List[Dict[str, Any]]]:
+    """``(config, epoch records)`` of the training run in ``folder``; ValueError naming what is wrong."""
+    from . import report as R
+    from .config import check_config, read_config
+
+    if (folder / "merged_from.json").exists() and not (folder / "config.json").exists():
+        raise ValueError(f"{folder} is a merged summary, not a run; merge the run folders it lists in "
+                         f"{folder / 'merged_from.json'}")
+    cfg = check_config(read_config(folder, option="merge"))
+    path = folder / "results.jsonl"
+    try:
+        records = R.read_jsonl(path) if path.exists() else []
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"merge: cannot read {path} ({type(err).__name__}: {err})") from err
+    if not records:
+        raise ValueError(f"merge: {folder} has no finished epoch yet ({path} is empty or missing); "
+                         "merge it once its first epoch is done")
+    return cfg, records
+
+
+def _check_same_settings(folders: Sequence[Path], cfgs: Sequence[Any]) -> None:
+    from .config import as_dict
+
+    first = as_dict(cfgs[0])
+    for folder, cfg in zip(folders[1:], cfgs[1:]):
+        other = as_dict(cfg)
+        for key in first:
+            if key not in MERGE_MAY_DIFFER and first[key] != other.get(key):
+                raise ValueError(
+                    f"cannot merge {folders[0]} and {folder}: they differ in {key} ({first[key]!r} vs "
+                    f"{other.get(key)!r}); a side-by-side summary needs the same settings (only "
+                    f"{', '.join(MERGE_MAY_DIFFER)} may differ)")
+
+
+def _unfinished(folders: Sequence[Path], cfgs: Sequence[Any], per_folder: Sequence[List[Dict[str, Any]]]) -> List[str]:
+    """One line per backend and seed that has fewer epochs than its run's ``epochs``."""
+    from .results_dir import resume_command
+
+    notes = []
+    for folder, cfg, records in zip(folders, cfgs, per_folder):
+        last: Dict[Tuple[str, int], int] = {}
+        for r in records:
+            key = (r["backend"], r["seed"])
+            last[key] = max(last.get(key, 0), int(r["epoch"]))
+        for (backend, seed), epoch in last.items():
+            if epoch < cfg.epochs:
+                notes.append(f"`{backend}` seed {seed} has {epoch} of {cfg.epochs} epochs; continue it with "
+                             f"`{resume_command(folder)}` and merge again")
+    return notes
+
+
+def _machine(per_folder: Sequence[List[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """The machine every record says it ran on, or None if they differ or some do not say."""
+    seen = [r.get("machine") for records in per_folder for r in records]
+    if not seen or any(m is None for m in seen) or any(m != seen[0] for m in seen):
+        return None
+    return seen[0]
+
+
+def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -> Dict[str, Any]:
+    """Merge the training runs in ``folders`` into ``out``; returns the summary. ValueError if they do not merge."""
+    import dataclasses
+
+    from . import data as D
+    from . import models as M
+    from . import report as R
+    from .results_dir import check_new_out, clear_results
+    from .summary import write_summary
+
+    folders = [Path(f) for f in folders]
+    out = Path(out)
+    for f in folders:
+        if f.resolve() == out.resolve():
+            raise ValueError(f"--out {out} is one of the runs to merge; give a new folder")
+    if len({f.resolve() for f in folders}) != len(folders):
+        raise ValueError("the same run folder is given twice; name each run once")
+    check_new_out(out, overwrite=overwrite, resume=None, files=MERGE_FILES, holding="a merged summary")
+    runs = [_read_run(f) for f in folders]
+    cfgs, per_folder = [c for c, _ in runs], [r for _, r in runs]
+    _check_same_settings(folders, cfgs)
+    owner: Dict[Tuple[str, int], Path] = {}
+    for folder, records in zip(folders, per_folder):
+        for key in {(r["backend"], r["seed"]) for r in records}:
+            if key in owner:
+                raise ValueError(f"{key[0]} seed {key[1]} is in both {owner[key]} and {folder}; merge one of them")
+            owner[key] = folder
+    backends = list(dict.fromkeys(r["backend"] for records in per_folder for r in records))
+    seeds = sorted({r["seed"] for records in per_folder for r in records})
+    cfg = dataclasses.replace(cfgs[0], backends=backends, seed=seeds[0], seeds=len(seeds))
+    notes = _unfinished(folders, cfgs, per_folder)
+    ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, download=False,
+                        limit_train=cfg.limit_train, limit_test=cfg.limit_test,
+                        nmnist_window_us=cfg.nmnist_window_us, normalize=cfg.normalize)
+    arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
+    records = [r for recs in per_folder for r in recs]
+    if overwrite:
+        clear_results(out, MERGE_FILES)
+    out.mkdir(parents=True, exist_ok=True)
+    R.atomic_write_json(out / "merged_from.json", {
+        "folders": [str(f.resolve()) for f in folders], "backends": backends, "seeds": seeds,
+        "unfinished": notes})
+    R.JsonlWriter(out / "results.jsonl").rewrite(records)
+    return write_summary(out, cfg, records, ds, arch, _machine(per_folder), records[0]["memory_measure"],
+                         notes=[f"Merged from {len(folders)} runs ({', '.join(f'`{f}`' for f in folders)}) by "
+                                f"`tssl-bench merge`."] + [f"Unfinished: {n}." for n in notes])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``tssl-bench merge``; returns the exit status."""
+    from .data import DataError
+    from .extras import MissingExtras, check_requirements
+    from .summary import console_table
+
+    args = build_parser().parse_args(list(argv or []))
+    try:
+        check_requirements([("matplotlib", "bench")])
+        summary = merge_runs([Path(f) for f in args.runs], Path(args.out), overwrite=args.overwrite)
+    except (ValueError, DataError, MissingExtras) as err:
+        print(f"tssl-bench merge: error: {err}", file=sys.stderr)
+        return 2
+    print(console_table(summary["runs"]))
+    for note in summary["notes"][1:]:
+        print(f"tssl-bench merge: note: {note.replace('`', '')}", file=sys.stderr)
+    print(f"\nmerged {len(args.runs)} runs into {args.out} (summary.md, summary.json, summary.csv, results.jsonl, *.png)")
+    return 0
