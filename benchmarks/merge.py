@@ -116,6 +116,9 @@ def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -
             raise ValueError(f"--out {out} is one of the runs to merge; give a new folder")
     if len({f.resolve() for f in folders}) != len(folders):
         raise ValueError("the same run folder is given twice; name each run once")
+    if (out / "config.json").exists() or (out / "checkpoints").exists():
+        raise ValueError(f"--out {out} holds a training run (config.json, checkpoints); a merge never writes "
+                         "into one, even with --overwrite; give a new folder")
     check_new_out(out, overwrite=overwrite, resume=None, files=MERGE_FILES, holding="a merged summary")
     runs = [_read_run(f) for f in folders]
     cfgs, per_folder = [c for c, _ in runs], [r for _, r in runs]

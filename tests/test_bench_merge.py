@@ -98,6 +98,11 @@ def test_refuses_what_cannot_be_merged(runs, capsys, tmp_path):
     assert "given twice" in _error(capsys)
     assert _merge(root / "a", root / "b", "--out", root / "a") == 2
     assert "is one of the runs" in _error(capsys)
+    before = (root / "joint" / "results.jsonl").read_text()
+    for flag in ([], ["--overwrite"]):  # another run's folder is never written into
+        assert _merge(root / "a", root / "b", "--out", root / "joint", *flag) == 2
+        assert "holds a training run" in _error(capsys)
+    assert (root / "joint" / "results.jsonl").read_text() == before
     assert _merge(root / "a", tmp_path, "--out", tmp_path / "x") == 2
     assert "no config.json there" in _error(capsys)
     assert not (tmp_path / "x").exists()
