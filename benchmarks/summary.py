@@ -71,6 +71,9 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         seeds = sorted({r["seed"] for r in recs})
         last = [max((r for r in recs if r["seed"] == s), key=lambda r: r["epoch"]) for s in seeds]
         final = [r["test_accuracy"] for r in last]
+        # [accuracy, epoch] of each seed's best epoch (the earliest among equals)
+        best = [list(max(((r["test_accuracy"], r["epoch"]) for r in recs if r["seed"] == s),
+                         key=lambda ae: (ae[0], -ae[1]))) for s in seeds]
         n_layers = len(recs[0]["firing_rates"])
         runs.append({
             "backend": name, "library": recs[0]["library"], "gradient": recs[0]["gradient"],
@@ -78,9 +81,8 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "epochs": max(r["epoch"] for r in recs), "seeds": seeds,
             "test_accuracy": _mean(final), "test_accuracy_std": _std(final),
             "test_accuracy_per_seed": final,
-            "best_test_accuracy": _mean([max(r["test_accuracy"] for r in recs if r["seed"] == s) for s in seeds]),
-            "best_per_seed": [list(max(((r["test_accuracy"], r["epoch"]) for r in recs if r["seed"] == s),
-                                       key=lambda ae: (ae[0], -ae[1]))) for s in seeds],  # [accuracy, epoch]
+            "best_test_accuracy": _mean([acc for acc, _ in best]),
+            "best_per_seed": best,
             "epochs_per_seed": [r["epoch"] for r in last],
             "train_accuracy": _mean([r["train_accuracy"] for r in last]),
             "train_loss": _mean([r["train_loss"] for r in last]),
