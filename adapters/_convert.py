@@ -17,7 +17,12 @@ from typing import Iterable, Set, Union
 
 from torch import nn
 
-__all__ = ["Exclude", "check_convert_args", "excluded_ids"]
+__all__ = ["Exclude", "SENSITIVITY_CAP", "check_convert_args", "excluded_ids"]
+
+#: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)``, in units of
+#: ``1/threshold`` (the core op's default is the reference's absolute 8; docs/algorithm.md says why the
+#: adapters cap at ``1/threshold`` and gives the measurements).
+SENSITIVITY_CAP = 1.0
 
 #: what ``exclude=`` accepts: one module or name, or an iterable of them.
 Exclude = Union[None, str, nn.Module, Iterable[Union[str, nn.Module]]]

@@ -65,7 +65,7 @@ def core_reset(mode: str, reset_delay: bool, reset_val: Optional[str] = None) ->
 
 
 class StepValues(NamedTuple):
-    """One step's forward values (all computed without autograd)."""
+    """One step's forward values; only ``mem`` (and ``u``, ``v``) may carry autograd history."""
 
     o: Tensor  # spikes, bool
     reset: Tensor  # snnTorch's delayed reset signal r = [mem - theta > 0] (float32), kept as ``layer.reset``
@@ -84,15 +84,21 @@ def leaky_step(
     mode: str,
     reset_delay: bool,
     reset_val: Optional[str],
+    membrane_grad: bool = False,
 ) -> StepValues:
     """One step of snnTorch ``Leaky.forward`` (without inhibition or state quantisation).
 
     ``mode`` selects the state function (snnTorch fixes it at construction),
     ``reset_val`` the branch of the ``reset_delay=False`` correction (snnTorch
     reads it from the ``reset_mechanism_val`` buffer; only used when
-    ``reset_delay`` is False).
+    ``reset_delay`` is False). With ``membrane_grad`` the arithmetic runs under
+    autograd, so the returned ``mem`` carries snnTorch's own membrane gradient:
+    the reset signals and spikes are comparisons (no gradient, as snnTorch
+    detaches its reset), so ``d mem/dx = 1``, ``d mem/d mem_prev = beta``
+    (``(1 - r) beta`` for ``zero``), and a learnable ``beta`` gets
+    ``d mem/d beta``. The values are the same either way.
     """
-    with torch.no_grad():
+    with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
         b = beta.clamp(0, 1)
         if mode == "subtract":

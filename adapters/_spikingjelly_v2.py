@@ -19,6 +19,7 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
+from ._convert import SENSITIVITY_CAP
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
@@ -90,10 +91,10 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.lif_multi_step(
@@ -118,9 +119,9 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.if_multi_step(
@@ -147,10 +148,10 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.plif_multi_step(

@@ -20,11 +20,15 @@ output="spike", reset=...)`` run over the same input currents:
   ``reset_delay=False`` correction; the rule follows the resulting reset
   (:func:`tssl_plugin.adapters._snntorch_forward.core_reset`).
 
-``dL/dspk[t]`` plays the role of ``G[t]`` (spike output); a loss on the
-returned membrane adds ``dL/dmem[t] * dmem[t]/du[t]`` (spikes held fixed: 1, or
-``1 - o[t]`` for a zero reset with ``reset_delay=False``) to ``delta[t]``
-before it is carried back. A learnable ``beta`` gets the gradient of the leak
-current ``beta * v[t-1]`` under the same rule: ``dL/dbeta = sum_t dL/dx[t] v[t-1]``.
+``dL/dspk[t]`` plays the role of ``G[t]`` (spike output). A loss on the
+returned membrane (snnTorch tutorial 5's ``sum_t CrossEntropy(mem[t], y)``)
+gets snnTorch's own membrane gradient: the membrane is computed under
+autograd with the reset signals detached, as snnTorch detaches them, so
+``dmem[t]/dx[t] = 1`` and ``dmem[t]/dmem[t-1] = beta`` (``(1 - r) beta`` for a
+zero reset), and TSSL-BP differentiates the spikes only; a loss on the
+membrane alone gives exactly snnTorch's gradient. A learnable ``beta`` gets the
+gradient of the leak current ``beta * v[t-1]`` under the TSSL-BP rule,
+``dL/dbeta = sum_t dL/dx[t] v[t-1]``, plus its membrane gradient.
 
 Refused (clear error): ``inhibition``, ``state_quant``, ``graded_spikes_factor != 1``
 or learnable, ``learn_threshold``, ``surrogate_disable``, a threshold ``<= 0``. A ``spike_grad`` is
@@ -53,12 +57,13 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import check_bool, check_sequence, check_tau_s, check_warmup_width
+from tssl_plugin._validation import (check_bool, check_sensitivity_cap, check_sequence, check_tau_s,
+                                     check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import Exclude, check_convert_args, excluded_ids
+from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, core_reset, leaky_step
 
 snn = require("snntorch", "snntorch")
@@ -66,7 +71,7 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 
 __all__ = ["TSSLLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "_tssl_state", "_tssl_mem_ref")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -162,15 +167,18 @@ class TSSLLeaky(snn.Leaky):
 
     #: the class default, so a layer pickled before the option existed loads with the reference's width.
     warmup_width: float = WARMUP_WIDTH
+    #: in units of 1/threshold; also what a layer pickled before the option existed gets.
+    sensitivity_cap: float = SENSITIVITY_CAP
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
         tau_s = check_tau_s(tau_s)
         warmup = check_bool(warmup, "warmup")
         warmup_width = check_warmup_width(warmup_width)
+        sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
@@ -181,13 +189,14 @@ class TSSLLeaky(snn.Leaky):
             raise
         if spike_grad is not None and not surrogate_disable:
             _warn_spike_grad()
-        self._tssl_setup(tau_s, warmup, warmup_width)
+        self._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
 
     # -- TSSL state ---------------------------------------------------------------------------
-    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float) -> None:
+    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float, sensitivity_cap: float) -> None:
         self.tau_s = tau_s
         self.warmup = warmup
         self.warmup_width = warmup_width
+        self.sensitivity_cap = sensitivity_cap
         self._tssl_clear()
 
     def _tssl_clear(self) -> None:
@@ -224,13 +233,10 @@ class TSSLLeaky(snn.Leaky):
 
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
-        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, self.threshold.detach().to(like.dtype),
-                            warmup_level(self.tau_s), core_reset(mode, self.reset_delay, reset_val),
-                            self.warmup_width)
-
-    def _zero_corrected(self, reset_val: Optional[str]) -> bool:
-        """The returned membrane is the immediately zero-reset one (``d mem/du = 1 - o``)."""
-        return reset_val == "zero" and not self.reset_delay
+        threshold = self.threshold.detach().to(like.dtype)
+        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s),
+                            core_reset(mode, self.reset_delay, reset_val), self.warmup_width,
+                            self.sensitivity_cap / threshold)
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -256,12 +262,11 @@ class TSSLLeaky(snn.Leaky):
         mode, reset_val = self._mode()
         state = self.mem
         st = leaky_step(input_, state, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                        self.reset_delay, reset_val)
+                        self.reset_delay, reset_val, membrane_grad=True)
         k = self._constants(st.u, mode, reset_val)
-        (spk, mem_out), step_state = tssl_step(self._current(input_, st.v), self._state_for(state, st.u), st.u,
-                                               st.du, st.o, st.mem, k, warmup=self.warmup)
-        if self._zero_corrected(reset_val) and mem_out.requires_grad:
-            mem_out = torch.where(st.o, mem_out.detach(), mem_out)  # d mem/du = 1 - o
+        (spk, _), step_state = tssl_step(self._current(input_, st.v.detach()), self._state_for(state, st.u), st.u,
+                                         st.du, st.o, st.mem, k, warmup=self.warmup)
+        mem_out = st.mem  # snnTorch's own membrane gradient (module docstring)
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
         self._tssl_state = step_state
@@ -288,15 +293,13 @@ class TSSLLeaky(snn.Leaky):
         steps = []
         for t in range(x_seq.shape[0]):
             st = leaky_step(x_seq[t], mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                            self.reset_delay, reset_val)
+                            self.reset_delay, reset_val, membrane_grad=True)
             steps.append(st)
             mem = st.mem
         o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
         k = self._constants(u, mode, reset_val)
-        x = self._current(x_seq, v)
-        spk, mems = spikes_with_tssl_grad(x, u, du, o, k, warmup=self.warmup, mem=mems)
-        if mems.requires_grad and self._zero_corrected(reset_val):
-            mems = torch.where(o, mems.detach(), mems)
+        x = self._current(x_seq, v.detach())
+        spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
         return spk.to(torch.float32), mems
 
     # -- pickling / copying ---------------------------------------------------------------------
@@ -318,7 +321,8 @@ class TSSLLeaky(snn.Leaky):
             self.spike_grad = self.spike_grad.build()
 
     def extra_repr(self) -> str:
-        return f"tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}"
+        return (f"tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}, "
+                f"sensitivity_cap={self.sensitivity_cap}")
 
 
 def _snntorch_neuron(module: nn.Module) -> bool:
@@ -326,7 +330,7 @@ def _snntorch_neuron(module: nn.Module) -> bool:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
     """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky`, in place.
 
     The same module objects stay in the model (their class changes), so
@@ -348,6 +352,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     tau_s = check_tau_s(tau_s)
     warmup = check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
+    sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
     targets, others = [], []
     for name, m in model.named_modules():
@@ -368,7 +373,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         _warn_spike_grad()
     for m in targets:
         m.__class__ = TSSLLeaky
-        m._tssl_setup(tau_s, warmup, warmup_width)
+        m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
     return model
 
 

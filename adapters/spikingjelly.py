@@ -33,8 +33,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import Exclude, check_convert_args, excluded_ids  # noqa: E402
-from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width  # noqa: E402
+from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids  # noqa: E402
+from tssl_plugin._validation import check_bool, check_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
 from ._spikingjelly_common import node_mapping  # noqa: E402
@@ -79,14 +79,16 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
     """Switch every ``LIFNode``/``IFNode`` in ``model`` to TSSL-BP gradients, in place.
 
     The same module objects change class (``__class__`` swap), so parameters,
     ``state_dict`` keys, hooks and references stay valid; ``reset_net``,
     ``set_step_mode`` and ``layer.*`` containers keep working. Nodes already
     converted get the new ``tau_s``/``warmup``/``warmup_width`` (the width of
-    the warm-up surrogate, default 0.2, the reference's). Other neuron types are left
+    the warm-up surrogate, default 0.2, the reference's)/``sensitivity_cap`` (the
+    cap on the spike-time sensitivity ``c = min(1/du, sensitivity_cap / threshold)``,
+    threshold relative to ``v_reset``; default 1, docs/algorithm.md). Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
     instead. Options that cannot be honoured raise ``ValueError`` naming the
     option before anything is changed.
@@ -101,6 +103,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     tau_s = check_tau_s(tau_s)
     check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
+    sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []
@@ -128,6 +131,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         module.tau_s = tau_s
         module.warmup = warmup
         module.warmup_width = warmup_width
+        module.sensitivity_cap = sensitivity_cap
         module._tssl_state = None
         if getattr(module, "detach_reset", False):
             detach_reset.append(label)
@@ -152,7 +156,7 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "_tssl_state"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

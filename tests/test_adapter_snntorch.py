@@ -11,7 +11,11 @@ snn = pytest.importorskip("snntorch")
 import snntorch.functional as SF  # noqa: E402
 from snntorch import surrogate, utils  # noqa: E402
 
-from tssl_plugin._impl.reference import LIFConstants, carry_step, spike_trace  # noqa: E402
+from tssl_plugin._impl.reference import (  # noqa: E402
+    LIFConstants, backward_sequence, carry_step, forward_sequence, spike_trace,
+)
+from tssl_plugin.adapters._convert import SENSITIVITY_CAP as ADAPTER_CAP  # noqa: E402
+from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
 from tssl_plugin.functional import spikes_with_tssl_grad, tssl_lif  # noqa: E402
 
@@ -90,7 +94,8 @@ def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2):
     """The same network written with the core whole-sequence op (tau_m = 1/(1-beta))."""
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
-    kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width)
+    kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
+              sensitivity_cap=ADAPTER_CAP / thr)
     o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
     return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, **kw)
@@ -184,7 +189,8 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
     spk, _ = step_loop(lif, x, explicit)
     (g_step,) = torch.autograd.grad(spk, x, gy.float())
     tau_m = 1.0 / (1.0 - lif.beta.double().item())  # beta is stored as float32
-    o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width)
+    o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width,
+                 sensitivity_cap=ADAPTER_CAP)
     assert torch.equal(spk.to(dtype), o)
     (g_core,) = torch.autograd.grad(o, x, gy)
     torch.testing.assert_close(g_step, g_core, **tol(dtype))
@@ -206,7 +212,10 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     (g,) = torch.autograd.grad(spk, x, gy.float())
     o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core)
     assert torch.equal(spk.double(), o)
-    (g_core,) = torch.autograd.grad(o, x, gy)
+    # the cap is per neuron here (ADAPTER_CAP / threshold): the core's rule through the adapters' trace op
+    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core)._replace(sensitivity_cap=ADAPTER_CAP / thr)
+    tr = forward_sequence(x.detach(), k)
+    g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
     torch.testing.assert_close(g, g_core, rtol=1e-12, atol=1e-12)
 
 
@@ -233,43 +242,51 @@ def test_network_gradient_equals_core_op(reset, delay, core, dtype, cls):
 # --------------------------------------------------------------------------------------------
 # membrane loss
 # --------------------------------------------------------------------------------------------
-def by_hand(lif, x, gy, gm, core, mem_factor):
-    """The core recursion, dL/dmem[t] * dmem/du added to delta[t] (docs/algorithm.md, 'Step-by-step use')."""
-    from tssl_plugin.adapters._snntorch_forward import leaky_step
-
-    mode = "subtract" if core.startswith("subtract") else core
-    mem = torch.zeros_like(x[0])
-    us, dus, os = [], [], []
-    for t in range(x.shape[0]):
-        st = leaky_step(x[t].detach(), mem, lif.beta, lif.threshold, lif.graded_spikes_factor, mode,
-                        lif.reset_delay, mode)
-        mem = st.mem
-        us.append(st.u), dus.append(st.du), os.append(st.o)
-    u, du, o = torch.stack(us), torch.stack(dus), torch.stack(os)
-    k = LIFConstants(1 - lif.beta.double().item(), 1 / 3.0, 1.0, 1 / 12.0, core)
-    s = spike_trace(o, k.inv_tau_s, u.dtype)
-    extra = gm * mem_factor(o)
-    out, h = torch.empty_like(x), None
-    for t in range(x.shape[0] - 1, -1, -1):
-        out[t], h = carry_step(gy[t], h, u[t], du[t], o[t], s[t], k, lif.warmup, extra=extra[t])
-    return out
+def heaviside_without_gradient(x):
+    """snnTorch's spike with no gradient at all: its membrane then carries only the leak's gradient."""
+    return (x > 0).float()
 
 
 @pytest.mark.parametrize("reset,delay,core", CONFIGS, ids=CONFIG_IDS)
-def test_membrane_loss_enters_delta(reset, delay, core):
-    lif = TSSLLeaky(beta=0.8, reset_mechanism=reset, reset_delay=delay)
+@pytest.mark.parametrize("learn_beta", [False, True], ids=["beta", "learn_beta"])
+def test_membrane_loss_gets_snntorchs_gradient(reset, delay, core, learn_beta):
+    """A loss on the membrane alone: snnTorch's gradient with the spikes held fixed. With reset_delay=True (the
+    default) that is exactly snnTorch's gradient, whose delayed reset is detached; with reset_delay=False
+    snnTorch's immediate reset would pass its surrogate into the membrane, which TSSL-BP replaces."""
+    kw = dict(beta=0.8, reset_mechanism=reset, reset_delay=delay, learn_beta=learn_beta)
+    lif = TSSLLeaky(**kw)
+    ref = snn.Leaky(**kw) if delay else snn.Leaky(spike_grad=heaviside_without_gradient, **kw)
+    x = make_x(T=14, dtype=torch.float64, scale=0.9, seed=5).requires_grad_()
+    gm = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    spk, mem = step_loop(lif, x)
+    spk_ref, mem_ref = step_loop(ref, x)
+    assert torch.equal(spk, spk_ref) and torch.equal(mem, mem_ref)
+    inputs = [x] + ([lif.beta] if learn_beta else [])
+    g = torch.autograd.grad(mem, inputs, gm)
+    g_ref = torch.autograd.grad(mem_ref, [x] + ([ref.beta] if learn_beta else []), gm)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # the whole-sequence path gives the same
+    s2, m2 = lif.forward_sequence(x)
+    (g2,) = torch.autograd.grad(m2, x, gm)
+    torch.testing.assert_close(g2, g[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reset,delay,core", CONFIGS, ids=CONFIG_IDS)
+def test_spike_and_membrane_losses_add(reset, delay, core):
+    """Spikes get TSSL-BP, the membrane snnTorch's gradient; a loss on both gets the sum, step-wise and whole."""
+    kw = dict(beta=0.8, reset_mechanism=reset, reset_delay=delay)
+    lif, ref = TSSLLeaky(**kw), snn.Leaky(spike_grad=heaviside_without_gradient, **kw)
     x = make_x(T=14, dtype=torch.float64, scale=0.9, seed=5).requires_grad_()
     gen = torch.Generator().manual_seed(6)
     gy = torch.randn(x.shape, generator=gen).double()
     gm = torch.randn(x.shape, generator=gen, dtype=torch.float64)
     spk, mem = step_loop(lif, x)
     (g,) = torch.autograd.grad([spk, mem], x, [gy.float(), gm])
-    post_zero = reset == "zero" and not delay  # returned mem is u (1 - o): d mem/du = 1 - o
-    expect = by_hand(lif, x, gy, gm, core, lambda o: (~o).double() if post_zero else 1.0)
-    torch.testing.assert_close(g, expect, rtol=1e-12, atol=1e-12)
-    (g_spk_only,) = torch.autograd.grad(step_loop(lif, x)[0], x, gy.float())
-    assert (g - g_spk_only).abs().max() > 0.1  # the membrane term is really there
-    # the whole-sequence path gives the same
+    (g_spk,) = torch.autograd.grad(step_loop(lif, x)[0], x, gy.float())
+    (g_mem,) = torch.autograd.grad(step_loop(ref, x)[1], x, gm)
+    torch.testing.assert_close(g, g_spk + g_mem, rtol=1e-12, atol=1e-12)
+    assert g_spk.abs().max() > 0.1 and g_mem.abs().max() > 0.1
     s2, m2 = lif.forward_sequence(x)
     (g2,) = torch.autograd.grad([s2, m2], x, [gy.float(), gm])
     torch.testing.assert_close(g2, g, rtol=1e-12, atol=1e-12)
@@ -715,7 +732,7 @@ def test_reset_mechanism_changed_after_construction(built, changed, delay):
     (g_step,) = torch.autograd.grad(s1, x, gy)
     core = core_reset(built, delay, changed)
     tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
-    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core)
+    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=ADAPTER_CAP)
     assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
     (g_core,) = torch.autograd.grad(o, x, gy.double())
     torch.testing.assert_close(g_step, g_core, **tol(torch.float64))

@@ -85,14 +85,15 @@ def test_trace_backward_op(impl):
 
     x = _x(T=6, seed=4, scale=1.6)
     g = torch.randn_like(x)
-    for k in (lif_constants(x, 5.0, 3.0, 1.0, "zero"),
-              lif_constants(x, torch.tensor([3.0, 5.0, 4.0, 7.0]), 2.0, torch.tensor([0.5, 1.0, 1.5, 0.8]),
-                            "subtract", warmup_width=0.6)):
+    per_neuron = lif_constants(x, torch.tensor([3.0, 5.0, 4.0, 7.0]), 2.0, torch.tensor([0.5, 1.0, 1.5, 0.8]),
+                               "subtract", warmup_width=0.6)
+    for k in (lif_constants(x, 5.0, 3.0, 1.0, "zero"), per_neuron,
+              per_neuron._replace(sensitivity_cap=1.0 / per_neuron.threshold)):
         tr = forward_sequence(x, k)
-        consts = tuple(k)[:4]
+        consts = tuple(k)[:4] + (k.sensitivity_cap,)
         tensors = [c if isinstance(c, torch.Tensor) else None for c in consts]
         scalars = [0.0 if isinstance(c, torch.Tensor) else float(c) for c in consts]
-        args = (g, tr.u, tr.du, tr.o, *tensors, scalars, k.reset, True, impl, k.warmup_width)
+        args = (g, tr.u, tr.du, tr.o, *tensors[:4], scalars, k.reset, True, impl, k.warmup_width, tensors[4])
         opcheck(torch.ops.tssl_plugin.trace_backward.default, args)
         eager = _op.trace_backward(g, tr.u, tr.du, tr.o, k, True, impl)
         assert torch.equal(torch.ops.tssl_plugin.trace_backward(*args), eager) and eager.abs().sum() > 0

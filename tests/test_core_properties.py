@@ -282,9 +282,9 @@ def test_subtract_after_leak_increment_is_measured_from_the_subtracted_membrane(
 
 @pytest.mark.parametrize("reset", ["subtract", "subtract_after_leak"])
 def test_subtraction_rule_by_hand(reset):
-    """Two spikes of one neuron, dL/do on the second only. The reset by subtraction removes theta, so the
-    spike-time term is c[0] theta / tau_m h (the paper's c u / tau_m h with the amount removed), and the
-    membrane keeps its leak path: dL/dx[0] = c[0] theta itm delta[1] + beta delta[1], delta[1] = c[1]."""
+    """Two spikes of one neuron, dL/do on the second only. The first spike's subtraction removes beta theta
+    ("subtract": removed, then leaked) or theta ("subtract_after_leak") from the second step's membrane, and
+    the membrane keeps its leak path: dL/dx[0] = c[0] (0 - removed delta[1]) + beta delta[1], delta[1] = c[1]."""
     itm, beta = 0.25, 0.75
     x = torch.tensor([[1.5], [0.9]], dtype=torch.float64, requires_grad=True)
     o = tssl_lif(x, 4.0, reset=reset, output="spike", warmup=False)
@@ -292,5 +292,6 @@ def test_subtraction_rule_by_hand(reset):
     (gx,) = torch.autograd.grad(o, x, torch.tensor([[0.0], [1.0]], dtype=torch.float64))
     v = 1.5 if reset == "subtract_after_leak" else 0.5  # the membrane the leak acts on at t = 1
     c0, c1 = 1 / 1.5, 1 / (0.9 - itm * v)  # du[1] is measured from the membrane after the subtraction
-    torch.testing.assert_close(gx.flatten(), torch.tensor([c0 * 1.0 * itm * c1 + beta * c1, c1], dtype=torch.float64),
+    removed = beta * 1.0 if reset == "subtract" else 1.0
+    torch.testing.assert_close(gx.flatten(), torch.tensor([-c0 * removed * c1 + beta * c1, c1], dtype=torch.float64),
                                rtol=1e-14, atol=0)

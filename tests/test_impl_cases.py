@@ -115,6 +115,31 @@ def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
                                    rtol=1e-12, atol=1e-12)
 
 
+def sensitivity_caps(impl, impl_obj, cap=0.9, T=10, shape=(3, 20), device="cpu"):
+    """A sensitivity cap other than the reference's 8 (a run-time table row), per layer and per neuron, on
+    inputs strong enough that subtraction resets start steps above the threshold (spikes with c = 0):
+    every reset and output, float64, and the from-trace entry point."""
+    changed = 0
+    for i, (reset, output) in enumerate(itertools.product(RESETS, ("psc", "spike"))):
+        x, g = random_case(T, shape, torch.float64, 500 + i, device)
+        x = 2.5 * x
+        check_against_reference(impl, x, g, reset=reset, output=output, sensitivity_cap=cap)
+        changed += not torch.equal(run("reference", x, g, reset=reset, output=output, sensitivity_cap=cap)[1],
+                                   run("reference", x, g, reset=reset, output=output)[1])
+    assert changed == 8  # the cap reaches every case: a kernel that ignored it would fail above
+    x, g = random_case(T, shape, torch.float64, 520, device)
+    x = 2.5 * x
+    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)).to(device)
+    for reset in RESETS:
+        k = lif_constants(x, threshold=theta, reset=reset)._replace(sensitivity_cap=1.0 / theta)
+        o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
+        if reset != "zero":
+            assert bool((o & (u - du > k.threshold)).any())  # some spikes start above the threshold
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
+        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+                                   rtol=1e-12, atol=1e-12)
+
+
 def reference_vectors(impl, device="cpu"):
     """Every layer of the public reference file (layer cases and the layers inside the network cases)."""
     data = torch.load(DATA, weights_only=True)

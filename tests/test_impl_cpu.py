@@ -46,6 +46,11 @@ def test_warmup_width_matches_reference():
 
 
 @needs_cpu
+def test_sensitivity_cap_and_crossing_match_reference():
+    cases.sensitivity_caps("cpu", cpu.CpuImpl)
+
+
+@needs_cpu
 def test_reference_vectors():
     cases.reference_vectors("cpu")
 

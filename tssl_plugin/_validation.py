@@ -148,6 +148,18 @@ def check_warmup_width(value: object) -> float:
     return v
 
 
+def check_sensitivity_cap(value: object) -> float:
+    """The cap on the spike-time sensitivity ``c = min(1/du, cap)``: one finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"sensitivity_cap must be a number (the cap on the spike-time sensitivity c = 1/du), "
+                        f"got {type(value).__name__}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"sensitivity_cap must be a finite number > 0 (the cap on the spike-time sensitivity "
+                         f"c = 1/du), got {v}")
+    return v
+
+
 #: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
 PARAM_BOUNDS = {
     "tau_m": (1.0, False, True),

@@ -16,9 +16,10 @@ from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
 from ._validation import (
-    as_param, check_bool, check_choice, check_impl, check_param, check_sequence, check_warmup_width,
+    as_param, check_bool, check_choice, check_impl, check_param, check_sensitivity_cap, check_sequence,
+    check_warmup_width,
 )
-from .rule import OUTPUTS, RESETS, WARMUP_WIDTH, LIFConstants, Param, lif_constants
+from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, lif_constants
 
 __all__ = [
     "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "last_impl", "resolve_impl",
@@ -37,6 +38,7 @@ def tssl_lif(
     reset: str = "zero",
     impl: str = "auto",
     warmup_width: float = WARMUP_WIDTH,
+    sensitivity_cap: float = SENSITIVITY_CAP,
 ) -> Tensor:
     """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
 
@@ -67,6 +69,9 @@ def tssl_lif(
             ``G sigma'((u - threshold)/w)/w`` (a number > 0). The default 0.2 is the
             reference's; a wider one (an extension) gives silent neurons a
             gradient from further below the threshold.
+        sensitivity_cap: the cap of the spike-time sensitivity ``c = min(1/du, cap)``
+            (a number > 0). The default 8 is the reference's; the adapters use
+            ``1/threshold`` (docs/algorithm.md, "The sensitivity cap").
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
@@ -86,7 +91,8 @@ def tssl_lif(
     ts = check_param(tau_s, "tau_s", shape)
     th = check_param(threshold, "threshold", shape)
     width = check_warmup_width(warmup_width)
-    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width)
+    cap = check_sensitivity_cap(sensitivity_cap)
+    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width, cap)
 
 
 class _TraceGradFunction(torch.autograd.Function):

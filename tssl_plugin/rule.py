@@ -33,11 +33,17 @@ gradient (``output="psc"``) or ``dL/do`` itself (``output="spike"``):
     \qquad \kappa[j] = \frac{1}{\tau_s} \Bigl(1 - \frac{1}{\tau_s}\Bigr)^{j},
 
 evaluated by the O(T) recursion :math:`G[t] = g[t]/\tau_s + (1 - 1/\tau_s) G[t+1]`.
-The spike-time sensitivity is capped at :data:`SENSITIVITY_CAP`:
+The spike-time sensitivity is capped at ``sensitivity_cap`` (:data:`SENSITIVITY_CAP` = 8, the
+reference's, by default; the adapters use ``1/threshold``):
 
 .. math::
 
-    c[t] = o[t] \min\bigl(1/\Delta u[t],\; 8\bigr) \quad (0 \text{ where } \Delta u[t] < 0).
+    c[t] = \hat o[t] \min\bigl(1/\Delta u[t],\; \mathrm{cap}\bigr) \quad (0 \text{ where } \Delta u[t] < 0),
+
+where :math:`\hat o[t] = o[t]` for a spike that crossed the threshold during its step, i.e. whose
+membrane started the step at :math:`u[t] - \Delta u[t] \le \vartheta`. After a reset to zero every
+spike did; after a subtraction the membrane can start above the threshold, and such a spike cannot
+move in time, so :math:`\hat o[t] = 0` there (an extension, with the subtraction rules below).
 
 Walking back from :math:`t = T-1` with the carry :math:`h = \delta[t+1]`
 (:math:`h = 0` at the last step):
@@ -46,17 +52,22 @@ Walking back from :math:`t = T-1` with the carry :math:`h = \delta[t+1]`
 
     \delta[t] = \begin{cases}
         c[t] \bigl(G[t] + h\, u[t] / \tau_m\bigr) + (1 - o[t])\, \beta h & \texttt{zero} \text{ (the paper)} \\
-        c[t] \bigl(G[t] + h\, \vartheta / \tau_m\bigr) + \beta h
-            & \texttt{subtract}, \texttt{subtract\_after\_leak} \\
+        c[t] \bigl(G[t] - \beta\vartheta\, h\bigr) + \beta h & \texttt{subtract} \\
+        c[t] \bigl(G[t] - \vartheta\, h\bigr) + \beta h & \texttt{subtract\_after\_leak} \\
         c[t]\, G[t] + \beta h & \texttt{none}
     \end{cases}
 
 and :math:`\partial L / \partial x[t] = \delta[t]`. The three resets other than
-``zero`` are this project's extensions (docs/algorithm.md, "What the adapters
-need beyond the paper"): a reset by subtraction removes :math:`\vartheta`
-where the paper's reset to zero removes :math:`u[t]`, and the membrane keeps
-its leak path across the spike; for ``subtract_after_leak`` the increment
-:math:`\Delta u[t]` is measured from the membrane after the subtraction. With
+``zero`` are this project's extensions (docs/algorithm.md, "Resets by
+subtraction"): the spike-time sensitivity ``c`` is used as the spike's local
+derivative inside the membrane's own recursion, so the carried error crosses a
+spike through the leak and through the subtraction, which removes
+:math:`\beta\vartheta` (``subtract``: removed, then leaked) or
+:math:`\vartheta` (``subtract_after_leak``) from the next step's membrane
+(:func:`subtracted_next`); for ``subtract_after_leak`` the increment
+:math:`\Delta u[t]` is measured from the membrane after the subtraction.
+With ``c <= 1/threshold`` the carry's factor at a spike, :math:`\beta - c\vartheta`
+(``subtract_after_leak``), stays within :math:`[\beta - 1, \beta]`. With
 the warm-up (``warmup=True``, the reference's behaviour), steps whose trace is
 still below :math:`1/(4\tau_s)` (:func:`warmup_level`) get a sigmoid-derivative
 surrogate instead, of width :math:`w` (``warmup_width``, default
@@ -77,7 +88,7 @@ from typing import NamedTuple, Union
 
 from torch import Tensor
 
-from ._validation import as_param, check_choice, check_warmup_width
+from ._validation import as_param, check_choice, check_sensitivity_cap, check_warmup_width
 
 #: a neuron parameter: one number for all neurons, or a tensor broadcastable to the neuron shape.
 Param = Union[float, Tensor]
@@ -103,11 +114,23 @@ class LIFConstants(NamedTuple):
     warmup_level: Param  # 1 / (4 tau_s)
     reset: str
     warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
+    sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
 
 
 def warmup_level(tau_s: Param) -> Param:
     """The trace level below which the warm-up surrogate applies: ``1 / (4 tau_s)``."""
     return 1.0 / (WARMUP_LEVEL_DIVISOR * tau_s)
+
+
+def subtracted_next(k: LIFConstants) -> Param:
+    r"""What one spike's subtraction removes from the next step's membrane: :math:`\beta\vartheta`
+    for ``subtract`` (removed, then leaked), :math:`\vartheta` for ``subtract_after_leak`` (removed after
+    the leak), 0 for the other resets. The carried error crosses a spike as :math:`\beta - c\,` this."""
+    if k.reset == "subtract":
+        return (1 - k.inv_tau_m) * k.threshold  # the kernels' row threshold_x_membrane_decay
+    if k.reset == "subtract_after_leak":
+        return k.threshold
+    return 0.0
 
 
 def lif_constants(
@@ -117,6 +140,7 @@ def lif_constants(
     threshold: Param = 1.0,
     reset: str = "zero",
     warmup_width: float = WARMUP_WIDTH,
+    sensitivity_cap: float = SENSITIVITY_CAP,
 ) -> LIFConstants:
     """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
 
@@ -125,18 +149,20 @@ def lif_constants(
     ``tau_m`` must be > 1 (``float('inf')`` gives a non-leaky IF neuron),
     ``tau_s`` >= 1, ``threshold`` finite and > 0. Tensor values are checked
     here, which reads them (a host sync on a GPU). ``warmup_width``, the width
-    ``w`` of the warm-up surrogate, is one finite number > 0 for the layer.
+    ``w`` of the warm-up surrogate, is one finite number > 0 for the layer, and so is
+    ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8).
     """
     check_choice(reset, "reset", RESETS)
     width = check_warmup_width(warmup_width)
+    cap = check_sensitivity_cap(sensitivity_cap)
     shape = x.shape[1:]
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap)
 
 
 __all__ = [
     "Param", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR",
-    "LIFConstants", "warmup_level", "lif_constants",
+    "LIFConstants", "warmup_level", "subtracted_next", "lif_constants",
 ]

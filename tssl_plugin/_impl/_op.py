@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from . import call
-from ..rule import WARMUP_WIDTH, LIFConstants
+from ..rule import SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants
 
 Param = Any
 
@@ -72,43 +72,49 @@ def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tupl
 
 
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-            scalars: List[float], reset: str, warmup_width: float) -> Tuple[Any, Any, Any, str, float]:
-    """``(tau_m, tau_s, threshold, reset, warmup_width)``, what the implementations' op entry points take."""
-    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width))
+            scalars: List[float], reset: str, warmup_width: float,
+            sensitivity_cap: float) -> Tuple[Any, Any, Any, str, float, float]:
+    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap)``, what the implementations' op entry
+    points take."""
+    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap))
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float) -> Tensor:
-    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width),
+             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
+    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
+                                                   sensitivity_cap),
                 psc_output)
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-              impl: str, warmup_width: float) -> Tensor:
-    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width),
+              impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
+    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
+                                                         sensitivity_cap),
                 warmup, psc_output)
 
 
 @torch.library.custom_op("tssl_plugin::lif", mutates_args=())
 def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
            scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
-           warmup_width: float = WARMUP_WIDTH) -> Tensor:
+           warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
-    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width)
+    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
 
 
 @lif_op.register_fake
-def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH):
+def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH,
+                       sensitivity_cap=SENSITIVITY_CAP):
     return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("tssl_plugin::lif_backward", mutates_args=())
 def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                     threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
-                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH) -> Tensor:
+                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
-    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width)
+    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width,
+                     sensitivity_cap)
 
 
 @lif_backward_op.register_fake
@@ -118,17 +124,17 @@ def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup,
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width = inputs
+    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = inputs
     ctx.save_for_backward(x, tau_m, tau_s, threshold)
-    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width)
+    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
     x, tau_m, tau_s, threshold = ctx.saved_tensors
-    scalars, reset, warmup, psc_output, impl, warmup_width = ctx.config
+    scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = ctx.config
     grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                             warmup_width)
-    return grad_x, None, None, None, None, None, None, None, None, None
+                             warmup_width, sensitivity_cap)
+    return grad_x, None, None, None, None, None, None, None, None, None, None
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
@@ -137,15 +143,18 @@ lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
 @torch.library.custom_op("tssl_plugin::trace_backward", mutates_args=())
 def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
-                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float) -> Tensor:
+                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float,
+                      sensitivity_cap: Optional[Tensor] = None) -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
-    k = LIFConstants(*_join((inv_tau_m, inv_tau_s, threshold, warmup_level), scalars), reset, float(warmup_width))
+    inv_tau_m, inv_tau_s, threshold, warmup_level, cap = _join(
+        (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap), scalars)
+    k = LIFConstants(inv_tau_m, inv_tau_s, threshold, warmup_level, reset, float(warmup_width), cap)
     return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
 def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
-                         impl, warmup_width):
+                         impl, warmup_width, sensitivity_cap=None):
     return u.new_empty(u.shape, dtype=grad.dtype)
 
 
@@ -155,8 +164,9 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
     if _plain_eager(u):
         return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False)
-    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level))
-    return trace_backward_op(grad, u, du, o, *tensors, scalars, k.reset, warmup, impl, k.warmup_width)
+    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap))
+    return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, k.warmup_width,
+                             tensors[4])
 
 
 class _EagerLif(torch.autograd.Function):
@@ -165,19 +175,19 @@ class _EagerLif(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                 threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-                impl: str, warmup_width: float) -> Tensor:
-        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width)
+                impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
+        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
         ctx.save_for_backward(x, tau_m, tau_s, threshold)
-        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width)
+        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
         x, tau_m, tau_s, threshold = ctx.saved_tensors
-        scalars, reset, warmup, psc_output, impl, warmup_width = ctx.config
+        scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = ctx.config
         grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                           warmup_width)
-        return grad_x, None, None, None, None, None, None, None, None, None
+                           warmup_width, sensitivity_cap)
+        return grad_x, None, None, None, None, None, None, None, None, None, None
 
 
 def _plain_eager(x: Tensor) -> bool:
@@ -192,11 +202,12 @@ def _plain_eager(x: Tensor) -> bool:
 
 
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
-        impl: str, warmup_width: float = WARMUP_WIDTH) -> Tensor:
+        impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
     tensors, scalars = _split((tau_m, tau_s, threshold))
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
-            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width)
-        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width)
-    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width)
+            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width,
+                                   sensitivity_cap)
+        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
+    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)

@@ -38,9 +38,10 @@ ROWS: Tuple[str, ...] = (
     "inv_tau_s",          # 1 / tau_s
     "trace_decay",        # 1 - inv_tau_s
     "threshold",          # theta
-    "threshold_x_inv_tau_m",  # theta / tau_m (the subtraction rules' reset term)
+    "threshold_x_membrane_decay",  # beta theta: what a "subtract" spike removes from the next step's membrane
     "warmup_level",       # 1 / (4 tau_s)
     "warmup_width",       # w of the warm-up surrogate sigma'((u - theta)/w)/w (one value per layer)
+    "sensitivity_cap",    # cap of the spike-time sensitivity c = min(1/du, cap)
 )
 #: row name -> row number.
 ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
@@ -58,9 +59,10 @@ def row_values(k: LIFConstants) -> List[Param]:
         "inv_tau_s": k.inv_tau_s,
         "trace_decay": 1 - k.inv_tau_s,
         "threshold": k.threshold,
-        "threshold_x_inv_tau_m": k.threshold * k.inv_tau_m,
+        "threshold_x_membrane_decay": beta * k.threshold,
         "warmup_level": k.warmup_level,
         "warmup_width": k.warmup_width,
+        "sensitivity_cap": k.sensitivity_cap,
     }
     return [values[name] for name in ROWS]
 
@@ -80,13 +82,13 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
 
 
 def c_defines() -> List[str]:
-    """Compiler flags that give the C kernel the table layout, the reset codes and the rule's constants.
+    """Compiler flags that give the C kernel the table layout and the reset codes.
 
-    The warm-up width is not among them: it is an option (a row of the table), read at run time.
+    The warm-up width and the sensitivity cap are not among them: they are options (rows of the table),
+    read at run time.
     """
     flags = [f"-DROW_{name.upper()}={i}" for i, name in enumerate(ROWS)] + [f"-DN_ROWS={N_ROWS}"]
     flags += [f"-DRESET_{name.upper()}={code}" for name, code in RESET_CODES.items()]
-    flags += [f"-DSENSITIVITY_CAP={SENSITIVITY_CAP!r}"]
     return flags
 
 
@@ -109,14 +111,14 @@ def _key_part(p: Param):
 
 def param_table(
     tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
-    device: torch.device, warmup_width: float = WARMUP_WIDTH,
+    device: torch.device, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
 ) -> Tuple[Tensor, bool]:
     """The packed table for these parameters (checked, cached; see the module docstring).
 
     Numbers must already be checked (``_validation.check_param``,
     ``check_warmup_width``); tensors are checked here when they are packed.
     """
-    params = (tau_m, tau_s, threshold, warmup_width)
+    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap)
     try:
         key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
@@ -128,7 +130,8 @@ def param_table(
                 _CACHE.move_to_end(key)
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
-    table, per_neuron = pack_params(lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width), like)
+    k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap)
+    table, per_neuron = pack_params(k, like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it
         drop = lambda _ref, key=key: _CACHE.pop(key, None)  # noqa: E731

@@ -18,7 +18,7 @@ Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
 
 Backward (one step, walked from t = T-1 down to 0 with carry ``h``)::
 
-    c[t]     = o[t] * min(1 / du[t], 8)   (0 where du[t] < 0)
+    c[t]     = crossed(o[t]) * min(1 / du[t], cap)   (0 where du[t] < 0; cap 8 by default)
     delta[t] = c[t] * (G[t] + J(h, u[t])) + leak(o[t]) * h
     dL/dx[t] = G[t] sigma'((u[t] - threshold)/w)/w where s[t] < warmup_level, else delta[t]
     h        = delta[t]
@@ -35,7 +35,7 @@ from torch import Tensor
 
 # The rule's constants and types live in the public module tssl_plugin.rule; they are
 # re-exported here for the code that imports them from the reference.
-from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param
+from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, subtracted_next
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
@@ -129,9 +129,21 @@ def psc_error_explicit(g: Tensor, inv_tau_s: Param) -> Tensor:
     return torch.stack([(kappa[: T - t] * g[t:]).sum(0) for t in range(T)])
 
 
-def spike_sensitivity(o: Tensor, du: Tensor) -> Tensor:
-    """``c = o * min(1/du, 8)``, 0 where ``du < 0`` (reference: ``-clamp(-1/du, -8, 0) * o``)."""
-    return -torch.clamp(-1.0 / du, -SENSITIVITY_CAP, 0.0) * o
+def spike_sensitivity(o: Tensor, du: Tensor, cap: Param = SENSITIVITY_CAP) -> Tensor:
+    """``c = o * min(1/du, cap)``, 0 where ``du < 0`` (reference, cap 8: ``-clamp(-1/du, -8, 0) * o``)."""
+    if isinstance(cap, Tensor):
+        return -torch.maximum(-1.0 / du, -cap).clamp(max=0.0) * o
+    return -torch.clamp(-1.0 / du, -cap, 0.0) * o
+
+
+def crossed(of: Tensor, u: Tensor, du: Tensor, k: LIFConstants) -> Tensor:
+    """The spikes ``of`` (0/1) that crossed the threshold during their step: the membrane the step started
+    from, ``u - du``, was at most the threshold. Every spike after a zero reset did (``u - du`` is the
+    reset membrane); after a subtraction the membrane may start above the threshold, and that spike
+    cannot move in time (its ``c`` is 0)."""
+    if k.reset == "zero":
+        return of
+    return of * (u - du <= k.threshold).to(of.dtype)
 
 
 def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param, width: float = WARMUP_WIDTH) -> Tensor:
@@ -155,30 +167,26 @@ def carry_step(
 
     ``G`` is the error reaching the spike at this step (PSC-filtered, or dL/do
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
-    step). With ``c = spike_sensitivity(o, du)`` and ``beta = 1 - inv_tau_m``::
+    step). With ``c = spike_sensitivity(crossed(o, u, du, k), du, k.sensitivity_cap)``
+    and ``beta = 1 - inv_tau_m``::
 
         zero:                 delta = c (G + h u inv_tau_m) + (1 - o) beta h
-        subtract:             delta = c (G + h threshold inv_tau_m) + beta h
-        subtract_after_leak:  delta = c (G + h threshold inv_tau_m) + beta h
+        subtract:             delta = c (G - beta threshold h) + beta h
+        subtract_after_leak:  delta = c (G - threshold h) + beta h
         none:                 delta = c G + beta h
 
-    ``zero`` is the paper's rule; the others are this project's extensions.
-    The paper's intra-neuron term ``c u[t] / tau_m h`` is the spike-time
-    derivative of the reset, which removes the amount ``u[t]`` (the membrane
-    at the spike) and then decays with ``tau_m``; a reset by subtraction
-    removes ``threshold`` instead, so the same derivation gives
-    ``c threshold / tau_m h``, and the membrane keeps its leak path ``beta h``
-    across the spike. (Differentiating the subtraction as if the spike were
-    an amount, ``c (G - threshold h)``, multiplies the carried error by
-    ``beta - c threshold`` at every spike, which exceeds 1 in magnitude
-    whenever the membrane crosses the threshold slowly, and does not train.) ``grad_x`` is ``delta`` except where the
-    warm-up replaces it (``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
+    ``zero`` is the paper's rule; the others are this project's extensions
+    (:mod:`tssl_plugin.rule`, docs/algorithm.md): ``c`` is the spike's local
+    derivative inside the membrane's own recursion, whose subtraction removes
+    :func:`tssl_plugin.rule.subtracted_next` from the next step's membrane.
+    ``grad_x`` is ``delta`` except where the warm-up replaces it
+    (``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
     the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
     ``delta`` before it is carried back, and to ``grad_x``.
     """
     of = o.to(G.dtype)
-    c = spike_sensitivity(of, du)
+    c = spike_sensitivity(crossed(of, u, du, k), du, k.sensitivity_cap)
     if h is None:
         delta = c * G
     else:
@@ -186,7 +194,7 @@ def carry_step(
         if k.reset == "zero":
             delta = c * (G + h * u * k.inv_tau_m) + (1 - of) * beta * h
         elif k.reset in ("subtract", "subtract_after_leak"):
-            delta = c * (G + k.threshold * k.inv_tau_m * h) + beta * h
+            delta = c * (G - subtracted_next(k) * h) + beta * h
         else:
             delta = c * G + beta * h
     if extra is not None:

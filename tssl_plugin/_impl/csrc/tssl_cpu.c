@@ -26,7 +26,7 @@
 #include <omp.h>
 #endif
 
-#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH)
+#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(ROW_SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH)
 #error "build through tssl_plugin._impl.cpu, which passes the table layout and constants as -D flags"
 #endif
 

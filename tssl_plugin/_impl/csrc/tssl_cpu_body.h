@@ -114,18 +114,24 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
             } else {
                 G = gt[j];
             }
-            const REAL u = u_sc[as + j], of = fired_sc[as + j], hh = h[j], beta = TB(ROW_MEMBRANE_DECAY, j);
-            /* c = -clamp(-1/du, -8, 0) * o; h = 0 at t = T-1 gives delta = c G there */
-            REAL r = (REAL)-1 / du_sc[as + j];
-            r = r < (REAL)-SENSITIVITY_CAP ? (REAL)-SENSITIVITY_CAP : r;
+            const REAL u = u_sc[as + j], du = du_sc[as + j], of = fired_sc[as + j], hh = h[j];
+            const REAL beta = TB(ROW_MEMBRANE_DECAY, j);
+            /* c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed); h = 0 at t = T-1
+             * gives delta = c G there */
+            const REAL cap = TB(ROW_SENSITIVITY_CAP, j);
+            const REAL crossed = (reset == RESET_ZERO || u - du <= TB(ROW_THRESHOLD, j)) ? of : (REAL)0;
+            REAL r = (REAL)-1 / du;
+            r = r < -cap ? -cap : r;
             r = r > (REAL)0 ? (REAL)0 : r;
-            const REAL c = -r * of;
+            const REAL c = -r * crossed;
             /* reference.carry_step, operation by operation */
             REAL delta;
             if (reset == RESET_ZERO)
                 delta = c * (G + hh * u * TB(ROW_INV_TAU_M, j)) + ((REAL)1 - of) * beta * hh;
-            else if (reset == RESET_SUBTRACT || reset == RESET_SUBTRACT_AFTER_LEAK)
-                delta = c * (G + TB(ROW_THRESHOLD_X_INV_TAU_M, j) * hh) + beta * hh;
+            else if (reset == RESET_SUBTRACT) /* the spike's subtraction, beta theta, reaches the next step */
+                delta = c * (G - TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j) * hh) + beta * hh;
+            else if (reset == RESET_SUBTRACT_AFTER_LEAK) /* theta, subtracted after the leak */
+                delta = c * (G - TB(ROW_THRESHOLD, j) * hh) + beta * hh;
             else
                 delta = c * G + beta * hh;
             h[j] = delta;
