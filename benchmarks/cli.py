@@ -33,6 +33,7 @@ spike activity, synaptic operations).
                                 the other timings (mlp-step, scaling, gpu-layer, host-step)
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
+  tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench --resume DIR       continue an interrupted run
 
@@ -150,6 +151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .hosts import main as hosts_main
 
         return hosts_main(argv[1:])
+    if argv and argv[0] == "tutorials":
+        from .tutorials import main as tutorials_main
+
+        return tutorials_main(argv[1:])
     if argv and argv[0] == "merge":
         from .merge import main as merge_main
 

