@@ -115,7 +115,7 @@ def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
                                    rtol=1e-12, atol=1e-12)
 
 
-def sensitivity_caps(impl, impl_obj, cap=0.9, T=10, shape=(3, 20), device="cpu"):
+def sensitivity_caps(impl, impl_obj, cap=0.3, T=10, shape=(3, 20), device="cpu"):
     """A sensitivity cap other than the reference's 8 (a run-time table row), per layer and per neuron, on
     inputs strong enough that subtraction resets start steps above the threshold (spikes with c = 0):
     every reset and output, float64, and the from-trace entry point."""
