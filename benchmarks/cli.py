@@ -34,6 +34,7 @@ spike activity, synaptic operations).
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
+  tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
   tssl-bench --resume DIR       continue an interrupted run
 
 The same program runs as python -m tssl_plugin.benchmarks, and under
@@ -154,6 +155,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .merge import main as merge_main
 
         return merge_main(argv[1:])
+    if argv and argv[0] == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     if argv and argv[0] == "study":
         from .study import main as study_main
 
