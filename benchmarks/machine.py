@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-__all__ = ["machine_info", "code_info", "library_versions", "git_state", "tssl_impl", "code_differences",
+__all__ = ["machine_info", "cpu_model", "code_info", "library_versions", "git_state", "tssl_impl", "code_differences",
            "code_text", "CODE_FIELDS"]
 
 #: the fields of :func:`code_info`, in the order they are compared and printed.
@@ -43,12 +43,26 @@ def library_versions() -> Dict[str, str]:
     return out
 
 
+def cpu_model() -> Optional[str]:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``; None if unknown).
+    Numbers can differ between CPU models: the C kernel is compiled for the CPU it runs on
+    (``-march=native``), and torch picks its matrix-product code by the CPU's instruction set."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine_info(device: torch.device, world: int) -> Dict[str, Any]:
-    """What ran the benchmark: platform, Python, torch, CPU cores, torch threads, device, world size, the GPU's
-    name on CUDA, and the host libraries' versions when installed."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-            "world_size": world}
+    """What ran the benchmark: platform, CPU model, Python, torch, CPU cores, torch threads, device, world
+    size, the GPU's name on CUDA, and the host libraries' versions when installed."""
+    info = {"platform": platform.platform(), "cpu": cpu_model(), "python": platform.python_version(),
+            "torch": torch.__version__, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": str(device), "world_size": world}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     info.update({k: v for k, v in library_versions().items() if k != "torch"})

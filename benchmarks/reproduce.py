@@ -38,7 +38,7 @@ COMPARED = ("train_loss", "train_accuracy", "train_samples", "test_accuracy", "f
 REL_TOL = 1e-6
 ABS_TOL = 1e-12
 #: machine fields named when they differ (they can change numbers: threads, device; or times: the rest).
-_MACHINE_FIELDS = ("platform", "cpu_count", "torch_threads", "device", "gpu", "world_size")
+_MACHINE_FIELDS = ("platform", "cpu", "cpu_count", "torch_threads", "device", "gpu", "world_size")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,7 +182,9 @@ def _machine_text(machine: Optional[Dict[str, Any]]) -> str:
     if machine is None:
         return ("Machine: not the same for every record, or not recorded (records of older versions); "
                 "see `machine` in results.jsonl.\n\n")
-    return (f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
+    return (f"Machine: {machine.get('gpu') or machine['platform']}"
+            + (f", {machine['cpu']}" if machine.get("cpu") and not machine.get("gpu") else "")
+            + f", {machine['cpu_count']} CPU cores, "
             f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
 
 

@@ -44,6 +44,7 @@ def test_every_record_and_the_summary_name_the_code(run):
         assert expected["spikingjelly"] == version("spikingjelly")
     for r in records:
         assert r["code"] == expected
+        assert r["machine"]["cpu"] == MI.cpu_model() and r["machine"]["spikingjelly"] == expected["spikingjelly"]
         assert r["tssl_impl"] in impl_names() if r["backend"] == "native:tssl" else r["tssl_impl"] is None
     assert summary["code"] == expected
     assert json.loads((out / "summary.json").read_text())["code"] == expected
