@@ -107,13 +107,24 @@ def git_state(package_dir: Optional[Path] = None) -> Dict[str, Any]:
 def code_info() -> Dict[str, Any]:
     """What code ran: tssl-plugin's version, its git commit and whether the checkout was modified (None
     for both when not run from a checkout, see :func:`git_state`), and the versions of torch, snnTorch and
-    SpikingJelly (None when not installed)."""
-    import tssl_plugin
+    SpikingJelly (None when not installed).
 
-    versions = library_versions()
-    return {"tssl_plugin": tssl_plugin.__version__, **git_state(),
-            "torch": versions["torch"], "snntorch": versions.get("snntorch"),
-            "spikingjelly": versions.get("spikingjelly")}
+    Read once per process (the first call; a run calls it before its first epoch) and then returned as
+    is: a process runs the code it imported, so a checkout edited or switched while it trains does not
+    change what its later records say.
+    """
+    global _CODE
+    if _CODE is None:
+        import tssl_plugin
+
+        versions = library_versions()
+        _CODE = {"tssl_plugin": tssl_plugin.__version__, **git_state(),
+                 "torch": versions["torch"], "snntorch": versions.get("snntorch"),
+                 "spikingjelly": versions.get("spikingjelly")}
+    return dict(_CODE)
+
+
+_CODE: Optional[Dict[str, Any]] = None
 
 
 def tssl_impl(uses_tssl: bool, device: torch.device, dtype: torch.dtype = torch.float32) -> Optional[str]:
