@@ -123,15 +123,21 @@ def _differences(orig: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[
         out += code_differences(a["code"], b.get("code"), names=("the original", "the re-run"))
     else:
         out.append("code not recorded in the original")
-    impl_a = sorted({str(r["tssl_impl"]) if "tssl_impl" in r else "not recorded" for r in orig})
-    impl_b = sorted({str(r.get("tssl_impl")) for r in new})
-    if impl_a != impl_b:
+    def impl(r: Dict[str, Any]) -> str:
+        if "tssl_impl" not in r:
+            return "not recorded"
+        return "none" if r["tssl_impl"] is None else str(r["tssl_impl"])
+
+    impl_a, impl_b = sorted({impl(r) for r in orig}), sorted({impl(r) for r in new})
+    # a surrogate-gradient backend runs no TSSL-BP op: nothing to say when an older record did not say so
+    if impl_a != impl_b and not (impl_b == ["none"] and impl_a == ["not recorded"]):
         out.append(f"TSSL-BP implementation {', '.join(impl_a)} vs {', '.join(impl_b)}")
     ma, mb = a.get("machine"), b.get("machine") or {}
     if ma is None:
         out.append("machine not recorded in the original")
     else:
-        out += [f"{k} {ma.get(k)} vs {mb.get(k)}" for k in _MACHINE_FIELDS if ma.get(k) != mb.get(k)]
+        seen = lambda m, k: m.get(k) if k in m else "not recorded"  # noqa: E731
+        out += [f"{k} {seen(ma, k)} vs {seen(mb, k)}" for k in _MACHINE_FIELDS if seen(ma, k) != seen(mb, k)]
     return out
 
 
