@@ -11,8 +11,9 @@ which setting differs. Every record names the code that made it (machine.code_in
 and commit, torch, snnTorch, SpikingJelly); runs made by different code are refused, naming the difference,
 unless ``--allow-different-code`` (the summary then says the code differs). A backend and seed present
 in two folders is refused (which one counts?). A run still in progress or stopped early is merged with
-the epochs it has, and the summary says how many of how many it has, and how to continue it. The source folders are only read; the merged folder holds no
-``config.json`` and no checkpoints, so it cannot be mistaken for a run to resume.
+the epochs it has, and the summary says how many of how many it has, and how to continue it. The source
+folders are only read; the merged folder holds no ``config.json`` and no checkpoints, so it cannot be
+mistaken for a run to resume.
 """
 from __future__ import annotations
 
