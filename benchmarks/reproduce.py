@@ -46,15 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(
         prog="tssl-bench reproduce", formatter_class=HelpFormatter,
-        description="Re-run the first K epochs of a finished training run with the settings recorded in "
-                    "RESULTS_DIR/config.json, into a new folder (RESULTS_DIR is only read), and compare record "
-                    "by record: one line per backend and seed, equal / within float noise (relative "
-                    f"{REL_TOL:g}) / different, and what differs in the recorded code (tssl-plugin version and "
-                    "commit, torch, snnTorch, SpikingJelly, TSSL-BP implementation). Exit status 0: nothing "
-                    "different; 1: something is; 2: error.")
+        description="Re-run the first K epochs of a training run with the settings recorded in\n"
+                    "RESULTS_DIR/config.json, into a new folder (RESULTS_DIR is only read), and compare\n"
+                    "record by record: one line per backend and seed, equal / within float noise\n"
+                    f"(relative difference <= {REL_TOL:g}) / different, and what differs in the recorded code\n"
+                    "(tssl-plugin version and commit, torch, snnTorch, SpikingJelly), TSSL-BP\n"
+                    "implementation and machine. Exit status 0: nothing different; 1: something is;\n"
+                    "2: error.")
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of a tssl-bench training run")
     p.add_argument("--epochs", type=int, required=True, metavar="K",
-                   help="re-run and compare epochs 1..K (at most the run's epochs)")
+                   help="re-run and compare epochs 1..K, at most the run's epochs (default: none, required)")
     p.add_argument("--backends", default=None,
                    help="comma-separated subset of the run's backends to re-run (default: all of them)")
     p.add_argument("--out", default=None,
