@@ -35,6 +35,7 @@ spike activity, synaptic operations).
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
+  tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
   tssl-bench --resume DIR       continue an interrupted run
 
 The same program runs as python -m tssl_plugin.benchmarks, and under
@@ -159,6 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .merge import main as merge_main
 
         return merge_main(argv[1:])
+    if argv and argv[0] == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     if argv and argv[0] == "study":
         from .study import main as study_main
 

@@ -7,10 +7,13 @@ record in ``results.jsonl``) into a new folder, with ``merged_from.json`` naming
 
 The runs must share every setting except the backends, the seeds, the thread count, the device and where
 the data was read from (``MERGE_MAY_DIFFER``); otherwise they are not side by side, and ``merge`` says
-which setting differs. A backend and seed present in two folders is refused (which one counts?). A run
-still in progress or stopped early is merged with the epochs it has, and the summary says how many of
-how many it has, and how to continue it. The source folders are only read; the merged folder holds no
-``config.json`` and no checkpoints, so it cannot be mistaken for a run to resume.
+which setting differs. Every record names the code that made it (machine.code_info: tssl-plugin's version
+and commit, torch, snnTorch, SpikingJelly); runs made by different code are refused, naming the difference,
+unless ``--allow-different-code`` (the summary then says the code differs). A backend and seed present
+in two folders is refused (which one counts?). A run still in progress or stopped early is merged with
+the epochs it has, and the summary says how many of how many it has, and how to continue it. The source
+folders are only read; the merged folder holds no ``config.json`` and no checkpoints, so it cannot be
+mistaken for a run to resume.
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a new folder for the merged summary")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier merge's files in --out (nothing else in the folder is touched)")
+    p.add_argument("--allow-different-code", action="store_true",
+                   help="merge runs whose records name different code (tssl-plugin version or git commit, "
+                        "a modified checkout, torch, snnTorch or SpikingJelly versions); refused otherwise")
     return p
 
 
@@ -91,23 +97,34 @@ def _unfinished(folders: Sequence[Path], cfgs: Sequence[Any], per_folder: Sequen
     return notes
 
 
-def _machine(per_folder: Sequence[List[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
-    """The machine every record says it ran on, or None if they differ or some do not say."""
-    seen = [r.get("machine") for records in per_folder for r in records]
-    if not seen or any(m is None for m in seen) or any(m != seen[0] for m in seen):
-        return None
-    return seen[0]
+def _code_differences(folders: Sequence[Path], per_folder: Sequence[List[Dict[str, Any]]]) -> Optional[str]:
+    """None when every record names the same code (or none does); else what differs, between which records."""
+    from .machine import code_differences
+
+    first: Optional[Tuple[str, Any]] = None
+    for folder, records in zip(folders, per_folder):
+        for r in records:
+            where = f"{folder} ({r['backend']} seed {r['seed']} epoch {r['epoch']})"
+            if first is None:
+                first = (where, r.get("code"))
+                continue
+            diff = code_differences(first[1], r.get("code"), names=(first[0], where))
+            if diff:
+                return f"{first[0]} and {where} were made by different code: {'; '.join(diff)}"
+    return None
 
 
-def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -> Dict[str, Any]:
-    """Merge the training runs in ``folders`` into ``out``; returns the summary. ValueError if they do not merge."""
+def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False,
+               allow_different_code: bool = False) -> Dict[str, Any]:
+    """Merge the training runs in ``folders`` into ``out``; returns the summary. ValueError if they do not
+    merge (different settings; different code unless ``allow_different_code``)."""
     import dataclasses
 
     from . import data as D
     from . import models as M
     from . import report as R
     from .results_dir import check_new_out, clear_results
-    from .summary import write_summary
+    from .summary import shared, shared_code, write_summary
 
     folders = [Path(f) for f in folders]
     out = Path(out)
@@ -123,6 +140,10 @@ def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -
     runs = [_read_run(f) for f in folders]
     cfgs, per_folder = [c for c, _ in runs], [r for _, r in runs]
     _check_same_settings(folders, cfgs)
+    code_diff = _code_differences(folders, per_folder)
+    if code_diff and not allow_different_code:
+        raise ValueError(f"cannot merge: {code_diff}; numbers side by side should come from the same code "
+                         "(re-run one of them), or add --allow-different-code to merge them anyway")
     owner: Dict[Tuple[str, int], Path] = {}
     for folder, records in zip(folders, per_folder):
         for key in {(r["backend"], r["seed"]) for r in records}:
@@ -145,9 +166,12 @@ def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -
         "folders": [str(f.resolve()) for f in folders], "backends": backends, "seeds": seeds,
         "unfinished": notes})
     R.JsonlWriter(out / "results.jsonl").rewrite(records)
-    return write_summary(out, cfg, records, ds, arch, _machine(per_folder), records[0]["memory_measure"],
+    return write_summary(out, cfg, records, ds, arch, shared(records, "machine"), records[0]["memory_measure"],
                          notes=[f"Merged from {len(folders)} runs ({', '.join(f'`{f}`' for f in folders)}) by "
-                                f"`tssl-bench merge`."] + [f"Unfinished: {n}." for n in notes])
+                                f"`tssl-bench merge`."] + [f"Unfinished: {n}." for n in notes]
+                               + ([f"Different code (merged with --allow-different-code): {code_diff}."]
+                                  if code_diff else []),
+                         code=shared_code(records))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -159,7 +183,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(argv or []))
     try:
         check_requirements([("matplotlib", "bench")])
-        summary = merge_runs([Path(f) for f in args.runs], Path(args.out), overwrite=args.overwrite)
+        summary = merge_runs([Path(f) for f in args.runs], Path(args.out), overwrite=args.overwrite,
+                             allow_different_code=args.allow_different_code)
     except (ValueError, DataError, MissingExtras) as err:
         print(f"tssl-bench merge: error: {err}", file=sys.stderr)
         return 2

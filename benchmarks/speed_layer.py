@@ -178,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace, backends: List[B.Backend], device: torch.device, out: Path) -> int:
-    from .machine import machine_info
+    from .machine import code_info, machine_info
     from .progress import progress
     from .results_dir import start_results, write_summary_files
 
@@ -215,7 +215,8 @@ def _run(args: argparse.Namespace, backends: List[B.Backend], device: torch.devi
           f"median of {args.repeats} runs after {args.untimed} untimed runs, device "
           f"{machine.get('gpu') or machine['device']}, {machine['cpu_count']} CPU cores, torch {machine['torch']}, "
           f"{torch.get_num_threads()} thread(s). Peak memory: {measure}.\n\n" + R.markdown_table(head, rows))
-    write_summary_files(out, {"runs": records, "config": config, "machine": machine, "memory_measure": measure},
+    write_summary_files(out, {"runs": records, "config": config, "machine": machine, "code": code_info(),
+                              "memory_measure": measure},
                         cols, [[r[c] for c in cols] for r in records], md)
     _plots(out, records, args, device, measure)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]

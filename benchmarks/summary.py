@@ -19,7 +19,8 @@ from . import report as R
 from .memory import MEASURE_LABELS
 from .results_dir import write_summary_files
 
-__all__ = ["write_summary", "aggregate", "summary_rows", "SUMMARY_COLUMNS", "activity_markdown", "preset_info"]
+__all__ = ["write_summary", "aggregate", "shared", "shared_code", "summary_rows", "SUMMARY_COLUMNS", "activity_markdown",
+           "preset_info"]
 
 _OPT_NAMES = {"adamw": "AdamW", "adam": "Adam"}
 
@@ -54,6 +55,25 @@ def _curve(recs: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         out[key] = [_mean(p) for p in per]
         out[key + "_std"] = [_std(p) for p in per]
     return out
+
+
+def shared(records: List[Dict[str, Any]], key: str) -> Optional[Any]:
+    """The value of ``key`` every record has, or None when they differ or some do not say (older records)."""
+    seen = [r.get(key) for r in records]
+    if not seen or any(v is None for v in seen) or any(v != seen[0] for v in seen):
+        return None
+    return seen[0]
+
+
+def shared_code(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The ``code`` (machine.code_info) every record names, or None when they differ or some do not say."""
+    return shared(records, "code")
+
+
+def _impls(recs: List[Dict[str, Any]]) -> List[Optional[str]]:
+    """The TSSL-BP implementations a backend's records name (first-seen order; ``"not recorded"`` for
+    records of older versions, None for a backend that does not run the TSSL-BP op)."""
+    return list(dict.fromkeys(r["tssl_impl"] if "tssl_impl" in r else "not recorded" for r in recs))
 
 
 def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -104,6 +124,7 @@ def aggregate(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "activation_sparsity_total": _mean([_num(r, "activation_sparsity_total") for r in last]),
             "curve": _curve(recs),
             "world_size": recs[0]["world_size"], "device": recs[0]["device"],
+            "tssl_impl": _impls(recs),
         })
     return runs
 
@@ -161,13 +182,27 @@ def _machine_text(machine: Optional[Dict[str, Any]]) -> str:
     if machine is None:
         return ("Machine: not the same for every record, or not recorded (records of older versions); "
                 "see `machine` in results.jsonl.\n\n")
-    return (f"Machine: {machine.get('gpu') or machine['platform']}, {machine['cpu_count']} CPU cores, "
+    return (f"Machine: {machine.get('gpu') or machine['platform']}"
+            + (f", {machine['cpu']}" if machine.get("cpu") and not machine.get("gpu") else "")
+            + f", {machine['cpu_count']} CPU cores, "
             f"torch {machine['torch']}, {machine['torch_threads']} thread(s), world size {machine['world_size']}.\n\n")
 
 
+def _code_line(code: Optional[Dict[str, Any]], runs: List[Dict[str, Any]]) -> str:
+    from .machine import code_text
+
+    what = (code_text(code) if code is not None else
+            "not the same for every record, or not recorded (records of older versions); see `code` in results.jsonl")
+    impls = [f"`{r['backend']}` {', '.join(map(str, r['tssl_impl']))}" for r in runs
+             if r.get("tssl_impl") and r["tssl_impl"] != [None]]
+    return f"Code: {what}." + (f" TSSL-BP implementation: {'; '.join(impls)}." if impls else "") + "\n\n"
+
+
 def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: Optional[Dict[str, Any]],
-             measure: str, preset: Optional[Dict[str, Any]] = None, notes: Sequence[str] = ()) -> str:
-    """The human-readable summary tables with their context (``notes``: lines printed under the heading)."""
+             measure: str, preset: Optional[Dict[str, Any]] = None, notes: Sequence[str] = (),
+             code: Optional[Dict[str, Any]] = None) -> str:
+    """The human-readable summary tables with their context (``notes``: lines printed under the heading;
+    ``code``: what every record says ran, machine.code_info)."""
     seeds = sorted({s for r in runs for s in r["seeds"]})
     head = ["backend", "loss", "epochs", "test acc (mean ± std)", "per seed", "best epoch per seed (which)",
             "train acc", "s/epoch", "samples/s", "peak MB", "firing rate per layer"]
@@ -189,7 +224,7 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             + (f", native:tssl passes {cfg.native_between}s between layers" if cfg.native_between != "psc" else "")
             + ".\n\n"
             + (f"Preset `{preset['name']}` ({preset['title']}); the paper: {preset['text']}.\n\n" if preset else "")
-            + _machine_text(machine))
+            + _machine_text(machine) + _code_line(code, runs))
     text += R.markdown_table(head, rows)
     text += (f"\n*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
              f"ce_rate = cross-entropy per step on output spikes, as snntorch.functional.ce_rate_loss; "
@@ -215,22 +250,25 @@ def console_table(runs: List[Dict[str, Any]]) -> str:
 
 
 def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, arch: Any,
-                  machine: Optional[Dict[str, Any]], measure: str, notes: Sequence[str] = ()) -> Dict[str, Any]:
+                  machine: Optional[Dict[str, Any]], measure: str, notes: Sequence[str] = (),
+                  code: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Write summary.json/.csv/.md and the plots into ``out``; return the summary dict.
 
-    ``machine``: what ran every record (None when they differ or do not say); ``notes``: lines for the
+    ``machine``: what ran every record (None when they differ or do not say); ``code``: the code every
+    record names (:func:`shared_code`; None when they differ or do not say); ``notes``: lines for the
     top of summary.md (``merge`` names its sources and the unfinished runs there).
     """
     import dataclasses
 
     runs = aggregate(records)
     preset = preset_info(getattr(cfg, "preset", None))
-    summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "memory_measure": measure,
+    summary = {"runs": runs, "config": dataclasses.asdict(cfg), "machine": machine, "code": code,
+               "memory_measure": measure,
                "preset": preset, "notes": list(notes),
                "dataset": {"name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test), "source": ds.source},
                "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}"}
     summary = write_summary_files(out, summary, SUMMARY_COLUMNS, summary_rows(runs),
-                                  markdown(runs, cfg, ds, arch, machine, measure, preset, notes))
+                                  markdown(runs, cfg, ds, arch, machine, measure, preset, notes, code))
     _plots(out, runs, ds.name, measure, preset)
     return summary
 

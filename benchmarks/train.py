@@ -28,12 +28,12 @@ from .device import pick_device
 from .distributed import barrier, close_process_group, dist_info, init_process_group
 from .epoch import evaluate, train_epoch
 from .losses import loss_for
-from .machine import machine_info
+from .machine import code_info, machine_info, tssl_impl
 from .memory import memory_measure
 from .optimizer import make_optimizer
 from .progress import progress
 from .results_dir import check_new_out, start_results
-from .summary import write_summary
+from .summary import shared_code, write_summary
 
 __all__ = ["run_benchmark", "run_one"]
 
@@ -49,7 +49,8 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
     opt = make_optimizer(cfg, net.parameters())
     loss_name = loss_for(cfg.loss, backend, ds.temporal)
     records: List[Dict[str, Any]] = []
-    machine = machine_info(device, world)  # in every record: a resumed run may continue on another machine
+    # in every record: a resumed run may continue on another machine, or with other code
+    machine, code = machine_info(device, world), code_info()
     start = 0
     ck = checkpoint_path(out, backend.name, seed)
     if ck.exists():
@@ -73,7 +74,8 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
         rec = {"backend": backend.name, "library": backend.library, "gradient": backend.gradient,
                "dataset": ds.name, "arch": arch.name, "seed": seed, "epoch": epoch + 1, "loss": loss_name,
                "world_size": world, "device": str(device), "memory_measure": memory_measure(device),
-               "machine": machine, **m}
+               "machine": machine, "code": code,
+               "tssl_impl": tssl_impl(backend.gradient.startswith("tssl"), device), **m}
         records.append(rec)
         if rank == 0:
             save_checkpoint(ck, {"model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -147,4 +149,5 @@ def _run_all(cfg: Config, out: Path, backends: List[B.Backend], device: torch.de
             all_records += run_one(b, s, ds, arch, cfg, out, device, rank, world, writer, quiet, stop_after_epochs)
     if rank != 0:
         return {}
-    return write_summary(out, cfg, all_records, ds, arch, machine_info(device, world), memory_measure(device))
+    return write_summary(out, cfg, all_records, ds, arch, machine_info(device, world), memory_measure(device),
+                         code=shared_code(all_records))

@@ -166,6 +166,9 @@ def test_speed_subcommand(tmp_path, capsys):
     assert {(n, T) for n in names for T in (4, 8)} <= rows
     for r in summary["runs"]:
         assert r["total_ms"] > 0 and r["peak_memory_mb"] > 0
+    from tssl_plugin.benchmarks.machine import code_info
+
+    assert summary["code"] == code_info()  # which code was timed
     for f in ("results.jsonl", "summary.csv", "summary.md", "speed_vs_T_size16.png", "time_memory.png"):
         assert (out / f).stat().st_size > 0
     assert "native:tssl" in capsys.readouterr().out

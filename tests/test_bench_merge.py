@@ -122,3 +122,56 @@ def test_an_earlier_merge_is_kept_unless_overwrite(runs, capsys):
     assert "is a merged summary, not a run" in _error(capsys)
     assert cli.main(["--resume", str(root / "m2")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def _copy_with_records(src, dst, change):
+    """A copy of the run folder ``src`` whose epoch records went through ``change(record)``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    lines = (dst / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        change(r)
+    (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_merged_summary_names_the_code(runs):
+    root, _ = runs
+    assert _merge(root / "a", root / "b", "--out", root / "m-code") == 0
+    summary = json.loads((root / "m-code" / "summary.json").read_text())
+    code = summary["code"]
+    assert code is not None and code["tssl_plugin"] and code["torch"]
+    assert [r["tssl_impl"] for r in summary["runs"]] == [[json.loads(
+        (root / "a" / "results.jsonl").read_text().splitlines()[0])["tssl_impl"]], [None]]
+    assert "Code: tssl-plugin " in (root / "m-code" / "summary.md").read_text()
+
+
+def test_refuses_runs_made_by_different_code_unless_told(runs, capsys):
+    root, _ = runs
+
+    def other_commit(r):
+        r["code"] = {**r["code"], "commit": "0" * 40, "torch": "1.0.0"}
+
+    _copy_with_records(root / "b", root / "b-other-code", other_commit)
+    assert _merge(root / "a", root / "b-other-code", "--out", root / "no-code") == 2
+    msg = _error(capsys)
+    assert "different code" in msg and "commit " in msg and "0000000" in msg and "torch " in msg and "1.0.0" in msg
+    assert "--allow-different-code" in msg and str(root / "b-other-code") in msg
+    assert not (root / "no-code").exists()
+    assert _merge(root / "a", root / "b-other-code", "--out", root / "yes-code", "--allow-different-code") == 0
+    summary = json.loads((root / "yes-code" / "summary.json").read_text())
+    md = (root / "yes-code" / "summary.md").read_text()
+    assert summary["code"] is None and "Different code (merged with --allow-different-code)" in md
+    assert "Code: not the same for every record" in md
+
+
+def test_refuses_runs_of_which_one_does_not_record_its_code(runs, capsys):
+    root, _ = runs
+
+    def old_version(r):
+        del r["code"], r["tssl_impl"]
+
+    _copy_with_records(root / "b", root / "b-old", old_version)
+    assert _merge(root / "a", root / "b-old", "--out", root / "no-old") == 2
+    assert f"code not recorded in {root / 'b-old'} (snntorch:atan seed 0 epoch 1)" in _error(capsys)
