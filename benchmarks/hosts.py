@@ -271,7 +271,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             check_new_out(out, overwrite=args.overwrite, resume=None)
         except ValueError as err:
-            parser.error(str(err))
+            print(f"tssl-bench hosts: error: {err}", file=sys.stderr)
+            return 2
     torch.set_num_threads(args.threads)
     data = _digits()
     writer = None if out is None else start_results(out, vars(args), overwrite=args.overwrite)

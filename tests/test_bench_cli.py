@@ -272,3 +272,28 @@ def test_time_memory_plot_labels_do_not_overlap(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def _unwritable_dirs(tmp_path):
+    """Folders this process cannot write into: a 0o500 folder (not for root), and /proc, /sys where present."""
+    dirs = []
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        ro = tmp_path / "read-only"
+        ro.mkdir()
+        ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        dirs.append(ro)
+    dirs += [Path(p) for p in ("/proc", "/sys") if Path(p).is_dir()]
+    if not dirs:
+        pytest.skip("no folder here that this process cannot write into")
+    return dirs
+
+
+@pytest.mark.parametrize("command", [TINY, ["hosts", "--seeds", "1", "--epochs", "1"],
+                                     ["speed", "--backends", "native:tssl", "--quiet"]],
+                         ids=["train", "hosts", "speed"])
+def test_unwritable_out_is_one_line_before_any_work(tmp_path, capsys, command):
+    for parent in _unwritable_dirs(tmp_path):
+        for out in (parent / "tssl-bench-out", parent / "a" / "b"):
+            assert _rc(command + ["--out", str(out)]) == 2
+            line = _one_line_error(capsys)
+            assert "error" in line and "--out" in line and "cannot write" in line, line

@@ -26,8 +26,8 @@ def test_hosts_runs_every_variant_and_writes_a_summary(tmp_path, capsys):
     assert len(records) == 12
     assert {r["variant"]: r["warmup_width"] for r in records} == {"host": None, "tssl": 0.5, "tssl+host": 0.5}
     assert "tssl+host" in (out / "summary.md").read_text()
-    with pytest.raises(SystemExit):  # never overwrites
-        main(["hosts", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["hosts", "--out", str(out)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
 
 
