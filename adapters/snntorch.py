@@ -342,20 +342,23 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     losses that never saturate, such as ``ce_rate_loss``). A name or module
     not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
     (the warm-up surrogate's width, default 0.2, the reference's) are set on
-    every converted layer. Returns ``model``.
+    every converted layer, including layers an earlier ``convert`` converted:
+    calling ``convert`` again applies the new options. Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
     warmup = check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
     skip = excluded_ids(model, exclude)
-    targets, others = [], []
+    targets, again, others = [], [], []
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
         if type(m) is snn.Leaky:
             _refuse(m, name or "<root>")
             targets.append(m)
+        elif type(m) is TSSLLeaky:
+            again.append(m)
         elif _snntorch_neuron(m) and not isinstance(m, TSSLLeaky):
             others.append(f"{name or '<root>'} ({type(m).__name__})")
     if others:
@@ -368,6 +371,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         _warn_spike_grad()
     for m in targets:
         m.__class__ = TSSLLeaky
+    for m in targets + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width)
     return model
 

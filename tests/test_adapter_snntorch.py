@@ -447,6 +447,20 @@ def test_convert_passes_warmup_width_and_revert_removes_it():
     assert not hasattr(net.lif1, "warmup_width")
 
 
+def test_convert_again_applies_the_new_options():
+    """A second convert sets its own tau_s/warmup/warmup_width on layers already converted (as SpikingJelly's
+    adapter does), and the gradients are those of a single convert with the new options."""
+    torch.manual_seed(3)
+    plain = Net()
+    net = convert(convert(copy.deepcopy(plain), warmup_width=0.2), warmup_width=1.0, tau_s=4.0, warmup=False)
+    assert [(m.warmup_width, m.tau_s, m.warmup) for m in (net.lif1, net.lif2)] == [(1.0, 4.0, False)] * 2
+    once = convert(copy.deepcopy(plain), warmup_width=1.0, tau_s=4.0, warmup=False)
+    x = make_x(T=10, shape=(6, 12), scale=0.6)
+    for a, b in zip(torch.autograd.grad(net(x)[0].sum(), list(net.parameters())),
+                    torch.autograd.grad(once(x)[0].sum(), list(once.parameters()))):
+        assert torch.equal(a, b)
+
+
 def test_convert_keeps_objects_optimizer_and_instances():
     net = Net()
     lif1 = net.lif1
