@@ -58,7 +58,7 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import Exclude, check_convert_args, excluded_ids
+from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, core_reset, leaky_step
 
 snn = require("snntorch", "snntorch")
@@ -333,7 +333,10 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. Other
     snnTorch neurons (Synaptic, Alpha, RLeaky, Lapicque, subclasses of Leaky,
     ...) are left alone with one warning listing them; ``strict=True`` raises
-    instead. Layers with refused options raise before anything is changed.
+    instead. A model with no ``snn.Leaky`` at all (a plain network, or a
+    SpikingJelly model) gets a warning that nothing was converted;
+    ``strict=True`` raises ``ValueError`` instead. Layers with refused options
+    raise before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
     keep snnTorch's surrogate gradient, with everything inside them; e.g.
@@ -361,6 +364,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             again.append(m)
         elif _snntorch_neuron(m) and not isinstance(m, TSSLLeaky):
             others.append(f"{name or '<root>'} ({type(m).__name__})")
+    if not others and not any(type(m) in (snn.Leaky, TSSLLeaky) for m in model.modules()):
+        nothing_to_convert(model, "snn.Leaky", "snntorch", strict)
     if others:
         msg = ("TSSL-BP convert: only snn.Leaky is supported; left unchanged (still snnTorch surrogate "
                "gradients): " + ", ".join(others))

@@ -33,7 +33,7 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import Exclude, check_convert_args, excluded_ids  # noqa: E402
+from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
 from tssl_plugin._validation import check_bool, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
@@ -88,7 +88,9 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     converted get the new ``tau_s``/``warmup``/``warmup_width`` (the width of
     the warm-up surrogate, default 0.2, the reference's). Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
-    instead. Options that cannot be honoured raise ``ValueError`` naming the
+    instead. A model with none of these nodes at all (a plain network, or an
+    snnTorch model) gets a warning that nothing was converted; ``strict=True``
+    raises ``ValueError`` instead. Options that cannot be honoured raise ``ValueError`` naming the
     option before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
@@ -115,6 +117,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             found.append((label, module, cls))
         elif _is_spiking_neuron(module):
             unsupported.append(f"{label} ({cls.__name__})")
+    if not unsupported and not any(type(m) in _TO_TSSL or type(m) in _FROM_TSSL for m in model.modules()):
+        nothing_to_convert(model, "LIFNode, IFNode or ParametricLIFNode", "spikingjelly", strict)
     if unsupported and strict:
         raise TypeError(
             "convert(strict=True): these neuron types have no TSSL-BP version: " + ", ".join(unsupported)

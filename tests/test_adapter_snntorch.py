@@ -745,3 +745,20 @@ def test_layer_reset_attribute_kept_after_forward(hidden):
         step_loop(m, x, explicit=not hidden)
     assert ref.reset.sum() > 0
     assert torch.equal(new.reset, ref.reset)
+
+
+def test_convert_with_nothing_to_convert_warns_and_strict_raises():
+    """A plain MLP, or a SpikingJelly model given to the snnTorch adapter: nothing converted, so say so."""
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.warns(UserWarning, match="no snn.Leaky"):
+        convert(mlp)
+    with pytest.raises(ValueError, match="no snn.Leaky"):
+        convert(mlp, strict=True)
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    with pytest.warns(UserWarning, match="tssl_plugin.adapters.spikingjelly"):
+        convert(nn.Sequential(nn.Linear(4, 4), sj.LIFNode()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converting again, or excluding every Leaky, is not "nothing to convert"
+        net = convert(Net())
+        convert(net)
+        convert(Net(), exclude=["lif1", "lif2"], strict=True)

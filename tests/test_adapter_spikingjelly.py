@@ -628,3 +628,21 @@ def test_plif_leak_learns_when_the_input_needs_no_gradient(mode):
     assert y.sum() > 0 and y.requires_grad
     (y * torch.linspace(-1, 1, 5)).sum().backward()
     assert node.w.grad is not None and node.w.grad.abs() > 0
+
+
+def test_convert_with_nothing_to_convert_warns_and_strict_raises():
+    """A plain MLP, or an snnTorch model given to the SpikingJelly adapter: nothing converted, so say so."""
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    with pytest.warns(UserWarning, match="no LIFNode, IFNode or ParametricLIFNode"):
+        convert(mlp)
+    with pytest.raises(ValueError, match="no LIFNode"):
+        convert(mlp, strict=True)
+    snn = pytest.importorskip("snntorch")
+    with pytest.warns(UserWarning, match="tssl_plugin.adapters.snntorch"):
+        convert(torch.nn.Sequential(torch.nn.Linear(4, 4), snn.Leaky(beta=0.9)))
+    with pytest.raises(ValueError, match="tssl_plugin.adapters.snntorch"):
+        convert(torch.nn.Sequential(snn.Leaky(beta=0.9)), strict=True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(convert(torch.nn.Sequential(neuron.LIFNode(tau=2.0))))
