@@ -112,7 +112,7 @@ def test_missing_or_broken_compiler_falls_back_with_one_warning(fresh_loader, mo
     monkeypatch.setenv("CC", cc)
     x, g = cases.random_case(5, (3, 7), torch.float64, 11)
     with pytest.warns(RuntimeWarning, match=r"impl='auto' on cpu runs the plain-PyTorch 'reference'.*'cpu' is "
-                                            r"not available \((no C compiler|building the TSSL-BP CPU kernel failed)"):
+                                            r"not available \((no C compiler|building the TSSL-BP CPU kernel with \S+ failed: exit status 1)"):
         y, gx = cases.run("auto", x, g)
     assert last_impl("cpu", torch.float64) == "reference"
     with warnings.catch_warnings():
@@ -168,3 +168,25 @@ def test_builds_into_the_cache_dir(fresh_loader):
     cpu._reset_for_tests()
     assert cpu.load() is not lib  # reloaded from the cache, same file
     assert list((fresh_loader / "cache").glob("tssl_cpu_*.so")) == built
+
+
+def _fake_cc(tmp_path, body: str) -> str:
+    cc = tmp_path / "fake-cc"
+    cc.write_text("#!/bin/sh\n" + body + "\n")
+    cc.chmod(0o755)
+    return str(cc)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('echo "tssl_cpu.c:1:10: fatal error: stdio.h: No such file or directory" >&2; exit 1',
+     "fatal error: stdio.h: No such file or directory"),
+    ("exit 3", "exit status 3"),
+])
+def test_fallback_warning_keeps_the_compilers_message(fresh_loader, monkeypatch, body, needle):
+    """The one-line fallback warning ends with what the compiler said (or its exit status), not a bare colon."""
+    monkeypatch.setenv("CC", _fake_cc(fresh_loader, body))
+    x, g = cases.random_case(5, (3, 7), torch.float64, 11)
+    with pytest.warns(RuntimeWarning) as rec:
+        cases.run("auto", x, g)
+    msg = " ".join(str(w.message) for w in rec if "reference" in str(w.message))
+    assert needle in msg and not msg.rstrip(")").rstrip().endswith(":"), msg

@@ -89,7 +89,7 @@ def _cpu_id() -> str:
 def _build(cc: str, out_dir: Path) -> Path:
     """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path."""
     src = b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
-    errors = []
+    errors, last = [], ""
     for extra in _FLAG_VARIANTS:
         flags = _BASE_FLAGS + extra
         ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
@@ -107,12 +107,22 @@ def _build(cc: str, out_dir: Path) -> Path:
                 os.replace(tmp, lib)  # atomic: concurrent builders never see half a file
                 return lib
             errors.append(f"{' '.join(cmd)}:\n{res.stderr.strip()}")
+            last = _last_lines(res.stderr) or f"exit status {res.returncode}, no message"
         except (OSError, subprocess.SubprocessError) as err:
             errors.append(f"{' '.join(cmd)}: {err}")
+            last = str(err)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise ImportError("building the TSSL-BP CPU kernel failed:\n" + "\n".join(errors))
+    # the first line is what the fallback warning shows: the compiler's own last words, on one line
+    raise ImportError(f"building the TSSL-BP CPU kernel with {cc} failed: {last}\n" + "\n".join(errors))
+
+
+def _last_lines(text: str, n: int = 3, limit: int = 300) -> str:
+    """The last ``n`` non-empty lines of a compiler's output, joined with `` | `` (at most ``limit`` characters)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
+    joined = " | ".join(lines)
+    return joined if len(joined) <= limit else "..." + joined[-limit:]
 
 
 def _declare(lib: ctypes.CDLL) -> None:
