@@ -1,6 +1,9 @@
 """The fused C kernel (impl="cpu") against reference.py, its build cache and its fallback."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -190,3 +193,40 @@ def test_fallback_warning_keeps_the_compilers_message(fresh_loader, monkeypatch,
         cases.run("auto", x, g)
     msg = " ".join(str(w.message) for w in rec if "reference" in str(w.message))
     assert needle in msg and not msg.rstrip(")").rstrip().endswith(":"), msg
+
+
+_RUN_KERNEL = (
+    "import torch; from tssl_plugin.functional import tssl_lif;"
+    "x = torch.rand(6, 4, 5, dtype=torch.float64, requires_grad=True);"
+    "tssl_lif(x, impl='cpu').sum().backward(); print('ok', bool(torch.isfinite(x.grad).all()))"
+)
+
+
+@needs_cpu
+def test_truncated_cached_kernel_is_detected_and_rebuilt(fresh_loader):
+    """A cache file cut short (a full disk, a killed copy) is never loaded (dlopen of it is a bus error):
+    the next process notices, rebuilds it, and runs."""
+    cpu.load()
+    (lib,) = (fresh_loader / "cache").glob("tssl_cpu_*.so")
+    good = lib.read_bytes()
+    lib.write_bytes(good[: len(good) // 2])
+    env = {**os.environ, "TSSL_PLUGIN_CACHE": str(fresh_loader / "cache")}
+    res = subprocess.run([sys.executable, "-c", _RUN_KERNEL], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.split() == ["ok", "True"], (res.returncode, res.stderr[-2000:])
+    assert lib.stat().st_size == len(good)
+
+
+def test_damaged_cache_that_cannot_be_rebuilt_says_what_to_delete(fresh_loader, monkeypatch):
+    cc = _fake_cc(fresh_loader, "exit 1")
+    monkeypatch.setenv("CC", cc)
+    lib = cpu._lib_path(cc, cpu._FLAG_VARIANTS[0], fresh_loader / "cache", cpu._source())
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"\x7fELF cut short")
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cpu, "_discard", refuse)
+    x, g = cases.random_case(5, (3, 7), torch.float64, 11)
+    with pytest.warns(RuntimeWarning, match=f"damaged.*delete {lib}"):
+        cases.run("auto", x, g)

@@ -6,7 +6,9 @@ headers, so the system C compiler builds it in one to two seconds, once
 (``-O2 -march=native -fopenmp``; plainer flag sets are tried if that fails).
 The shared library is cached per user (``$TSSL_PLUGIN_CACHE``, else
 ``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``), keyed by a hash
-of the source, the compiler, its flags and (for -march=native) the CPU. With no compiler, or when the build
+of the source, the compiler, its flags and (for -march=native) the CPU. Each library is stored with its
+SHA-256 (``tssl_cpu_<key>.sha256``) and loaded only when it matches: a file cut short would crash the
+process (bus error) instead of raising, so a damaged one is deleted and rebuilt. With no compiler, or when the build
 fails, loading raises ImportError and ``impl="auto"`` falls back to the
 reference implementation with one warning that gives the reason.
 
@@ -86,17 +88,57 @@ def _cpu_id() -> str:
         return platform.processor()
 
 
+def _source() -> bytes:
+    return b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
+
+
+def _lib_path(cc: str, extra: Sequence[str], out_dir: Path, src: bytes) -> Path:
+    """Where the kernel built by ``cc`` with ``_BASE_FLAGS + extra`` from ``src`` is cached."""
+    flags = _BASE_FLAGS + list(extra)
+    ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
+    return out_dir / f"tssl_cpu_{hashlib.sha256(src + ident.encode()).hexdigest()[:16]}.so"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checksum_file(lib: Path) -> Path:
+    return lib.with_suffix(".sha256")
+
+
+def _intact(lib: Path) -> bool:
+    """``lib`` matches the SHA-256 written next to it when it was built (a file cut short, or one from a
+    version that wrote no checksum, is not loaded: loading a truncated library is a bus error, not an error)."""
+    try:
+        return _checksum_file(lib).read_text().strip() == _digest(lib)
+    except OSError:
+        return False
+
+
+def _discard(path: Path) -> None:
+    path.unlink()
+
+
 def _build(cc: str, out_dir: Path) -> Path:
-    """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path."""
-    src = b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
+    """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path.
+
+    A cached library is used only when it matches its checksum; a damaged one is deleted and rebuilt
+    (OSError naming the file to delete when it cannot be deleted).
+    """
+    src = _source()
     errors, last = [], ""
     for extra in _FLAG_VARIANTS:
         flags = _BASE_FLAGS + extra
-        ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
-        key = hashlib.sha256(src + ident.encode()).hexdigest()[:16]
-        lib = out_dir / f"tssl_cpu_{key}.so"
+        lib = _lib_path(cc, extra, out_dir, src)
         if lib.exists():
-            return lib
+            if _intact(lib):
+                return lib
+            try:
+                _discard(lib)
+            except OSError as err:
+                raise OSError(err.errno, f"the cached TSSL-BP CPU kernel {lib} is damaged and cannot be removed "
+                                         f"({err.strerror}): delete {lib}") from None
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
@@ -104,6 +146,9 @@ def _build(cc: str, out_dir: Path) -> Path:
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if res.returncode == 0:
+                sums = Path(tmp).with_suffix(".sha256")
+                sums.write_text(_digest(Path(tmp)) + "\n")
+                os.replace(sums, _checksum_file(lib))
                 os.replace(tmp, lib)  # atomic: concurrent builders never see half a file
                 return lib
             errors.append(f"{' '.join(cmd)}:\n{res.stderr.strip()}")
@@ -150,8 +195,12 @@ def load() -> ctypes.CDLL:
                 raise ImportError("no C compiler found (set CC or install gcc/clang) for the TSSL-BP CPU kernel")
             try:
                 path = _build(cc, cache_dir())
-            except OSError:  # cache dir not writable: build in a private temp dir
-                path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
+            except OSError as err:  # cache dir not writable, or a damaged file there: build in a private temp dir
+                try:
+                    path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
+                except (ImportError, OSError) as err2:
+                    first, _, rest = str(err2).partition("\n")
+                    raise ImportError(f"{first}; and {err}\n{rest}") from err2
             lib = ctypes.CDLL(str(path))
             if lib.tssl_abi_version() != ABI_VERSION:
                 raise ImportError(f"{path} has an unexpected ABI version")
