@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -103,6 +104,8 @@ def test_forward_saves_only_the_input():
 def fresh_loader(monkeypatch, tmp_path):
     """An unloaded kernel module with a private cache directory, no dispatch decisions; restored afterwards."""
     monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the fallback folders land here
     cpu._reset_for_tests()
     _impl._reset_for_tests()
     yield tmp_path
@@ -230,3 +233,22 @@ def test_damaged_cache_that_cannot_be_rebuilt_says_what_to_delete(fresh_loader, 
     x, g = cases.random_case(5, (3, 7), torch.float64, 11)
     with pytest.warns(RuntimeWarning, match=f"damaged.*delete {lib}"):
         cases.run("auto", x, g)
+
+
+@needs_cpu
+def test_unwritable_cache_reuses_one_private_folder(fresh_loader, monkeypatch):
+    """With the cache folder unwritable (a read-only HOME), every process builds into the same per-user
+    folder under the temp dir, reused, instead of a new tssl_plugin_XXXX folder each time."""
+    blocker = fresh_loader / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(blocker / "cache"))
+    tmp = fresh_loader / "tmp"
+    cpu.load()
+    first = sorted(p.name for p in tmp.iterdir())
+    (built,) = tmp.glob("*/tssl_cpu_*.so")
+    stamp = built.stat().st_mtime_ns
+    cpu._reset_for_tests()
+    cpu.load()
+    assert sorted(p.name for p in tmp.iterdir()) == first and len(first) == 1
+    assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert (built.parent.stat().st_mode & 0o777) == 0o700

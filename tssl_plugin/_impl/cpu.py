@@ -5,7 +5,8 @@ pass over T per block of neurons (see that file). It includes no torch
 headers, so the system C compiler builds it in one to two seconds, once
 (``-O2 -march=native -fopenmp``; plainer flag sets are tried if that fails).
 The shared library is cached per user (``$TSSL_PLUGIN_CACHE``, else
-``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``), keyed by a hash
+``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``; where that cannot be written, one
+per-user folder ``<temp dir>/tssl_plugin-<uid>``, reused), keyed by a hash
 of the source, the compiler, its flags and (for -march=native) the CPU. Each library is stored with its
 SHA-256 (``tssl_cpu_<key>.sha256``) and loaded only when it matches: a file cut short would crash the
 process (bus error) instead of raising, so a damaged one is deleted and rebuilt. With no compiler, or when the build
@@ -23,10 +24,12 @@ passes.
 from __future__ import annotations
 
 import ctypes
+import getpass
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,22 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "tssl_plugin"
+
+
+def _private_dir() -> Path:
+    """``<temp dir>/tssl_plugin-<uid>``: where kernels are built when :func:`cache_dir` cannot be written
+    (a read-only HOME), reused by every process of this user. OSError unless it is a folder of this user
+    that nobody else can write (another user's folder there must not supply the library we load)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"tssl_plugin-{uid if uid is not None else getpass.getuser()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid) or st.st_mode & 0o022:
+        raise PermissionError(f"{folder} is not a private folder of this user")
+    return folder
 
 
 def find_compiler() -> Optional[str]:
@@ -193,15 +212,24 @@ def load() -> ctypes.CDLL:
             cc = find_compiler()
             if cc is None:
                 raise ImportError("no C compiler found (set CC or install gcc/clang) for the TSSL-BP CPU kernel")
+            scratch = None
             try:
                 path = _build(cc, cache_dir())
-            except OSError as err:  # cache dir not writable, or a damaged file there: build in a private temp dir
+            except OSError as err:  # cache dir not writable, or a damaged file there: the per-user temp folder
                 try:
-                    path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
+                    try:
+                        folder = _private_dir()
+                    except OSError:  # not ours or not private: a one-off folder, deleted once loaded
+                        folder = scratch = Path(tempfile.mkdtemp(prefix="tssl_plugin_"))
+                    path = _build(cc, folder)
                 except (ImportError, OSError) as err2:
+                    if scratch is not None:
+                        shutil.rmtree(scratch, ignore_errors=True)
                     first, _, rest = str(err2).partition("\n")
                     raise ImportError(f"{first}; and {err}\n{rest}") from err2
             lib = ctypes.CDLL(str(path))
+            if scratch is not None:  # a loaded library stays mapped after its file is deleted
+                shutil.rmtree(scratch, ignore_errors=True)
             if lib.tssl_abi_version() != ABI_VERSION:
                 raise ImportError(f"{path} has an unexpected ABI version")
             _declare(lib)
