@@ -311,6 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not (math.isfinite(args.warmup_width) and args.warmup_width > 0):
         parser.error(f"--warmup-width must be a finite number > 0, got {args.warmup_width}")
+    from .progress import progress_line
     from .results_dir import check_new_out, check_writable, start_results, write_summary_files
 
     out = None if args.out is None else Path(args.out)
@@ -339,6 +340,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             records.append(run_one(args.library, loss, reset, variant, seed, args, data))
             if writer is not None:
                 writer.append(records[-1])
+            progress_line(f"hosts: run {len(records)}/{len(plan)} {args.library} {loss} {reset} {variant} "
+                          f"seed {seed}: test accuracy {records[-1]['test_accuracy']:.4f}, "
+                          f"{records[-1]['seconds']:.1f} s")
     except KeyboardInterrupt:
         if out is None:
             print(f"tssl-bench hosts: interrupted after {len(records)} of {len(plan)} runs; nothing was saved "

@@ -110,3 +110,10 @@ def test_hosts_resume_errors_are_one_line(tmp_path, capsys):
     assert main(["hosts", "--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "config.json" in err
+
+
+def test_hosts_prints_one_line_per_finished_run(tmp_path, capsys):
+    assert main(TINY_HOSTS) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hosts: run ")]
+    assert [ln.split(":")[1].split()[1] for ln in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("test accuracy" in ln for ln in lines)
