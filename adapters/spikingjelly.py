@@ -143,7 +143,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             stacklevel=2,
         )
     if detach_reset:
-        warnings.warn(f"{_version.DETACH_RESET_NOTE}: " + ", ".join(detach_reset), UserWarning, stacklevel=2)
+        warnings.warn(f"{_version.DETACH_RESET_NOTE} (in modules: {', '.join(detach_reset)})", UserWarning, stacklevel=2)
     _invalidate_reset_cache(model)
     return model
 

@@ -295,7 +295,7 @@ def test_detach_reset_warns():
     with pytest.warns(UserWarning, match="detach_reset"):
         TSSLIFNode(detach_reset=True)
     net = torch.nn.Sequential(layer.Linear(3, 3), neuron.LIFNode(tau=2.0, detach_reset=True))
-    with pytest.warns(UserWarning, match=r"detach_reset.*1"):
+    with pytest.warns(UserWarning, match=r"detach_reset.*\(in modules: 1\)$"):
         convert(net)
 
 

@@ -122,3 +122,10 @@ def test_an_earlier_merge_is_kept_unless_overwrite(runs, capsys):
     assert "is a merged summary, not a run" in _error(capsys)
     assert cli.main(["--resume", str(root / "m2")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_merging_one_run_says_run_not_runs(runs, capsys):
+    root, _ = runs
+    assert _merge(root / "a", "--out", root / "m-one") == 0
+    out = capsys.readouterr().out
+    assert "merged 1 run into" in out and "1 runs" not in out
