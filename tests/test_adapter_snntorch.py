@@ -762,3 +762,35 @@ def test_convert_with_nothing_to_convert_warns_and_strict_raises():
         net = convert(Net())
         convert(net)
         convert(Net(), exclude=["lif1", "lif2"], strict=True)
+
+
+@pytest.mark.parametrize("path", ["step loop", "forward_sequence"])
+def test_nan_reaching_a_converted_layer_raises_in_backward(path):
+    """NaN in the input current: the host's forward runs as before (NaN membranes), and the backward raises one
+    line naming the layer's non-finite membrane instead of returning NaN gradients silently."""
+    torch.manual_seed(0)
+    net = convert(Net())
+    x = make_x(T=6, shape=(3, 12))
+    x[2, 1, 4] = float("nan")
+    if path == "forward_sequence":  # checks its whole input up front
+        with pytest.raises(ValueError, match=r"x_seq contains NaN"):
+            net.lif1.forward_sequence(net.fc1(x))
+        return
+    out = net(x)[0]
+    with pytest.raises(ValueError, match=r"NaN .*reached"):
+        out.sum().backward()
+    clean = convert(Net())
+    clean(make_x(T=6, shape=(3, 12)))[0].sum().backward()  # finite: no error
+    assert all(torch.isfinite(p.grad).all() for p in clean.parameters() if p.grad is not None)
+
+
+def test_gradient_check_can_be_turned_off(monkeypatch):
+    """TSSL_PLUGIN_CHECK_GRADIENTS=0 (read at import; here the flag it sets): NaN gradients pass, as in the host."""
+    from tssl_plugin import _validation
+
+    monkeypatch.setattr(_validation, "CHECK_GRADIENTS", "off")
+    net = convert(Net())
+    x = make_x(T=6, shape=(3, 12))
+    x[2, 1, 4] = float("nan")
+    net(x)[0].sum().backward()
+    assert not torch.isfinite(net.fc1.weight.grad).all()

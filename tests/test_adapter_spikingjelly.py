@@ -646,3 +646,15 @@ def test_convert_with_nothing_to_convert_warns_and_strict_raises():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         convert(convert(torch.nn.Sequential(neuron.LIFNode(tau=2.0))))
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_inf_reaching_a_converted_layer_raises_in_backward(mode):
+    net = convert(torch.nn.Sequential(layer.Linear(4, 5), neuron.LIFNode(tau=2.0)))
+    functional.set_step_mode(net, mode)
+    x = torch.rand(6, 3, 4)
+    x[1, 0, 2] = float("inf")
+    functional.reset_net(net)
+    out = net(x) if mode == "m" else torch.stack([net(x[t]) for t in range(x.shape[0])])
+    with pytest.raises(ValueError, match=r"(NaN|inf) .*reached"):
+        out.sum().backward()
