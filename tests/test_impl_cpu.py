@@ -212,7 +212,9 @@ def test_truncated_cached_kernel_is_detected_and_rebuilt(fresh_loader):
     cpu.load()
     (lib,) = (fresh_loader / "cache").glob("tssl_cpu_*.so")
     good = lib.read_bytes()
-    lib.write_bytes(good[: len(good) // 2])
+    cut = lib.with_name("cut-short.tmp")  # a new file: this process still maps the old one, which must stay whole
+    cut.write_bytes(good[: len(good) // 2])
+    os.replace(cut, lib)
     env = {**os.environ, "TSSL_PLUGIN_CACHE": str(fresh_loader / "cache")}
     res = subprocess.run([sys.executable, "-c", _RUN_KERNEL], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.split() == ["ok", "True"], (res.returncode, res.stderr[-2000:])
