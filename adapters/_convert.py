@@ -13,16 +13,20 @@ never saturate (see the adapters' docs).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Set, Union
 
 from torch import nn
 
-__all__ = ["Exclude", "SENSITIVITY_CAP", "check_convert_args", "excluded_ids"]
+__all__ = ["Exclude", "SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert"]
 
 #: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)``, in units of
 #: ``1/threshold`` (the core op's default is the reference's absolute 8; docs/algorithm.md says why the
 #: adapters cap at ``1/threshold`` and gives the measurements).
 SENSITIVITY_CAP = 1.0
+
+#: host library (top-level module name) -> the adapter that converts its neurons.
+ADAPTERS = {"snntorch": "tssl_plugin.adapters.snntorch", "spikingjelly": "tssl_plugin.adapters.spikingjelly"}
 
 #: what ``exclude=`` accepts: one module or name, or an iterable of them.
 Exclude = Union[None, str, nn.Module, Iterable[Union[str, nn.Module]]]
@@ -65,3 +69,25 @@ def excluded_ids(model: nn.Module, exclude: Exclude) -> Set[int]:
         else:
             raise TypeError(f"exclude items must be modules or module names (str), got {type(item).__name__}")
     return {id(m) for root in roots for m in root.modules()}
+
+
+def nothing_to_convert(model: nn.Module, wanted: str, library: str, strict: bool) -> None:
+    """Warn (``strict``: raise ``ValueError``) that ``model`` holds no ``wanted`` neuron of ``library``.
+
+    A model with nothing to convert still trains, with whatever gradients it had: a plain network, or a
+    model of another host library given to the wrong adapter. The message names the adapter for the
+    host library whose modules the model holds, if any.
+    """
+    found = {}
+    for m in model.modules():
+        top = type(m).__module__.split(".")[0]
+        if top in ADAPTERS and top != library:
+            found.setdefault(top, []).append(type(m).__name__)
+    msg = f"convert: the model has no {wanted}, so nothing was converted (it keeps the gradients it had)"
+    if found:
+        top, names = next(iter(found.items()))
+        msg += (f"; it holds {top} modules ({', '.join(sorted(set(names))[:4])}): "
+                f"use {ADAPTERS[top]}.convert instead")
+    if strict:
+        raise ValueError(msg)
+    warnings.warn(msg, UserWarning, stacklevel=3)

@@ -63,7 +63,7 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids
+from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids, nothing_to_convert
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, core_reset, leaky_step
 
 snn = require("snntorch", "snntorch")
@@ -337,7 +337,10 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. Other
     snnTorch neurons (Synaptic, Alpha, RLeaky, Lapicque, subclasses of Leaky,
     ...) are left alone with one warning listing them; ``strict=True`` raises
-    instead. Layers with refused options raise before anything is changed.
+    instead. A model with no ``snn.Leaky`` at all (a plain network, or a
+    SpikingJelly model) gets a warning that nothing was converted;
+    ``strict=True`` raises ``ValueError`` instead. Layers with refused options
+    raise before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
     keep snnTorch's surrogate gradient, with everything inside them; e.g.
@@ -346,7 +349,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     losses that never saturate, such as ``ce_rate_loss``). A name or module
     not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
     (the warm-up surrogate's width, default 0.2, the reference's) are set on
-    every converted layer. Returns ``model``.
+    every converted layer, including layers an earlier ``convert`` converted:
+    calling ``convert`` again applies the new options. Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
@@ -354,15 +358,19 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
-    targets, others = [], []
+    targets, again, others = [], [], []
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
         if type(m) is snn.Leaky:
             _refuse(m, name or "<root>")
             targets.append(m)
+        elif type(m) is TSSLLeaky:
+            again.append(m)
         elif _snntorch_neuron(m) and not isinstance(m, TSSLLeaky):
             others.append(f"{name or '<root>'} ({type(m).__name__})")
+    if not others and not any(type(m) in (snn.Leaky, TSSLLeaky) for m in model.modules()):
+        nothing_to_convert(model, "snn.Leaky", "snntorch", strict)
     if others:
         msg = ("TSSL-BP convert: only snn.Leaky is supported; left unchanged (still snnTorch surrogate "
                "gradients): " + ", ".join(others))
@@ -373,6 +381,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         _warn_spike_grad()
     for m in targets:
         m.__class__ = TSSLLeaky
+    for m in targets + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
     return model
 

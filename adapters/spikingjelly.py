@@ -33,7 +33,7 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids  # noqa: E402
+from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
 from tssl_plugin._validation import check_bool, check_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
@@ -90,7 +90,9 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     cap on the spike-time sensitivity ``c = min(1/du, sensitivity_cap / threshold)``,
     threshold relative to ``v_reset``; default 1, docs/algorithm.md). Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
-    instead. Options that cannot be honoured raise ``ValueError`` naming the
+    instead. A model with none of these nodes at all (a plain network, or an
+    snnTorch model) gets a warning that nothing was converted; ``strict=True``
+    raises ``ValueError`` instead. Options that cannot be honoured raise ``ValueError`` naming the
     option before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
@@ -118,6 +120,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             found.append((label, module, cls))
         elif _is_spiking_neuron(module):
             unsupported.append(f"{label} ({cls.__name__})")
+    if not unsupported and not any(type(m) in _TO_TSSL or type(m) in _FROM_TSSL for m in model.modules()):
+        nothing_to_convert(model, "LIFNode, IFNode or ParametricLIFNode", "spikingjelly", strict)
     if unsupported and strict:
         raise TypeError(
             "convert(strict=True): these neuron types have no TSSL-BP version: " + ", ".join(unsupported)
@@ -143,7 +147,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             stacklevel=2,
         )
     if detach_reset:
-        warnings.warn(f"{_version.DETACH_RESET_NOTE}: " + ", ".join(detach_reset), UserWarning, stacklevel=2)
+        warnings.warn(f"{_version.DETACH_RESET_NOTE} (in modules: {', '.join(detach_reset)})", UserWarning, stacklevel=2)
     _invalidate_reset_cache(model)
     return model
 

@@ -136,8 +136,7 @@ def _train(argv: Sequence[str]) -> int:
         return 2
     if rank == 0 and summary:
         print(console_table(summary["runs"]))
-        print(f"\nresults in {out} (summary.md, summary.json, summary.csv, results.jsonl, *.png); "
-              f"peak memory = {summary['memory_measure']}")
+        print(f"\nresults in {out} (summary.md, summary.json, summary.csv, results.jsonl, *.png)")
     return 0
 
 

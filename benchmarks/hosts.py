@@ -32,6 +32,10 @@ Losses, named as the hosts name them (``targets`` are class indices):
 * ``mse_rate``: SpikingJelly's tutorial loss, ``MSE(mean_t spikes, one_hot(targets))``;
 * ``kernel``, ``count``: ``tssl_plugin.loss.KernelLoss()`` and ``CountLoss()`` on the spike record.
 
+Each finished run is appended to ``--out``'s ``results.jsonl``; Ctrl-C stops with one line, and
+``tssl-bench hosts --resume DIR`` runs only the missing runs, with the options saved in ``DIR/config.json``
+(each run is seeded by itself, so a resumed study equals an uninterrupted one).
+
 Optimiser: ``torch.optim.Adam(lr)``, no clipping, no schedule (the tutorials').
 Accuracy: argmax of the output spike counts on the test split. The summary
 gives mean and standard deviation over seeds and the mean firing rate of the
@@ -92,7 +96,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for config.json, results.jsonl and summary.{json,csv,md}, new or without earlier "
                         "results (none: print only)")
     p.add_argument("--overwrite", action="store_true", help="let --out name a folder with earlier results: delete them first")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue an interrupted run in DIR with its saved options (finished runs are kept)")
     return p
+
+
+def resume_command(out: Path) -> str:
+    """The exact command that continues the hosts run in ``out``."""
+    import shlex
+
+    return f"tssl-bench hosts --resume {shlex.quote(str(out))}"
+
+
+def _resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str], folder: Path
+                  ) -> Tuple[argparse.Namespace, List[Dict[str, Any]]]:
+    """The options saved in ``folder/config.json`` and the records of the runs already finished there."""
+    import json
+    import sys
+
+    from .report import read_jsonl
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ValueError(f"--resume {folder}: no config.json there (not a tssl-bench hosts folder)")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict) or "library" not in saved or "losses" not in saved:
+            raise ValueError("not the options of tssl-bench hosts")
+        args = argparse.Namespace(**{**vars(parser.parse_args([])), **saved})
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"--resume: cannot read {path} ({err}); it is damaged or not from tssl-bench hosts") from None
+    ignored = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] != "--resume"]
+    if ignored:
+        print(f"tssl-bench hosts: note: --resume continues with the options saved in {path}; ignoring "
+              f"{', '.join(ignored)}", file=sys.stderr)
+    args.out, args.overwrite, args.resume = str(folder), False, str(folder)
+    records = read_jsonl(folder / "results.jsonl") if (folder / "results.jsonl").exists() else []
+    return args, records
 
 
 # ------------------------------------------------------------------ networks
@@ -252,6 +292,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    done: List[Dict[str, Any]] = []
+    if args.resume:
+        try:
+            args, done = _resumed_args(parser, argv, Path(args.resume))
+        except ValueError as err:
+            print(f"tssl-bench hosts: error: {err}", file=sys.stderr)
+            return 2
     losses, variants, resets = _csv(args.losses), _csv(args.variants), _csv(args.resets)
     for name, given, valid in (("loss", losses, LOSSES[args.library]), ("variant", variants, VARIANTS),
                                ("reset", resets, RESETS)):
@@ -264,25 +311,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not (math.isfinite(args.warmup_width) and args.warmup_width > 0):
         parser.error(f"--warmup-width must be a finite number > 0, got {args.warmup_width}")
-    from .results_dir import check_new_out, start_results, write_summary_files
+    from .progress import progress_line
+    from .results_dir import check_new_out, check_writable, start_results, write_summary_files
 
     out = None if args.out is None else Path(args.out)
     if out is not None:
         try:
-            check_new_out(out, overwrite=args.overwrite, resume=None)
+            if args.resume:
+                check_writable(out)
+            else:
+                check_new_out(out, overwrite=args.overwrite, resume=resume_command)
         except ValueError as err:
-            parser.error(str(err))
+            print(f"tssl-bench hosts: error: {err}", file=sys.stderr)
+            return 2
     torch.set_num_threads(args.threads)
-    data = _digits()
-    writer = None if out is None else start_results(out, vars(args), overwrite=args.overwrite)
-    records = []
-    for loss in losses:
-        for reset in resets:
-            for variant in variants:
-                for seed in range(args.seeds):
-                    records.append(run_one(args.library, loss, reset, variant, seed, args, data))
-                    if writer is not None:
-                        writer.append(records[-1])
+    config = {**{k: v for k, v in vars(args).items() if k != "resume"}, "argv": getattr(args, "argv", argv)}
+    finished = {(r.get("loss"), r.get("reset"), r.get("variant"), r.get("seed")): r for r in done}
+    plan = [(loss, reset, variant, seed) for loss in losses for reset in resets for variant in variants
+            for seed in range(args.seeds)]
+    records = [finished[key] for key in plan if key in finished]
+    try:
+        data = _digits()
+        writer = None if out is None else start_results(out, config, overwrite=args.overwrite, records=records)
+        for key in plan:
+            if key in finished:
+                continue
+            loss, reset, variant, seed = key
+            records.append(run_one(args.library, loss, reset, variant, seed, args, data))
+            if writer is not None:
+                writer.append(records[-1])
+            progress_line(f"hosts: run {len(records)}/{len(plan)} {args.library} {loss} {reset} {variant} "
+                          f"seed {seed}: test accuracy {records[-1]['test_accuracy']:.4f}, "
+                          f"{records[-1]['seconds']:.1f} s")
+    except KeyboardInterrupt:
+        if out is None:
+            print(f"tssl-bench hosts: interrupted after {len(records)} of {len(plan)} runs; nothing was saved "
+                  f"(no --out)", file=sys.stderr)
+        elif not (out / "config.json").exists():
+            print("tssl-bench hosts: interrupted before any result was written; nothing to resume", file=sys.stderr)
+        else:
+            print(f"tssl-bench hosts: interrupted; {len(records)} finished runs (of {len(plan)}) are saved in {out}; "
+                  f"continue with: {resume_command(out)}", file=sys.stderr)
+        return 130
     rows = summarize(records)
     table = markdown(rows)
     print(table)
@@ -290,8 +360,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cols = ["library", "loss", "reset", "variant", "seeds", "mean", "std", "accuracies", "firing_rates"]
         csv_rows = [[" ".join(f"{v:.4f}" for v in r[c]) if isinstance(r[c], list) else r[c] for c in cols]
                     for r in rows]
-        write_summary_files(out, {"rows": rows, "config": vars(args)}, cols, csv_rows,
-                            f"`tssl-bench hosts {' '.join(argv)}`\n\n{table}\n")
+        write_summary_files(out, {"rows": rows, "config": config}, cols, csv_rows,
+                            f"`tssl-bench hosts {' '.join(config['argv'])}`\n\n{table}\n")
         print(f"\nresults in {out}")
     return 0
 

@@ -167,8 +167,9 @@ def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False,
         "unfinished": notes})
     R.JsonlWriter(out / "results.jsonl").rewrite(records)
     return write_summary(out, cfg, records, ds, arch, shared(records, "machine"), records[0]["memory_measure"],
-                         notes=[f"Merged from {len(folders)} runs ({', '.join(f'`{f}`' for f in folders)}) by "
-                                f"`tssl-bench merge`."] + [f"Unfinished: {n}." for n in notes]
+                         notes=[f"Merged from {len(folders)} run{'' if len(folders) == 1 else 's'} "
+                                f"({', '.join(f'`{f}`' for f in folders)}) by `tssl-bench merge`."]
+                               + [f"Unfinished: {n}." for n in notes]
                                + ([f"Different code (merged with --allow-different-code): {code_diff}."]
                                   if code_diff else []),
                          code=shared_code(records))
@@ -191,5 +192,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(console_table(summary["runs"]))
     for note in summary["notes"][1:]:
         print(f"tssl-bench merge: note: {note.replace('`', '')}", file=sys.stderr)
-    print(f"\nmerged {len(args.runs)} runs into {args.out} (summary.md, summary.json, summary.csv, results.jsonl, *.png)")
+    print(f"\nmerged {len(args.runs)} run{'' if len(args.runs) == 1 else 's'} into {args.out} (summary.md, summary.json, summary.csv, results.jsonl, *.png)")
     return 0

@@ -10,15 +10,17 @@ in the folder alone. Every command writes its folder through :func:`start_result
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from . import report as R
 
-__all__ = ["RESULT_FILES", "existing_results", "check_new_out", "clear_results", "resume_command",
+__all__ = ["RESULT_FILES", "existing_results", "check_new_out", "check_writable", "clear_results", "resume_command",
            "start_results", "write_summary_files"]
 
 #: what a run (training or ``speed``) writes into its folder, as glob patterns (``checkpoints`` is a folder).
@@ -49,12 +51,32 @@ def check_new_out(out: Path, *, overwrite: bool, resume: Optional[Callable[[Path
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"--out {out}: {parent} is a file, not a folder; give another path")
+    check_writable(out)
     if out.is_dir() and not overwrite:
         found = existing_results(out, files)
         if found:
             what = (f"continue that run with: {resume(out)}, or add --overwrite to delete them and start again"
                     if resume is not None else "give another --out, or add --overwrite to delete them first")
             raise ValueError(f"--out {out} exists and already holds {holding} ({', '.join(found)}); {what}")
+
+
+def check_writable(out: Path) -> None:
+    """ValueError unless this process can write files into ``out`` (or create it, where it is absent).
+
+    Probes by creating, then removing, a temporary file in ``out`` or a temporary folder in its nearest
+    existing ancestor; nothing is left behind. Catches read-only mounts, ``/proc``, and missing permissions.
+    """
+    existing = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    try:
+        if existing == out:
+            fd, probe = tempfile.mkstemp(prefix=".tssl-bench-probe-", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".tssl-bench-probe-", dir=existing))
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot write into {existing} ({err.strerror or err}); "
+                         f"give a folder you can write to") from None
 
 
 def clear_results(out: Path, files: Sequence[str] = RESULT_FILES) -> None:

@@ -31,7 +31,7 @@ from .losses import loss_for
 from .machine import code_info, machine_info, tssl_impl
 from .memory import memory_measure
 from .optimizer import make_optimizer
-from .progress import progress
+from .progress import progress, progress_line, progress_lines
 from .results_dir import check_new_out, start_results
 from .summary import shared_code, write_summary
 
@@ -82,6 +82,10 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
                                  "epoch": epoch + 1, "records": records, "backend": backend.name, "seed": seed})
             if writer is not None:
                 writer.append(rec)
+        if rank == 0 and progress_lines(quiet):
+            progress_line(f"{backend.name} seed {seed} epoch {epoch + 1}/{cfg.epochs}: test accuracy "
+                          f"{rec['test_accuracy']:.4f}, train loss {rec['train_loss']:.4g}, "
+                          f"{rec['seconds'] + rec['eval_seconds']:.1f} s")
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(test_acc=f"{rec['test_accuracy']:.3f}", loss=f"{rec['train_loss']:.3g}")
         if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs:

@@ -464,6 +464,20 @@ def test_convert_passes_warmup_width_and_revert_removes_it():
     assert not hasattr(net.lif1, "warmup_width")
 
 
+def test_convert_again_applies_the_new_options():
+    """A second convert sets its own tau_s/warmup/warmup_width on layers already converted (as SpikingJelly's
+    adapter does), and the gradients are those of a single convert with the new options."""
+    torch.manual_seed(3)
+    plain = Net()
+    net = convert(convert(copy.deepcopy(plain), warmup_width=0.2), warmup_width=1.0, tau_s=4.0, warmup=False)
+    assert [(m.warmup_width, m.tau_s, m.warmup) for m in (net.lif1, net.lif2)] == [(1.0, 4.0, False)] * 2
+    once = convert(copy.deepcopy(plain), warmup_width=1.0, tau_s=4.0, warmup=False)
+    x = make_x(T=10, shape=(6, 12), scale=0.6)
+    for a, b in zip(torch.autograd.grad(net(x)[0].sum(), list(net.parameters())),
+                    torch.autograd.grad(once(x)[0].sum(), list(once.parameters()))):
+        assert torch.equal(a, b)
+
+
 def test_convert_keeps_objects_optimizer_and_instances():
     net = Net()
     lif1 = net.lif1
@@ -748,3 +762,52 @@ def test_layer_reset_attribute_kept_after_forward(hidden):
         step_loop(m, x, explicit=not hidden)
     assert ref.reset.sum() > 0
     assert torch.equal(new.reset, ref.reset)
+
+
+def test_convert_with_nothing_to_convert_warns_and_strict_raises():
+    """A plain MLP, or a SpikingJelly model given to the snnTorch adapter: nothing converted, so say so."""
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.warns(UserWarning, match="no snn.Leaky"):
+        convert(mlp)
+    with pytest.raises(ValueError, match="no snn.Leaky"):
+        convert(mlp, strict=True)
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    with pytest.warns(UserWarning, match="tssl_plugin.adapters.spikingjelly"):
+        convert(nn.Sequential(nn.Linear(4, 4), sj.LIFNode()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converting again, or excluding every Leaky, is not "nothing to convert"
+        net = convert(Net())
+        convert(net)
+        convert(Net(), exclude=["lif1", "lif2"], strict=True)
+
+
+@pytest.mark.parametrize("path", ["step loop", "forward_sequence"])
+def test_nan_reaching_a_converted_layer_raises_in_backward(path):
+    """NaN in the input current: the host's forward runs as before (NaN membranes), and the backward raises one
+    line naming the layer's non-finite membrane instead of returning NaN gradients silently."""
+    torch.manual_seed(0)
+    net = convert(Net())
+    x = make_x(T=6, shape=(3, 12))
+    x[2, 1, 4] = float("nan")
+    if path == "forward_sequence":  # checks its whole input up front
+        with pytest.raises(ValueError, match=r"x_seq contains NaN"):
+            net.lif1.forward_sequence(net.fc1(x))
+        return
+    out = net(x)[0]
+    with pytest.raises(ValueError, match=r"NaN .*reached"):
+        out.sum().backward()
+    clean = convert(Net())
+    clean(make_x(T=6, shape=(3, 12)))[0].sum().backward()  # finite: no error
+    assert all(torch.isfinite(p.grad).all() for p in clean.parameters() if p.grad is not None)
+
+
+def test_gradient_check_can_be_turned_off(monkeypatch):
+    """TSSL_PLUGIN_CHECK_GRADIENTS=0 (read at import; here the flag it sets): NaN gradients pass, as in the host."""
+    from tssl_plugin import _validation
+
+    monkeypatch.setattr(_validation, "CHECK_GRADIENTS", "off")
+    net = convert(Net())
+    x = make_x(T=6, shape=(3, 12))
+    x[2, 1, 4] = float("nan")
+    net(x)[0].sum().backward()
+    assert not torch.isfinite(net.fc1.weight.grad).all()

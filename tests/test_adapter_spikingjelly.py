@@ -296,7 +296,7 @@ def test_detach_reset_warns():
     with pytest.warns(UserWarning, match="detach_reset"):
         TSSLIFNode(detach_reset=True)
     net = torch.nn.Sequential(layer.Linear(3, 3), neuron.LIFNode(tau=2.0, detach_reset=True))
-    with pytest.warns(UserWarning, match=r"detach_reset.*1"):
+    with pytest.warns(UserWarning, match=r"detach_reset.*\(in modules: 1\)$"):
         convert(net)
 
 
@@ -630,3 +630,33 @@ def test_plif_leak_learns_when_the_input_needs_no_gradient(mode):
     assert y.sum() > 0 and y.requires_grad
     (y * torch.linspace(-1, 1, 5)).sum().backward()
     assert node.w.grad is not None and node.w.grad.abs() > 0
+
+
+def test_convert_with_nothing_to_convert_warns_and_strict_raises():
+    """A plain MLP, or an snnTorch model given to the SpikingJelly adapter: nothing converted, so say so."""
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    with pytest.warns(UserWarning, match="no LIFNode, IFNode or ParametricLIFNode"):
+        convert(mlp)
+    with pytest.raises(ValueError, match="no LIFNode"):
+        convert(mlp, strict=True)
+    snn = pytest.importorskip("snntorch")
+    with pytest.warns(UserWarning, match="tssl_plugin.adapters.snntorch"):
+        convert(torch.nn.Sequential(torch.nn.Linear(4, 4), snn.Leaky(beta=0.9)))
+    with pytest.raises(ValueError, match="tssl_plugin.adapters.snntorch"):
+        convert(torch.nn.Sequential(snn.Leaky(beta=0.9)), strict=True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(convert(torch.nn.Sequential(neuron.LIFNode(tau=2.0))))
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_inf_reaching_a_converted_layer_raises_in_backward(mode):
+    net = convert(torch.nn.Sequential(layer.Linear(4, 5), neuron.LIFNode(tau=2.0)))
+    functional.set_step_mode(net, mode)
+    x = torch.rand(6, 3, 4)
+    x[1, 0, 2] = float("inf")
+    functional.reset_net(net)
+    out = net(x) if mode == "m" else torch.stack([net(x[t]) for t in range(x.shape[0])])
+    with pytest.raises(ValueError, match=r"(NaN|inf) .*reached"):
+        out.sum().backward()

@@ -272,3 +272,56 @@ def test_time_memory_plot_labels_do_not_overlap(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def _unwritable_dirs(tmp_path):
+    """Folders this process cannot write into: a 0o500 folder (not for root), and /proc, /sys where present."""
+    dirs = []
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        ro = tmp_path / "read-only"
+        ro.mkdir()
+        ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        dirs.append(ro)
+    dirs += [Path(p) for p in ("/proc", "/sys") if Path(p).is_dir()]
+    if not dirs:
+        pytest.skip("no folder here that this process cannot write into")
+    return dirs
+
+
+@pytest.mark.parametrize("command", [TINY, ["hosts", "--seeds", "1", "--epochs", "1"],
+                                     ["speed", "--backends", "native:tssl", "--quiet"]],
+                         ids=["train", "hosts", "speed"])
+def test_unwritable_out_is_one_line_before_any_work(tmp_path, capsys, command):
+    for parent in _unwritable_dirs(tmp_path):
+        for out in (parent / "tssl-bench-out", parent / "a" / "b"):
+            assert _rc(command + ["--out", str(out)]) == 2
+            line = _one_line_error(capsys)
+            assert "error" in line and "--out" in line and "cannot write" in line, line
+
+
+def test_without_a_terminal_each_epoch_prints_one_line(tmp_path, capsys):
+    """stdout not a terminal (CI, `> log`): one flushed line per epoch as it finishes; --quiet: none."""
+    assert cli.main(TINY[:-1] + ["--out", str(tmp_path / "run")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " epoch " in ln]
+    assert [ln.split(": ")[0] for ln in lines] == ["native:tssl seed 0 epoch 1/2", "native:tssl seed 0 epoch 2/2"]
+    assert all("test accuracy" in ln and "train loss" in ln for ln in lines)
+    assert cli.main(TINY + ["--out", str(tmp_path / "quiet")]) == 0
+    assert not [ln for ln in capsys.readouterr().out.splitlines() if " epoch " in ln]
+
+
+def test_progress_lines_are_flushed(monkeypatch):
+    import io
+
+    from tssl_plugin.benchmarks import progress
+
+    class Log(io.StringIO):
+        flushed = ""
+
+        def flush(self):
+            Log.flushed = self.getvalue()
+
+    log = Log()
+    monkeypatch.setattr(sys, "stdout", log)
+    progress.progress_line("run 1/4 done")
+    assert Log.flushed == "run 1/4 done\n"
+    assert progress.progress_lines(quiet=False) and not progress.progress_lines(quiet=True)

@@ -317,3 +317,31 @@ def test_native_between_is_checked():
     lonely = config_problems(Config(native_between="spike", backends=["snntorch:tssl"]))
     assert len(lonely) == 1 and "add native:tssl to --backends" in lonely[0]
     assert not config_problems(Config(native_between="spike", backends=["native:tssl", "snntorch:tssl"]))
+
+
+def _fake_run(**kw):
+    run = {"backend": "native:tssl", "loss": "kernel", "test_accuracy": 0.9, "test_accuracy_std": 0.01,
+           "seconds_per_epoch": 1.0, "eval_seconds_per_epoch": 0.1, "samples_per_second": 100.0,
+           "peak_memory_mb": 12.5, "process_peak_rss_mb": 780.0, "synops_per_sample": 1e6,
+           "firing_rates": [0.1, 0.2], "seeds": [0, 1], "best_per_seed": [[0.958, 7], [0.95, 3]],
+           "memory_measure": "cpu_autograd_saved_tensors_plus_params_grads_optimizer"}
+    return {**run, **kw}
+
+
+def test_console_table_says_which_memory_it_shows():
+    """On CPU the MB column is what autograd saved (+ state), not the process peak: the table says so and
+    shows the process's peak RSS beside it; on CUDA it is the allocator peak."""
+    from tssl_plugin.benchmarks.summary import console_table
+
+    text = console_table([_fake_run()])
+    head = [c.strip() for c in text.splitlines()[0].split("  ") if c.strip()]
+    assert "peak MB" not in head and "saved MB" in head and "process peak MB" in head
+    assert "780" in text and "saved for backward" in text
+    cuda = console_table([_fake_run(memory_measure="cuda_max_memory_allocated")])
+    assert "CUDA peak MB" in [c.strip() for c in cuda.splitlines()[0].split("  ")]
+
+
+def test_best_epoch_per_seed_is_readable():
+    from tssl_plugin.benchmarks.summary import best_epochs_text
+
+    assert best_epochs_text(_fake_run()) == "seed 0: 0.958 @ epoch 7; seed 1: 0.950 @ epoch 3"

@@ -26,8 +26,8 @@ def test_hosts_runs_every_variant_and_writes_a_summary(tmp_path, capsys):
     assert len(records) == 12
     assert {r["variant"]: r["warmup_width"] for r in records} == {"host": None, "tssl": 0.5, "tssl+host": 0.5}
     assert "tssl+host" in (out / "summary.md").read_text()
-    with pytest.raises(SystemExit):  # never overwrites
-        main(["hosts", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["hosts", "--out", str(out)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
 
 
@@ -64,3 +64,56 @@ def test_hosts_refuses_unknown_names(capsys):
     with pytest.raises(SystemExit):
         main(["hosts", "--warmup-width", "-0.2"])
     assert "--warmup-width must be a finite number > 0" in capsys.readouterr().err
+
+
+TINY_HOSTS = ["hosts", "--losses", "mse_count", "--variants", "host,tssl", "--seeds", "2", "--epochs", "1",
+              "--steps", "3", "--hidden", "16"]
+
+
+def test_hosts_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after two of four runs: one line naming the resume command, the two runs kept; --resume runs
+    only the other two and ends with the same accuracies as an uninterrupted run."""
+    real, calls = hosts.run_one, []
+
+    def interrupted(*a, **kw):
+        calls.append(a[:5])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(hosts, "run_one", interrupted)
+    out = tmp_path / "h"
+    assert main(TINY_HOSTS + ["--out", str(out)]) == 130
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert "2 finished runs" in err[0] and f"tssl-bench hosts --resume {out}" in err[0]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert main(TINY_HOSTS + ["--out", str(out)]) == 2  # refused, pointing to --resume
+    assert f"tssl-bench hosts --resume {out}" in capsys.readouterr().err
+
+    calls.clear()
+    monkeypatch.setattr(hosts, "run_one", lambda *a, **kw: (calls.append(a[:5]), real(*a, **kw))[1])
+    assert main(["hosts", "--resume", str(out)]) == 0
+    assert [c[3:5] for c in calls] == [("tssl", 0), ("tssl", 1)]
+    full = tmp_path / "full"
+    assert main(TINY_HOSTS + ["--out", str(full)]) == 0
+
+    def accs(d):
+        return [(r["variant"], r["seed"], r["test_accuracy"])
+                for r in map(json.loads, (d / "results.jsonl").read_text().splitlines())]
+
+    assert accs(out) == accs(full)
+    assert json.loads((out / "summary.json").read_text())["rows"][0]["seeds"] == 2
+
+
+def test_hosts_resume_errors_are_one_line(tmp_path, capsys):
+    assert main(["hosts", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "config.json" in err
+
+
+def test_hosts_prints_one_line_per_finished_run(tmp_path, capsys):
+    assert main(TINY_HOSTS) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hosts: run ")]
+    assert [ln.split(":")[1].split()[1] for ln in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("test accuracy" in ln for ln in lines)

@@ -175,3 +175,10 @@ def test_refuses_runs_of_which_one_does_not_record_its_code(runs, capsys):
     _copy_with_records(root / "b", root / "b-old", old_version)
     assert _merge(root / "a", root / "b-old", "--out", root / "no-old") == 2
     assert f"code not recorded in {root / 'b-old'} (snntorch:atan seed 0 epoch 1)" in _error(capsys)
+
+
+def test_merging_one_run_says_run_not_runs(runs, capsys):
+    root, _ = runs
+    assert _merge(root / "a", "--out", root / "m-one") == 0
+    out = capsys.readouterr().out
+    assert "merged 1 run into" in out and "1 runs" not in out

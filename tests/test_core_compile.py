@@ -235,3 +235,26 @@ def test_training_step_with_the_losses_compiles_to_one_graph(loss_name):
     for g, ge in zip(grads, (p.grad for p in net.parameters())):
         torch.testing.assert_close(g, ge, rtol=1e-10, atol=1e-12)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_kernel_loss_compiles_without_the_lru_cache_warning():
+    """kernel_loss under torch.compile: one graph, the eager value and gradient, and no Dynamo warning about
+    tracing through a cached function (its cache of the reference target is skipped while compiling)."""
+    import warnings
+
+    from tssl_plugin.loss import kernel_loss
+
+    cache = getattr(torch._dynamo.utils, "warn_once_cache", None)
+    if cache is not None:
+        cache.clear()  # Dynamo warns once per process; this test must see it if it comes
+    torch._dynamo.reset()
+    psc = torch.rand(6, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    labels = torch.tensor([0, 2, 1, 2])
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        value = torch.compile(kernel_loss, fullgraph=True, backend="aot_eager")(psc, labels)
+        (g,) = torch.autograd.grad(value, psc)
+    assert not [w for w in rec if "lru_cache" in str(w.message)], [str(w.message)[:200] for w in rec]
+    eager = kernel_loss(psc, labels)
+    (g_eager,) = torch.autograd.grad(eager, psc)
+    assert torch.equal(value, eager) and torch.equal(g, g_eager)

@@ -1,6 +1,10 @@
 """The fused C kernel (impl="cpu") against reference.py, its build cache and its fallback."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import warnings
 
 import pytest
@@ -105,6 +109,8 @@ def test_forward_saves_only_the_input():
 def fresh_loader(monkeypatch, tmp_path):
     """An unloaded kernel module with a private cache directory, no dispatch decisions; restored afterwards."""
     monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the fallback folders land here
     cpu._reset_for_tests()
     _impl._reset_for_tests()
     yield tmp_path
@@ -117,7 +123,7 @@ def test_missing_or_broken_compiler_falls_back_with_one_warning(fresh_loader, mo
     monkeypatch.setenv("CC", cc)
     x, g = cases.random_case(5, (3, 7), torch.float64, 11)
     with pytest.warns(RuntimeWarning, match=r"impl='auto' on cpu runs the plain-PyTorch 'reference'.*'cpu' is "
-                                            r"not available \((no C compiler|building the TSSL-BP CPU kernel failed)"):
+                                            r"not available \((no C compiler|building the TSSL-BP CPU kernel with \S+ failed: exit status 1)"):
         y, gx = cases.run("auto", x, g)
     assert last_impl("cpu", torch.float64) == "reference"
     with warnings.catch_warnings():
@@ -173,3 +179,83 @@ def test_builds_into_the_cache_dir(fresh_loader):
     cpu._reset_for_tests()
     assert cpu.load() is not lib  # reloaded from the cache, same file
     assert list((fresh_loader / "cache").glob("tssl_cpu_*.so")) == built
+
+
+def _fake_cc(tmp_path, body: str) -> str:
+    cc = tmp_path / "fake-cc"
+    cc.write_text("#!/bin/sh\n" + body + "\n")
+    cc.chmod(0o755)
+    return str(cc)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('echo "tssl_cpu.c:1:10: fatal error: stdio.h: No such file or directory" >&2; exit 1',
+     "fatal error: stdio.h: No such file or directory"),
+    ("exit 3", "exit status 3"),
+])
+def test_fallback_warning_keeps_the_compilers_message(fresh_loader, monkeypatch, body, needle):
+    """The one-line fallback warning ends with what the compiler said (or its exit status), not a bare colon."""
+    monkeypatch.setenv("CC", _fake_cc(fresh_loader, body))
+    x, g = cases.random_case(5, (3, 7), torch.float64, 11)
+    with pytest.warns(RuntimeWarning) as rec:
+        cases.run("auto", x, g)
+    msg = " ".join(str(w.message) for w in rec if "reference" in str(w.message))
+    assert needle in msg and not msg.rstrip(")").rstrip().endswith(":"), msg
+
+
+_RUN_KERNEL = (
+    "import torch; from tssl_plugin.functional import tssl_lif;"
+    "x = torch.rand(6, 4, 5, dtype=torch.float64, requires_grad=True);"
+    "tssl_lif(x, impl='cpu').sum().backward(); print('ok', bool(torch.isfinite(x.grad).all()))"
+)
+
+
+@needs_cpu
+def test_truncated_cached_kernel_is_detected_and_rebuilt(fresh_loader):
+    """A cache file cut short (a full disk, a killed copy) is never loaded (dlopen of it is a bus error):
+    the next process notices, rebuilds it, and runs."""
+    cpu.load()
+    (lib,) = (fresh_loader / "cache").glob("tssl_cpu_*.so")
+    good = lib.read_bytes()
+    cut = lib.with_name("cut-short.tmp")  # a new file: this process still maps the old one, which must stay whole
+    cut.write_bytes(good[: len(good) // 2])
+    os.replace(cut, lib)
+    env = {**os.environ, "TSSL_PLUGIN_CACHE": str(fresh_loader / "cache")}
+    res = subprocess.run([sys.executable, "-c", _RUN_KERNEL], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.split() == ["ok", "True"], (res.returncode, res.stderr[-2000:])
+    assert lib.stat().st_size == len(good)
+
+
+def test_damaged_cache_that_cannot_be_rebuilt_says_what_to_delete(fresh_loader, monkeypatch):
+    cc = _fake_cc(fresh_loader, "exit 1")
+    monkeypatch.setenv("CC", cc)
+    lib = cpu._lib_path(cc, cpu._FLAG_VARIANTS[0], fresh_loader / "cache", cpu._source())
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"\x7fELF cut short")
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cpu, "_discard", refuse)
+    x, g = cases.random_case(5, (3, 7), torch.float64, 11)
+    with pytest.warns(RuntimeWarning, match=f"damaged.*delete {lib}"):
+        cases.run("auto", x, g)
+
+
+@needs_cpu
+def test_unwritable_cache_reuses_one_private_folder(fresh_loader, monkeypatch):
+    """With the cache folder unwritable (a read-only HOME), every process builds into the same per-user
+    folder under the temp dir, reused, instead of a new tssl_plugin_XXXX folder each time."""
+    blocker = fresh_loader / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TSSL_PLUGIN_CACHE", str(blocker / "cache"))
+    tmp = fresh_loader / "tmp"
+    cpu.load()
+    first = sorted(p.name for p in tmp.iterdir())
+    (built,) = tmp.glob("*/tssl_cpu_*.so")
+    stamp = built.stat().st_mtime_ns
+    cpu._reset_for_tests()
+    cpu.load()
+    assert sorted(p.name for p in tmp.iterdir()) == first and len(first) == 1
+    assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert (built.parent.stat().st_mode & 0o777) == 0o700

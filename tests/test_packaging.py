@@ -1,7 +1,13 @@
 """The installed distribution exposes one top-level name, tssl_plugin, with adapters and benchmarks inside."""
+import importlib.util
 import subprocess
 import sys
+import tarfile
+import zipfile
 from importlib import metadata
+from pathlib import Path
+
+import pytest
 
 
 def test_only_tssl_plugin_is_a_top_level_name(tmp_path):
@@ -21,3 +27,50 @@ def test_console_script_points_into_the_package():
 def test_extras_declared():
     extras = set(metadata.metadata("tssl-plugin").get_all("Provides-Extra"))
     assert {"snntorch", "spikingjelly", "bench", "dev", "all"} <= extras
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """An sdist built from this checkout, and a wheel built from that unpacked sdist (offline, no isolation)."""
+    import setuptools
+
+    if int(setuptools.__version__.split(".")[0]) < 70 and importlib.util.find_spec("wheel") is None:
+        pytest.skip("building a wheel with setuptools < 70 needs the wheel package (pip install wheel; it is in the dev extra)")
+    out = tmp_path_factory.mktemp("dist")
+    code = (
+        "import sys; from setuptools import build_meta as b;"
+        "print(b.build_sdist(sys.argv[1]))"
+    )
+    name = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.split()[-1]
+    with tarfile.open(out / name) as tar:
+        sdist = sorted(m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name)
+        tar.extractall(out / "src")
+    src = next((out / "src").iterdir())
+    wcode = "import sys; from setuptools import build_meta as b; print(b.build_wheel(sys.argv[1]))"
+    wname = subprocess.run([sys.executable, "-c", wcode, str(out)], cwd=src, capture_output=True,
+                           text=True, check=True).stdout.split()[-1]
+    with zipfile.ZipFile(out / wname) as whl:
+        wheel = sorted(whl.namelist())
+    return sdist, wheel
+
+
+def test_license_is_mit_and_in_the_repository():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "the tssl-plugin authors" in text
+
+
+def test_sdist_and_wheel_carry_the_license(built):
+    sdist, wheel = built
+    assert "LICENSE" in sdist
+    assert any(f.endswith(".dist-info/LICENSE") for f in wheel), [f for f in wheel if "dist-info" in f]
+
+
+def test_sdist_ships_no_tests_it_cannot_run(built):
+    """The tests need the repository (conftest.py, tests/data, docs/, tools/); the sdist is for building."""
+    sdist, _ = built
+    assert not [f for f in sdist if f.startswith("tests/")]
+    assert "tssl_plugin/_impl/csrc/tssl_cpu.c" in sdist

@@ -15,6 +15,8 @@ message names the argument and what to do.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from numbers import Real
 from typing import Optional, Sequence, Union
 
@@ -70,6 +72,48 @@ def check_finite(x: Tensor, name: str) -> None:
     if bool(torch.isfinite(x.sum(dtype=acc))):
         return
     raise_non_finite(x, name)
+
+
+#: where :func:`check_gradient_finite` runs, from ``TSSL_PLUGIN_CHECK_GRADIENTS`` (read at import):
+#: ``"cpu"`` (default: CPU tensors only, no host sync on a GPU's hot path), ``"all"`` (every device; one
+#: host sync per backward call on a GPU) or ``"off"`` (``0`` is ``off``, ``1`` is ``all``).
+def _gradient_check_setting() -> str:
+    raw = os.environ.get("TSSL_PLUGIN_CHECK_GRADIENTS", "cpu").strip().lower()
+    value = {"0": "off", "1": "all", "": "cpu"}.get(raw, raw)
+    if value not in ("cpu", "all", "off"):
+        warnings.warn(f"TSSL_PLUGIN_CHECK_GRADIENTS={raw!r} is not one of cpu, all, off (or 0, 1); using cpu",
+                      RuntimeWarning, stacklevel=2)
+        return "cpu"
+    return value
+
+
+CHECK_GRADIENTS = _gradient_check_setting()
+
+
+def check_gradient_finite(grad_x: Tensor, u: Tensor) -> None:
+    """In a TSSL-BP backward on a forward run elsewhere (the adapters): raise if ``grad_x`` is not finite
+    because the forward's membrane ``u`` was, i.e. NaN or inf reached the layer's input.
+
+    Fast path: one reduction of ``grad_x`` and one host sync (a finite sum proves every element finite);
+    ``u`` is read only when that sum is not finite. A non-finite gradient that comes from the incoming
+    gradient (the loss) with a finite membrane is passed on, as any PyTorch op does. Skipped while
+    ``torch.compile`` traces (a value read would break the graph); see :data:`CHECK_GRADIENTS` for devices.
+    """
+    if CHECK_GRADIENTS not in ("cpu", "all"):
+        return
+    if (CHECK_GRADIENTS == "cpu" and grad_x.device.type != "cpu") or grad_x.numel() == 0 or not grad_x.is_floating_point() or not values_readable():
+        return
+    acc = torch.float64 if grad_x.dtype == torch.float64 else torch.float32
+    if bool(torch.isfinite(grad_x.sum(dtype=acc))):
+        return
+    bad = ~torch.isfinite(u)
+    if not bool(bad.any()):
+        return
+    idx = tuple(int(i) for i in bad.nonzero()[0])
+    kind = "NaN" if bool(torch.isnan(u).any()) else "inf"
+    raise ValueError(f"TSSL-BP backward: {kind} reached this layer's input (its membrane is not finite at "
+                     f"{int(bad.sum())} values, first at index {idx}), so its gradient would be NaN; "
+                     f"find the source with torch.autograd.set_detect_anomaly(True)")
 
 
 def raise_non_finite(x: Tensor, name: str) -> None:

@@ -16,8 +16,8 @@ from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
 from ._validation import (
-    as_param, check_bool, check_choice, check_impl, check_param, check_sensitivity_cap, check_sequence,
-    check_warmup_width,
+    as_param, check_bool, check_choice, check_gradient_finite, check_impl, check_param, check_sensitivity_cap,
+    check_sequence, check_warmup_width,
 )
 from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, lif_constants
 
@@ -122,6 +122,8 @@ class _TraceGradFunction(torch.autograd.Function):
             g = _reference.backward_sequence(torch.zeros_like(u), _reference.ForwardTrace(o, u, du, s), k, warmup,
                                              False, extra=g_mem.to(u.dtype))
             grad_x = g if grad_x is None else grad_x + g
+        if grad_x is not None:
+            check_gradient_finite(grad_x, u)
         return (None if grad_x is None else grad_x * input_scale), None, None, None, None, None, None, None, None
 
 

@@ -86,11 +86,23 @@ def desired_spikes(labels: Tensor, n_class: int, pattern: Tensor) -> Tensor:
     return pattern[:, None, None] * onehot[None]
 
 
-@functools.lru_cache(maxsize=64)
-def _reference_target(n_steps: int, tau_s: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``psp(psp(d))`` of the reference pattern ``d`` (:func:`desired_spike_pattern`), shape ``[T]``."""
+def _compute_reference_target(n_steps: int, tau_s: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     pattern = desired_spike_pattern(n_steps, dtype=dtype, device=device)
     return kernel_target(pattern[:, None], tau_s)[:, 0]
+
+
+_cached_reference_target = functools.lru_cache(maxsize=64)(_compute_reference_target)
+
+
+def _reference_target(n_steps: int, tau_s: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``psp(psp(d))`` of the reference pattern ``d`` (:func:`desired_spike_pattern`), shape ``[T]``.
+
+    Cached in eager mode; computed in place while ``torch.compile`` traces (Dynamo cannot honour a
+    cache and warns about tracing through one; the compiled graph holds the few ops once anyway).
+    """
+    if torch.compiler.is_compiling():
+        return _compute_reference_target(n_steps, tau_s, dtype, device)
+    return _cached_reference_target(n_steps, tau_s, dtype, device)
 
 
 def kernel_target(desired: Tensor, tau_s: Param = 3.0) -> Tensor:

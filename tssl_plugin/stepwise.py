@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ._impl.reference import carry_step, trace_step
 from .rule import LIFConstants, Param
+from ._validation import check_gradient_finite
 
 __all__ = ["StepState", "initial_state", "next_state", "tssl_step"]
 
@@ -82,6 +83,7 @@ class _StepNode(torch.autograd.Function):
         k, warmup, input_scale = ctx.meta
         G = g_spike if g_spike is not None else torch.zeros_like(u)
         grad_x, delta = carry_step(G, g_trace, u, du, o, s, k, warmup, extra=g_mem)
+        check_gradient_finite(grad_x, u)
         return grad_x * input_scale, delta, None, None, None, None, None, None, None, None
 
 

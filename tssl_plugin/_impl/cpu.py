@@ -5,8 +5,11 @@ pass over T per block of neurons (see that file). It includes no torch
 headers, so the system C compiler builds it in one to two seconds, once
 (``-O2 -march=native -fopenmp``; plainer flag sets are tried if that fails).
 The shared library is cached per user (``$TSSL_PLUGIN_CACHE``, else
-``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``), keyed by a hash
-of the source, the compiler, its flags and (for -march=native) the CPU. With no compiler, or when the build
+``$XDG_CACHE_HOME/tssl_plugin``, else ``~/.cache/tssl_plugin``; where that cannot be written, one
+per-user folder ``<temp dir>/tssl_plugin-<uid>``, reused), keyed by a hash
+of the source, the compiler, its flags and (for -march=native) the CPU. Each library is stored with its
+SHA-256 (``tssl_cpu_<key>.sha256``) and loaded only when it matches: a file cut short would crash the
+process (bus error) instead of raising, so a damaged one is deleted and rebuilt. With no compiler, or when the build
 fails, loading raises ImportError and ``impl="auto"`` falls back to the
 reference implementation with one warning that gives the reason.
 
@@ -21,10 +24,12 @@ passes.
 from __future__ import annotations
 
 import ctypes
+import getpass
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -65,6 +70,22 @@ def cache_dir() -> Path:
     return Path(base) / "tssl_plugin"
 
 
+def _private_dir() -> Path:
+    """``<temp dir>/tssl_plugin-<uid>``: where kernels are built when :func:`cache_dir` cannot be written
+    (a read-only HOME), reused by every process of this user. OSError unless it is a folder of this user
+    that nobody else can write (another user's folder there must not supply the library we load)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"tssl_plugin-{uid if uid is not None else getpass.getuser()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid) or st.st_mode & 0o022:
+        raise PermissionError(f"{folder} is not a private folder of this user")
+    return folder
+
+
 def find_compiler() -> Optional[str]:
     """``$CC`` if set, else the first of cc, gcc, clang on PATH; None if there is none."""
     cc = os.environ.get("CC")
@@ -86,17 +107,57 @@ def _cpu_id() -> str:
         return platform.processor()
 
 
+def _source() -> bytes:
+    return b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
+
+
+def _lib_path(cc: str, extra: Sequence[str], out_dir: Path, src: bytes) -> Path:
+    """Where the kernel built by ``cc`` with ``_BASE_FLAGS + extra`` from ``src`` is cached."""
+    flags = _BASE_FLAGS + list(extra)
+    ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
+    return out_dir / f"tssl_cpu_{hashlib.sha256(src + ident.encode()).hexdigest()[:16]}.so"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checksum_file(lib: Path) -> Path:
+    return lib.with_suffix(".sha256")
+
+
+def _intact(lib: Path) -> bool:
+    """``lib`` matches the SHA-256 written next to it when it was built (a file cut short, or one from a
+    version that wrote no checksum, is not loaded: loading a truncated library is a bus error, not an error)."""
+    try:
+        return _checksum_file(lib).read_text().strip() == _digest(lib)
+    except OSError:
+        return False
+
+
+def _discard(path: Path) -> None:
+    path.unlink()
+
+
 def _build(cc: str, out_dir: Path) -> Path:
-    """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path."""
-    src = b"".join((_SRC_DIR / f).read_bytes() for f in _SOURCES)
-    errors = []
+    """Compile the kernel with the first flag set in ``_FLAG_VARIANTS`` that works; return the library path.
+
+    A cached library is used only when it matches its checksum; a damaged one is deleted and rebuilt
+    (OSError naming the file to delete when it cannot be deleted).
+    """
+    src = _source()
+    errors, last = [], ""
     for extra in _FLAG_VARIANTS:
         flags = _BASE_FLAGS + extra
-        ident = repr((cc, flags, platform.machine(), sys.platform, _cpu_id() if "-march=native" in extra else ""))
-        key = hashlib.sha256(src + ident.encode()).hexdigest()[:16]
-        lib = out_dir / f"tssl_cpu_{key}.so"
+        lib = _lib_path(cc, extra, out_dir, src)
         if lib.exists():
-            return lib
+            if _intact(lib):
+                return lib
+            try:
+                _discard(lib)
+            except OSError as err:
+                raise OSError(err.errno, f"the cached TSSL-BP CPU kernel {lib} is damaged and cannot be removed "
+                                         f"({err.strerror}): delete {lib}") from None
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
@@ -104,15 +165,28 @@ def _build(cc: str, out_dir: Path) -> Path:
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if res.returncode == 0:
+                sums = Path(tmp).with_suffix(".sha256")
+                sums.write_text(_digest(Path(tmp)) + "\n")
+                os.replace(sums, _checksum_file(lib))
                 os.replace(tmp, lib)  # atomic: concurrent builders never see half a file
                 return lib
             errors.append(f"{' '.join(cmd)}:\n{res.stderr.strip()}")
+            last = _last_lines(res.stderr) or f"exit status {res.returncode}, no message"
         except (OSError, subprocess.SubprocessError) as err:
             errors.append(f"{' '.join(cmd)}: {err}")
+            last = str(err)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise ImportError("building the TSSL-BP CPU kernel failed:\n" + "\n".join(errors))
+    # the first line is what the fallback warning shows: the compiler's own last words, on one line
+    raise ImportError(f"building the TSSL-BP CPU kernel with {cc} failed: {last}\n" + "\n".join(errors))
+
+
+def _last_lines(text: str, n: int = 3, limit: int = 300) -> str:
+    """The last ``n`` non-empty lines of a compiler's output, joined with `` | `` (at most ``limit`` characters)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
+    joined = " | ".join(lines)
+    return joined if len(joined) <= limit else "..." + joined[-limit:]
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -138,11 +212,24 @@ def load() -> ctypes.CDLL:
             cc = find_compiler()
             if cc is None:
                 raise ImportError("no C compiler found (set CC or install gcc/clang) for the TSSL-BP CPU kernel")
+            scratch = None
             try:
                 path = _build(cc, cache_dir())
-            except OSError:  # cache dir not writable: build in a private temp dir
-                path = _build(cc, Path(tempfile.mkdtemp(prefix="tssl_plugin_")))
+            except OSError as err:  # cache dir not writable, or a damaged file there: the per-user temp folder
+                try:
+                    try:
+                        folder = _private_dir()
+                    except OSError:  # not ours or not private: a one-off folder, deleted once loaded
+                        folder = scratch = Path(tempfile.mkdtemp(prefix="tssl_plugin_"))
+                    path = _build(cc, folder)
+                except (ImportError, OSError) as err2:
+                    if scratch is not None:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                    first, _, rest = str(err2).partition("\n")
+                    raise ImportError(f"{first}; and {err}\n{rest}") from err2
             lib = ctypes.CDLL(str(path))
+            if scratch is not None:  # a loaded library stays mapped after its file is deleted
+                shutil.rmtree(scratch, ignore_errors=True)
             if lib.tssl_abi_version() != ABI_VERSION:
                 raise ImportError(f"{path} has an unexpected ABI version")
             _declare(lib)
