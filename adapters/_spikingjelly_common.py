@@ -399,6 +399,11 @@ class TSSLNodeMixin:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tssl_state"] = None  # transient step state, never saved or copied
+        memories = state.get("_memories")
+        if isinstance(memories, dict) and any(isinstance(m, Tensor) and not m.is_leaf for m in memories.values()):
+            # memories carrying a graph (the guarded membrane, a CUBA node's synaptic current) are saved
+            # detached: a graph cannot be copied (SpikingJelly's own nodes fail to copy here)
+            state["_memories"] = {k: m.detach() if isinstance(m, Tensor) else m for k, m in memories.items()}
         return state
 
     def extra_repr(self) -> str:
