@@ -80,6 +80,12 @@ class Backend:
                 raise BackendUnavailable(
                     f"backend {self.name} needs {mod} ({err}); install with: pip install 'tssl-plugin[{extra}]'"
                 ) from err
+        if self.neuron == "synaptic" and self.library == "spikingjelly":
+            from spikingjelly.activation_based import neuron
+
+            if not hasattr(neuron, "CUBALIFNode"):
+                raise BackendUnavailable(f"backend {self.name} needs SpikingJelly 2.x (CUBALIFNode; the installed "
+                                         f"0.0.0.0.14 has none); install with: pip install 'spikingjelly>=2'")
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
               warmup_width: float = WARMUP_WIDTH, native_between: str = "psc"):
