@@ -1,4 +1,5 @@
-r"""TSSL-BP gradients for snnTorch's ``Leaky`` neuron: :class:`TSSLLeaky`, :func:`convert`, :func:`revert`.
+r"""TSSL-BP gradients for snnTorch's ``Leaky`` and ``Synaptic`` neurons: :class:`TSSLLeaky`,
+:class:`TSSLSynaptic` (its LIF part is the rule below on the synaptic current), :func:`convert`, :func:`revert`.
 
 The forward pass is snnTorch's, bit for bit (spikes, membranes, dtypes,
 state handling); only the gradient changes. With ``tau_m = 1/(1 - beta)``
