@@ -420,7 +420,7 @@ class TSSLSynaptic(snn.Synaptic):
             raise
         if spike_grad is not None and not surrogate_disable:
             _warn_spike_grad()
-        self._tssl_setup(None, warmup, warmup_width)
+        self._tssl_setup(1.0, warmup, warmup_width)  # the tau_s argument is ignored: see the tau_s property
 
     # The TSSL-BP state and the Leaky-neuron rule are TSSLLeaky's (one home); these read only attributes
     # that snn.Leaky and snn.Synaptic share (beta, threshold, mem, reset_delay, state_function, ...).
