@@ -167,9 +167,9 @@ def _restore_spike_grad(module: nn.Module) -> None:
 
 
 def _warn_spike_grad() -> None:
-    warnings.warn("spike_grad is ignored by TSSL-BP layers (TSSLLeaky, TSSLSynaptic): TSSL-BP computes the spike gradient from spike "
-                  "timing and needs no surrogate (the forward stays the Heaviside step)", UserWarning,
-                  stacklevel=3)
+    warnings.warn("spike_grad is ignored by TSSL-BP layers (TSSLLeaky, TSSLSynaptic): TSSL-BP computes the "
+                  "spike gradient from spike timing and needs no surrogate (the forward stays the Heaviside step)",
+                  UserWarning, stacklevel=3)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
@@ -571,8 +571,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         elif _snntorch_neuron(m) and not isinstance(m, tuple(_FROM_TSSL)):
             others.append(f"{name or '<root>'} ({type(m).__name__})")
     if others:
-        msg = ("TSSL-BP convert: only snn.Leaky and snn.Synaptic are supported; left unchanged (still snnTorch surrogate "
-               "gradients): " + ", ".join(others))
+        msg = ("TSSL-BP convert: only snn.Leaky and snn.Synaptic are supported; left unchanged (still snnTorch "
+               "surrogate gradients): " + ", ".join(others))
         if strict:
             raise TypeError(msg)
         warnings.warn(msg, UserWarning, stacklevel=2)

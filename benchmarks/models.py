@@ -528,7 +528,7 @@ class _SnnTorchSynapticNet(SynapticHostNet):
 
 def build_snntorch_synaptic(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
                             spike_grad=None) -> SpikingNet:
-    """:class:`SynapticHostNet` with ``snntorch.Synaptic`` neurons (``reset_delay=False``) and surrogate ``spike_grad``."""
+    """:class:`SynapticHostNet` with ``snntorch.Synaptic`` neurons (``reset_delay=False``), surrogate ``spike_grad``."""
     return _SnnTorchSynapticNet(arch, in_shape, weights, cfg, spike_grad)
 
 

@@ -148,7 +148,8 @@ def test_converted_synaptic_network_is_the_papers_network(seq):
     kernel_loss(a2_host, labels, tau_s=TAU_S).backward()
     torch.testing.assert_close(psp(o1, TAU_S), a1, rtol=0, atol=1e-12)  # the same spikes (PSC to rounding)
     torch.testing.assert_close(a2_host, a2, rtol=0, atol=1e-12)
-    assert 0.05 < float(o1.detach().mean()) < 0.6 and 0.02 < float(o2.detach().mean()) < 0.8  # both layers fire, some neurons rest
+    # both layers fire, and some neurons rest
+    assert 0.05 < float(o1.detach().mean()) < 0.6 and 0.02 < float(o2.detach().mean()) < 0.8
     assert g1.abs().sum() > 0 and g2.abs().sum() > 0
     torch.testing.assert_close(net.fc1.weight.grad, TAU_S * g1, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(net.fc2.weight.grad, TAU_S * g2, rtol=1e-5, atol=1e-9)
