@@ -113,13 +113,60 @@ def leaky_step(
             v = mem
             u = b * mem + x
             base = v
-        o = u - threshold > 0
-        out = u
-        if not reset_delay:
-            spk = o.float() * graded_spikes_factor
-            do_reset = spk / graded_spikes_factor - reset
-            if reset_val == "subtract":
-                out = u - do_reset * threshold
-            elif reset_val == "zero":
-                out = u - do_reset * u
-        return StepValues(o, reset, u, u - base, v, out)
+        return _fire(u, base, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+
+
+def _fire(u: Tensor, base: Tensor, v: Tensor, reset: Tensor, threshold: Tensor, graded_spikes_factor: Tensor,
+          reset_delay: bool, reset_val: Optional[str]) -> StepValues:
+    """The end of a step, shared by Leaky and Synaptic: fire on ``u``, then the ``reset_delay=False`` correction.
+
+    Runs in the caller's grad mode (the spikes are comparisons: no gradient)."""
+    o = u - threshold > 0
+    out = u
+    if not reset_delay:
+        spk = o.float() * graded_spikes_factor
+        do_reset = spk / graded_spikes_factor - reset
+        if reset_val == "subtract":
+            out = u - do_reset * threshold
+        elif reset_val == "zero":
+            out = u - do_reset * u
+    return StepValues(o, reset, u, u - base, v, out)
+
+
+def synaptic_step(
+    syn: Tensor,
+    mem: Tensor,
+    beta: Tensor,
+    threshold: Tensor,
+    graded_spikes_factor: Tensor,
+    mode: str,
+    reset_delay: bool,
+    reset_val: Optional[str],
+    membrane_grad: bool = False,
+) -> StepValues:
+    """The membrane part of one step of snnTorch ``Synaptic.forward``, given the step's synaptic current.
+
+    snnTorch 1.0 (``snntorch/_neurons/synaptic.py``) first updates the synaptic
+    current ``syn = alpha.clamp(0,1) * syn_prev + x`` (the caller does that, with
+    autograd) and then the membrane with ``syn`` as its input current::
+
+        sub:  u = beta.clamp(0,1) * mem + syn - r * theta     (Leaky's, with x = syn)
+        none: u = beta.clamp(0,1) * mem + syn                 (Leaky's, with x = syn)
+        zero: m = beta.clamp(0,1) * mem + syn;  u = m - m * r
+
+    followed by Leaky's firing and ``reset_delay=False`` correction. Only the
+    zero reset differs from Leaky's: a delayed reset (``r = 1``) zeroes the whole
+    new membrane, this step's input included (Leaky zeroes the old membrane and
+    then adds the input). ``r`` can be 1 only with ``reset_delay=True`` (refused
+    by the adapter: not the paper's reset) or at a sequence start from a membrane
+    above threshold passed in by the caller. ``membrane_grad``: as for :func:`leaky_step`.
+    """
+    if mode != "zero":
+        return leaky_step(syn, mem, beta, threshold, graded_spikes_factor, mode, reset_delay, reset_val,
+                          membrane_grad)
+    with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):  # as leaky_step
+        reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
+        m = beta.clamp(0, 1) * mem + syn
+        u = m - m * reset
+        v = (1 - reset) * mem  # the membrane the leak acted on (u = beta v + syn where r = 0)
+        return _fire(u, v, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)

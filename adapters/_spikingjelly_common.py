@@ -17,6 +17,11 @@ need beyond the paper"), with ``V_r = v_reset`` (0 for ``v_reset=None``) and
 * ``IFNode``: ``h = v + x``: the no-leak limit ``tau_m = inf`` (``1/tau_m = 0``).
 * ``ParametricLIFNode``: as ``LIFNode`` with ``1/tau = sigmoid(w)``; the leak is
   treated as an input current so that ``w`` learns (:meth:`TSSLNodeMixin._tssl_input`).
+* ``CUBALIFNode`` (SpikingJelly 2.x): ``c = c_decay c_prev + x`` (the synaptic
+  current, a linear filter differentiated by autograd), then ``h = v_decay v + c``:
+  the core's neuron with input current ``c - V_r / tau_m``, ``1/tau_m = 1 - v_decay``,
+  ``input_scale = 1`` (the gradient reaches ``c``, and through the filter ``x``); the
+  warm-up trace uses the synapse's own ``tau_s = 1/(1 - c_decay)``.
 * hard reset (``v_reset`` a float): core ``reset="zero"`` on ``u = h - V_r`` with
   threshold ``v_threshold - V_r`` (the paper's rule after the shift).
 * soft reset (``v_reset=None``): core ``reset="subtract"`` (``v = h - theta o``,
@@ -61,7 +66,7 @@ from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
 from ._convert import SENSITIVITY_CAP
 
-__all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "node_mapping",
+__all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
 
 SURROGATE_IGNORED = (
@@ -113,8 +118,18 @@ def _number(node: Any, name: str) -> float:
     return float(value)
 
 
-#: node kinds: leaky with a fixed ``tau``, integrate-and-fire, leaky with a learnable ``w`` (1/tau = sigmoid(w)).
-KINDS = ("lif", "if", "plif")
+#: node kinds: leaky with a fixed ``tau``, integrate-and-fire, leaky with a learnable ``w`` (1/tau = sigmoid(w)),
+#: current-based leaky (a synaptic current filter before the membrane: ``c_decay``, ``v_decay``).
+KINDS = ("lif", "if", "plif", "cuba")
+
+
+def cuba_tau_s(node: Any) -> float:
+    """A CUBA node's synaptic time constant ``1 / (1 - c_decay)`` (ValueError unless ``0 <= c_decay < 1``)."""
+    c_decay = _number(node, "c_decay")
+    if not 0.0 <= c_decay < 1.0:
+        raise ValueError(f"{type(node).__name__}: c_decay={c_decay} must be in [0, 1) for TSSL-BP "
+                         f"(the synapse's PSC time constant tau_s = 1/(1 - c_decay) >= 1)")
+    return 1.0 / (1.0 - c_decay)
 
 
 def node_mapping(node: Any, kind: str) -> Tuple[Any, Any, float, str, float]:
@@ -135,6 +150,13 @@ def node_mapping(node: Any, kind: str) -> Tuple[Any, Any, float, str, float]:
                          f"(the rule needs a positive threshold relative to the reset)")
     if kind == "if":
         return math.inf, 1.0, thr - vr, reset, vr
+    if kind == "cuba":
+        cuba_tau_s(node)
+        v_decay = _number(node, "v_decay")
+        if not 0.0 < v_decay <= 1.0:
+            raise ValueError(f"{name}: v_decay={v_decay} must be in (0, 1] for TSSL-BP "
+                             f"(1/tau_m = 1 - v_decay; v_decay = 1 is an IF neuron)")
+        return (math.inf if v_decay == 1.0 else 1.0 / (1.0 - v_decay)), 1.0, thr - vr, reset, vr
     if kind == "plif":
         w = getattr(node, "w", None)
         if not isinstance(w, Tensor) or w.numel() != 1:
@@ -383,6 +405,11 @@ class TSSLNodeMixin:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tssl_state"] = None  # transient step state, never saved or copied
+        memories = state.get("_memories")
+        if isinstance(memories, dict) and any(isinstance(m, Tensor) and not m.is_leaf for m in memories.values()):
+            # memories carrying a graph (the guarded membrane, a CUBA node's synaptic current) are saved
+            # detached: a graph cannot be copied (SpikingJelly's own nodes fail to copy here)
+            state["_memories"] = {k: m.detach() if isinstance(m, Tensor) else m for k, m in memories.items()}
         return state
 
     def extra_repr(self) -> str:

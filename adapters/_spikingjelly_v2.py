@@ -20,9 +20,10 @@ from spikingjelly.activation_based import neuron, surrogate
 from tssl_plugin.rule import WARMUP_WIDTH
 
 from ._convert import SENSITIVITY_CAP
-from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
+from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, init_tssl
 
-__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "TSSLCUBALIFNode", "ORIGINALS", "lib_check",
+           "DETACH_RESET_NOTE"]
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 2.x options the adapter cannot honour."""
@@ -169,6 +170,136 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
         return v_prev - (v_prev - rv) * q + x
 
 
+class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
+    r"""SpikingJelly ``CUBALIFNode`` with TSSL-BP gradients for its LIF part (forward unchanged).
+
+    SpikingJelly 2.x (``functional.cuba_lif_step``), per step::
+
+        c[t] = c_decay c[t-1] + x[t]          (synaptic current; a memory like v)
+        h[t] = v_decay v[t-1] + c[t]           (charge)
+        s[t] = [h[t] >= v_threshold]           (fire)
+        v[t] = h[t] (1 - s[t]) + V_r s[t]      (hard reset; v_reset=None: h[t] - v_threshold s[t])
+
+    The filter ``c`` is linear and differentiated by ordinary autograd (``x`` and
+    an incoming ``c`` get their exact gradients through it). The membrane part is
+    the core's neuron with input current ``c[t] - V_r (1 - v_decay)``,
+    ``1/tau_m = 1 - v_decay`` (``v_decay = 1``: no leak), threshold
+    ``v_threshold - V_r`` and the paper's reset to zero on ``h - V_r`` (the
+    "subtract" extension for ``v_reset=None``); its gradient ``dL/dc[t]`` comes
+    from the core step node (``step_mode='s'``) or the whole-sequence op
+    (``'m'``). The warm-up trace's time constant is the synapse's own,
+    ``tau_s = 1/(1 - c_decay)`` (:attr:`tau_s`; ``convert(tau_s=...)`` does
+    not change it).
+
+    The paper's network: with ``c_decay = 1 - 1/tau_s``, ``v_decay = 1 - 1/tau_m``,
+    ``v_reset = 0`` and weights ``W / tau_s`` on the spikes of the layer before,
+    ``c[t] = W a[t]`` (``a`` the paper's PSC), so a network of CUBALIF nodes is
+    TSSL-BP's network (docs/spikingjelly.md), up to SpikingJelly firing at
+    ``h >= theta`` where the paper fires at ``u > theta`` (equal except on exact ties).
+    ``c_decay`` and ``v_decay`` are Python floats (SpikingJelly has no learnable
+    CUBA decays); ``c_decay`` must be in [0, 1) and ``v_decay`` in (0, 1].
+    """
+
+    _TSSL_KIND = "cuba"
+    _tssl_cuba: Any = None  # (c0, c_seq, single) of the running call, between _lib_run and _tssl_input
+
+    def __init__(self, c_decay: float = 0.5, v_decay: float = 0.75, v_threshold: float = 0.5,
+                 v_reset: Any = 0.0, surrogate_function: Any = None, *, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+        super().__init__(c_decay, v_decay, v_threshold, v_reset, surrogate.Rect())
+        init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap)  # tau_s: property
+        self._tssl_mapping()
+
+    @property
+    def tau_s(self) -> float:
+        """The warm-up trace's PSC time constant: the synapse's own, ``1 / (1 - c_decay)``."""
+        c_decay = self.c_decay
+        return 1.0 / (1.0 - c_decay) if c_decay < 1 else float("inf")
+
+    @tau_s.setter
+    def tau_s(self, value: Any) -> None:
+        """Not settable: ``convert(tau_s=...)`` sets LIF/IF nodes' trace constant; a CUBA node's is its synapse's."""
+
+    def _tssl_check_common(self) -> None:
+        self._tssl_mapping()  # c_decay / v_decay first: their own message, not tau_s's
+        super()._tssl_check_common()
+
+    def _tssl_learns(self, x: Tensor) -> bool:
+        c0 = self._tssl_cuba[0]
+        return torch.is_grad_enabled() and (x.requires_grad or (isinstance(c0, Tensor) and c0.requires_grad))
+
+    def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        """SpikingJelly's own ``CUBALIFNode`` step over ``x_seq`` (detached), updating ``v``, ``c`` and ``v_seq``."""
+        inputs = (x_seq[0],) if single else (x_seq,)
+        v0, c0 = self.materialize_states(inputs, tuple(self._memories.values()), "s" if single else "m")[:2]
+        spikes, v_prev, v_post, cs = [], [], [], []
+        with torch.no_grad():
+            v, c = v0.detach(), c0.detach()
+            for t in range(x_seq.shape[0]):
+                v_prev.append(v)
+                (spike,), (v, c) = neuron.CUBALIFNode.single_step_functional_forward(self, (x_seq[t],), (v, c))
+                spikes.append(spike)
+                v_post.append(v)
+                cs.append(c)
+        v_post_seq = torch.stack(v_post)
+        self._memories["v"], self._memories["c"] = v, c
+        self._tssl_cuba = (c0, torch.stack(cs), single)
+        if single:
+            if self.store_v_seq:
+                self._append_v_seq(v)
+        else:
+            self.v_seq = v_post_seq if self.store_v_seq else None
+        return torch.stack(spikes), torch.stack(v_prev), v_post_seq
+
+    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+        """SpikingJelly 2.x CUBA charge ``v * v_decay + c`` (``c`` as the library computed it)."""
+        return v_prev * self.v_decay + self._tssl_cuba[1].to(v_prev.dtype)
+
+    def _tssl_input(self, x: Tensor, v_prev: Tensor, vr: float, scale: float) -> Tuple[Tensor, float]:
+        """The synaptic current ``c`` rebuilt with autograd (the same operations as SpikingJelly's), scale 1.
+
+        Its last value becomes the node's ``c`` memory, carrying the graph into the next call as
+        SpikingJelly's own node does (``reset_net``/``detach_net`` end or cut it).
+        """
+        c0, _, single = self._tssl_cuba
+        c = c0
+        if single:
+            c = c * self.c_decay + x
+            out = c
+        else:
+            steps = []
+            for t in range(x.shape[0]):
+                c = c * self.c_decay + x[t]
+                steps.append(c)
+            out = torch.stack(steps)
+        self._memories["c"] = c
+        cd = _compute_dtype(x)
+        return (out if out.dtype == cd else out.to(cd)), 1.0
+
+    def single_step_forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        try:
+            return super().single_step_forward(x, *args, **kwargs)
+        finally:
+            self._tssl_cuba = None
+
+    def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        try:
+            return super().multi_step_forward(x_seq, *args, **kwargs)
+        finally:
+            self._tssl_cuba = None
+
+    def _tssl_reshape_state(self, shape: Tuple[int, ...]) -> None:
+        super()._tssl_reshape_state(shape)
+        c = self._memories.get("c")
+        if isinstance(c, Tensor) and c.numel() == 1:
+            self._memories["c"] = c.reshape(shape)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_tssl_cuba", None)
+        return state
+
+
 #: original SpikingJelly class -> TSSL-BP class (exact types).
 ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode,
-             neuron.ParametricLIFNode: TSSLParametricLIFNode}
+             neuron.ParametricLIFNode: TSSLParametricLIFNode, neuron.CUBALIFNode: TSSLCUBALIFNode}

@@ -1,4 +1,5 @@
-r"""TSSL-BP gradients for snnTorch's ``Leaky`` neuron: :class:`TSSLLeaky`, :func:`convert`, :func:`revert`.
+r"""TSSL-BP gradients for snnTorch's ``Leaky`` and ``Synaptic`` neurons: :class:`TSSLLeaky`,
+:class:`TSSLSynaptic` (its LIF part is the rule below on the synaptic current), :func:`convert`, :func:`revert`.
 
 The forward pass is snnTorch's, bit for bit (spikes, membranes, dtypes,
 state handling); only the gradient changes. With ``tau_m = 1/(1 - beta)``
@@ -64,12 +65,12 @@ from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids, nothing_to_convert
-from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, core_reset, leaky_step
+from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")
 
-__all__ = ["TSSLLeaky", "convert", "revert", "unsupported_options"]
+__all__ = ["TSSLLeaky", "TSSLSynaptic", "convert", "revert", "unsupported_options"]
 
 _TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref")
 
@@ -100,14 +101,37 @@ def unsupported_options(module: nn.Module) -> List[str]:
     elif isinstance(gsf, Tensor) and not bool(torch.all(gsf == 1)):
         msgs.append("graded_spikes_factor != 1: TSSL-BP needs binary spikes; use graded_spikes_factor=1.0 "
                     "and scale the next layer's weights instead")
+    if isinstance(module, snn.Synaptic) and _synaptic_delayed_zero(module):
+        msgs.append(SYNAPTIC_DELAYED_ZERO)
     return msgs
+
+
+#: why a Synaptic layer's delayed reset to zero is refused (:func:`_synaptic_delayed_zero`).
+SYNAPTIC_DELAYED_ZERO = (
+    "reset_mechanism='zero' with reset_delay=True: snn.Synaptic then zeroes the membrane on the step after a "
+    "spike, discarding that step's input (not the paper's reset to zero, and TSSL-BP has no rule for it); "
+    "use reset_delay=False (the paper's reset) or reset_mechanism='subtract'")
+
+
+def _synaptic_delayed_zero(module: nn.Module) -> bool:
+    """A Synaptic whose zero-reset state function acts one step late (``reset_delay=True``, or a reset
+    mechanism changed after construction so that the immediate zero correction no longer applies)."""
+    name = getattr(getattr(module, "state_function", None), "__func__", None)
+    if getattr(name, "__name__", None) != "_base_zero":
+        return False
+    val = getattr(module, "reset_mechanism_val", None)
+    return bool(getattr(module, "reset_delay", True)) or not (isinstance(val, Tensor) and int(val) == 1)
+
+
+def _host_name(module: nn.Module) -> str:
+    return "snn.Synaptic" if isinstance(module, snn.Synaptic) else "snn.Leaky"
 
 
 def _refuse(module: nn.Module, name: str = "") -> None:
     msgs = unsupported_options(module)
     if msgs:
         where = f" ({name})" if name else ""
-        raise ValueError(f"TSSL-BP cannot be used with this snn.Leaky{where}: " + "; ".join(msgs))
+        raise ValueError(f"TSSL-BP cannot be used with this {_host_name(module)}{where}: " + "; ".join(msgs))
 
 
 def _surrogate_spec(fn: Any) -> Optional[Tuple[str, Dict[str, Any]]]:
@@ -141,10 +165,16 @@ class _SurrogateRef:
         return getattr(_surrogate, self.factory)(**self.kwargs)
 
 
+def _restore_spike_grad(module: nn.Module) -> None:
+    """Rebuild a pickled ``snntorch.surrogate`` closure (see :class:`_SurrogateRef`)."""
+    if isinstance(module.__dict__.get("spike_grad"), _SurrogateRef):
+        module.spike_grad = module.spike_grad.build()
+
+
 def _warn_spike_grad() -> None:
-    warnings.warn("spike_grad is ignored by TSSLLeaky: TSSL-BP computes the spike gradient from spike "
-                  "timing and needs no surrogate (the forward stays the Heaviside step)", UserWarning,
-                  stacklevel=3)
+    warnings.warn("spike_grad is ignored by TSSL-BP layers (TSSLLeaky, TSSLSynaptic): TSSL-BP computes the "
+                  "spike gradient from spike timing and needs no surrogate (the forward stays the Heaviside step)",
+                  UserWarning, stacklevel=3)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
@@ -260,23 +290,43 @@ class TSSLLeaky(snn.Leaky):
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         self._check_options()
         mode, reset_val = self._mode()
-        state = self.mem
-        st = leaky_step(input_, state, self.beta, self.threshold, self.graded_spikes_factor, mode,
+        st = leaky_step(input_, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
                         self.reset_delay, reset_val, membrane_grad=True)
-        k = self._constants(st.u, mode, reset_val)
-        (spk, _), step_state = tssl_step(self._current(input_, st.v.detach()), self._state_for(state, st.u), st.u,
-                                         st.du, st.o, st.mem, k, warmup=self.warmup)
-        mem_out = st.mem  # snnTorch's own membrane gradient (module docstring)
-        self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
-        self.mem = mem_out
-        self._tssl_state = step_state
-        self._tssl_mem_ref = weakref.ref(mem_out)
-        spk = spk.to(torch.float32)  # snnTorch always emits float32 spikes
+        spk = self._tssl_step(input_, st, mode, reset_val)
         if self.output:
             return spk, self.mem
         if self.init_hidden:
             return spk
         return spk, self.mem
+
+    def _tssl_step(self, x: Tensor, st: StepValues, mode: str, reset_val: Optional[str]) -> Tensor:
+        """Attach the TSSL-BP step node to the host step ``st`` computed from input current ``x`` and ``self.mem``.
+
+        ``st`` comes from the host arithmetic run with ``membrane_grad=True``: its membrane carries the host's
+        own gradient (module docstring). Sets the layer's ``mem`` (the returned membrane), ``reset`` and step
+        state; returns the spikes (float32, as snnTorch emits them). Shared by :class:`TSSLLeaky` and
+        :class:`TSSLSynaptic`.
+        """
+        mem = self.mem
+        k = self._constants(st.u, mode, reset_val)
+        (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
+                                         st.du, st.o, st.mem, k, warmup=self.warmup)
+        mem_out = st.mem
+        self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
+        self.mem = mem_out
+        self._tssl_state = step_state
+        self._tssl_mem_ref = weakref.ref(mem_out)
+        return spk.to(torch.float32)  # snnTorch always emits float32 spikes
+
+    def _tssl_sequence(self, x_seq: Tensor, steps: List[StepValues], mode: str,
+                       reset_val: Optional[str]) -> Tuple[Tensor, Tensor]:
+        """``(spk_seq, mem_seq)`` of host steps ``steps`` run on the input currents ``x_seq``, with the backward
+        of one core op call. Shared by :class:`TSSLLeaky` and :class:`TSSLSynaptic`."""
+        o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
+        k = self._constants(u, mode, reset_val)
+        x = self._current(x_seq, v.detach())
+        spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
+        return spk.to(torch.float32), mems
 
     def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor]:
         """Whole sequence ``[T, N, ...]`` at once, from a zero membrane; returns ``(spk_seq, mem_seq)``.
@@ -296,11 +346,7 @@ class TSSLLeaky(snn.Leaky):
                             self.reset_delay, reset_val, membrane_grad=True)
             steps.append(st)
             mem = st.mem
-        o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
-        k = self._constants(u, mode, reset_val)
-        x = self._current(x_seq, v.detach())
-        spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
-        return spk.to(torch.float32), mems
+        return self._tssl_sequence(x_seq, steps, mode, reset_val)
 
     # -- pickling / copying ---------------------------------------------------------------------
     def __getstate__(self):
@@ -317,12 +363,181 @@ class TSSLLeaky(snn.Leaky):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if isinstance(self.__dict__.get("spike_grad"), _SurrogateRef):
-            self.spike_grad = self.spike_grad.build()
+        _restore_spike_grad(self)
 
     def extra_repr(self) -> str:
         return (f"tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}, "
                 f"sensitivity_cap={self.sensitivity_cap}")
+
+
+class TSSLSynaptic(snn.Synaptic):
+    r"""``snn.Synaptic`` with TSSL-BP gradients for its LIF part (forward bit for bit snnTorch's).
+
+    snnTorch's second-order neuron filters its input current before the membrane::
+
+        syn[t] = alpha syn[t-1] + x[t]            (alpha, beta clamped to [0, 1] as snnTorch does)
+        mem[t] = beta mem[t-1] + syn[t]           (then fire and reset exactly as snn.Leaky, with input syn[t])
+
+    The synaptic filter is linear and is differentiated by ordinary autograd
+    (``x``, a learnable ``alpha`` and an incoming ``syn`` get their exact
+    gradients through it). The membrane part is :class:`TSSLLeaky`'s neuron with
+    ``syn[t]`` as its input current: it gets the TSSL-BP gradient from the core
+    step node (:func:`tssl_plugin.stepwise.tssl_step`; the whole-sequence op in
+    :meth:`forward_sequence`), with ``1/tau_m = 1 - beta``, the same resets and
+    extensions as :class:`TSSLLeaky` and ``learn_beta`` treated the same way.
+
+    The paper's network. With ``alpha = 1 - 1/tau_s`` and ``x[t] = W o[t]``
+    (spikes of the layer before), ``syn[t] = tau_s W a[t]`` where
+    ``a[t] = a[t-1] + (o[t] - a[t-1]) / tau_s`` is the paper's PSC. So a network
+    of Synaptic layers with ``reset_mechanism="zero"``, ``reset_delay=False``,
+    ``beta = 1 - 1/tau_m`` and weights ``W / tau_s`` is TSSL-BP's network
+    (weights ``W``, PSC between layers, reset to zero): the same spikes and
+    ``dL/d(W/tau_s) = tau_s dL/dW`` (docs/snntorch.md).
+
+    The warm-up's trace time constant is the synapse's own, ``tau_s = 1/(1 -
+    alpha)`` (:attr:`tau_s`, read from ``alpha`` at every step): in the paper's
+    network that is the PSC constant of every layer. ``convert(tau_s=...)``
+    applies to Leaky layers only.
+
+    Refused (clear error): everything :class:`TSSLLeaky` refuses, and
+    ``reset_mechanism="zero"`` with ``reset_delay=True`` (snnTorch then zeroes
+    the membrane on the step after a spike, that step's input included: not the
+    paper's reset). Same constructor as ``snn.Synaptic`` plus ``warmup`` and
+    ``warmup_width``; same ``(spk, syn, mem)`` return contract, buffers and
+    ``state_dict`` keys; the step-state rules of :class:`TSSLLeaky` (the
+    membrane passed in decides whether a sequence continues).
+    """
+
+    #: the class defaults, so a layer pickled before an option existed loads with its default.
+    warmup_width: float = WARMUP_WIDTH
+    sensitivity_cap: float = SENSITIVITY_CAP
+
+    def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
+                 inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
+                 reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
+                 warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+                 sensitivity_cap: float = SENSITIVITY_CAP):
+        warmup = check_bool(warmup, "warmup")
+        warmup_width = check_warmup_width(warmup_width)
+        sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+        super().__init__(alpha, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
+                         learn_alpha, learn_beta, learn_threshold, reset_mechanism, state_quant, output, reset_delay)
+        try:
+            _refuse(self)
+        except ValueError:
+            snn.SpikingNeuron.instances.remove(self)
+            raise
+        if spike_grad is not None and not surrogate_disable:
+            _warn_spike_grad()
+        self._tssl_setup(1.0, warmup, warmup_width, sensitivity_cap)  # tau_s is ignored: see the tau_s property
+
+    # The TSSL-BP state and the Leaky-neuron rule are TSSLLeaky's (one home); these read only attributes
+    # that snn.Leaky and snn.Synaptic share (beta, threshold, mem, reset_delay, state_function, ...).
+    _tssl_setup = TSSLLeaky._tssl_setup
+    _tssl_clear = TSSLLeaky._tssl_clear
+    _state_for = TSSLLeaky._state_for
+    _check_options = TSSLLeaky._check_options
+    _current = TSSLLeaky._current
+    _tssl_step = TSSLLeaky._tssl_step
+    _tssl_sequence = TSSLLeaky._tssl_sequence
+
+    @property
+    def tau_s(self) -> Tensor:
+        """The warm-up trace's PSC time constant: the synapse's own, ``1 / (1 - alpha)`` (inf for ``alpha = 1``)."""
+        return 1.0 / (1 - self.alpha.detach().clamp(0, 1))
+
+    @tau_s.setter
+    def tau_s(self, value: Any) -> None:
+        """Not settable: ``convert(tau_s=...)`` sets Leaky layers' trace constant; a Synaptic's is its synapse's."""
+
+    def _mode(self) -> Tuple[str, Optional[str]]:
+        if _synaptic_delayed_zero(self):
+            raise ValueError(f"TSSLSynaptic: {SYNAPTIC_DELAYED_ZERO}")
+        return TSSLLeaky._mode(self)
+
+    def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
+        """TSSLLeaky's constants with the trace's ``1/tau_s = 1 - alpha`` (the synapse's own PSC constant)."""
+        inv_tau_s = (1 - self.alpha.detach().clamp(0, 1)).to(like.dtype)
+        k = TSSLLeaky._constants(self, like, mode, reset_val)
+        return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s))
+
+    def reset_mem(self):
+        self._tssl_clear()
+        return super().reset_mem()
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, input_, syn=None, mem=None):
+        """One time step, exactly ``snn.Synaptic.forward``; returns ``(spk, syn, mem)`` or ``spk`` like snnTorch."""
+        if syn is not None:
+            self.syn = syn
+        if mem is not None:
+            self.mem = mem
+        if self.init_hidden and (mem is not None or syn is not None):
+            raise TypeError("`mem` or `syn` should not be passed as an argument while `init_hidden=True`")
+        if not self.syn.shape == input_.shape:
+            self.syn = torch.zeros_like(input_, device=self.syn.device)
+        if not self.mem.shape == input_.shape:
+            self.mem = torch.zeros_like(input_, device=self.mem.device)
+        self._check_options()
+        mode, reset_val = self._mode()
+        self.syn = self.alpha.clamp(0, 1) * self.syn + input_  # the synaptic filter: linear, plain autograd
+        st = synaptic_step(self.syn, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
+                           self.reset_delay, reset_val, membrane_grad=True)
+        current = self.syn
+        if mode == "zero":  # a caller's membrane above threshold: snnTorch zeroes this step, input included
+            current = torch.where(st.reset > 0, current.detach(), current)
+        spk = self._tssl_step(current, st, mode, reset_val)
+        if self.output or not self.init_hidden:
+            return spk, self.syn, self.mem
+        return spk
+
+    def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Whole sequence ``[T, N, ...]`` from zero ``syn`` and ``mem``; returns ``(spk_seq, syn_seq, mem_seq)``.
+
+        The same numbers as ``reset_mem()`` and then the step loop; the membrane's
+        backward is one call of the core op (the synaptic filter's is autograd's).
+        Does not read or change the step state.
+        """
+        check_sequence(x_seq, "x_seq")
+        self._check_options()
+        mode, reset_val = self._mode()
+        syn = torch.zeros_like(x_seq[0], device=self.syn.device)
+        mem = torch.zeros_like(x_seq[0], device=self.mem.device)
+        alpha = self.alpha.clamp(0, 1)
+        syns, steps = [], []
+        for t in range(x_seq.shape[0]):
+            syn = alpha * syn + x_seq[t]
+            st = synaptic_step(syn, mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
+                               self.reset_delay, reset_val, membrane_grad=True)
+            syns.append(syn)
+            steps.append(st)
+            mem = st.mem
+        syn_seq = torch.stack(syns)
+        spk, mems = self._tssl_sequence(syn_seq, steps, mode, reset_val)
+        return spk, syn_seq, mems
+
+    # -- pickling / copying ---------------------------------------------------------------------
+    def __getstate__(self):
+        state = TSSLLeaky.__getstate__(self)
+        syn = state["_buffers"].get("syn")
+        if isinstance(syn, Tensor) and not syn.is_leaf:
+            state["_buffers"] = {**state["_buffers"], "syn": syn.detach()}
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        _restore_spike_grad(self)
+
+    def extra_repr(self) -> str:
+        tau_s = self.tau_s
+        shown = f"{float(tau_s):g}" if tau_s.numel() == 1 else f"tensor{tuple(tau_s.shape)}"
+        return (f"tau_s={shown} (1/(1-alpha)), warmup={self.warmup}, warmup_width={self.warmup_width}, "
+                f"sensitivity_cap={self.sensitivity_cap}")
+
+
+#: snnTorch class -> TSSL-BP class (exact types), and back.
+_TO_TSSL = {snn.Leaky: TSSLLeaky, snn.Synaptic: TSSLSynaptic}
+_FROM_TSSL = {v: k for k, v in _TO_TSSL.items()}
 
 
 def _snntorch_neuron(module: nn.Module) -> bool:
@@ -331,16 +546,17 @@ def _snntorch_neuron(module: nn.Module) -> bool:
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
-    """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky`, in place.
+    """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky` and every
+    ``snn.Synaptic`` to :class:`TSSLSynaptic`, in place.
 
     The same module objects stay in the model (their class changes), so
     optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. Other
-    snnTorch neurons (Synaptic, Alpha, RLeaky, Lapicque, subclasses of Leaky,
-    ...) are left alone with one warning listing them; ``strict=True`` raises
-    instead. A model with no ``snn.Leaky`` at all (a plain network, or a
-    SpikingJelly model) gets a warning that nothing was converted;
-    ``strict=True`` raises ``ValueError`` instead. Layers with refused options
-    raise before anything is changed.
+    snnTorch neurons (Alpha, RLeaky, RSynaptic, Lapicque, subclasses of Leaky or
+    Synaptic, ...) are left alone with one warning listing them; ``strict=True``
+    raises instead. A model with no ``snn.Leaky`` or ``snn.Synaptic`` at all (a
+    plain network, or a SpikingJelly model) gets a warning that nothing was
+    converted; ``strict=True`` raises ``ValueError`` instead. Layers with refused
+    options raise before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
     keep snnTorch's surrogate gradient, with everything inside them; e.g.
@@ -350,7 +566,9 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
     (the warm-up surrogate's width, default 0.2, the reference's) are set on
     every converted layer, including layers an earlier ``convert`` converted:
-    calling ``convert`` again applies the new options. Returns ``model``.
+    calling ``convert`` again applies the new options; a Synaptic layer's warm-up
+    trace uses its own synapse's ``tau_s = 1/(1 - alpha)`` instead of ``tau_s``.
+    Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
@@ -362,36 +580,37 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
-        if type(m) is snn.Leaky:
+        if type(m) in _TO_TSSL:
             _refuse(m, name or "<root>")
             targets.append(m)
-        elif type(m) is TSSLLeaky:
+        elif type(m) in _FROM_TSSL:
             again.append(m)
-        elif _snntorch_neuron(m) and not isinstance(m, TSSLLeaky):
+        elif _snntorch_neuron(m):
             others.append(f"{name or '<root>'} ({type(m).__name__})")
-    if not others and not any(type(m) in (snn.Leaky, TSSLLeaky) for m in model.modules()):
-        nothing_to_convert(model, "snn.Leaky", "snntorch", strict)
+    if not others and not any(type(m) in _TO_TSSL or type(m) in _FROM_TSSL for m in model.modules()):
+        nothing_to_convert(model, "snn.Leaky or snn.Synaptic", "snntorch", strict)
     if others:
-        msg = ("TSSL-BP convert: only snn.Leaky is supported; left unchanged (still snnTorch surrogate "
-               "gradients): " + ", ".join(others))
+        msg = ("TSSL-BP convert: only snn.Leaky and snn.Synaptic are supported; left unchanged (still snnTorch "
+               "surrogate gradients): " + ", ".join(others))
         if strict:
             raise TypeError(msg)
         warnings.warn(msg, UserWarning, stacklevel=2)
     if any(not _is_default_spike_grad(m.spike_grad) for m in targets):
         _warn_spike_grad()
     for m in targets:
-        m.__class__ = TSSLLeaky
+        m.__class__ = _TO_TSSL[type(m)]
     for m in targets + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
     return model
 
 
 def revert(model: nn.Module) -> nn.Module:
-    """Switch every :class:`TSSLLeaky` in ``model`` back to ``snn.Leaky`` in place; returns ``model``."""
+    """Switch every :class:`TSSLLeaky` / :class:`TSSLSynaptic` in ``model`` back to ``snn.Leaky`` /
+    ``snn.Synaptic`` in place; returns ``model``."""
     check_convert_args(model, False, "revert")
     for m in model.modules():
-        if type(m) is TSSLLeaky:
-            m.__class__ = snn.Leaky
+        if type(m) in _FROM_TSSL:
+            m.__class__ = _FROM_TSSL[type(m)]
             for a in _TSSL_ATTRS:
                 m.__dict__.pop(a, None)
     return model

@@ -14,7 +14,13 @@ SpikingJelly's bit for bit; only gradients change. See
   gradient of the leak current (extension, as the snnTorch adapter's ``learn_beta``);
 * hard reset to a float ``v_reset``: the paper's rule on the membrane shifted
   by ``v_reset`` (threshold ``v_threshold - v_reset``);
-* ``v_reset=None`` (soft reset): the "subtract" extension (not in the paper).
+* ``v_reset=None`` (soft reset): the "subtract" extension (not in the paper);
+* ``neuron.CUBALIFNode`` -> :class:`TSSLCUBALIFNode` (SpikingJelly 2.x only;
+  0.0.0.0.14 has no current-based LIF): the synaptic current ``c`` is a linear
+  filter differentiated by autograd, the membrane the core's neuron with input
+  ``c``, ``1/tau_m = 1 - v_decay`` and the warm-up trace's ``tau_s = 1/(1 - c_decay)``.
+  With ``c_decay = 1 - 1/tau_s`` and weights ``W / tau_s`` it is the paper's network
+  (docs/spikingjelly.md).
 
 Every other neuron type is left alone with one warning (``strict=True``
 raises).
@@ -54,12 +60,26 @@ else:  # pragma: no cover - depends on the installed library
 TSSLLIFNode = _version.TSSLLIFNode
 TSSLIFNode = _version.TSSLIFNode
 TSSLParametricLIFNode = _version.TSSLParametricLIFNode
+if hasattr(_version, "TSSLCUBALIFNode"):
+    TSSLCUBALIFNode = _version.TSSLCUBALIFNode
+
+#: why there is no TSSLCUBALIFNode under SpikingJelly 0.0.0.0.14.
+NO_CUBA = ("TSSLCUBALIFNode needs SpikingJelly 2.x: SpikingJelly 0.0.0.0.14 has no current-based LIF node "
+           "(CLIFNode/CUBALIFNode arrived in 0.0.0.1.0); upgrade SpikingJelly, or use TSSLLIFNode")
+
+
+def __getattr__(name: str):
+    if name == "TSSLCUBALIFNode":  # only reached when the installed SpikingJelly has none
+        raise ImportError(NO_CUBA)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: original class -> TSSL-BP class, and back.
 _TO_TSSL: Dict[type, type] = dict(_version.ORIGINALS)
 _FROM_TSSL: Dict[type, type] = {v: k for k, v in _TO_TSSL.items()}
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
+if SPIKINGJELLY_API == "2":
+    __all__.append("TSSLCUBALIFNode")
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
@@ -80,7 +100,8 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
-    """Switch every ``LIFNode``/``IFNode`` in ``model`` to TSSL-BP gradients, in place.
+    """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,
+    ``CUBALIFNode``) in ``model`` to TSSL-BP gradients, in place.
 
     The same module objects change class (``__class__`` swap), so parameters,
     ``state_dict`` keys, hooks and references stay valid; ``reset_net``,
@@ -99,7 +120,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     keep SpikingJelly's surrogate gradient, with everything inside them; e.g.
     ``convert(net, exclude=[net[-1]])`` trains the hidden layers with TSSL-BP
     and the output layer with its ``surrogate_function``. A name or module not
-    in the model is an error. Returns ``model``.
+    in the model is an error. A ``CUBALIFNode``'s warm-up trace keeps its own synapse's
+    ``tau_s = 1/(1 - c_decay)`` instead of ``tau_s``. Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)

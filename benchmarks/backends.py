@@ -6,6 +6,10 @@
 * ``snntorch:tssl`` / ``spikingjelly:tssl``: the same library network, then the
   adapter's ``convert(model, tau_s=..., warmup=..., warmup_width=...)`` (public API of
   ``tssl_plugin.adapters.snntorch`` / ``.spikingjelly``).
+* ``snntorch-synaptic:<gradient>`` / ``spikingjelly-cuba:<gradient>``: the paper's network built
+  from the hosts' current-based neurons (``snn.Synaptic``, ``CUBALIFNode``), whose synaptic
+  filter is the paper's PSC (:class:`models.SynapticHostNet`); ``tssl`` converts it with the
+  adapter (the native network's forward and gradients), a surrogate name trains it with that surrogate.
 * ``snntorch:tssl+atan`` / ``spikingjelly:tssl+sigmoid``: the hidden-layers recipe,
   ``convert(model, ..., exclude=[output neuron])``: TSSL-BP in every hidden layer,
   the output layer keeps the host's surrogate (``atan()`` / ``Sigmoid()``).
@@ -41,6 +45,7 @@ class Backend:
     gradient: str  # tssl | a surrogate name
     description: str
     natural_loss: str  # kernel | ce_rate | mse_rate
+    neuron: str = "lif"  # lif (Leaky / LIFNode) | synaptic (Synaptic / CUBALIFNode: models.SynapticHostNet)
 
     @property
     def is_tssl(self) -> bool:
@@ -75,6 +80,12 @@ class Backend:
                 raise BackendUnavailable(
                     f"backend {self.name} needs {mod} ({err}); install with: pip install 'tssl-plugin[{extra}]'"
                 ) from err
+        if self.neuron == "synaptic" and self.library == "spikingjelly":
+            from spikingjelly.activation_based import neuron
+
+            if not hasattr(neuron, "CUBALIFNode"):
+                raise BackendUnavailable(f"backend {self.name} needs SpikingJelly 2.x (CUBALIFNode; the installed "
+                                         f"0.0.0.0.14 has none); install with: pip install 'spikingjelly>=2'")
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
               warmup_width: float = WARMUP_WIDTH, native_between: str = "psc"):
@@ -92,16 +103,19 @@ class Backend:
             from snntorch import surrogate
 
             grad = None if self.is_tssl else getattr(surrogate, self.output_surrogate or self.gradient)()
-            net = models.build_snntorch(arch, in_shape, weights, cfg, grad)
+            build = models.build_snntorch_synaptic if self.neuron == "synaptic" else models.build_snntorch
+            net = build(arch, in_shape, weights, cfg, grad)
         else:
             from spikingjelly.activation_based import surrogate
 
             grad = None if self.is_tssl else getattr(surrogate, _SJ[self.output_surrogate or self.gradient])()
-            net = models.build_spikingjelly(arch, in_shape, weights, cfg, grad)
+            build = models.build_spikingjelly_cuba if self.neuron == "synaptic" else models.build_spikingjelly
+            net = build(arch, in_shape, weights, cfg, grad)
         if self.uses_adapter:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
-            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, warmup_width=warmup_width, exclude=exclude)
+            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, warmup_width=warmup_width, exclude=exclude,
+                            **cfg.convert_options())
         return net
 
 
@@ -129,6 +143,16 @@ def _all() -> Dict[str, Backend]:
             for g in _SNN]
     out += [Backend(f"spikingjelly:{g}", "spikingjelly", g,
                     f"LIFNode, surrogate_function=surrogate.{c}()", "mse_rate") for g, c in _SJ.items()]
+    out += [Backend("snntorch-synaptic:tssl", "snntorch", "tssl",
+                    "snn.Synaptic network (the paper's network on host layers) + adapters.snntorch.convert",
+                    "kernel", neuron="synaptic"),
+            Backend("snntorch-synaptic:atan", "snntorch", "atan",
+                    "snn.Synaptic network, spike_grad=snntorch.surrogate.atan()", "ce_rate", neuron="synaptic"),
+            Backend("spikingjelly-cuba:tssl", "spikingjelly", "tssl",
+                    "CUBALIFNode network (the paper's network on host layers) + adapters.spikingjelly.convert",
+                    "kernel", neuron="synaptic"),
+            Backend("spikingjelly-cuba:sigmoid", "spikingjelly", "sigmoid",
+                    "CUBALIFNode network, surrogate_function=surrogate.Sigmoid()", "mse_rate", neuron="synaptic")]
     return {b.name: b for b in out}
 
 

@@ -13,6 +13,10 @@ followed by a layer of LIF neurons with the same constants in every library::
 * SpikingJelly: ``neuron.LIFNode(tau=tau_m, decay_input=False, v_reset=0.0)`` in
   multi-step mode (``step_mode="m"``), synapses from ``spikingjelly...layer``.
 
+* synaptic host networks (:func:`build_snntorch_synaptic`, :func:`build_spikingjelly_cuba`):
+  ``snn.Synaptic`` / ``neuron.CUBALIFNode`` neurons, whose synaptic current filter is the
+  paper's PSC: the paper's network built from host layers (see :class:`SynapticHostNet`).
+
 ``reset="subtract"`` selects each library's reset by subtraction instead (an
 extension of the paper for TSSL-BP). Pooling is the paper's sum pooling times
 1.1 (a fixed convolution of weight 1.1), with no neuron after it.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +40,7 @@ from tssl_plugin.rule import WARMUP_WIDTH
 __all__ = [
     "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights", "layer_input_shapes",
     "SumPool", "SpikingNet", "NATIVE_BETWEEN", "build_native", "build_snntorch", "build_spikingjelly",
+    "SynapticHostNet", "build_snntorch_synaptic", "build_spikingjelly_cuba", "unfilter",
 ]
 
 #: what the native network's hidden layers pass to the next layer: ``psc`` (the paper's network) or
@@ -83,6 +88,19 @@ class NeuronCfg:
     tau_s: float = 3.0
     threshold: float = 1.0
     reset: str = "zero"  # or "subtract"
+    #: TSSL-BP's cap on the spike-time sensitivity, in units of 1/threshold; None: each side's own default
+    #: (the native network the reference's absolute 8, the adapters' convert 1/threshold).
+    sensitivity_cap: Optional[float] = None
+
+    def native_sensitivity_cap(self) -> float:
+        """The absolute cap for the native network's :class:`tssl_plugin.TSSLNeuron`."""
+        from tssl_plugin.rule import SENSITIVITY_CAP
+
+        return SENSITIVITY_CAP if self.sensitivity_cap is None else self.sensitivity_cap / self.threshold
+
+    def convert_options(self) -> Dict[str, float]:
+        """The keyword arguments for an adapter's ``convert`` (none: its default cap)."""
+        return {} if self.sensitivity_cap is None else {"sensitivity_cap": self.sensitivity_cap}
 
 
 _CONV_TOKEN = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:w(\d+(?:\.\d+)?))?$")
@@ -280,7 +298,8 @@ class NativeNet(SpikingNet):
                 ops.append(_TimeDistributed(_synapse(layer, shape, next(w))))
                 last = sum(spiking) == n_neurons - 1  # the output layer always gives its PSC (the read-out)
                 ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc" if last else between,
-                                      reset=reset, warmup=warmup, warmup_width=warmup_width))
+                                      reset=reset, warmup=warmup, warmup_width=warmup_width,
+                                      sensitivity_cap=cfg.native_sensitivity_cap()))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))
@@ -423,3 +442,160 @@ def build_spikingjelly(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronC
 
         surrogate_function = surrogate.Sigmoid()
     return SpikingJellyNet(arch, in_shape, weights, cfg, surrogate_function)
+
+
+# ------------------------------------------------- synaptic host networks (the paper's network)
+def unfilter(x: Tensor, tau_s: float) -> Tensor:
+    """The sequence whose PSC is ``x``: ``r[t] = tau_s (x[t] - (1 - 1/tau_s) x[t-1])`` (so ``psp(r) = x``).
+
+    For the paper's encoding ``x = psp(image)`` it is the repeated image itself (to rounding).
+    """
+    decay = 1.0 - 1.0 / tau_s
+    prev = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+    return tau_s * (x - decay * prev)
+
+
+class _Gain(nn.Module):
+    """A fixed factor on ``[T, N, ...]`` (no parameters): the ``1/tau_s`` of a synaptic host network's synapses."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gain
+
+    def extra_repr(self) -> str:
+        return f"gain={self.gain:g}"
+
+
+class SynapticHostNet(SpikingNet):
+    r"""The paper's network built from a host library's current-based neurons.
+
+    snnTorch's ``Synaptic`` and SpikingJelly's ``CUBALIFNode`` filter their input current,
+    ``syn[t] = alpha syn[t-1] + x[t]``; with ``alpha = 1 - 1/tau_s`` and ``x[t] = W o[t] / tau_s``
+    this is ``W a[t]``, with ``a`` the paper's PSC of the spikes ``o`` (the filter and the synapse
+    commute). So each synapse is the native network's ``W`` followed by a fixed gain ``1/tau_s``
+    (host weights ``W / tau_s``, written so that the trainable weights, their initial values,
+    optimiser steps and clipping are the native network's), the neurons are ``beta = 1 - 1/tau_m``
+    (``v_decay``) with the paper's reset to zero, and the first layer is fed :func:`unfilter` of the
+    encoded input (for ``encoding="psc"``: the repeated image, which its synaptic filter turns into
+    ``psp(image)``). Spikes pass between layers; the output layer's PSC is ``psp`` of its spikes, as for
+    the other host networks. Under TSSL-BP its forward and gradients are the native network's
+    (tests/test_adapter_snntorch_synaptic.py, tests/test_adapter_spikingjelly_cuba.py).
+    """
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, make_neuron,
+                 make_synapse, make_pool) -> None:
+        super().__init__()
+        self.tau_s = cfg.tau_s
+        ops, w = [], iter(weights)
+        for layer, shape in zip(arch.layers, _shapes(arch, in_shape)):
+            if layer.kind in ("fc", "conv"):
+                ops.append(make_synapse(layer, shape, next(w)))
+                ops.append(_Gain(1.0 / cfg.tau_s))
+                ops.append(make_neuron())
+            elif layer.kind == "pool":
+                ops.append(make_pool(layer.k))
+            else:
+                ops.append(_TimeDistributed(nn.Flatten()))
+        self.ops = nn.ModuleList(ops)
+
+
+class _SnnTorchSynapticNet(SynapticHostNet):
+    """:class:`SynapticHostNet` with ``snn.Synaptic`` neurons, each called once per time step."""
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, spike_grad) -> None:
+        import snntorch as snn
+
+        def neuron() -> nn.Module:
+            return snn.Synaptic(alpha=1.0 - 1.0 / cfg.tau_s, beta=1.0 - 1.0 / cfg.tau_m, threshold=cfg.threshold,
+                                spike_grad=spike_grad, reset_mechanism=cfg.reset, reset_delay=False)
+
+        super().__init__(arch, in_shape, weights, cfg, neuron,
+                         lambda layer, shape, weight: _TimeDistributed(_synapse(layer, shape, weight)),
+                         lambda k: _TimeDistributed(SumPool(k)))
+
+    def neurons(self) -> List[nn.Module]:
+        import snntorch as snn
+
+        return [op for op in self.ops if isinstance(op, snn.Synaptic)]
+
+    def forward(self, x: Tensor):
+        import snntorch as snn
+
+        spikes = []
+        x = unfilter(x, self.tau_s)
+        for op in self.ops:
+            if isinstance(op, snn.Synaptic):
+                syn, mem = op.reset_mem()
+                out = []
+                for t in range(x.shape[0]):
+                    spk, syn, mem = op(x[t], syn, mem)
+                    out.append(spk)
+                x = torch.stack(out)
+                spikes.append(x.detach())
+            else:
+                x = op(x)
+        return x, spikes
+
+
+def build_snntorch_synaptic(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
+                            spike_grad=None) -> SpikingNet:
+    """:class:`SynapticHostNet` with ``snntorch.Synaptic`` neurons (``reset_delay=False``), surrogate ``spike_grad``."""
+    return _SnnTorchSynapticNet(arch, in_shape, weights, cfg, spike_grad)
+
+
+class _SpikingJellyCubaNet(SynapticHostNet):
+    """:class:`SynapticHostNet` with SpikingJelly ``CUBALIFNode`` neurons, multi-step mode."""
+
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, surrogate_function) -> None:
+        from spikingjelly.activation_based import functional, layer as sjl, neuron
+
+        if not hasattr(neuron, "CUBALIFNode"):
+            raise ValueError("the CUBALIFNode network needs SpikingJelly 2.x (0.0.0.0.14 has no CUBALIFNode)")
+
+        def synapse(layer: Layer, shape, weight: Tensor) -> nn.Module:
+            if layer.kind == "fc":
+                syn = sjl.Linear(shape[0], layer.out, bias=False)
+            else:
+                syn = sjl.Conv2d(shape[0], layer.out, layer.k, padding=layer.padding, bias=False)
+            with torch.no_grad():
+                syn.weight.copy_(weight)
+            return syn
+
+        def cuba() -> nn.Module:
+            return neuron.CUBALIFNode(c_decay=1.0 - 1.0 / cfg.tau_s, v_decay=1.0 - 1.0 / cfg.tau_m,
+                                      v_threshold=cfg.threshold, v_reset=0.0 if cfg.reset == "zero" else None,
+                                      surrogate_function=surrogate_function)
+
+        super().__init__(arch, in_shape, weights, cfg, cuba, synapse,
+                         lambda k: sjl.SeqToANNContainer(SumPool(k)))
+        functional.set_step_mode(self.ops, "m")
+
+    def neurons(self) -> List[nn.Module]:
+        from spikingjelly.activation_based import neuron
+
+        return [op for op in self.ops if isinstance(op, neuron.BaseNode)]
+
+    def forward(self, x: Tensor):
+        from spikingjelly.activation_based import functional, neuron
+
+        functional.reset_net(self.ops)
+        spikes = []
+        x = unfilter(x, self.tau_s)
+        for op in self.ops:
+            x = op(x)
+            if isinstance(op, neuron.BaseNode):
+                spikes.append(x.detach())
+        return x, spikes
+
+
+def build_spikingjelly_cuba(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
+                            surrogate_function=None) -> SpikingNet:
+    """:class:`SynapticHostNet` with SpikingJelly ``CUBALIFNode`` neurons (default surrogate ``Sigmoid()``)."""
+    if surrogate_function is None:
+        from spikingjelly.activation_based import surrogate
+
+        surrogate_function = surrogate.Sigmoid()
+    return _SpikingJellyCubaNet(arch, in_shape, weights, cfg, surrogate_function)

@@ -165,6 +165,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            + [r for b in backends for r in b.requirements()])
         for b in backends:
             b.check_available()
+            if b.neuron != "lif":
+                raise ValueError(f"backend {b.name}: the layer timing covers LIF backends only (a synaptic "
+                                 f"network's layer is two filters); time it with tssl-bench training runs instead")
         device = pick_device(args.device)
         check_new_out(out, overwrite=args.overwrite, resume=None)
     except (ValueError, B.BackendUnavailable, MissingExtras) as err:

@@ -296,8 +296,9 @@ def test_native_between_spike_is_the_library_network(name):
     w = M.initial_weights(arch, (1, 8, 8), seed=2, gain=4.0)  # every layer fires (4 %-20 % of steps)
     x = torch.rand(5, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.5
     target = torch.rand(5, 6, 10, generator=torch.Generator().manual_seed(1))
-    native = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, M.NeuronCfg(), native_between="spike")
-    lib = B.BACKENDS[name].build(arch, (1, 8, 8), w, M.NeuronCfg())
+    cfg = M.NeuronCfg(sensitivity_cap=1.0)  # the same cap on both sides (each has its own default)
+    native = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, cfg, native_between="spike")
+    lib = B.BACKENDS[name].build(arch, (1, 8, 8), w, cfg)
     out_n, spk_n = native(x)
     out_l, spk_l = lib(x)
     assert [n.output for n in native.neurons()] == ["spike", "spike", "psc"]

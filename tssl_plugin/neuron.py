@@ -7,9 +7,11 @@ import torch
 from torch import Tensor, nn
 
 from . import _impl
-from ._validation import check_bool, check_choice, check_impl, check_param, check_param_values, check_warmup_width
+from ._validation import (
+    check_bool, check_choice, check_impl, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
+)
 from .functional import tssl_lif
-from .rule import OUTPUTS, RESETS, WARMUP_WIDTH, Param
+from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param
 
 __all__ = ["TSSLNeuron"]
 
@@ -26,13 +28,14 @@ class TSSLNeuron(nn.Module):
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
             to the input's ``x.shape[1:]`` (stored as buffers, so they follow
             ``.to()`` and appear in the state_dict).
-        warmup, output, reset, impl, warmup_width: see :func:`~tssl_plugin.functional.tssl_lif`.
+        warmup, output, reset, impl, warmup_width, sensitivity_cap: see :func:`~tssl_plugin.functional.tssl_lif`.
 
     Shape: input ``[T, N, ...]`` (time-first), output the same.
     """
 
     #: the class default, so a module pickled before the option existed loads with the reference's width.
     warmup_width: float = WARMUP_WIDTH
+    sensitivity_cap: float = SENSITIVITY_CAP
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class TSSLNeuron(nn.Module):
         reset: str = "zero",
         impl: str = "auto",
         warmup_width: float = WARMUP_WIDTH,
+        sensitivity_cap: float = SENSITIVITY_CAP,
     ) -> None:
         super().__init__()
         check_choice(output, "output", OUTPUTS)
@@ -52,6 +56,7 @@ class TSSLNeuron(nn.Module):
         check_bool(warmup, "warmup")
         check_impl(impl, _impl.names())
         warmup_width = check_warmup_width(warmup_width)
+        sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
         for name, value in params.items():
             if isinstance(value, Tensor):
@@ -64,6 +69,7 @@ class TSSLNeuron(nn.Module):
                 setattr(self, name, check_param(value, name, torch.Size()))
         self.warmup = warmup
         self.warmup_width = warmup_width
+        self.sensitivity_cap = sensitivity_cap
         self.output = output
         self.reset = reset
         self.impl = impl
@@ -72,7 +78,7 @@ class TSSLNeuron(nn.Module):
         return tssl_lif(
             x, self.tau_m, self.tau_s, self.threshold,
             warmup=self.warmup, output=self.output, reset=self.reset, impl=self.impl,
-            warmup_width=self.warmup_width,
+            warmup_width=self.warmup_width, sensitivity_cap=self.sensitivity_cap,
         )
 
     def extra_repr(self) -> str:
@@ -81,6 +87,7 @@ class TSSLNeuron(nn.Module):
 
         return (
             f"tau_m={show(self.tau_m)}, tau_s={show(self.tau_s)}, threshold={show(self.threshold)}, "
-            f"warmup={self.warmup}, warmup_width={self.warmup_width:g}, output={self.output!r}, "
+            f"warmup={self.warmup}, warmup_width={self.warmup_width:g}, sensitivity_cap={self.sensitivity_cap:g}, "
+            f"output={self.output!r}, "
             f"reset={self.reset!r}"
         )
