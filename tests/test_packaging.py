@@ -66,7 +66,9 @@ def test_license_is_mit_and_in_the_repository():
 def test_sdist_and_wheel_carry_the_license(built):
     sdist, wheel = built
     assert "LICENSE" in sdist
-    assert any(f.endswith(".dist-info/LICENSE") for f in wheel), [f for f in wheel if "dist-info" in f]
+    # setuptools puts it in .dist-info/ (older) or .dist-info/licenses/ (PEP 639, newer)
+    assert any(f.endswith((".dist-info/LICENSE", ".dist-info/licenses/LICENSE")) for f in wheel), \
+        [f for f in wheel if "dist-info" in f]
 
 
 def test_sdist_ships_no_tests_it_cannot_run(built):

@@ -180,28 +180,24 @@ def check_threshold(value: object) -> float:
     return check_number(value, "threshold", lower=0.0)
 
 
-def check_warmup_width(value: object) -> float:
-    """Width ``w`` of the warm-up surrogate ``sigma'((u - theta)/w)/w``: one finite number > 0."""
+def _check_layer_option(value: object, name: str, what: str) -> float:
+    """A layer option that is one finite number > 0 (not a tensor); ``what`` says what it is, in errors."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"warmup_width must be a number (the width of the warm-up surrogate), "
-                        f"got {type(value).__name__}")
+        raise TypeError(f"{name} must be a number ({what}), got {type(value).__name__}")
     v = float(value)
     if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"warmup_width must be a finite number > 0 (the width of the warm-up surrogate), "
-                         f"got {v}")
+        raise ValueError(f"{name} must be a finite number > 0 ({what}), got {v}")
     return v
+
+
+def check_warmup_width(value: object) -> float:
+    """Width ``w`` of the warm-up surrogate ``sigma'((u - theta)/w)/w``: one finite number > 0."""
+    return _check_layer_option(value, "warmup_width", "the width of the warm-up surrogate")
 
 
 def check_sensitivity_cap(value: object) -> float:
     """The cap on the spike-time sensitivity ``c = min(1/du, cap)``: one finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"sensitivity_cap must be a number (the cap on the spike-time sensitivity c = 1/du), "
-                        f"got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"sensitivity_cap must be a finite number > 0 (the cap on the spike-time sensitivity "
-                         f"c = 1/du), got {v}")
-    return v
+    return _check_layer_option(value, "sensitivity_cap", "the cap on the spike-time sensitivity c = 1/du")
 
 
 #: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
