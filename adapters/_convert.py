@@ -14,16 +14,28 @@ never saturate (see the adapters' docs).
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Set, Union
+from typing import Iterable, Optional, Set, Union
 
 from torch import nn
 
-__all__ = ["Exclude", "SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert"]
+from tssl_plugin.rule import SENSITIVITY_CAP
 
-#: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)``, in units of
-#: ``1/threshold`` (the core op's default is the reference's absolute 8; docs/algorithm.md says why the
-#: adapters cap at ``1/threshold`` and gives the measurements).
-SENSITIVITY_CAP = 1.0
+__all__ = ["Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
+           "sensitivity_cap_for"]
+
+#: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)`` for resets by
+#: subtraction, in units of ``1/threshold``; the reset to zero keeps the reference's 8. Measured in host
+#: setups (docs/algorithm.md, "The sensitivity cap"): with 8 a subtraction network does not train.
+SUBTRACTION_SENSITIVITY_CAP = 1.0
+
+
+def sensitivity_cap_for(reset: str, cap: Optional[float]) -> float:
+    """The cap on ``c``, in units of ``1/threshold``, for a layer with core reset ``reset``: ``cap`` when
+    given, else :data:`SUBTRACTION_SENSITIVITY_CAP` for the resets by subtraction and the reference's
+    :data:`tssl_plugin.rule.SENSITIVITY_CAP` (8) for the others."""
+    if cap is not None:
+        return cap
+    return SUBTRACTION_SENSITIVITY_CAP if reset in ("subtract", "subtract_after_leak") else SENSITIVITY_CAP
 
 #: host library (top-level module name) -> the adapter that converts its neurons.
 ADAPTERS = {"snntorch": "tssl_plugin.adapters.snntorch", "spikingjelly": "tssl_plugin.adapters.spikingjelly"}

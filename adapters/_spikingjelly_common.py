@@ -58,13 +58,13 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from tssl_plugin._validation import (check_bool, check_sensitivity_cap, check_tau_s, check_warmup_width,
+from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
                                      values_readable)
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-from ._convert import SENSITIVITY_CAP
+from ._convert import sensitivity_cap_for
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
@@ -94,7 +94,7 @@ def check_binary_surrogate(surrogate_function: Any, where: str) -> None:
 
 
 def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool,
-              warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> None:
+              warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None) -> None:
     """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
     if surrogate_function is not None:
         check_binary_surrogate(surrogate_function, type(node).__name__)
@@ -104,7 +104,7 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
     node.tau_s = check_tau_s(tau_s)
     node.warmup = check_bool(warmup, "warmup")
     node.warmup_width = check_warmup_width(warmup_width)
-    node.sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+    node.sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     node._tssl_state = None
 
 
@@ -264,7 +264,7 @@ class TSSLNodeMixin:
     tau_s: float = 3.0
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # also what a node pickled before the option existed gets
-    sensitivity_cap: float = SENSITIVITY_CAP  # in units of 1/threshold (relative to v_reset); the same
+    sensitivity_cap: Optional[float] = None  # in units of 1/threshold (relative to v_reset); None: by reset
     _tssl_state: Optional[StepState] = None
     _TSSL_KIND = "lif"
 
@@ -304,7 +304,7 @@ class TSSLNodeMixin:
         check_tau_s(self.tau_s)
         check_bool(self.warmup, "warmup")
         check_warmup_width(self.warmup_width)
-        check_sensitivity_cap(self.sensitivity_cap)
+        check_optional_sensitivity_cap(self.sensitivity_cap)
         self._lib_check()
         self._tssl_mapping()
 
@@ -329,7 +329,8 @@ class TSSLNodeMixin:
         with torch.no_grad():
             h = self._lib_charge(x_seq.detach(), v_prev)
             u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width, self.sensitivity_cap / thr)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
+                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
         self._tssl_guard_membrane(current)
@@ -351,7 +352,8 @@ class TSSLNodeMixin:
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width, self.sensitivity_cap / thr)
+        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
+                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)

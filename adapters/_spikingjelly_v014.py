@@ -12,7 +12,7 @@ its CUDA kernels are a separate forward the adapter does not reproduce.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,7 +21,6 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
-from ._convert import SENSITIVITY_CAP
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
@@ -89,7 +88,7 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
@@ -122,7 +121,7 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "torch",
                  store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, backend, store_v_seq)
         lib_check(self)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
@@ -153,7 +152,7 @@ class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)

@@ -9,7 +9,7 @@ membrane ``h`` with SpikingJelly's charge formula for the backward pass only.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -19,7 +19,6 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
-from ._convert import SENSITIVITY_CAP
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "TSSLCUBALIFNode", "ORIGINALS", "lib_check",
@@ -92,7 +91,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
@@ -120,7 +119,7 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
 
@@ -149,7 +148,7 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
@@ -205,7 +204,7 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
 
     def __init__(self, c_decay: float = 0.5, v_decay: float = 0.75, v_threshold: float = 0.5,
                  v_reset: Any = 0.0, surrogate_function: Any = None, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(c_decay, v_decay, v_threshold, v_reset, surrogate.Rect())
         init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap)  # tau_s: property
         self._tssl_mapping()

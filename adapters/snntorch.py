@@ -58,13 +58,13 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import (check_bool, check_sensitivity_cap, check_sequence, check_tau_s,
+from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_sequence, check_tau_s,
                                      check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids, nothing_to_convert
+from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert, sensitivity_cap_for
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -198,17 +198,17 @@ class TSSLLeaky(snn.Leaky):
     #: the class default, so a layer pickled before the option existed loads with the reference's width.
     warmup_width: float = WARMUP_WIDTH
     #: in units of 1/threshold; also what a layer pickled before the option existed gets.
-    sensitivity_cap: float = SENSITIVITY_CAP
+    sensitivity_cap: Optional[float] = None
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         tau_s = check_tau_s(tau_s)
         warmup = check_bool(warmup, "warmup")
         warmup_width = check_warmup_width(warmup_width)
-        sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+        sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
@@ -222,7 +222,8 @@ class TSSLLeaky(snn.Leaky):
         self._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
 
     # -- TSSL state ---------------------------------------------------------------------------
-    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float, sensitivity_cap: float) -> None:
+    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float,
+                    sensitivity_cap: Optional[float]) -> None:
         self.tau_s = tau_s
         self.warmup = warmup
         self.warmup_width = warmup_width
@@ -264,9 +265,9 @@ class TSSLLeaky(snn.Leaky):
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
-        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s),
-                            core_reset(mode, self.reset_delay, reset_val), self.warmup_width,
-                            self.sensitivity_cap / threshold)
+        reset = core_reset(mode, self.reset_delay, reset_val)
+        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s), reset,
+                            self.warmup_width, sensitivity_cap_for(reset, self.sensitivity_cap) / threshold)
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -410,16 +411,16 @@ class TSSLSynaptic(snn.Synaptic):
 
     #: the class defaults, so a layer pickled before an option existed loads with its default.
     warmup_width: float = WARMUP_WIDTH
-    sensitivity_cap: float = SENSITIVITY_CAP
+    sensitivity_cap: Optional[float] = None
 
     def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
                  warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-                 sensitivity_cap: float = SENSITIVITY_CAP):
+                 sensitivity_cap: Optional[float] = None):
         warmup = check_bool(warmup, "warmup")
         warmup_width = check_warmup_width(warmup_width)
-        sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+        sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
         super().__init__(alpha, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_alpha, learn_beta, learn_threshold, reset_mechanism, state_quant, output, reset_delay)
         try:
@@ -545,7 +546,7 @@ def _snntorch_neuron(module: nn.Module) -> bool:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None) -> nn.Module:
     """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky` and every
     ``snn.Synaptic`` to :class:`TSSLSynaptic`, in place.
 
@@ -574,7 +575,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     tau_s = check_tau_s(tau_s)
     warmup = check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
-    sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+    sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
     targets, again, others = [], [], []
     for name, m in model.named_modules():

@@ -28,7 +28,7 @@ raises).
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from torch import nn
 
@@ -39,8 +39,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import SENSITIVITY_CAP, Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
-from tssl_plugin._validation import check_bool, check_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
+from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
+from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
 from ._spikingjelly_common import node_mapping  # noqa: E402
@@ -99,7 +99,7 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            sensitivity_cap: float = SENSITIVITY_CAP, strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None) -> nn.Module:
     """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,
     ``CUBALIFNode``) in ``model`` to TSSL-BP gradients, in place.
 
@@ -109,7 +109,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     converted get the new ``tau_s``/``warmup``/``warmup_width`` (the width of
     the warm-up surrogate, default 0.2, the reference's)/``sensitivity_cap`` (the
     cap on the spike-time sensitivity ``c = min(1/du, sensitivity_cap / threshold)``,
-    threshold relative to ``v_reset``; default 1, docs/algorithm.md). Other neuron types are left
+    threshold relative to ``v_reset``; default None: 1 for the soft reset, the reference's 8 for a hard
+    reset, docs/algorithm.md). Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
     instead. A model with none of these nodes at all (a plain network, or an
     snnTorch model) gets a warning that nothing was converted; ``strict=True``
@@ -127,7 +128,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     tau_s = check_tau_s(tau_s)
     check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
-    sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+    sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []

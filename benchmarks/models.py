@@ -89,7 +89,8 @@ class NeuronCfg:
     threshold: float = 1.0
     reset: str = "zero"  # or "subtract"
     #: TSSL-BP's cap on the spike-time sensitivity, in units of 1/threshold; None: each side's own default
-    #: (the native network the reference's absolute 8, the adapters' convert 1/threshold).
+    #: (the native network the reference's absolute 8, the adapters' convert 8 for a zero reset and
+    #: 1/threshold for a reset by subtraction).
     sensitivity_cap: Optional[float] = None
 
     def native_sensitivity_cap(self) -> float:

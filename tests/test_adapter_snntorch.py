@@ -14,7 +14,7 @@ from snntorch import surrogate, utils  # noqa: E402
 from tssl_plugin._impl.reference import (  # noqa: E402
     LIFConstants, backward_sequence, carry_step, forward_sequence, spike_trace,
 )
-from tssl_plugin.adapters._convert import SENSITIVITY_CAP as ADAPTER_CAP  # noqa: E402
+from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
 from tssl_plugin.functional import spikes_with_tssl_grad, tssl_lif  # noqa: E402
@@ -95,7 +95,7 @@ def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2):
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
     kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
-              sensitivity_cap=ADAPTER_CAP / thr)
+              sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr)
     o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
     return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, **kw)
@@ -190,7 +190,7 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
     (g_step,) = torch.autograd.grad(spk, x, gy.float())
     tau_m = 1.0 / (1.0 - lif.beta.double().item())  # beta is stored as float32
     o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width,
-                 sensitivity_cap=ADAPTER_CAP)
+                 sensitivity_cap=sensitivity_cap_for(core, None))
     assert torch.equal(spk.to(dtype), o)
     (g_core,) = torch.autograd.grad(o, x, gy)
     torch.testing.assert_close(g_step, g_core, **tol(dtype))
@@ -212,8 +212,9 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     (g,) = torch.autograd.grad(spk, x, gy.float())
     o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core)
     assert torch.equal(spk.double(), o)
-    # the cap is per neuron here (ADAPTER_CAP / threshold): the core's rule through the adapters' trace op
-    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core)._replace(sensitivity_cap=ADAPTER_CAP / thr)
+    # the cap is per neuron here (cap / threshold): the core's rule through the adapters' trace op
+    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core)._replace(
+        sensitivity_cap=sensitivity_cap_for(core, None) / thr)
     tr = forward_sequence(x.detach(), k)
     g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
     torch.testing.assert_close(g, g_core, rtol=1e-12, atol=1e-12)
@@ -747,7 +748,7 @@ def test_reset_mechanism_changed_after_construction(built, changed, delay):
     (g_step,) = torch.autograd.grad(s1, x, gy)
     core = core_reset(built, delay, changed)
     tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
-    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=ADAPTER_CAP)
+    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=sensitivity_cap_for(core, None))
     assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
     (g_core,) = torch.autograd.grad(o, x, gy.double())
     torch.testing.assert_close(g_step, g_core, **tol(torch.float64))
@@ -812,3 +813,30 @@ def test_gradient_check_can_be_turned_off(monkeypatch):
     x[2, 1, 4] = float("nan")
     net(x)[0].sum().backward()
     assert not torch.isfinite(net.fc1.weight.grad).all()
+
+
+# --------------------------------------------------------------------------------------------
+# the sensitivity cap
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reset,delay,core", CONFIGS, ids=CONFIG_IDS)
+def test_sensitivity_cap_default_depends_on_the_reset(reset, delay, core):
+    """None: 1/threshold for a reset by subtraction, the reference's 8 (times 1/threshold) otherwise; a number
+    given to convert (in units of 1/threshold) applies to every reset."""
+    net = convert(Net(beta=0.8, threshold=0.5, reset_mechanism=reset, reset_delay=delay))
+    x = make_x(T=4, shape=(2, 12), seed=1)
+    mode, reset_val = net.lif1._mode()
+    k = net.lif1._constants(x[0], mode, reset_val)
+    assert k.reset == core
+    expected = (1.0 if core.startswith("subtract") else 8.0) / 0.5
+    assert float(k.sensitivity_cap) == pytest.approx(expected)
+    convert(net, sensitivity_cap=3.0)
+    assert float(net.lif1._constants(x[0], mode, reset_val).sensitivity_cap) == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("bad,error", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+                                       ("1", TypeError), (True, TypeError)])
+def test_bad_sensitivity_cap_is_one_line_error(bad, error):
+    with pytest.raises(error, match="sensitivity_cap must be"):
+        convert(Net(), sensitivity_cap=bad)
+    with pytest.raises(error, match="sensitivity_cap must be"):
+        TSSLLeaky(beta=0.9, sensitivity_cap=bad)

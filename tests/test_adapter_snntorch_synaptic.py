@@ -10,7 +10,7 @@ snn = pytest.importorskip("snntorch")
 
 from tssl_plugin import psp  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLSynaptic, convert, revert  # noqa: E402
-from tssl_plugin.adapters._convert import SENSITIVITY_CAP as ADAPTER_CAP  # noqa: E402
+from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 from tssl_plugin.loss import kernel_loss  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_synaptic_current_gets_the_core_gradient_through_its_filter():
     (spk.double() * g).sum().backward()
     syn_leaf = syn.detach().clone().requires_grad_()
     out = tssl_lif(syn_leaf, 1 / (1 - 0.8), 1 / (1 - 0.7), THETA, output="spike", reset="zero",
-                   sensitivity_cap=ADAPTER_CAP / THETA)
+                   sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
     assert torch.equal(out.detach(), spk.double())
     (out * g).sum().backward()
     expect = torch.zeros_like(x)
@@ -98,8 +98,8 @@ def _native(img, w1, w2, labels):
     """TSSL-BP's network on the core op: PSC between layers, reset to zero, input psp(image)."""
     w1, w2 = w1.clone().requires_grad_(), w2.clone().requires_grad_()
     p = psp(img.expand(T, *img.shape).contiguous(), TAU_S)
-    a1 = tssl_lif(p @ w1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=ADAPTER_CAP / THETA)
-    a2 = tssl_lif(a1 @ w2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=ADAPTER_CAP / THETA)
+    a1 = tssl_lif(p @ w1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
+    a2 = tssl_lif(a1 @ w2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
     kernel_loss(a2, labels, tau_s=TAU_S).backward()
     return a1.detach(), a2.detach(), w1.grad, w2.grad
 

@@ -19,7 +19,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate  
 from tssl_plugin.adapters.spikingjelly import (  # noqa: E402
     SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, TSSLParametricLIFNode, convert, revert,
 )
-from tssl_plugin.adapters._convert import SENSITIVITY_CAP as ADAPTER_CAP  # noqa: E402
+from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 
 V2 = SPIKINGJELLY_API == "2"
@@ -187,7 +187,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     tau_m = tau if kind != "if" else math.inf
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
-                      warmup_width=width, sensitivity_cap=ADAPTER_CAP / (1.0 - vr))
+                      warmup_width=width, sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())
     assert 0 < o.sum() < o.numel() * 0.7
@@ -578,8 +578,9 @@ def test_plif_leak_gets_the_leak_current_gradient(decay_input, v_reset):
     v_prev = torch.cat((torch.full_like(x[:1], vr), ref.v_seq[:-1])) - vr
     x_scaled = x * q if decay_input else x
     xc = x_scaled.clone().requires_grad_()
-    o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset="zero" if v_reset == 0.0 else "subtract",
-                      sensitivity_cap=ADAPTER_CAP / (1.0 - vr))
+    reset = "zero" if v_reset == 0.0 else "subtract"
+    o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset=reset,
+                      sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     (g_current,) = torch.autograd.grad(o_core, xc, gy)  # dL/dI
     dI_dq = (x - v_prev) if decay_input else -v_prev
     torch.testing.assert_close(gx, g_current * (q if decay_input else 1.0), rtol=1e-10, atol=1e-12)

@@ -11,7 +11,7 @@ from spikingjelly.activation_based import functional, layer, neuron  # noqa: E40
 from tssl_plugin import psp  # noqa: E402
 from tssl_plugin.adapters import spikingjelly as adapter  # noqa: E402
 from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, convert, revert  # noqa: E402
-from tssl_plugin.adapters._convert import SENSITIVITY_CAP as ADAPTER_CAP  # noqa: E402
+from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 from tssl_plugin.loss import kernel_loss  # noqa: E402
 
@@ -92,7 +92,7 @@ def test_membrane_part_is_the_core_op_on_the_synaptic_current(v_reset):
     c_leaf = c.clone().requires_grad_()
     reset = "subtract" if v_reset is None else "zero"
     out = tssl_lif(c_leaf - vr * (1 - v_decay), 1 / (1 - v_decay), 1 / (1 - c_decay), 1.0 - vr, output="spike",
-                   reset=reset, sensitivity_cap=ADAPTER_CAP / (1.0 - vr))
+                   reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     assert torch.equal(out.detach(), spk)
     (out * g).sum().backward()
     expect, carry = torch.zeros_like(x), torch.zeros_like(x[0])
@@ -120,8 +120,8 @@ def test_converted_cuba_network_is_the_papers_network(mode):
     img, w1, w2, labels = _paper_pair()
     n1, n2 = w1.clone().requires_grad_(), w2.clone().requires_grad_()
     p = psp(img.expand(T, *img.shape).contiguous(), TAU_S)
-    a1 = tssl_lif(p @ n1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=ADAPTER_CAP / THETA)
-    a2 = tssl_lif(a1 @ n2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=ADAPTER_CAP / THETA)
+    a1 = tssl_lif(p @ n1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
+    a2 = tssl_lif(a1 @ n2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
     kernel_loss(a2, labels, tau_s=TAU_S).backward()
 
     kw = dict(c_decay=1 - 1 / TAU_S, v_decay=1 - 1 / TAU_M, v_threshold=THETA, v_reset=0.0)

@@ -200,6 +200,11 @@ def check_sensitivity_cap(value: object) -> float:
     return _check_layer_option(value, "sensitivity_cap", "the cap on the spike-time sensitivity c = 1/du")
 
 
+def check_optional_sensitivity_cap(value: object) -> Optional[float]:
+    """An adapter's ``sensitivity_cap``: None (the default for the layer's reset) or one finite number > 0."""
+    return None if value is None else check_sensitivity_cap(value)
+
+
 #: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
 PARAM_BOUNDS = {
     "tau_m": (1.0, False, True),
