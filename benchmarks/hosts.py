@@ -253,7 +253,11 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
     with torch.no_grad():
         spk, _, hid = net(xte.expand(T, -1, -1))
         acc = float((spk.sum(0).argmax(1) == yte).float().mean())
+    from .machine import code_info, machine_info, tssl_impl
+
     return {"library": library, "loss": loss, "reset": reset, "variant": variant, "seed": seed,
+            "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
+            "tssl_impl": tssl_impl(variant != "host", torch.device("cpu")),
             "test_accuracy": acc, "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds,
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
             "warmup_width": None if variant == "host" else args.warmup_width,

@@ -326,11 +326,15 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
     for h in hooks:
         h.remove()
     tail = losses[-10:]
+    from .machine import code_info, machine_info, tssl_impl
+
     return {"setup": name, "variant": variant, "seed": seed, "test_accuracy": correct / len(yte),
             "firing_rates": [s / max(c, 1) for s, c in zip(sums, counts)],
             "seconds_per_iteration": per_iter, "final_loss": sum(tail) / len(tail),
             "finite_loss": all(math.isfinite(v) for v in losses), "iterations": args.iterations,
-            "steps": steps, "test_images": len(yte), "convert_options": convert_options}
+            "steps": steps, "test_images": len(yte), "convert_options": convert_options,
+            "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
+            "tssl_impl": tssl_impl(variant != "host", torch.device("cpu"))}
 
 
 def _data(setup: Setup, test_images: int) -> Tuple[Tensor, ...]:

@@ -60,6 +60,9 @@ def test_runs_write_records_and_resume(tmp_path, capsys):
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["test_images"] == 64 and r["steps"] == 4
         assert len(r["firing_rates"]) == (2 if r["setup"].startswith("snntorch") else 1)
         assert r["finite_loss"] and r["seconds_per_iteration"] > 0
+        assert r["code"]["tssl_plugin"] and r["machine"]["cpu_count"] >= 1  # what produced it
+        if r["variant"] == "host":
+            assert r["tssl_impl"] is None  # no TSSL-BP op ran for it
     # same initial weights and batches: the surrogate and TSSL-BP runs differ only by their gradients
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["rows"]) == 4
