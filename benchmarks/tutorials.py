@@ -37,8 +37,9 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
 
 The record of each run: test accuracy (argmax of output spike counts, the
 tutorials' ``accuracy_rate``), the mean firing rate of every spiking layer on
-the test images, the seconds per training iteration, and the loss of the last
-iterations.
+the test images, the seconds per training iteration, the loss of the last
+iterations, and what produced it (``code``, ``machine``, ``tssl_impl``, as in
+:mod:`tssl_plugin.benchmarks.machine`).
 """
 from __future__ import annotations
 
