@@ -171,10 +171,25 @@ def _restore_spike_grad(module: nn.Module) -> None:
         module.spike_grad = module.spike_grad.build()
 
 
-def _warn_spike_grad() -> None:
+def _warn_spike_grad(stacklevel: int = 3) -> None:
     warnings.warn("spike_grad is ignored by TSSL-BP layers (TSSLLeaky, TSSLSynaptic): TSSL-BP computes the "
                   "spike gradient from spike timing and needs no surrogate (the forward stays the Heaviside step)",
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=stacklevel)
+
+
+def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau_s: float, warmup: bool,
+                 warmup_width: float, sensitivity_cap: Optional[float]) -> None:
+    """The end of a TSSL-BP layer's constructor, after snnTorch's: refuse what it cannot honour (and take the
+    half-built layer out of ``snn.SpikingNeuron.instances``), warn about an ignored ``spike_grad``, set the
+    TSSL-BP attributes."""
+    try:
+        _refuse(layer)
+    except ValueError:
+        snn.SpikingNeuron.instances.remove(layer)
+        raise
+    if spike_grad is not None and not surrogate_disable:
+        _warn_spike_grad(stacklevel=4)  # the user's line that built the layer
+    layer._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
@@ -212,14 +227,7 @@ class TSSLLeaky(snn.Leaky):
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
-        try:
-            _refuse(self)
-        except ValueError:
-            snn.SpikingNeuron.instances.remove(self)
-            raise
-        if spike_grad is not None and not surrogate_disable:
-            _warn_spike_grad()
-        self._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
+        _finish_init(self, spike_grad, surrogate_disable, tau_s, warmup, warmup_width, sensitivity_cap)
 
     # -- TSSL state ---------------------------------------------------------------------------
     def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float,
@@ -423,14 +431,8 @@ class TSSLSynaptic(snn.Synaptic):
         sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
         super().__init__(alpha, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_alpha, learn_beta, learn_threshold, reset_mechanism, state_quant, output, reset_delay)
-        try:
-            _refuse(self)
-        except ValueError:
-            snn.SpikingNeuron.instances.remove(self)
-            raise
-        if spike_grad is not None and not surrogate_disable:
-            _warn_spike_grad()
-        self._tssl_setup(1.0, warmup, warmup_width, sensitivity_cap)  # tau_s is ignored: see the tau_s property
+        # tau_s is ignored: see the tau_s property
+        _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap)
 
     # The TSSL-BP state and the Leaky-neuron rule are TSSLLeaky's (one home); these read only attributes
     # that snn.Leaky and snn.Synaptic share (beta, threshold, mem, reset_delay, state_function, ...).
