@@ -390,6 +390,19 @@ def build_snntorch(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, 
 
 
 # --------------------------------------------------------------- spikingjelly
+def run_spikingjelly(ops: nn.Module, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+    """A multi-step SpikingJelly stack from a reset state: ``(output, [each neuron's spikes, detached])``."""
+    from spikingjelly.activation_based import functional, neuron
+
+    functional.reset_net(ops)
+    spikes = []
+    for op in ops:
+        x = op(x)
+        if isinstance(op, neuron.BaseNode):
+            spikes.append(x.detach())
+    return x, spikes
+
+
 class SpikingJellyNet(SpikingNet):
     """The network with SpikingJelly ``LIFNode`` neurons and ``layer.*`` synapses, multi-step mode."""
 
@@ -424,15 +437,7 @@ class SpikingJellyNet(SpikingNet):
         return [op for op in self.ops if isinstance(op, neuron.BaseNode)]
 
     def forward(self, x: Tensor):
-        from spikingjelly.activation_based import functional, neuron
-
-        functional.reset_net(self.ops)
-        spikes = []
-        for op in self.ops:
-            x = op(x)
-            if isinstance(op, neuron.BaseNode):
-                spikes.append(x.detach())
-        return x, spikes
+        return run_spikingjelly(self.ops, x)
 
 
 def build_spikingjelly(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
@@ -580,16 +585,7 @@ class _SpikingJellyCubaNet(SynapticHostNet):
         return [op for op in self.ops if isinstance(op, neuron.BaseNode)]
 
     def forward(self, x: Tensor):
-        from spikingjelly.activation_based import functional, neuron
-
-        functional.reset_net(self.ops)
-        spikes = []
-        x = unfilter(x, self.tau_s)
-        for op in self.ops:
-            x = op(x)
-            if isinstance(op, neuron.BaseNode):
-                spikes.append(x.detach())
-        return x, spikes
+        return run_spikingjelly(self.ops, unfilter(x, self.tau_s))
 
 
 def build_spikingjelly_cuba(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg,
