@@ -28,3 +28,13 @@ def load_cases():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Step loops are many tiny ops: one thread is ~10x faster than two on a shared 2-core machine.
+    Modules of step-loop tests opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

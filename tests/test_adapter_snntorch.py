@@ -19,13 +19,7 @@ from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
 from tssl_plugin.functional import spikes_with_tssl_grad, tssl_lif  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Step loops are many tiny ops: one thread is ~10x faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
 # (snnTorch reset_mechanism, reset_delay) -> the core op's reset rule

@@ -14,15 +14,10 @@ from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 from tssl_plugin.loss import kernel_loss  # noqa: E402
 
-TAU_M, TAU_S, THETA, T = 5.0, 3.0, 1.0, 16
+from paper_network import TAU_M, TAU_S, THETA, T, native, paper_pair  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
 def step_loop(layer, x):
@@ -84,26 +79,6 @@ def test_synaptic_current_gets_the_core_gradient_through_its_filter():
     torch.testing.assert_close(x.grad, expect, rtol=1e-12, atol=1e-12)
 
 
-def _paper_pair(seed=0):
-    """Inputs, weights and labels for a small 2-layer network (float64), lively in both layers."""
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(6, 10, generator=g, dtype=torch.float64)
-    w1 = torch.randn(14, 10, generator=g, dtype=torch.float64) * 0.9
-    w2 = torch.randn(4, 14, generator=g, dtype=torch.float64) * 1.2
-    labels = torch.randint(0, 4, (6,), generator=g)
-    return img, w1, w2, labels
-
-
-def _native(img, w1, w2, labels):
-    """TSSL-BP's network on the core op: PSC between layers, reset to zero, input psp(image)."""
-    w1, w2 = w1.clone().requires_grad_(), w2.clone().requires_grad_()
-    p = psp(img.expand(T, *img.shape).contiguous(), TAU_S)
-    a1 = tssl_lif(p @ w1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
-    a2 = tssl_lif(a1 @ w2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
-    kernel_loss(a2, labels, tau_s=TAU_S).backward()
-    return a1.detach(), a2.detach(), w1.grad, w2.grad
-
-
 class SynapticNet(nn.Module):
     """The same network from snn.Synaptic layers: Linear(W / tau_s) -> Synaptic, fed the raw image."""
 
@@ -142,8 +117,8 @@ def test_converted_synaptic_network_is_the_papers_network(seq):
     rounding), and dL/d(W/tau_s) = tau_s dL/dW. snnTorch emits float32 spikes, so the gradient reaching
     them is rounded to float32 on its way back: the weight gradients agree to float32 rounding
     (observed max relative difference 5e-7; the test allows 1e-5)."""
-    img, w1, w2, labels = _paper_pair()
-    a1, a2, g1, g2 = _native(img, w1, w2, labels)
+    img, w1, w2, labels = paper_pair()
+    a1, a2, g1, g2 = native(img, w1, w2, labels)
     net = convert(SynapticNet(w1, w2, seq))
     o1, o2 = net(img.expand(T, *img.shape).contiguous())
     a2_host = psp(o2, TAU_S)
@@ -159,8 +134,8 @@ def test_converted_synaptic_network_is_the_papers_network(seq):
 
 def test_a_different_synapse_constant_is_not_the_papers_network():
     """The equality above is not automatic: alpha from another tau_s changes spikes or gradients."""
-    img, w1, w2, labels = _paper_pair()
-    a1, a2, g1, g2 = _native(img, w1, w2, labels)
+    img, w1, w2, labels = paper_pair()
+    a1, a2, g1, g2 = native(img, w1, w2, labels)
     net = SynapticNet(w1, w2, False)
     net.lif1.alpha.fill_(1 - 1 / 4.0)
     net.lif2.alpha.fill_(1 - 1 / 4.0)

@@ -17,15 +17,10 @@ from tssl_plugin.loss import kernel_loss  # noqa: E402
 
 V2 = SPIKINGJELLY_API == "2"
 needs_v2 = pytest.mark.skipif(not V2, reason="CUBALIFNode exists in SpikingJelly 2.x only")
-TAU_M, TAU_S, THETA, T = 5.0, 3.0, 1.0, 16
+from paper_network import TAU_M, TAU_S, THETA, T, native, paper_pair  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
 def run(node, x, mode):
@@ -103,26 +98,14 @@ def test_membrane_part_is_the_core_op_on_the_synaptic_current(v_reset):
     torch.testing.assert_close(x.grad, expect, rtol=1e-10, atol=1e-12)
 
 
-def _paper_pair(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(6, 10, generator=g, dtype=torch.float64)
-    w1 = torch.randn(14, 10, generator=g, dtype=torch.float64) * 0.9
-    w2 = torch.randn(4, 14, generator=g, dtype=torch.float64) * 1.2
-    return img, w1, w2, torch.randint(0, 4, (6,), generator=g)
-
-
 @needs_v2
 @pytest.mark.parametrize("mode", ["s", "m"])
 def test_converted_cuba_network_is_the_papers_network(mode):
     """CUBALIFNode(c_decay=1-1/tau_s, v_decay=1-1/tau_m, v_reset=0) with weights W/tau_s on the raw image is
     TSSL-BP's network with weights W on psp(image): the same spikes and dL/d(W/tau_s) = tau_s dL/dW
     (float64; SpikingJelly's spikes keep the input dtype, so the gradients agree to float64 rounding)."""
-    img, w1, w2, labels = _paper_pair()
-    n1, n2 = w1.clone().requires_grad_(), w2.clone().requires_grad_()
-    p = psp(img.expand(T, *img.shape).contiguous(), TAU_S)
-    a1 = tssl_lif(p @ n1.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
-    a2 = tssl_lif(a1 @ n2.T, TAU_M, TAU_S, THETA, output="psc", reset="zero", sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
-    kernel_loss(a2, labels, tau_s=TAU_S).backward()
+    img, w1, w2, labels = paper_pair()
+    a1, a2, g1, g2 = native(img, w1, w2, labels)
 
     kw = dict(c_decay=1 - 1 / TAU_S, v_decay=1 - 1 / TAU_M, v_threshold=THETA, v_reset=0.0)
     net = torch.nn.Sequential(layer.Linear(10, 14, bias=False), neuron.CUBALIFNode(**kw),
@@ -144,9 +127,9 @@ def test_converted_cuba_network_is_the_papers_network(mode):
     torch.testing.assert_close(psp(o1, TAU_S).detach(), a1.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(a2_host.detach(), a2.detach(), rtol=0, atol=1e-12)
     assert 0.05 < float(o1.detach().mean()) < 0.6 and 0.02 < float(o2.detach().mean()) < 0.8
-    assert n1.grad.abs().sum() > 0 and n2.grad.abs().sum() > 0
-    torch.testing.assert_close(net[0].weight.grad, TAU_S * n1.grad, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(net[2].weight.grad, TAU_S * n2.grad, rtol=1e-9, atol=1e-12)
+    assert g1.abs().sum() > 0 and g2.abs().sum() > 0
+    torch.testing.assert_close(net[0].weight.grad, TAU_S * g1, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(net[2].weight.grad, TAU_S * g2, rtol=1e-9, atol=1e-12)
 
 
 @needs_v2
