@@ -46,26 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_run(folder: Path) -> Tuple[Any, List[Dict[str, Any]]]:
-    """``(config, epoch records)`` of the training run in ``folder``; ValueError naming what is wrong."""
-    from . import report as R
-    from .config import check_config, read_config
-
-    if (folder / "merged_from.json").exists() and not (folder / "config.json").exists():
-        raise ValueError(f"{folder} is a merged summary, not a run; merge the run folders it lists in "
-                         f"{folder / 'merged_from.json'}")
-    cfg = check_config(read_config(folder, option="merge"))
-    path = folder / "results.jsonl"
-    try:
-        records = R.read_jsonl(path) if path.exists() else []
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"merge: cannot read {path} ({type(err).__name__}: {err})") from err
-    if not records:
-        raise ValueError(f"merge: {folder} has no finished epoch yet ({path} is empty or missing); "
-                         "merge it once its first epoch is done")
-    return cfg, records
-
-
 def _check_same_settings(folders: Sequence[Path], cfgs: Sequence[Any]) -> None:
     from .config import as_dict
 
@@ -137,7 +117,10 @@ def merge_runs(folders: Sequence[Path], out: Path, *, overwrite: bool = False,
         raise ValueError(f"--out {out} holds a training run (config.json, checkpoints); a merge never writes "
                          "into one, even with --overwrite; give a new folder")
     check_new_out(out, overwrite=overwrite, resume=None, files=MERGE_FILES, holding="a merged summary")
-    runs = [_read_run(f) for f in folders]
+    from .results_dir import read_run
+
+    runs = [read_run(f, "merge", prefix="", empty="has no finished epoch yet",
+                     then="; merge it once its first epoch is done") for f in folders]
     cfgs, per_folder = [c for c, _ in runs], [r for _, r in runs]
     _check_same_settings(folders, cfgs)
     code_diff = _code_differences(folders, per_folder)

@@ -194,25 +194,16 @@ def reproduce(src: Path, epochs: int, out: Optional[Path] = None, *, backends: O
     ``{"source", "out", "epochs", "defaults_used", "comparisons"}`` (also written to ``out/reproduce.json``).
     ValueError for a folder that is not a finished-or-started run, a bad ``epochs``, or an ``out`` in ``src``."""
     from . import report as R
-    from .config import Config, check_config, read_config
+    from .config import Config
     from .device import check_device
     from .extras import check_requirements
-    from .results_dir import check_new_out
+    from .results_dir import check_new_out, read_run
     from .train import run_benchmark
     from .train_options import training_requirements
 
     src = Path(src)
-    if (src / "merged_from.json").exists() and not (src / "config.json").exists():
-        raise ValueError(f"reproduce: {src} is a merged summary, not a run; reproduce the run folders it lists in "
-                         f"{src / 'merged_from.json'}")
-    cfg = check_config(read_config(src, option="reproduce"))
-    path = src / "results.jsonl"
-    try:
-        orig = R.read_jsonl(path) if path.exists() else []
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"reproduce: cannot read {path} ({type(err).__name__}: {err})") from err
-    if not orig:
-        raise ValueError(f"reproduce: {src} has no finished epoch ({path} is empty or missing); nothing to compare")
+    cfg, orig = read_run(src, "reproduce", prefix="reproduce: ", empty="has no finished epoch",
+                         then="; nothing to compare")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= cfg.epochs:
         raise ValueError(f"--epochs {epochs}: must be an integer from 1 to the run's {cfg.epochs} epochs")
     if backends:

@@ -114,3 +114,23 @@ def write_summary_files(out: Path, summary: Dict[str, Any], csv_columns: Sequenc
     R.atomic_write_text(out / "summary.csv", R.csv_text(csv_columns, csv_rows))
     R.atomic_write_text(out / "summary.md", markdown)
     return summary
+
+
+def read_run(folder: Path, command: str, *, prefix: str, empty: str, then: str = ""):
+    """``(config, epoch records)`` of the training run in ``folder``, for ``tssl-bench COMMAND``; ValueError
+    naming what is wrong: a merged summary, an unreadable config or results file, no finished epoch
+    (``empty`` and ``then`` word that message; ``prefix`` starts the merged-summary one)."""
+    from .config import check_config, read_config
+
+    if (folder / "merged_from.json").exists() and not (folder / "config.json").exists():
+        raise ValueError(f"{prefix}{folder} is a merged summary, not a run; {command} the run folders it lists "
+                         f"in {folder / 'merged_from.json'}")
+    cfg = check_config(read_config(folder, option=command))
+    path = folder / "results.jsonl"
+    try:
+        records = R.read_jsonl(path) if path.exists() else []
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{command}: cannot read {path} ({type(err).__name__}: {err})") from err
+    if not records:
+        raise ValueError(f"{command}: {folder} {empty} ({path} is empty or missing){then}")
+    return cfg, records
