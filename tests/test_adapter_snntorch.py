@@ -582,14 +582,11 @@ def test_bad_tssl_parameters():
 def test_converted_network_learns_digits():
     """scikit-learn digits (1797 8x8 images, bundled): a converted tutorial network reaches >= 75% test
     accuracy (measured 82-87% over seeds 0-7; chance 10%) in 8 epochs, a few seconds on one CPU thread."""
-    from sklearn.datasets import load_digits
+    pytest.importorskip("sklearn")
+    from digits import digits_split
 
     torch.manual_seed(0)
-    d = load_digits()
-    X = torch.tensor(d.data, dtype=torch.float32) / 16
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    train, test = perm[:1400], perm[1400:]
+    X, y, train, test = digits_split()
     class DigitNet(nn.Module):
         def __init__(self):
             super().__init__()

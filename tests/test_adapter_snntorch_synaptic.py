@@ -228,12 +228,10 @@ def test_converted_synaptic_network_learns_digits():
     """scikit-learn digits: a converted Linear-Synaptic-Linear-Synaptic network (the paper's constants,
     weights W/tau_s) reaches >= 75% test accuracy in 6 epochs with snnTorch's rate cross-entropy
     (measured 86.6% at seed 0; chance 10%), a few seconds on one CPU thread."""
-    datasets = pytest.importorskip("sklearn.datasets")
-    d = datasets.load_digits()
-    X = torch.tensor(d.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    train, test = perm[:1400], perm[1400:]
+    pytest.importorskip("sklearn")
+    from digits import digits_split
+
+    X, y, train, test = digits_split()
     torch.manual_seed(0)
     net = convert(SynapticNetF(64, 64, 10))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)

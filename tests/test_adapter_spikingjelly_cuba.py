@@ -178,12 +178,10 @@ def test_refused_options():
 def test_converted_cuba_network_learns_digits():
     """scikit-learn digits: a converted Linear-CUBALIF-Linear-CUBALIF network (the paper's constants,
     weights W/tau_s) reaches >= 75% test accuracy in 6 epochs with rate cross-entropy (chance 10%)."""
-    datasets = pytest.importorskip("sklearn.datasets")
-    d = datasets.load_digits()
-    X = torch.tensor(d.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    train, test = perm[:1400], perm[1400:]
+    pytest.importorskip("sklearn")
+    from digits import digits_split
+
+    X, y, train, test = digits_split()
     torch.manual_seed(0)
     kw = dict(c_decay=1 - 1 / TAU_S, v_decay=1 - 1 / TAU_M, v_threshold=1.0, v_reset=0.0)
     net = torch.nn.Sequential(layer.Linear(64, 64, bias=False), neuron.CUBALIFNode(**kw),
