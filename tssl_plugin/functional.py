@@ -71,7 +71,8 @@ def tssl_lif(
             gradient from further below the threshold.
         sensitivity_cap: the cap of the spike-time sensitivity ``c = min(1/du, cap)``
             (a number > 0). The default 8 is the reference's; the adapters use
-            ``1/threshold`` (docs/algorithm.md, "The sensitivity cap").
+            ``1/threshold`` for the resets by subtraction (docs/algorithm.md,
+            "Why the subtraction rule is what it is").
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).

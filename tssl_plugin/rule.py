@@ -34,7 +34,7 @@ gradient (``output="psc"``) or ``dL/do`` itself (``output="spike"``):
 
 evaluated by the O(T) recursion :math:`G[t] = g[t]/\tau_s + (1 - 1/\tau_s) G[t+1]`.
 The spike-time sensitivity is capped at ``sensitivity_cap`` (:data:`SENSITIVITY_CAP` = 8, the
-reference's, by default; the adapters use ``1/threshold``):
+reference's, by default; the adapters use ``1/threshold`` for the resets by subtraction):
 
 .. math::
 
@@ -58,8 +58,8 @@ Walking back from :math:`t = T-1` with the carry :math:`h = \delta[t+1]`
     \end{cases}
 
 and :math:`\partial L / \partial x[t] = \delta[t]`. The three resets other than
-``zero`` are this project's extensions (docs/algorithm.md, "Resets by
-subtraction"): the spike-time sensitivity ``c`` is used as the spike's local
+``zero`` are this project's extensions (docs/algorithm.md, "What the adapters
+need beyond the paper"): the spike-time sensitivity ``c`` is used as the spike's local
 derivative inside the membrane's own recursion, so the carried error crosses a
 spike through the leak and through the subtraction, which removes
 :math:`\beta\vartheta` (``subtract``: removed, then leaked) or
