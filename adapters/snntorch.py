@@ -319,7 +319,7 @@ class TSSLLeaky(snn.Leaky):
         mem = self.mem
         k = self._constants(st.u, mode, reset_val)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
-                                         st.du, st.o, st.mem, k, warmup=self.warmup)
+                                         st.du, st.o, None, k, warmup=self.warmup)
         mem_out = st.mem
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out

@@ -71,11 +71,11 @@ class _StepNode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
-                s: Tensor, mem: Tensor, k: LIFConstants, warmup: bool, input_scale: Param):
+                s: Tensor, mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(u, du, o, s)
         ctx.meta = (k, warmup, input_scale)
-        return o.to(x_t.dtype), mem.clone(), s.clone()
+        return o.to(x_t.dtype), None if mem is None else mem.clone(), s.clone()
 
     @staticmethod
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
@@ -93,7 +93,7 @@ def tssl_step(
     u: Tensor,
     du: Tensor,
     o: Tensor,
-    mem: Tensor,
+    mem: Optional[Tensor],
     k: LIFConstants,
     *,
     warmup: bool = True,
@@ -108,7 +108,8 @@ def tssl_step(
         u: the membrane the spike fired on, relative to the reset value.
         du: the step's increment, measured from the membrane after every reset.
         o: the spikes (bool).
-        mem: the membrane the host returns; a loss on it enters ``delta[t]``.
+        mem: the membrane the host returns; a loss on it enters ``delta[t]``. ``None``: the caller
+            gives its membrane a gradient of its own (the snnTorch adapter does), and ``None`` is returned.
         k: the layer's constants (:func:`tssl_plugin.rule.lif_constants`), the
             warm-up surrogate's width ``k.warmup_width`` included.
 
@@ -117,7 +118,8 @@ def tssl_step(
     """
     s = next_state(state, o, k.inv_tau_s).trace
     if torch.is_grad_enabled() and (x_t.requires_grad or state.trace.requires_grad):
-        spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o, s, mem.detach(), k,
+        spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o, s,
+                                                None if mem is None else mem.detach(), k,
                                                 warmup, input_scale)
         return (spike, mem_out), StepState(s_out)
     return (o.to(x_t.dtype), mem), StepState(s)
