@@ -36,6 +36,12 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
   ``SF.mse_count_loss(1.0, 0.0)``.
 * ``spikingjelly-lif-fc-mnist``: MNIST, ``Flatten - Linear(784, 10, bias=False) - LIFNode(tau=2, ATan)``,
   single-step mode, Poisson-encoded input, T = 100, ``MSE(mean_t spikes, one_hot(y))``, Adam 1e-3, batch 64.
+* ``spikingjelly-rsnn-fmnist-plain`` / ``spikingjelly-rsnn-fmnist-fb`` (``rsnn_sequential_fmnist.py``,
+  models ``plain`` and ``fb``): sequential Fashion-MNIST, one image row per step (T = 28, 28 inputs),
+  ``Linear(28, 32) - IFNode(ATan) - Linear(32, 10) - IFNode(ATan)``, multi-step mode; ``fb`` wraps the
+  hidden ``IFNode(detach_reset=True)`` in ``layer.LinearRecurrentContainer(32, 32)`` (its spikes fed back
+  through a linear layer, one step at a time); ``MSE(mean_t spikes, one_hot(y))``, Adam 1e-3 (the
+  example's usage line), batch 256.
 * ``spikingjelly-conv-fashion-mnist``: Fashion-MNIST, ``[Conv3x3(C) - BN - IFNode(ATan) - MaxPool(2)] x 2 -
   Flatten - Linear(49 C, 16 C) - IFNode - Linear(16 C, 10) - IFNode``, no biases, multi-step mode,
   the image repeated over T = 4 steps, ``MSE(mean_t spikes, one_hot(y))``, SGD 0.1 momentum 0.9,
@@ -232,6 +238,30 @@ class _ConvFashionMnist(nn.Module):
         return self.conv_fc(x)
 
 
+class _RowsFashionMnist(nn.Module):
+    def __init__(self, feedback: bool) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        hidden: nn.Module = neuron.IFNode(surrogate_function=surrogate.ATan(), detach_reset=feedback)
+        if feedback:
+            hidden = layer.LinearRecurrentContainer(hidden, in_features=32, out_features=32, bias=True)
+        self.fc = nn.Sequential(layer.Linear(28, 32), hidden, layer.Linear(32, 10),
+                                neuron.IFNode(surrogate_function=surrogate.ATan()))
+        functional.set_step_mode(self, step_mode="m")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x)
+
+
+def _run_rows(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
+    """One image row per step: ``[N, 1, 28, 28]`` -> ``[28, N, 28]`` (the example's ``img.squeeze().permute``)."""
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(net)
+    return net(x.reshape(x.shape[0], 28, 28).permute(1, 0, 2)[:steps]), None
+
+
 def _run_repeat(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
     from spikingjelly.activation_based import functional
 
@@ -268,6 +298,12 @@ SETUPS: Dict[str, Setup] = {
     "spikingjelly-lif-fc-mnist": Setup(
         "spikingjelly", "mnist", 100, 64, lambda a: _LifFcMnist(), _run_poisson, _mse_rate, _adam(1e-3),
         lambda net: net.layer[-1]),
+    "spikingjelly-rsnn-fmnist-plain": Setup(
+        "spikingjelly", "fashion-mnist", 28, 256, lambda a: _RowsFashionMnist(False), _run_rows, _mse_rate,
+        _adam(1e-3), lambda net: net.fc[-1]),
+    "spikingjelly-rsnn-fmnist-fb": Setup(
+        "spikingjelly", "fashion-mnist", 28, 256, lambda a: _RowsFashionMnist(True), _run_rows, _mse_rate,
+        _adam(1e-3), lambda net: net.fc[-1]),
     "spikingjelly-conv-fashion-mnist": Setup(
         "spikingjelly", "fashion-mnist", 4, 128, lambda a: _ConvFashionMnist(a.channels), _run_repeat, _mse_rate,
         lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), lambda net: net.conv_fc[-1]),

@@ -96,3 +96,20 @@ def test_tutorial_pop_setups_train_converted_with_one_step(name):
     rec = tutorials.run_one(name, "tssl", 0, args, data, {})
     assert rec["steps"] == 1 and rec["finite_loss"] and 0.0 <= rec["test_accuracy"] <= 1.0
     assert len(rec["firing_rates"]) == 2
+
+
+@pytest.mark.parametrize("name", ["spikingjelly-rsnn-fmnist-plain", "spikingjelly-rsnn-fmnist-fb"])
+def test_sequential_fashion_mnist_setups_convert_every_ifnode_and_train(name):
+    import torch
+    from spikingjelly.activation_based import neuron
+
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.rand(300, 1, 28, 28, generator=gen), torch.randint(10, (300,), generator=gen),
+            torch.rand(32, 1, 28, 28, generator=gen), torch.randint(10, (32,), generator=gen))
+    args = tutorials.build_parser().parse_args(["--iterations", "2"])
+    rec = tutorials.run_one(name, "tssl", 0, args, data, {})
+    assert rec["steps"] == 28 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
+    net = tutorials.SETUPS[name].build(args)
+    from tssl_plugin.adapters.spikingjelly import convert
+    convert(net)
+    assert not any(type(m) is neuron.IFNode for m in net.modules())  # the recurrent container's node too
