@@ -492,6 +492,7 @@ class TSSLSynaptic(snn.Synaptic):
     _state_for = TSSLLeaky._state_for
     _check_options = TSSLLeaky._check_options
     _current = TSSLLeaky._current
+    _inv_tau_m = TSSLLeaky._inv_tau_m
     _tssl_step = TSSLLeaky._tssl_step
     _tssl_sequence = TSSLLeaky._tssl_sequence
 
@@ -677,7 +678,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         if new_cls is not None:
             _refuse(m, name or "<root>")
             targets.append((m, new_cls))
-        elif _snntorch_neuron(m):
+        elif reason is not None or _snntorch_neuron(m):
             others.append(f"{name or '<root>'} ({type(m).__name__}: {_why_not(m, reason)})")
     if not others and not any(isinstance(m, tuple(_TO_TSSL)) for m in model.modules()):  # excluded ones count
         nothing_to_convert(model, "snn.Leaky, Synaptic, RLeaky, RSynaptic or Lapicque", "snntorch", strict)
