@@ -121,7 +121,7 @@ NOT_SUPPORTED = {
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
     cls = type(module)
-    if cls.__name__.startswith("NonSpiking"):
+    if "NonSpiking" in cls.__name__:
         return False  # readouts without spikes: nothing to convert
     bases = tuple(b for b in (getattr(_sjn, "BaseNode", None), getattr(_sjn, "SimpleBaseNode", None)) if b)
     if bases and isinstance(module, bases):

@@ -63,7 +63,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace,
     """Train one network; returns its record in ``tssl-bench hosts``' format."""
     import snntorch.functional as SF
 
-    from .machine import code_info, machine_info, tssl_impl
+    from .machine import code_info, machine_info
 
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
@@ -91,7 +91,8 @@ def run_one(variant: str, seed: int, args: argparse.Namespace,
         acc = float((spk.sum(0).argmax(1) == yte).float().mean())
     return {"library": "snntorch", "loss": "mse_count", "reset": "default", "variant": variant, "seed": seed,
             "task": "row-by-row MNIST", "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
-            "tssl_impl": tssl_impl(variant != "host", torch.device("cpu")), "test_accuracy": acc,
+            # a step loop: the step-wise node (tssl_plugin.stepwise), not the whole-sequence op's kernels
+            "tssl_impl": "stepwise" if variant == "tssl" else None, "test_accuracy": acc,
             "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds, "steps": 28,
             "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden, "beta": args.beta,
             "train": len(ytr), "test": len(yte)}
