@@ -47,7 +47,7 @@ from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, 
 from tssl_plugin.rule import WARMUP_WIDTH
 
 from ._snntorch_forward import lapicque_current, lapicque_step, recurrent_step, synaptic_step
-from .snntorch import TSSLLeaky, TSSLSynaptic, _finish_init, _restore_spike_grad
+from .snntorch import TSSLSynaptic, _finish_init, _LeakyRule
 
 snn = require("snntorch", "snntorch")
 
@@ -57,33 +57,6 @@ __all__ = ["TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque"]
 def _tssl_args(tau_s: float, warmup: bool, warmup_width: float, sensitivity_cap: Optional[float]):
     return check_tau_s(tau_s), check_bool(warmup, "warmup"), check_warmup_width(warmup_width), \
         check_optional_sensitivity_cap(sensitivity_cap)
-
-
-class _LeakyRule:
-    """TSSLLeaky's TSSL-BP state, checks and step (one home); they read only attributes every snnTorch LIF has."""
-
-    warmup_width: float = WARMUP_WIDTH
-    sensitivity_cap: Optional[float] = None
-
-    _tssl_setup = TSSLLeaky._tssl_setup
-    _tssl_clear = TSSLLeaky._tssl_clear
-    _state_for = TSSLLeaky._state_for
-    _check_options = TSSLLeaky._check_options
-    _current = TSSLLeaky._current
-    _inv_tau_m = TSSLLeaky._inv_tau_m
-    _constants = TSSLLeaky._constants
-    _tssl_step = TSSLLeaky._tssl_step
-    _mode = TSSLSynaptic._mode  # TSSLLeaky's, refusing the resets the rule cannot follow
-    __getstate__ = TSSLLeaky.__getstate__
-    extra_repr = TSSLLeaky.extra_repr
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        _restore_spike_grad(self)
-
-    def reset_mem(self):
-        self._tssl_clear()
-        return super().reset_mem()
 
 
 class TSSLRLeaky(_LeakyRule, snn.RLeaky):

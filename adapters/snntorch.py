@@ -430,7 +430,48 @@ class TSSLLeaky(snn.Leaky):
                 f"sensitivity_cap={self.sensitivity_cap}")
 
 
-class TSSLSynaptic(snn.Synaptic):
+class _LeakyRule:
+    """TSSLLeaky's TSSL-BP state, checks, step and pickling for the other snnTorch LIF classes (one home).
+
+    Mixed in before the snnTorch class (``class TSSLSynaptic(_LeakyRule, snn.Synaptic)``); the methods read
+    only attributes every snnTorch LIF neuron has (beta, threshold, mem, reset_delay, state_function, ...).
+    """
+
+    #: the class defaults, so a layer pickled before an option existed loads with its default.
+    warmup_width: float = WARMUP_WIDTH
+    sensitivity_cap: Optional[float] = None
+
+    _tssl_setup = TSSLLeaky._tssl_setup
+    _tssl_clear = TSSLLeaky._tssl_clear
+    _state_for = TSSLLeaky._state_for
+    _check_options = TSSLLeaky._check_options
+    _current = TSSLLeaky._current
+    _inv_tau_m = TSSLLeaky._inv_tau_m
+    _constants = TSSLLeaky._constants
+    _tssl_step = TSSLLeaky._tssl_step
+    _tssl_sequence = TSSLLeaky._tssl_sequence
+    __getstate__ = TSSLLeaky.__getstate__
+    extra_repr = TSSLLeaky.extra_repr
+
+    def _mode(self) -> Tuple[str, Optional[str]]:
+        """TSSLLeaky's, after refusing a reset this class's TSSL-BP version cannot follow (a delayed zero
+        reset; RSynaptic's ineffective ``reset_delay=False``), set or changed after construction."""
+        if _delayed_zero(self):
+            raise ValueError(f"{type(self).__name__}: {delayed_zero_message(self)}")
+        if isinstance(self, snn.RSynaptic) and not self.reset_delay:
+            raise ValueError(f"{type(self).__name__}: {RSYNAPTIC_RESET_DELAY}")
+        return TSSLLeaky._mode(self)
+
+    def reset_mem(self):
+        self._tssl_clear()
+        return super().reset_mem()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        _restore_spike_grad(self)
+
+
+class TSSLSynaptic(_LeakyRule, snn.Synaptic):
     r"""``snn.Synaptic`` with TSSL-BP gradients for its LIF part (forward bit for bit snnTorch's).
 
     snnTorch's second-order neuron filters its input current before the membrane::
@@ -468,10 +509,6 @@ class TSSLSynaptic(snn.Synaptic):
     membrane passed in decides whether a sequence continues).
     """
 
-    #: the class defaults, so a layer pickled before an option existed loads with its default.
-    warmup_width: float = WARMUP_WIDTH
-    sensitivity_cap: Optional[float] = None
-
     def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
@@ -485,17 +522,6 @@ class TSSLSynaptic(snn.Synaptic):
         # tau_s is ignored: see the tau_s property
         _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap)
 
-    # The TSSL-BP state and the Leaky-neuron rule are TSSLLeaky's (one home); these read only attributes
-    # that snn.Leaky and snn.Synaptic share (beta, threshold, mem, reset_delay, state_function, ...).
-    _tssl_setup = TSSLLeaky._tssl_setup
-    _tssl_clear = TSSLLeaky._tssl_clear
-    _state_for = TSSLLeaky._state_for
-    _check_options = TSSLLeaky._check_options
-    _current = TSSLLeaky._current
-    _inv_tau_m = TSSLLeaky._inv_tau_m
-    _tssl_step = TSSLLeaky._tssl_step
-    _tssl_sequence = TSSLLeaky._tssl_sequence
-
     @property
     def tau_s(self) -> Tensor:
         """The warm-up trace's PSC time constant: the synapse's own, ``1 / (1 - alpha)`` (inf for ``alpha = 1``)."""
@@ -505,24 +531,11 @@ class TSSLSynaptic(snn.Synaptic):
     def tau_s(self, value: Any) -> None:
         """Not settable: ``convert(tau_s=...)`` sets Leaky layers' trace constant; a Synaptic's is its synapse's."""
 
-    def _mode(self) -> Tuple[str, Optional[str]]:
-        """TSSLLeaky's, after refusing a reset this class's TSSL-BP version cannot follow (a delayed zero
-        reset; RSynaptic's ineffective ``reset_delay=False``), set or changed after construction."""
-        if _delayed_zero(self):
-            raise ValueError(f"{type(self).__name__}: {delayed_zero_message(self)}")
-        if isinstance(self, snn.RSynaptic) and not self.reset_delay:
-            raise ValueError(f"{type(self).__name__}: {RSYNAPTIC_RESET_DELAY}")
-        return TSSLLeaky._mode(self)
-
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         """TSSLLeaky's constants with the trace's ``1/tau_s = 1 - alpha`` (the synapse's own PSC constant)."""
         inv_tau_s = (1 - self.alpha.detach().clamp(0, 1)).to(like.dtype)
         k = TSSLLeaky._constants(self, like, mode, reset_val)
         return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s))
-
-    def reset_mem(self):
-        self._tssl_clear()
-        return super().reset_mem()
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, input_, syn=None, mem=None):
@@ -574,13 +587,6 @@ class TSSLSynaptic(snn.Synaptic):
         syn_seq = torch.stack(syns)
         spk, mems = self._tssl_sequence(syn_seq, steps, mode, reset_val)
         return spk, syn_seq, mems
-
-    # -- pickling / copying ---------------------------------------------------------------------
-    __getstate__ = TSSLLeaky.__getstate__
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        _restore_spike_grad(self)
 
     def extra_repr(self) -> str:
         tau_s = self.tau_s
