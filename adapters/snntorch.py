@@ -64,8 +64,8 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,
-                       sensitivity_cap_for, tssl_class_for)
+from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
+                       original_class, sensitivity_cap_for, tssl_class_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -74,7 +74,7 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "convert", "revert",
            "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref", "_tssl_watch")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -370,6 +370,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(st.u, mode, reset_val)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
                                          st.du, st.o, None, k, warmup=self.warmup)
+        if torch.is_grad_enabled() and x.requires_grad:
+            observe_firing(self, st.o)
         mem_out = st.mem
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
@@ -385,6 +387,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v.detach())
         spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
+        if spk.requires_grad:
+            observe_firing(self, o, steps=o.shape[0])
         return spk.to(torch.float32), mems
 
     def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor]:
@@ -673,10 +677,11 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
-    targets, again, others = [], [], []
+    targets, again, others, names = [], [], [], {}
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
+        names[id(m)] = name or "<root>"
         if original_class(type(m), _FROM_TSSL) is not None:
             again.append(m)
             continue
@@ -699,6 +704,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         m.__class__ = new_cls
     for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
+        watch_firing(m, names[id(m)])
     return model
 
 

@@ -48,7 +48,7 @@ from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
 from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,  # noqa: E402
-                       tssl_class_for)
+                       tssl_class_for, watch_firing)
 from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
@@ -200,6 +200,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         module.warmup_width = warmup_width
         module.sensitivity_cap = sensitivity_cap
         module._tssl_state = None
+        watch_firing(module, label)
         if getattr(module, "detach_reset", False):
             detach_reset.append(label)
     if unsupported:
@@ -223,7 +224,7 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_watch"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

@@ -300,7 +300,16 @@ class OwnState(snn.RLeaky):
         return super()._base_sub(input_) * 0.5
 
 
-def test_subclasses_convert_unless_they_override_the_forward():
+@pytest.fixture
+def host_instances():
+    """Restore snnTorch's global neuron list afterwards: snnTorch's DeltaLeaky keeps ``mem = None``, which breaks
+    ``snntorch.utils.reset`` (``Leaky.reset_hidden``) for every later test in the process."""
+    saved = list(snn.SpikingNeuron.instances)
+    yield
+    snn.SpikingNeuron.instances[:] = saved
+
+
+def test_subclasses_convert_unless_they_override_the_forward(host_instances):
     net = nn.Sequential(PlainSubclass(beta=0.8), OwnForward(beta=0.8), OwnState(beta=0.8, linear_features=3),
                         snn.DeltaLeaky(beta=0.8))
     with pytest.warns(UserWarning) as rec:
