@@ -73,7 +73,7 @@ def documented_commands():
             if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
                 continue  # a pattern, not a command
             argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
-            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"]):
+            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["recurrent"]):
                 continue  # a sub-command's name in the text, not a command
             out.append((page.name, span, argv))
     return out
@@ -82,8 +82,8 @@ def documented_commands():
 def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
-    from tssl_plugin.benchmarks import (cli, hosts, merge, reproduce, speed_gpu_layer, speed_host_step, speed_layer,
-                                        speed_mlp_step, speed_scaling, study, tutorials)
+    from tssl_plugin.benchmarks import (cli, hosts, merge, recurrent, reproduce, speed_gpu_layer, speed_host_step,
+                                        speed_layer, speed_mlp_step, speed_scaling, study, tutorials)
 
     speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
               "host-step": speed_host_step}
@@ -98,9 +98,9 @@ def test_documented_commands_parse():
             module = speeds.get(rest[0], speed_layer) if rest else speed_layer
             parser = module.build_parser()
             argv = rest[1:] if rest and rest[0] in speeds else rest
-        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials"):
+        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials", "recurrent"):
             parser = {"hosts": hosts, "study": study, "merge": merge, "reproduce": reproduce,
-                      "tutorials": tutorials}[argv[0]].build_parser()
+                      "tutorials": tutorials, "recurrent": recurrent}[argv[0]].build_parser()
             argv = argv[1:]
         else:
             parser = cli.build_parser()
