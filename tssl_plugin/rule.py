@@ -149,12 +149,14 @@ def ablation_gains(ablation: str) -> Tuple[float, float]:
     return (0.0 if ablation == "no_spike_timing" else 1.0), (0.0 if ablation == "no_intra" else 1.0)
 
 
-def check_ablation(ablation: object, reset: Optional[str], warmup: bool) -> str:
+def check_ablation(ablation: object, reset: Optional[str], warmup: Optional[bool]) -> str:
     """``ablation`` if it is one of :data:`ABLATIONS` and makes sense with ``reset`` and ``warmup``;
-    otherwise ValueError, one line naming the problem and the fix. ``reset=None``: not known yet (an
-    adapter's layer learns its reset at its first step), checked then."""
+    otherwise ValueError, one line naming the problem and the fix. ``None`` for ``reset`` or ``warmup``:
+    not known here (an adapter's layer learns its reset at its first step), checked where it is."""
+    if ablation == "no_warmup":
+        raise ValueError("ablation='no_warmup': the warm-up has its own option, warmup=False (with ablation='none')")
     check_choice(ablation, "ablation", ABLATIONS)
-    if ablation == "no_spike_timing" and not warmup:
+    if ablation == "no_spike_timing" and warmup is False:
         raise ValueError("ablation='no_spike_timing' keeps only the warm-up surrogate, which warmup=False turns "
                          "off (no gradient would be left): use warmup=True, or ablation='none' for the pure rule")
     if ablation == "no_intra" and reset == "none":
@@ -193,10 +195,11 @@ def lif_constants(
     here, which reads them (a host sync on a GPU). ``warmup_width``, the width
     ``w`` of the warm-up surrogate, is one finite number > 0 for the layer, and so is
     ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8). ``ablation`` is one of
-    :data:`ABLATIONS` (whether it fits the warm-up is checked by :func:`check_ablation`).
+    :data:`ABLATIONS`, checked against ``reset`` here and against the warm-up where that is known
+    (:func:`check_ablation`).
     """
     check_choice(reset, "reset", RESETS)
-    check_choice(ablation, "ablation", ABLATIONS)
+    check_ablation(ablation, reset, None)
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
     shape = x.shape[1:]
