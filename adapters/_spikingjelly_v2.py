@@ -210,7 +210,8 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(c_decay, v_decay, v_threshold, v_reset, surrogate.Rect())
-        init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: property
+        # tau_s: property
+        init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap, ablation)
         self._tssl_mapping()
 
     @property

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 VARIANTS = ("full", "no-warmup", "no-intra", "surrogate-only")
+#: row order: the MLP presets, the CNN presets, the tutorial net
+SETUPS = ("digits-mlp", "mnist-mlp", "fmnist-mlp", "digits-cnn", "mnist-cnn", "fmnist-cnn", "tutorial-quickstart-fc")
 LABELS = {"full": "full TSSL-BP", "no-warmup": "no warm-up", "no-intra": "no intra-neuron term",
           "surrogate-only": "warm-up surrogate only"}
 
@@ -46,7 +48,8 @@ def read(out: Path) -> Dict[Tuple[str, int], Dict[str, dict]]:
             row = dict(acc=r["mean"], std=r["std"], per_seed=r["accuracies"], rates=r["firing_rates"],
                        synops=steps * (784 * 300 + rate * 300 * 10), derived=True)
         table.setdefault((setup, steps), {})[variant] = row
-    return table
+    order = {name: i for i, name in enumerate(SETUPS)}
+    return dict(sorted(table.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0], -kv[0][1])))
 
 
 def markdown(table: Dict[Tuple[str, int], Dict[str, dict]]) -> str:
