@@ -16,12 +16,13 @@ from __future__ import annotations
 import warnings
 from typing import Iterable, Optional, Set, Union
 
-from torch import nn
+from torch import Tensor, nn
 
+from tssl_plugin.firing_watch import FiringWatch
 from tssl_plugin.rule import SENSITIVITY_CAP
 
 __all__ = ["Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
-           "sensitivity_cap_for"]
+           "observe_firing", "sensitivity_cap_for", "watch_firing"]
 
 #: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)`` for resets by
 #: subtraction, in units of ``1/threshold``; the reset to zero keeps the reference's 8. Measured in host
@@ -103,3 +104,18 @@ def nothing_to_convert(model: nn.Module, wanted: str, library: str, strict: bool
     if strict:
         raise ValueError(msg)
     warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def watch_firing(module: nn.Module, name: str) -> None:
+    """Give a converted layer a fresh :class:`tssl_plugin.firing_watch.FiringWatch` named ``name`` (its
+    name in the model), which warns once if the layer trains silent or saturated."""
+    module.__dict__["_tssl_watch"] = FiringWatch(name)
+
+
+def observe_firing(module: nn.Module, spikes: Tensor, steps: int = 1) -> None:
+    """Count a learning call's ``spikes`` (``steps`` time steps) on the layer's watch (one made on first use
+    for a layer built directly rather than by ``convert``)."""
+    watch = module.__dict__.get("_tssl_watch")
+    if watch is None:
+        watch = module.__dict__["_tssl_watch"] = FiringWatch(type(module).__name__)
+    watch.observe(spikes, steps)

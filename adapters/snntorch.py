@@ -64,7 +64,8 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, check_ablation, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert, sensitivity_cap_for
+from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
+                       sensitivity_cap_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -72,7 +73,8 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref",
+               "_tssl_watch")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -327,6 +329,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(st.u, mode, reset_val)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
                                          st.du, st.o, None, k, warmup=self.warmup)
+        if torch.is_grad_enabled() and x.requires_grad:
+            observe_firing(self, st.o)
         mem_out = st.mem
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
@@ -342,6 +346,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v.detach())
         spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
+        if spk.requires_grad:
+            observe_firing(self, o, steps=o.shape[0])
         return spk.to(torch.float32), mems
 
     def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor]:
@@ -595,10 +601,11 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, None, warmup)
     skip = excluded_ids(model, exclude)
-    targets, again, others = [], [], []
+    targets, again, others, names = [], [], [], {}
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
+        names[id(m)] = name or "<root>"
         if type(m) in _TO_TSSL:
             _refuse(m, name or "<root>")
             targets.append(m)
@@ -620,6 +627,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         m.__class__ = _TO_TSSL[type(m)]
     for m in targets + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        watch_firing(m, names[id(m)])
     return model
 
 

@@ -39,7 +39,7 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
+from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert, watch_firing  # noqa: E402
 from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH, check_ablation  # noqa: E402
 
@@ -168,6 +168,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         module.sensitivity_cap = sensitivity_cap
         module.ablation = ablation
         module._tssl_state = None
+        watch_firing(module, label)
         if getattr(module, "detach_reset", False):
             detach_reset.append(label)
     if unsupported:
@@ -191,7 +192,7 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_watch"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model
