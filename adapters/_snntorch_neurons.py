@@ -44,7 +44,7 @@ from torch import Tensor
 
 from tssl_plugin._optional import require
 from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width
-from tssl_plugin.rule import WARMUP_WIDTH
+from tssl_plugin.rule import WARMUP_WIDTH, check_ablation
 
 from ._snntorch_forward import lapicque_current, lapicque_step, recurrent_step, synaptic_step
 from .snntorch import TSSLSynaptic, _finish_init, _LeakyRule
@@ -54,16 +54,16 @@ snn = require("snntorch", "snntorch")
 __all__ = ["TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque"]
 
 
-def _tssl_args(tau_s: float, warmup: bool, warmup_width: float, sensitivity_cap: Optional[float]):
+def _tssl_args(tau_s: float, warmup: bool, warmup_width: float, sensitivity_cap: Optional[float], ablation: str):
     return check_tau_s(tau_s), check_bool(warmup, "warmup"), check_warmup_width(warmup_width), \
-        check_optional_sensitivity_cap(sensitivity_cap)
+        check_optional_sensitivity_cap(sensitivity_cap), check_ablation(ablation, None, warmup)
 
 
 class TSSLRLeaky(_LeakyRule, snn.RLeaky):
     """``snn.RLeaky`` with TSSL-BP gradients (forward bit for bit snnTorch's; module docstring).
 
     Same constructor as ``snn.RLeaky`` plus ``tau_s``, ``warmup``, ``warmup_width`` and
-    ``sensitivity_cap`` (as :class:`TSSLLeaky`); same ``(spk, mem)`` return, buffers and
+    ``sensitivity_cap``, ``ablation`` (as :class:`TSSLLeaky`); same ``(spk, mem)`` return, buffers and
     ``state_dict`` keys (the recurrent layer's weights included).
     """
 
@@ -71,8 +71,9 @@ class TSSLRLeaky(_LeakyRule, snn.RLeaky):
                  threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False, inhibition=False,
                  learn_beta=False, learn_threshold=False, learn_recurrent=True, reset_mechanism="subtract",
                  state_quant=False, output=False, reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap)
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
+        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, V, all_to_all, linear_features, conv2d_channels, kernel_size, threshold, spike_grad,
                          surrogate_disable, init_hidden, inhibition, learn_beta, learn_threshold, learn_recurrent,
                          reset_mechanism, state_quant, output, reset_delay)
@@ -119,8 +120,9 @@ class TSSLRSynaptic(_LeakyRule, snn.RSynaptic):
                  kernel_size=None, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False, learn_recurrent=True,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
-                 warmup: bool = True, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
-        tssl = _tssl_args(3.0, warmup, warmup_width, sensitivity_cap)  # tau_s: the synapse's own (property)
+                 warmup: bool = True, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
+        tssl = _tssl_args(3.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: the synapse's own (property)
         super().__init__(alpha, beta, V, all_to_all, linear_features, conv2d_channels, kernel_size, threshold,
                          spike_grad, surrogate_disable, init_hidden, inhibition, learn_alpha, learn_beta,
                          learn_threshold, learn_recurrent, reset_mechanism, state_quant, output, reset_delay)
@@ -170,8 +172,8 @@ class TSSLLapicque(_LeakyRule, snn.Lapicque):
                  surrogate_disable=False, init_hidden=False, inhibition=False, learn_beta=False,
                  learn_threshold=False, reset_mechanism="subtract", state_quant=False, output=False, *,
                  tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-                 sensitivity_cap: Optional[float] = None):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap)
+                 sensitivity_cap: Optional[float] = None, ablation: str = "none"):
+        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, R, C, time_step, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_beta, learn_threshold, reset_mechanism, state_quant, output)
         _finish_init(self, spike_grad, surrogate_disable, *tssl)

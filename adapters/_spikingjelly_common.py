@@ -61,7 +61,7 @@ from torch import Tensor
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
                                      values_readable)
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import WARMUP_WIDTH, lif_constants
+from tssl_plugin.rule import WARMUP_WIDTH, check_ablation, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
 from ._convert import observe_firing, sensitivity_cap_for
@@ -94,7 +94,8 @@ def check_binary_surrogate(surrogate_function: Any, where: str) -> None:
 
 
 def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool,
-              warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None) -> None:
+              warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+              ablation: str = "none") -> None:
     """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
     if surrogate_function is not None:
         check_binary_surrogate(surrogate_function, type(node).__name__)
@@ -105,6 +106,7 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
     node.warmup = check_bool(warmup, "warmup")
     node.warmup_width = check_warmup_width(warmup_width)
     node.sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
+    node.ablation = check_ablation(ablation, None, node.warmup)
     node._tssl_state = None
 
 
@@ -265,6 +267,7 @@ class TSSLNodeMixin:
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # also what a node pickled before the option existed gets
     sensitivity_cap: Optional[float] = None  # in units of 1/threshold (relative to v_reset); None: by reset
+    ablation: str = "none"  # a part of the rule switched off (tssl_plugin.rule.ABLATIONS), for measurements
     _tssl_state: Optional[StepState] = None
     _TSSL_KIND = "lif"
 
@@ -306,7 +309,7 @@ class TSSLNodeMixin:
         check_warmup_width(self.warmup_width)
         check_optional_sensitivity_cap(self.sensitivity_cap)
         self._lib_check()
-        self._tssl_mapping()
+        check_ablation(self.ablation, self._tssl_mapping()[3], self.warmup)
 
     # ----- traces ----------------------------------------------------------
     def _tssl_trace(self, x_seq: Tensor, h: Tensor, v_prev: Tensor, spikes: Tensor, vr: float):
@@ -330,7 +333,7 @@ class TSSLNodeMixin:
             h = self._lib_charge(x_seq.detach(), v_prev)
             u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr)
+                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr, self.ablation)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
         observe_firing(self, o, steps=o.shape[0])
@@ -354,7 +357,7 @@ class TSSLNodeMixin:
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr)
+                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr, self.ablation)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)
@@ -418,4 +421,5 @@ class TSSLNodeMixin:
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", tau_s={self.tau_s}, warmup={self.warmup}, "
-                                       f"warmup_width={self.warmup_width}, sensitivity_cap={self.sensitivity_cap}")
+                                       f"warmup_width={self.warmup_width}, sensitivity_cap={self.sensitivity_cap}"
+                + (f", ablation={self.ablation!r}" if self.ablation != "none" else ""))

@@ -88,11 +88,12 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _eval_suffix(self) -> str:
         return "_decay_input" if self.decay_input else "_no_decay_input"
@@ -121,10 +122,11 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "torch",
                  store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _eval_suffix(self) -> str:
         return ""
@@ -152,11 +154,12 @@ class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, backend, store_v_seq)
         lib_check(self)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
         """0.0.0.0.14 PLIF ``neuronal_charge`` with ``q = sigmoid(w)``."""

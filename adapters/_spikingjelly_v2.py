@@ -91,10 +91,11 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.lif_multi_step(
@@ -119,9 +120,10 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
                  tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.if_multi_step(
@@ -148,10 +150,11 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
                          step_mode, store_v_seq)
-        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _lib_multi_step(self, x_seq: Tensor, v0: Tensor):
         spikes, v_final, v_post = sjf.plif_multi_step(
@@ -204,9 +207,11 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
 
     def __init__(self, c_decay: float = 0.5, v_decay: float = 0.75, v_threshold: float = 0.5,
                  v_reset: Any = 0.0, surrogate_function: Any = None, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         super().__init__(c_decay, v_decay, v_threshold, v_reset, surrogate.Rect())
-        init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap)  # tau_s: property
+        # tau_s: property
+        init_tssl(self, surrogate_function, False, 1.0, warmup, warmup_width, sensitivity_cap, ablation)
         self._tssl_mapping()
 
     @property

@@ -61,7 +61,7 @@ from tssl_plugin._optional import require
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_sequence, check_tau_s,
                                      check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
+from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, check_ablation, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
@@ -74,7 +74,8 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "convert", "revert",
            "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref", "_tssl_watch")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref",
+               "_tssl_watch")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -224,7 +225,7 @@ def _warn_spike_grad(stacklevel: int = 3) -> None:
 
 
 def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau_s: float, warmup: bool,
-                 warmup_width: float, sensitivity_cap: Optional[float]) -> None:
+                 warmup_width: float, sensitivity_cap: Optional[float], ablation: str) -> None:
     """The end of a TSSL-BP layer's constructor, after snnTorch's: refuse what it cannot honour (and take the
     half-built layer out of ``snn.SpikingNeuron.instances``), warn about an ignored ``spike_grad``, set the
     TSSL-BP attributes."""
@@ -235,7 +236,7 @@ def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau
         raise
     if spike_grad is not None and not surrogate_disable:
         _warn_spike_grad(stacklevel=4)  # the user's line that built the layer
-    layer._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
+    layer._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
@@ -252,7 +253,8 @@ class TSSLLeaky(snn.Leaky):
     Same constructor as ``snn.Leaky`` plus ``tau_s`` (PSC time constant of the
     internal trace used by the warm-up, >= 1), ``warmup`` (the reference
     warm-up surrogate for silent neurons) and ``warmup_width`` (its width,
-    > 0; default 0.2, the reference's). Same ``(spk, mem)`` return
+    > 0; default 0.2, the reference's), ``sensitivity_cap`` and ``ablation`` (a part of the rule
+    switched off, for measurements: :func:`tssl_plugin.functional.tssl_lif`). Same ``(spk, mem)`` return
     contract, buffers and ``state_dict`` keys.
     """
 
@@ -260,28 +262,32 @@ class TSSLLeaky(snn.Leaky):
     warmup_width: float = WARMUP_WIDTH
     #: in units of 1/threshold; also what a layer pickled before the option existed gets.
     sensitivity_cap: Optional[float] = None
+    ablation: str = "none"
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 ablation: str = "none"):
         tau_s = check_tau_s(tau_s)
         warmup = check_bool(warmup, "warmup")
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
+        check_ablation(ablation, None, warmup)
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
-        _finish_init(self, spike_grad, surrogate_disable, tau_s, warmup, warmup_width, sensitivity_cap)
+        _finish_init(self, spike_grad, surrogate_disable, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     # -- TSSL state ---------------------------------------------------------------------------
     def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float,
-                    sensitivity_cap: Optional[float]) -> None:
+                    sensitivity_cap: Optional[float], ablation: str = "none") -> None:
         self.tau_s = tau_s
         self.warmup = warmup
         self.warmup_width = warmup_width
         self.sensitivity_cap = sensitivity_cap
+        self.ablation = ablation
         self._tssl_clear()
 
     def _tssl_clear(self) -> None:
@@ -324,8 +330,10 @@ class TSSLLeaky(snn.Leaky):
         inv_tau_m = self._inv_tau_m().to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
+        check_ablation(self.ablation, reset, self.warmup)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s), reset,
-                            self.warmup_width, sensitivity_cap_for(reset, self.sensitivity_cap) / threshold)
+                            self.warmup_width, sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
+                            self.ablation)
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -431,7 +439,8 @@ class TSSLLeaky(snn.Leaky):
 
     def extra_repr(self) -> str:
         return (f"tau_s={self.tau_s}, warmup={self.warmup}, warmup_width={self.warmup_width}, "
-                f"sensitivity_cap={self.sensitivity_cap}")
+                f"sensitivity_cap={self.sensitivity_cap}"
+                + (f", ablation={self.ablation!r}" if self.ablation != "none" else ""))
 
 
 class _LeakyRule:
@@ -517,14 +526,15 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
                  warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-                 sensitivity_cap: Optional[float] = None):
+                 sensitivity_cap: Optional[float] = None, ablation: str = "none"):
         warmup = check_bool(warmup, "warmup")
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
+        check_ablation(ablation, None, warmup)
         super().__init__(alpha, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_alpha, learn_beta, learn_threshold, reset_mechanism, state_quant, output, reset_delay)
         # tau_s is ignored: see the tau_s property
-        _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap)
+        _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap, ablation)
 
     @property
     def tau_s(self) -> Tensor:
@@ -596,7 +606,8 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
         tau_s = self.tau_s
         shown = f"{float(tau_s):g}" if tau_s.numel() == 1 else f"tensor{tuple(tau_s.shape)}"
         return (f"tau_s={shown} (1/(1-alpha)), warmup={self.warmup}, warmup_width={self.warmup_width}, "
-                f"sensitivity_cap={self.sensitivity_cap}")
+                f"sensitivity_cap={self.sensitivity_cap}"
+                + (f", ablation={self.ablation!r}" if self.ablation != "none" else ""))
 
 
 from ._snntorch_neurons import TSSLLapicque, TSSLRLeaky, TSSLRSynaptic  # noqa: E402  (they build on the above)
@@ -642,7 +653,8 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
+            ablation: str = "none") -> nn.Module:
     """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic`` and ``Lapicque`` to its TSSL-BP
     version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`, :class:`TSSLRSynaptic`,
     :class:`TSSLLapicque`), in place.
@@ -669,6 +681,9 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     every converted layer, including layers an earlier ``convert`` converted:
     calling ``convert`` again applies the new options; a Synaptic or RSynaptic
     layer's warm-up trace uses its own synapse's ``tau_s = 1/(1 - alpha)`` instead of ``tau_s``.
+    ``ablation`` switches a part of the rule off in every converted layer, to measure what it
+    contributes (:func:`tssl_plugin.functional.tssl_lif`; docs/algorithm.md, "Ablations"; ``"no_intra"``
+    is refused at a layer's first step if its ``reset_mechanism`` is ``"none"``).
     Returns ``model``.
     """
     check_convert_args(model, strict)
@@ -676,6 +691,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     warmup = check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
+    check_ablation(ablation, None, warmup)
     skip = excluded_ids(model, exclude)
     targets, again, others, names = [], [], [], {}
     for name, m in model.named_modules():
@@ -703,7 +719,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     for m, new_cls in targets:
         m.__class__ = new_cls
     for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
-        m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
+        m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         watch_firing(m, names[id(m)])
     return model
 

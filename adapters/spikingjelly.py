@@ -50,7 +50,7 @@ from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,  # noqa: E402
                        tssl_class_for, watch_firing)
 from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
-from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
+from tssl_plugin.rule import WARMUP_WIDTH, check_ablation  # noqa: E402
 
 from ._spikingjelly_common import node_mapping  # noqa: E402
 
@@ -136,7 +136,8 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
-            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None) -> nn.Module:
+            sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
+            ablation: str = "none") -> nn.Module:
     """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,
     ``CUBALIFNode``) in ``model`` to TSSL-BP gradients, in place.
 
@@ -159,13 +160,16 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     ``convert(net, exclude=[net[-1]])`` trains the hidden layers with TSSL-BP
     and the output layer with its ``surrogate_function``. A name or module not
     in the model is an error. A ``CUBALIFNode``'s warm-up trace keeps its own synapse's
-    ``tau_s = 1/(1 - c_decay)`` instead of ``tau_s``. Returns ``model``.
+    ``tau_s = 1/(1 - c_decay)`` instead of ``tau_s``. ``ablation`` switches a part of the rule off
+    in every converted node, to measure what it contributes (:func:`tssl_plugin.functional.tssl_lif`;
+    docs/algorithm.md, "Ablations"). Returns ``model``.
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
     check_bool(warmup, "warmup")
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
+    check_ablation(ablation, None, warmup)
     skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []
@@ -191,7 +195,10 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         )
     for label, module, new_cls in found:  # validate everything before changing anything
         _version.lib_check(module, label)
-        node_mapping(module, new_cls._TSSL_KIND)
+        try:
+            check_ablation(ablation, node_mapping(module, new_cls._TSSL_KIND)[3], warmup)
+        except ValueError as err:
+            raise ValueError(f"{label}: {err}") from None
     detach_reset = []
     for label, module, new_cls in found:
         module.__class__ = new_cls
@@ -199,6 +206,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         module.warmup = warmup
         module.warmup_width = warmup_width
         module.sensitivity_cap = sensitivity_cap
+        module.ablation = ablation
         module._tssl_state = None
         watch_firing(module, label)
         if getattr(module, "detach_reset", False):
@@ -224,7 +232,7 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_watch"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_watch"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

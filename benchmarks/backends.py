@@ -88,17 +88,18 @@ class Backend:
                                          f"0.0.0.0.14 has none); install with: pip install 'spikingjelly>=2'")
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
-              warmup_width: float = WARMUP_WIDTH, native_between: str = "psc"):
+              warmup_width: float = WARMUP_WIDTH, native_between: str = "psc", ablation: str = "none"):
         """The network for this backend, starting from ``weights``.
 
-        ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) apply to every
+        ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) and ``ablation``
+        (a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) apply to every
         TSSL-BP layer: the native network's and the adapter-converted ones. ``native_between``
         (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
         if self.library == "native":
             return models.build_native(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width,
-                                       between=native_between)
+                                       between=native_between, ablation=ablation)
         if self.library == "snntorch":
             from snntorch import surrogate
 
@@ -115,7 +116,7 @@ class Backend:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
             adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, warmup_width=warmup_width, exclude=exclude,
-                            **cfg.convert_options())
+                            ablation=ablation, **cfg.convert_options())
         return net
 
 

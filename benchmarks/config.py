@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tssl_plugin.rule import WARMUP_WIDTH
+from tssl_plugin.rule import ABLATIONS, WARMUP_WIDTH
 
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
@@ -69,6 +69,7 @@ class Config:
     schedule: str = "cosine"
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # TSSL-BP's warm-up surrogate width (absent from older config.json files)
+    ablation: str = "none"  # a part of TSSL-BP switched off (tssl_plugin.rule.ABLATIONS; absent from older files)
     encoding: str = "psc"
     native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
     device: str = "auto"
@@ -140,6 +141,9 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.init_gain) and cfg.init_gain > 0, "--init-gain", f"must be > 0, got {cfg.init_gain!r}")
     need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
          f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
+    choice(cfg.ablation, "--ablation", ABLATIONS)
+    need(cfg.ablation != "no_spike_timing" or cfg.warmup is not False, "--ablation",
+         "no_spike_timing keeps only the warm-up surrogate, which --no-warmup turns off; drop one of the two")
     choice(cfg.native_between, "--native-between", list(NATIVE_BETWEEN))
     need(cfg.native_between == "psc" or "native:tssl" in (cfg.backends or []), "--native-between",
          "changes only native:tssl's network; add native:tssl to --backends")

@@ -283,7 +283,7 @@ class NativeNet(SpikingNet):
     output_kind = "psc"
 
     def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, between: str = "psc") -> None:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> None:
         super().__init__()
         from tssl_plugin import TSSLNeuron
 
@@ -300,7 +300,7 @@ class NativeNet(SpikingNet):
                 last = sum(spiking) == n_neurons - 1  # the output layer always gives its PSC (the read-out)
                 ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc" if last else between,
                                       reset=reset, warmup=warmup, warmup_width=warmup_width,
-                                      sensitivity_cap=cfg.native_sensitivity_cap()))
+                                      sensitivity_cap=cfg.native_sensitivity_cap(), ablation=ablation))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))
@@ -329,11 +329,13 @@ class NativeNet(SpikingNet):
 
 
 def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
-                 warmup_width: float = WARMUP_WIDTH, between: str = "psc") -> SpikingNet:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> SpikingNet:
     """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC), with TSSL-BP's
     warm-up surrogate (``warmup``) of width ``warmup_width``; ``between`` (:data:`NATIVE_BETWEEN`) is what
-    each hidden layer passes to the next."""
-    return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width, between=between)
+    each hidden layer passes to the next; ``ablation`` (``tssl_plugin.rule.ABLATIONS``) a part of the rule
+    switched off in every layer."""
+    return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width, between=between,
+                     ablation=ablation)
 
 
 # ------------------------------------------------------------------- snntorch

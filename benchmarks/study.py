@@ -106,7 +106,7 @@ def _write(out: Path, base: Dict[str, Any], cells: List[Dict[str, Any]], plan: L
     todo = [c for c in plan if c not in done]
     cfg_text = ", ".join(f"{k}={base[k]}" for k in ("dataset", "arch", "hidden", "steps", "epochs", "batch_size",
                                                    "optimizer", "lr", "schedule", "weight_clip", "grad_clip",
-                                                   "encoding", "tau_m", "tau_s", "warmup", "warmup_width",
+                                                   "encoding", "tau_m", "tau_s", "warmup", "warmup_width", "ablation",
                                                    "preset") if k in base)
     md = (f"# tssl-bench study: backend x loss x reset\n\n{cfg_text}; seeds {base['seed']}..{base['seed'] + base['seeds'] - 1}."
           f"\n\nTest accuracy after the last epoch (mean ± std over seeds):\n\n{t['pivot']}\n"

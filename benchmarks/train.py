@@ -45,7 +45,7 @@ def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Con
     ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset)
     weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
     net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
-                        native_between=cfg.native_between).to(device)
+                        native_between=cfg.native_between, ablation=cfg.ablation).to(device)
     opt = make_optimizer(cfg, net.parameters())
     loss_name = loss_for(cfg.loss, backend, ds.temporal)
     records: List[Dict[str, Any]] = []

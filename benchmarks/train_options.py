@@ -20,6 +20,7 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     from .data import DATASETS
     from .models import ARCHITECTURES, NATIVE_BETWEEN
     from .presets import PRESETS
+    from tssl_plugin.rule import ABLATIONS
 
     d = Config()
     skipped = set(skip)
@@ -87,6 +88,10 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     add("--warmup-width", type=float, default=d.warmup_width, metavar="W",
         help="width W of TSSL-BP's warm-up surrogate sigma'((u - threshold)/W)/W in every TSSL-BP backend, > 0 "
              "(0.2 is the reference's; wider is an extension)")
+    add("--ablation", default=d.ablation, choices=list(ABLATIONS),
+        help="switch a part of TSSL-BP off in every TSSL-BP backend, to measure what it contributes (not a "
+             "recommendation; docs/algorithm.md, Ablations): no_intra drops the intra-neuron (reset-timing) "
+             "term, no_spike_timing every gradient at spikes, leaving the warm-up surrogate alone")
     add("--native-between", default=d.native_between, choices=list(NATIVE_BETWEEN),
         help="what native:tssl's hidden layers pass to the next layer: psc (the paper's network) or spike "
              "(as the library networks, to compare gradients on the same network)")

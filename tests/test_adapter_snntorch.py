@@ -84,12 +84,12 @@ class HiddenNet(nn.Module):
         return torch.stack(spk_rec), torch.stack(mem_rec)
 
 
-def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2):
+def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2, ablation="none"):
     """The same network written with the core whole-sequence op (tau_m = 1/(1-beta))."""
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
     kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
-              sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr)
+              sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr, ablation=ablation)
     o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
     return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, **kw)
@@ -457,6 +457,43 @@ def test_convert_passes_warmup_width_and_revert_removes_it():
     revert(net)
     assert type(net.lif1) is snn.Leaky and "warmup_width" not in vars(net.lif1)
     assert not hasattr(net.lif1, "warmup_width")
+
+
+@pytest.mark.parametrize("ablation", ["no_intra", "no_spike_timing"])
+@pytest.mark.parametrize("reset,delay,core", [CONFIGS[0], CONFIGS[1], CONFIGS[2]],
+                         ids=["zero-delay", "zero", "subtract-delay"])
+def test_convert_passes_the_ablation(ablation, reset, delay, core):
+    """convert(ablation=a): every layer's gradient is the core op's with the same ablation, in the step loop and
+    the whole-sequence path; revert removes it."""
+    torch.manual_seed(4)
+    net = convert(Net(reset_mechanism=reset, reset_delay=delay), ablation=ablation).double()
+    assert net.lif1.ablation == net.lif2.ablation == ablation and f"ablation='{ablation}'" in repr(net.lif1)
+    x = make_x(T=12, shape=(10, 12), scale=1.2, dtype=torch.float64, seed=8)
+    gy = torch.randn(12, 10, 5, generator=torch.Generator().manual_seed(9)).double()  # float32 values, as dL/dspk
+    grads = torch.autograd.grad(net(x)[0], list(net.parameters()), gy.float())
+    ref = torch.autograd.grad(sequence_reference(net, x, core, ablation=ablation), list(net.parameters()), gy)
+    full = torch.autograd.grad(sequence_reference(net, x, core), list(net.parameters()), gy)
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(grads[0], full[0])
+    xs = make_x(T=12, shape=(10, 5), scale=1.2, dtype=torch.float64, seed=10).requires_grad_()
+    (g_seq,) = torch.autograd.grad(net.lif2.forward_sequence(xs)[0], xs, gy.float())
+    (g_step,) = torch.autograd.grad(step_loop(net.lif2, xs)[0], xs, gy.float())
+    torch.testing.assert_close(g_seq, g_step, rtol=1e-12, atol=1e-12)
+    revert(net)
+    assert type(net.lif1) is snn.Leaky and not hasattr(net.lif1, "ablation")
+
+
+def test_ablation_refused_where_meaningless():
+    net = Net()
+    with pytest.raises(ValueError, match="warmup=False turns off"):
+        convert(net, warmup=False, ablation="no_spike_timing")
+    assert type(net.lif1) is snn.Leaky  # refused before anything changed
+    with pytest.raises(ValueError, match="reset='none' does not have"):
+        net = convert(Net(reset_mechanism="none"), ablation="no_intra")
+        net(make_x(T=3, shape=(2, 12)).requires_grad_())
+    with pytest.raises(ValueError, match="unknown ablation"):
+        TSSLLeaky(beta=0.9, ablation="none ")
 
 
 def test_convert_again_applies_the_new_options():

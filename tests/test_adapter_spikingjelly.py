@@ -477,6 +477,40 @@ def test_convert_passes_warmup_width_and_revert_removes_it(mode):
     assert type(wide[1]) is neuron.LIFNode and not hasattr(wide[1], "warmup_width")
 
 
+@pytest.mark.parametrize("ablation", ["no_intra", "no_spike_timing"])
+@pytest.mark.parametrize("mode", ["s", "m"])
+@pytest.mark.parametrize("v_reset", [0.0, None], ids=["hard", "soft"])
+def test_ablation_gradient_equals_core_op(ablation, mode, v_reset):
+    """A node with ``ablation=a`` (and one converted with it) gets the core op's gradient with the same ablation."""
+    tau, tau_s = 2.5, 3.0
+    gen = torch.Generator().manual_seed(11)
+    x = (torch.rand(16, 4, 9, generator=gen, dtype=torch.float64) * 1.6 - 0.1).requires_grad_()
+    gy = torch.randn(16, 4, 9, generator=gen, dtype=torch.float64)
+    node = TSSLLIFNode(tau=tau, v_reset=v_reset, step_mode=mode, tau_s=tau_s, ablation=ablation).double()
+    (g,) = torch.autograd.grad(run(node, x, mode), x, gy)
+    converted = convert(neuron.LIFNode(tau=tau, v_reset=v_reset, step_mode=mode), tau_s=tau_s, ablation=ablation)
+    assert converted.ablation == ablation and f"ablation='{ablation}'" in repr(converted)
+    (g_conv,) = torch.autograd.grad(run(converted.double(), x, mode), x, gy)
+    reset = "subtract" if v_reset is None else "zero"
+    kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None))
+    (g_core,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, ablation=ablation, **kw), x, gy)
+    (g_full,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, **kw), x, gy)
+    torch.testing.assert_close(g, g_core, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_conv, g_core, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(g_core, g_full)
+    revert(converted)
+    assert type(converted) is neuron.LIFNode and not hasattr(converted, "ablation")
+
+
+def test_ablation_refused_where_meaningless():
+    net = make_net("m", seed=5)
+    with pytest.raises(ValueError, match="warmup=False turns off"):
+        convert(net, warmup=False, ablation="no_spike_timing")
+    assert type(net[1]) is neuron.LIFNode  # refused before anything changed
+    with pytest.raises(ValueError, match="unknown ablation"):
+        TSSLLIFNode(ablation="intra")
+
+
 def test_convert_exclude_errors_and_strict():
     net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(), neuron.QIFNode())
     with pytest.raises(ValueError, match="no module named 'lif9'"):

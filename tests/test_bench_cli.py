@@ -121,6 +121,25 @@ def test_resume_says_which_options_it_ignores(tmp_path, capsys, monkeypatch):
     assert max(r["epoch"] for r in report.read_jsonl(out / "results.jsonl")) == 2
 
 
+def test_ablation_option_reaches_the_layers_config_and_summary(tmp_path, capsys, monkeypatch):
+    """--ablation is recorded in config.json and the summary and reaches Backend.build; with --no-warmup the
+    warm-up-only ablation is refused in one line naming both options."""
+    from tssl_plugin.benchmarks import backends as B
+
+    seen = []
+    real = B.Backend.build
+    monkeypatch.setattr(B.Backend, "build", lambda self, *a, **kw: seen.append(kw["ablation"]) or
+                        real(self, *a, **kw))
+    out = tmp_path / "run"
+    assert cli.main(TINY + ["--ablation", "no_intra", "--out", str(out)]) == 0
+    assert seen == ["no_intra"] and "TSSL-BP ablation no_intra" in (out / "summary.md").read_text()
+    assert json.loads((out / "config.json").read_text())["ablation"] == "no_intra"
+    capsys.readouterr()
+    assert cli.main(TINY + ["--ablation", "no_spike_timing", "--no-warmup", "--out", str(tmp_path / "bad")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--ablation" in err and "--no-warmup" in err and len(err.splitlines()) == 1
+
+
 def test_config_json_without_warmup_width_loads_with_the_default():
     """config.json files written before --warmup-width existed resume with the reference's width."""
     from tssl_plugin.benchmarks.config import as_dict, config_from_json

@@ -140,6 +140,33 @@ def sensitivity_caps(impl, impl_obj, cap=0.3, T=10, shape=(3, 20), device="cpu")
                                    rtol=1e-12, atol=1e-12)
 
 
+def ablations(impl, impl_obj, T=10, shape=(3, 20), device="cpu"):
+    """Each ablation (two run-time table rows, tssl_plugin.rule.ablation_gains) against the reference: every
+    reset it applies to, both outputs, float64 and float32, per-neuron parameters, the from-trace entry point;
+    and each changes the gradient of every case (a kernel that ignored it would fail)."""
+    cases = [(a, r, w) for a in ("no_intra", "no_spike_timing") for r in RESETS for w in (True, False)
+             if not (a == "no_intra" and r == "none") and not (a == "no_spike_timing" and not w)]
+    changed = 0
+    for i, ((ablation, reset, warmup), output, dtype) in enumerate(
+            itertools.product(cases, ("psc", "spike"), (torch.float64, torch.float32))):
+        x, g = random_case(T, shape, dtype, 600 + i, device)
+        x = 2.0 * x  # neurons that fire several times: the intra-neuron term is not 0
+        kw = dict(reset=reset, warmup=warmup, output=output)
+        check_against_reference(impl, x, g, ablation=ablation, **kw)
+        changed += not torch.equal(run("reference", x, g, ablation=ablation, **kw)[1], run("reference", x, g, **kw)[1])
+    assert changed == len(cases) * 4
+    x, g = random_case(T, shape, torch.float64, 640, device)
+    theta = (0.3 + torch.rand(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)).to(device)
+    for ablation in ("no_intra", "no_spike_timing"):
+        check_against_reference(impl, x, g, threshold=theta, reset="subtract", ablation=ablation)
+        for reset in ("zero", "subtract_after_leak"):
+            k = lif_constants(x, reset=reset, ablation=ablation)
+            o, _, (u, du, _) = _ReferenceImpl.forward(2.0 * x, k, True)
+            want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
+            torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+                                       rtol=1e-12, atol=1e-12)
+
+
 def reference_vectors(impl, device="cpu"):
     """Every layer of the public reference file (layer cases and the layers inside the network cases)."""
     data = torch.load(DATA, weights_only=True)

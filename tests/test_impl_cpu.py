@@ -55,6 +55,11 @@ def test_sensitivity_cap_and_crossing_match_reference():
 
 
 @needs_cpu
+def test_ablations_match_reference():
+    cases.ablations("cpu", cpu.CpuImpl)
+
+
+@needs_cpu
 def test_reference_vectors():
     cases.reference_vectors("cpu")
 

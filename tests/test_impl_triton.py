@@ -44,6 +44,7 @@ _SCRIPT = textwrap.dedent(
         cases.from_trace(triton_impl.TritonImpl, full=False)
         cases.warmup_widths("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
         cases.sensitivity_caps("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
+        cases.ablations("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
         cases.half_precision("triton", bf16_rounding_exact=False)
     triton_impl.ONE_PASS_MAX_T = 32
     cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
@@ -136,6 +137,7 @@ def test_triton_on_cuda_matches_reference():
     cases.all_modes("triton", device="cuda")
     cases.warmup_widths("triton", _impl.select("triton", x), device="cuda")
     cases.sensitivity_caps("triton", _impl.select("triton", x), device="cuda")
+    cases.ablations("triton", _impl.select("triton", x), device="cuda")
     cases.per_neuron_params("triton", device="cuda")
     cases.layout_edge_cases("triton", device="cuda")
     cases.reference_vectors("triton", device="cuda")

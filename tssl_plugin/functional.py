@@ -19,7 +19,9 @@ from ._validation import (
     as_param, check_bool, check_choice, check_gradient_finite, check_impl, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
 )
-from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, lif_constants
+from .rule import (
+    OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, lif_constants,
+)
 
 __all__ = [
     "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "last_impl", "resolve_impl",
@@ -39,6 +41,7 @@ def tssl_lif(
     impl: str = "auto",
     warmup_width: float = WARMUP_WIDTH,
     sensitivity_cap: float = SENSITIVITY_CAP,
+    ablation: str = "none",
 ) -> Tensor:
     """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
 
@@ -73,6 +76,10 @@ def tssl_lif(
             (a number > 0). The default 8 is the reference's; the adapters use
             ``1/threshold`` for the resets by subtraction (docs/algorithm.md,
             "Why the subtraction rule is what it is").
+        ablation: ``"none"`` (the rule), or a part of the rule switched off to measure what it
+            contributes (docs/algorithm.md, "Ablations"; not a recommendation): ``"no_intra"`` drops
+            the intra-neuron (reset-timing) term, ``"no_spike_timing"`` every gradient at spikes, which
+            leaves the warm-up surrogate alone (needs ``warmup=True``); :mod:`tssl_plugin.rule`.
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
@@ -93,7 +100,8 @@ def tssl_lif(
     th = check_param(threshold, "threshold", shape)
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
-    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width, cap)
+    check_ablation(ablation, reset, warmup)
+    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width, cap, ablation)
 
 
 class _TraceGradFunction(torch.autograd.Function):
@@ -148,7 +156,8 @@ def spikes_with_tssl_grad(
     value), ``du`` (its increment) and ``o`` (bool spikes) are ``[T, ...]``
     traces of the forward the caller ran with its own arithmetic; ``k`` comes
     from :func:`lif_constants` (threshold relative to the reset value; its
-    ``warmup_width`` sets the warm-up surrogate's width).
+    ``warmup_width`` sets the warm-up surrogate's width, its ``ablation`` a part of the rule
+    switched off, checked against ``warmup`` here).
     ``input_scale`` is ``d(effective current)/dx`` (``1/tau`` for an input
     that is divided by tau before integration).
 
@@ -159,6 +168,7 @@ def spikes_with_tssl_grad(
     loop get the same gradients.
     """
     check_impl(impl, _impl.names())
+    check_ablation(k.ablation, k.reset, warmup)
     if torch.is_grad_enabled() and x.requires_grad:
         return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(),
                                         None if mem is None else mem.detach(), k, warmup, input_scale, impl)

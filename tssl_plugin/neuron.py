@@ -11,7 +11,7 @@ from ._validation import (
     check_bool, check_choice, check_impl, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
 )
 from .functional import tssl_lif
-from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param
+from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation
 
 __all__ = ["TSSLNeuron"]
 
@@ -28,7 +28,8 @@ class TSSLNeuron(nn.Module):
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
             to the input's ``x.shape[1:]`` (stored as buffers, so they follow
             ``.to()`` and appear in the state_dict).
-        warmup, output, reset, impl, warmup_width, sensitivity_cap: see :func:`~tssl_plugin.functional.tssl_lif`.
+        warmup, output, reset, impl, warmup_width, sensitivity_cap, ablation: see
+            :func:`~tssl_plugin.functional.tssl_lif`.
 
     Shape: input ``[T, N, ...]`` (time-first), output the same.
     """
@@ -36,6 +37,7 @@ class TSSLNeuron(nn.Module):
     #: the class default, so a module pickled before the option existed loads with the reference's width.
     warmup_width: float = WARMUP_WIDTH
     sensitivity_cap: float = SENSITIVITY_CAP
+    ablation: str = "none"
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class TSSLNeuron(nn.Module):
         impl: str = "auto",
         warmup_width: float = WARMUP_WIDTH,
         sensitivity_cap: float = SENSITIVITY_CAP,
+        ablation: str = "none",
     ) -> None:
         super().__init__()
         check_choice(output, "output", OUTPUTS)
@@ -57,6 +60,7 @@ class TSSLNeuron(nn.Module):
         check_impl(impl, _impl.names())
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
+        check_ablation(ablation, reset, warmup)
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
         for name, value in params.items():
             if isinstance(value, Tensor):
@@ -70,6 +74,7 @@ class TSSLNeuron(nn.Module):
         self.warmup = warmup
         self.warmup_width = warmup_width
         self.sensitivity_cap = sensitivity_cap
+        self.ablation = ablation
         self.output = output
         self.reset = reset
         self.impl = impl
@@ -78,7 +83,7 @@ class TSSLNeuron(nn.Module):
         return tssl_lif(
             x, self.tau_m, self.tau_s, self.threshold,
             warmup=self.warmup, output=self.output, reset=self.reset, impl=self.impl,
-            warmup_width=self.warmup_width, sensitivity_cap=self.sensitivity_cap,
+            warmup_width=self.warmup_width, sensitivity_cap=self.sensitivity_cap, ablation=self.ablation,
         )
 
     def extra_repr(self) -> str:
@@ -90,4 +95,5 @@ class TSSLNeuron(nn.Module):
             f"warmup={self.warmup}, warmup_width={self.warmup_width:g}, sensitivity_cap={self.sensitivity_cap:g}, "
             f"output={self.output!r}, "
             f"reset={self.reset!r}"
+            + (f", ablation={self.ablation!r}" if self.ablation != "none" else "")
         )

@@ -81,10 +81,28 @@ project's extension):
 
 with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced.
 The neuron parameters receive no gradient.
+
+Ablations (``ablation``, :data:`ABLATIONS`; for measuring what each part of the rule contributes,
+docs/algorithm.md "Ablations", not recommendations). ``"none"`` is the rule above. Written with
+:math:`J` for the intra-neuron (reset-timing) term inside :math:`c[t](G[t] + J)` (``zero``:
+:math:`J = h\,u[t]/\tau_m`; ``subtract``: :math:`-\beta\vartheta h`; ``subtract_after_leak``:
+:math:`-\vartheta h`; ``none``: no term):
+
+* ``"no_intra"``: :math:`J = 0`, so the error of later steps crosses a spike only through the leak
+  (:math:`\beta h`, the resets by subtraction) or not at all (``zero``:
+  :math:`\delta[t] = c[t] G[t] + (1 - o[t])\beta h`). Refused with ``reset="none"``, which has no
+  such term.
+* ``"no_spike_timing"``: :math:`c \equiv 0`, no gradient at spikes: :math:`\delta \equiv 0`
+  (apart from a loss placed on the membrane), so ``dL/dx`` is the warm-up surrogate where the warm-up
+  applies and 0 elsewhere: the warm-up surrogate alone. Refused with ``warmup=False``, where no
+  gradient would be left.
+
+The kernels apply both as factors (:func:`ablation_gains`, 1 or 0) on ``c`` and on :math:`J`; a
+factor 1 changes no bit.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 from torch import Tensor
 
@@ -103,6 +121,8 @@ SENSITIVITY_CAP = 8.0
 WARMUP_WIDTH = 0.2
 #: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)``.
 WARMUP_LEVEL_DIVISOR = 4.0
+#: ablations of the rule's parts (module docstring), the full rule (``"none"``) first.
+ABLATIONS = ("none", "no_intra", "no_spike_timing")
 
 
 class LIFConstants(NamedTuple):
@@ -115,11 +135,34 @@ class LIFConstants(NamedTuple):
     reset: str
     warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
+    ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
 
 
 def warmup_level(tau_s: Param) -> Param:
     """The trace level below which the warm-up surrogate applies: ``1 / (4 tau_s)``."""
     return 1.0 / (WARMUP_LEVEL_DIVISOR * tau_s)
+
+
+def ablation_gains(ablation: str) -> Tuple[float, float]:
+    """``(spike_timing, intra)``: the factors on the spike-time sensitivity ``c`` and on the intra-neuron
+    term ``J`` that ``ablation`` (:data:`ABLATIONS`) means, each 1.0 (kept) or 0.0 (switched off)."""
+    return (0.0 if ablation == "no_spike_timing" else 1.0), (0.0 if ablation == "no_intra" else 1.0)
+
+
+def check_ablation(ablation: object, reset: Optional[str], warmup: Optional[bool]) -> str:
+    """``ablation`` if it is one of :data:`ABLATIONS` and makes sense with ``reset`` and ``warmup``;
+    otherwise ValueError, one line naming the problem and the fix. ``None`` for ``reset`` or ``warmup``:
+    not known here (an adapter's layer learns its reset at its first step), checked where it is."""
+    if ablation == "no_warmup":
+        raise ValueError("ablation='no_warmup': the warm-up has its own option, warmup=False (with ablation='none')")
+    check_choice(ablation, "ablation", ABLATIONS)
+    if ablation == "no_spike_timing" and warmup is False:
+        raise ValueError("ablation='no_spike_timing' keeps only the warm-up surrogate, which warmup=False turns "
+                         "off (no gradient would be left): use warmup=True, or ablation='none' for the pure rule")
+    if ablation == "no_intra" and reset == "none":
+        raise ValueError("ablation='no_intra' drops the intra-neuron (reset) term, which reset='none' does not "
+                         "have: use a reset, or ablation='none'")
+    return ablation  # type: ignore[return-value]
 
 
 def subtracted_next(k: LIFConstants) -> Param:
@@ -141,6 +184,7 @@ def lif_constants(
     reset: str = "zero",
     warmup_width: float = WARMUP_WIDTH,
     sensitivity_cap: float = SENSITIVITY_CAP,
+    ablation: str = "none",
 ) -> LIFConstants:
     """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
 
@@ -150,19 +194,22 @@ def lif_constants(
     ``tau_s`` >= 1, ``threshold`` finite and > 0. Tensor values are checked
     here, which reads them (a host sync on a GPU). ``warmup_width``, the width
     ``w`` of the warm-up surrogate, is one finite number > 0 for the layer, and so is
-    ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8).
+    ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8). ``ablation`` is one of
+    :data:`ABLATIONS`, checked against ``reset`` here and against the warm-up where that is known
+    (:func:`check_ablation`).
     """
     check_choice(reset, "reset", RESETS)
+    check_ablation(ablation, reset, None)
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
     shape = x.shape[1:]
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation)
 
 
 __all__ = [
-    "Param", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR",
-    "LIFConstants", "warmup_level", "subtracted_next", "lif_constants",
+    "Param", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR", "ABLATIONS",
+    "LIFConstants", "warmup_level", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
 ]

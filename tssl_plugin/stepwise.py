@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ._impl.reference import carry_step, trace_step
-from .rule import LIFConstants, Param
+from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
 
 __all__ = ["StepState", "initial_state", "next_state", "tssl_step"]
@@ -111,11 +111,13 @@ def tssl_step(
         mem: the membrane the host returns; a loss on it enters ``delta[t]``. ``None``: the caller
             gives its membrane a gradient of its own (the snnTorch adapter does), and ``None`` is returned.
         k: the layer's constants (:func:`tssl_plugin.rule.lif_constants`), the
-            warm-up surrogate's width ``k.warmup_width`` included.
+            warm-up surrogate's width ``k.warmup_width`` and an ablation ``k.ablation`` included
+            (checked against ``warmup`` here).
 
     ``spike`` has ``x_t``'s dtype. Without grad mode, or when neither ``x_t``
     nor the state needs a gradient, no node is built and only the trace advances.
     """
+    check_ablation(k.ablation, k.reset, warmup)
     s = next_state(state, o, k.inv_tau_s).trace
     if torch.is_grad_enabled() and (x_t.requires_grad or state.trace.requires_grad):
         spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o, s,

@@ -5,7 +5,7 @@ Every implementation provides the op's two entry points (what
 
 ``forward_op(x, params, psc_output) -> a or o``
     the layer's output for ``x: [T, ...]`` and ``params = (tau_m, tau_s,
-    threshold, reset, warmup_width, sensitivity_cap)`` (numbers already checked; tensors are
+    threshold, reset, warmup_width, sensitivity_cap, ablation)`` (numbers already checked; tensors are
     checked where they are read; the forward does not use the width, but the
     packed parameter table holds it);
 ``backward_op(grad, x, params, warmup, psc_output) -> dL/dx``
@@ -57,8 +57,8 @@ class _ReferenceImpl:
     @staticmethod
     def _constants(x: Tensor, params) -> Tuple[Tensor, LIFConstants]:
         xc = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap = params
-        return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap)
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
+        return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)
 
     @staticmethod
     def forward_op(x: Tensor, params, psc_output: bool) -> Tensor:

@@ -3,22 +3,22 @@
 Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
 
 ``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-warmup_width=0.2) -> Tensor``
+warmup_width=0.2, sensitivity_cap=8, ablation="none") -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
 ``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
-impl, warmup_width=0.2)``
+impl, warmup_width=0.2, sensitivity_cap=8, ablation="none")``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
 ``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
-reset, warmup, impl, warmup_width)``
+reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none")``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
     the four constants are per-neuron tensors or None (then ``scalars[i]``).
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
 None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
-``warmup_width`` is the width of the warm-up surrogate (last, with the
-reference's value as its default, so calls written before it existed keep
-their meaning). Both
+``warmup_width``, ``sensitivity_cap`` and ``ablation`` (the warm-up surrogate's width, the cap of
+``c``, and a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) come last, with the
+reference's rule as their defaults, so calls written before they existed keep their meaning. Both
 have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
 autograd formula that calls ``lif_backward``. To the compiler the ops are
@@ -73,68 +73,74 @@ def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tupl
 
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
             scalars: List[float], reset: str, warmup_width: float,
-            sensitivity_cap: float) -> Tuple[Any, Any, Any, str, float, float]:
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap)``, what the implementations' op entry
-    points take."""
-    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap))
+            sensitivity_cap: float, ablation: str) -> Tuple[Any, Any, Any, str, float, float, str]:
+    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)``, what the implementations'
+    op entry points take."""
+    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap),
+            ablation)
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
+             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float,
+             sensitivity_cap: float, ablation: str) -> Tensor:
     return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
-                                                   sensitivity_cap),
+                                                   sensitivity_cap, ablation),
                 psc_output)
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-              impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
+              impl: str, warmup_width: float, sensitivity_cap: float, ablation: str) -> Tensor:
     return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
-                                                         sensitivity_cap),
+                                                         sensitivity_cap, ablation),
                 warmup, psc_output)
 
 
 @torch.library.custom_op("tssl_plugin::lif", mutates_args=())
 def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
            scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
-           warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
+           warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
+           ablation: str = "none") -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
-    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
+    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
+                    ablation)
 
 
 @lif_op.register_fake
 def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH,
-                       sensitivity_cap=SENSITIVITY_CAP):
+              sensitivity_cap=SENSITIVITY_CAP, ablation="none"):
     return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("tssl_plugin::lif_backward", mutates_args=())
 def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                     threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
-                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
+                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH,
+                    sensitivity_cap: float = SENSITIVITY_CAP, ablation: str = "none") -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
     return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width,
-                     sensitivity_cap)
+                     sensitivity_cap, ablation)
 
 
 @lif_backward_op.register_fake
 def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                       warmup_width=WARMUP_WIDTH):
+                       warmup_width=WARMUP_WIDTH, sensitivity_cap=SENSITIVITY_CAP, ablation="none"):
     return x.new_empty(x.shape)
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = inputs
+    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = \
+        inputs
     ctx.save_for_backward(x, tau_m, tau_s, threshold)
-    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)
+    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
     x, tau_m, tau_s, threshold = ctx.saved_tensors
-    scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = ctx.config
+    scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = ctx.config
     grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                             warmup_width, sensitivity_cap)
-    return grad_x, None, None, None, None, None, None, None, None, None, None
+                             warmup_width, sensitivity_cap, ablation)
+    return (grad_x,) + (None,) * 11
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
@@ -144,17 +150,17 @@ lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
 def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
                       scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float,
-                      sensitivity_cap: Optional[Tensor] = None) -> Tensor:
+                      sensitivity_cap: Optional[Tensor] = None, ablation: str = "none") -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
     inv_tau_m, inv_tau_s, threshold, warmup_level, cap = _join(
         (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap), scalars)
-    k = LIFConstants(inv_tau_m, inv_tau_s, threshold, warmup_level, reset, float(warmup_width), cap)
+    k = LIFConstants(inv_tau_m, inv_tau_s, threshold, warmup_level, reset, float(warmup_width), cap, ablation)
     return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
 def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
-                         impl, warmup_width, sensitivity_cap=None):
+                         impl, warmup_width, sensitivity_cap=None, ablation="none"):
     return u.new_empty(u.shape, dtype=grad.dtype)
 
 
@@ -166,7 +172,7 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
         return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False)
     tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap))
     return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, k.warmup_width,
-                             tensors[4])
+                             tensors[4], k.ablation)
 
 
 class _EagerLif(torch.autograd.Function):
@@ -175,19 +181,20 @@ class _EagerLif(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                 threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-                impl: str, warmup_width: float, sensitivity_cap: float) -> Tensor:
-        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
+                impl: str, warmup_width: float, sensitivity_cap: float, ablation: str) -> Tensor:
+        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
+                       ablation)
         ctx.save_for_backward(x, tau_m, tau_s, threshold)
-        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)
+        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
         x, tau_m, tau_s, threshold = ctx.saved_tensors
-        scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap = ctx.config
+        scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = ctx.config
         grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                           warmup_width, sensitivity_cap)
-        return grad_x, None, None, None, None, None, None, None, None, None, None
+                           warmup_width, sensitivity_cap, ablation)
+        return (grad_x,) + (None,) * 11
 
 
 def _plain_eager(x: Tensor) -> bool:
@@ -202,12 +209,13 @@ def _plain_eager(x: Tensor) -> bool:
 
 
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
-        impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP) -> Tensor:
+        impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
+        ablation: str = "none") -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
     tensors, scalars = _split((tau_m, tau_s, threshold))
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
             return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width,
-                                   sensitivity_cap)
-        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap)
-    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap)
+                                   sensitivity_cap, ablation)
+        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap, ablation)
+    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)

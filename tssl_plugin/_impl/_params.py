@@ -2,9 +2,9 @@
 
 The table holds, per neuron (``[N_ROWS, N]``, one column per neuron) or for
 all neurons at once (``[N_ROWS]``), the constants of :mod:`tssl_plugin.rule`
-in the form the recursions use, and the warm-up width (one value per layer,
-a row like the others, so every kernel reads it at run time and no kernel is
-rebuilt or recompiled for another width). :data:`ROWS` is the only place that
+in the form the recursions use, and the warm-up width and the ablation gains
+(one value per layer each, rows like the others, so every kernel reads them at
+run time and no kernel is rebuilt or recompiled for another width or ablation). :data:`ROWS` is the only place that
 says which row holds what: the C kernel gets the row numbers as
 ``-DROW_<NAME>=i`` at build time (:func:`c_defines`), the Triton kernels as
 constexpr globals built from :data:`ROW`.
@@ -29,7 +29,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, lif_constants
+from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, ablation_gains, lif_constants
 
 #: what each row of the table holds, in row order (``beta = 1 - inv_tau_m``).
 ROWS: Tuple[str, ...] = (
@@ -42,6 +42,8 @@ ROWS: Tuple[str, ...] = (
     "warmup_level",       # 1 / (4 tau_s)
     "warmup_width",       # w of the warm-up surrogate sigma'((u - theta)/w)/w (one value per layer)
     "sensitivity_cap",    # cap of the spike-time sensitivity c = min(1/du, cap)
+    "spike_timing_gain",  # a_c: factor on c, 1 (0 for the ablation "no_spike_timing", rule.ablation_gains)
+    "intra_gain",         # a_J: factor on the intra-neuron term, 1 (0 for the ablation "no_intra")
 )
 #: row name -> row number.
 ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
@@ -53,6 +55,7 @@ RESET_CODES: Dict[str, int] = {name: i for i, name in enumerate(RESETS)}
 def row_values(k: LIFConstants) -> List[Param]:
     """The table's rows for constants ``k``, in :data:`ROWS` order (floats or tensors)."""
     beta = 1 - k.inv_tau_m
+    spike_timing_gain, intra_gain = ablation_gains(k.ablation)
     values = {
         "inv_tau_m": k.inv_tau_m,
         "membrane_decay": beta,
@@ -63,6 +66,8 @@ def row_values(k: LIFConstants) -> List[Param]:
         "warmup_level": k.warmup_level,
         "warmup_width": k.warmup_width,
         "sensitivity_cap": k.sensitivity_cap,
+        "spike_timing_gain": spike_timing_gain,
+        "intra_gain": intra_gain,
     }
     return [values[name] for name in ROWS]
 
@@ -84,8 +89,8 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
 def c_defines() -> List[str]:
     """Compiler flags that give the C kernel the table layout and the reset codes.
 
-    The warm-up width and the sensitivity cap are not among them: they are options (rows of the table),
-    read at run time.
+    The warm-up width, the sensitivity cap and the ablation gains are not among them: they are options
+    (rows of the table), read at run time.
     """
     flags = [f"-DROW_{name.upper()}={i}" for i, name in enumerate(ROWS)] + [f"-DN_ROWS={N_ROWS}"]
     flags += [f"-DRESET_{name.upper()}={code}" for name, code in RESET_CODES.items()]
@@ -112,13 +117,14 @@ def _key_part(p: Param):
 def param_table(
     tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
     device: torch.device, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
+    ablation: str = "none",
 ) -> Tuple[Tensor, bool]:
     """The packed table for these parameters (checked, cached; see the module docstring).
 
     Numbers must already be checked (``_validation.check_param``,
     ``check_warmup_width``); tensors are checked here when they are packed.
     """
-    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap)
+    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation)
     try:
         key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
@@ -130,7 +136,8 @@ def param_table(
                 _CACHE.move_to_end(key)
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
-    k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap)
+    k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap,
+                      ablation=ablation)
     table, per_neuron = pack_params(k, like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it

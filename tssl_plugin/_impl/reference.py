@@ -18,13 +18,14 @@ Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
 
 Backward (one step, walked from t = T-1 down to 0 with carry ``h``)::
 
-    c[t]     = crossed(o[t]) * min(1 / du[t], cap)   (0 where du[t] < 0; cap 8 by default)
-    delta[t] = c[t] * (G[t] + J(h, u[t])) + leak(o[t]) * h
+    c[t]     = a_c * crossed(o[t]) * min(1 / du[t], cap)   (0 where du[t] < 0; cap 8 by default)
+    delta[t] = c[t] * (G[t] + a_J * J(h, u[t])) + leak(o[t]) * h
     dL/dx[t] = G[t] sigma'((u[t] - threshold)/w)/w where s[t] < warmup_level, else delta[t]
     h        = delta[t]
 
 with the reset-dependent intra-neuron term ``J`` and leak path given in
-:func:`carry_step`.
+:func:`carry_step`; ``a_c = a_J = 1`` except in an ablation (``k.ablation``,
+:func:`tssl_plugin.rule.ablation_gains`).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from torch import Tensor
 
 # The rule's constants and types live in the public module tssl_plugin.rule; they are
 # re-exported here for the code that imports them from the reference.
-from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, subtracted_next
+from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, ablation_gains, subtracted_next
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
@@ -167,13 +168,17 @@ def carry_step(
 
     ``G`` is the error reaching the spike at this step (PSC-filtered, or dL/do
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
-    step). With ``c = spike_sensitivity(crossed(o, u, du, k), du, k.sensitivity_cap)``
+    step). With ``c = a_c spike_sensitivity(crossed(o, u, du, k), du, k.sensitivity_cap)``
     and ``beta = 1 - inv_tau_m``::
 
-        zero:                 delta = c (G + h u inv_tau_m) + (1 - o) beta h
-        subtract:             delta = c (G - beta threshold h) + beta h
-        subtract_after_leak:  delta = c (G - threshold h) + beta h
+        zero:                 delta = c (G + a_J h u inv_tau_m) + (1 - o) beta h
+        subtract:             delta = c (G - a_J beta threshold h) + beta h
+        subtract_after_leak:  delta = c (G - a_J threshold h) + beta h
         none:                 delta = c G + beta h
+
+    where ``(a_c, a_J) = ablation_gains(k.ablation)``: ``(1, 1)`` for the rule itself, ``a_J = 0``
+    without the intra-neuron term (``"no_intra"``), ``a_c = 0`` without any gradient at spikes
+    (``"no_spike_timing"``: ``delta = 0``, the warm-up surrogate alone remains).
 
     ``zero`` is the paper's rule; the others are this project's extensions
     (:mod:`tssl_plugin.rule`, docs/algorithm.md): ``c`` is the spike's local
@@ -186,15 +191,20 @@ def carry_step(
     ``delta`` before it is carried back, and to ``grad_x``.
     """
     of = o.to(G.dtype)
+    a_c, a_J = ablation_gains(k.ablation)
     c = spike_sensitivity(crossed(of, u, du, k), du, k.sensitivity_cap)
+    if a_c != 1.0:  # a factor 1 would change no bit; skipped to spare the step-wise node an operation
+        c = c * a_c
     if h is None:
         delta = c * G
     else:
         beta = 1 - k.inv_tau_m
         if k.reset == "zero":
-            delta = c * (G + h * u * k.inv_tau_m) + (1 - of) * beta * h
+            intra = h * u * k.inv_tau_m
+            delta = c * (G + (intra if a_J == 1.0 else intra * a_J)) + (1 - of) * beta * h
         elif k.reset in ("subtract", "subtract_after_leak"):
-            delta = c * (G - subtracted_next(k) * h) + beta * h
+            intra = subtracted_next(k) * h
+            delta = c * (G - (intra if a_J == 1.0 else intra * a_J)) + beta * h
         else:
             delta = c * G + beta * h
     if extra is not None:

@@ -82,6 +82,8 @@ ROW_THRESHOLD_X_MEMBRANE_DECAY = tl.constexpr(ROW["threshold_x_membrane_decay"])
 ROW_WARMUP_LEVEL = tl.constexpr(ROW["warmup_level"])
 ROW_WARMUP_WIDTH = tl.constexpr(ROW["warmup_width"])
 ROW_SENSITIVITY_CAP = tl.constexpr(ROW["sensitivity_cap"])
+ROW_SPIKE_TIMING_GAIN = tl.constexpr(ROW["spike_timing_gain"])
+ROW_INTRA_GAIN = tl.constexpr(ROW["intra_gain"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
@@ -101,7 +103,7 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 @triton.jit
 def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
     """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, beta th, warm-up level and width,
-    sensitivity cap."""
+    sensitivity cap, ablation gains a_c and a_J."""
     return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
@@ -110,7 +112,9 @@ def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr,
             _load_param(table_ptr, ROW_THRESHOLD_X_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_WARMUP_LEVEL, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_WARMUP_WIDTH, n_neurons, offs, mask, PER_NEURON, STATE),
-            _load_param(table_ptr, ROW_SENSITIVITY_CAP, n_neurons, offs, mask, PER_NEURON, STATE))
+            _load_param(table_ptr, ROW_SENSITIVITY_CAP, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_SPIKE_TIMING_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_INTRA_GAIN, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -132,8 +136,10 @@ def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
 
 
 @triton.jit
-def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, RESET: tl.constexpr):
-    """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step)."""
+def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.constexpr):
+    """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step).
+
+    ``a_c``, ``a_j``: the ablation gains (rule.ablation_gains), 1 or 0; a factor 1 changes no bit."""
     # c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed)
     if RESET == RESET_ZERO:
         crossed = of
@@ -142,13 +148,13 @@ def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, RESET: tl.constexpr):
     r = -1.0 / du
     r = tl.where(r < -cap, -cap, r)
     r = tl.where(r > 0.0, 0.0, r)
-    c = -r * crossed
+    c = -r * crossed * a_c
     if RESET == RESET_ZERO:
-        delta = c * (G + h * u * itm) + (1.0 - of) * beta * h
+        delta = c * (G + h * u * itm * a_j) + (1.0 - of) * beta * h
     elif RESET == RESET_SUBTRACT:  # the spike's subtraction, beta theta, reaches the next step
-        delta = c * (G - thb * h) + beta * h
+        delta = c * (G - thb * h * a_j) + beta * h
     elif RESET == RESET_SUBTRACT_AFTER_LEAK:  # theta, subtracted after the leak
-        delta = c * (G - th * h) + beta * h
+        delta = c * (G - th * h * a_j) + beta * h
     else:
         delta = c * G + beta * h
     return delta
@@ -202,7 +208,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -240,7 +246,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
             G = acc
         else:
             G = g
-        h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, RESET)
+        h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
         out = h
         if WARMUP:
             out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th, ww), h)
@@ -254,7 +260,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
@@ -296,7 +302,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
             G = acc
         else:
             G = g
-        h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thb, cap, RESET)
+        h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thb, cap, a_c, a_j, RESET)
         out = h
         if WARMUP:
             out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th, ww), h)
@@ -458,20 +464,20 @@ class TritonImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap)
+                                        warmup_width, sensitivity_cap, ablation)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap)
+                                        warmup_width, sensitivity_cap, ablation)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 

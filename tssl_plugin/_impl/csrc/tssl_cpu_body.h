@@ -123,15 +123,17 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
             REAL r = (REAL)-1 / du;
             r = r < -cap ? -cap : r;
             r = r > (REAL)0 ? (REAL)0 : r;
-            const REAL c = -r * crossed;
+            /* the ablation gains a_c, a_J (rule.ablation_gains) are 1 or 0; a factor 1 changes no bit */
+            const REAL c = -r * crossed * TB(ROW_SPIKE_TIMING_GAIN, j);
+            const REAL a_j = TB(ROW_INTRA_GAIN, j);
             /* reference.carry_step, operation by operation */
             REAL delta;
             if (reset == RESET_ZERO)
-                delta = c * (G + hh * u * TB(ROW_INV_TAU_M, j)) + ((REAL)1 - of) * beta * hh;
+                delta = c * (G + hh * u * TB(ROW_INV_TAU_M, j) * a_j) + ((REAL)1 - of) * beta * hh;
             else if (reset == RESET_SUBTRACT) /* the spike's subtraction, beta theta, reaches the next step */
-                delta = c * (G - TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j) * hh) + beta * hh;
+                delta = c * (G - TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j) * hh * a_j) + beta * hh;
             else if (reset == RESET_SUBTRACT_AFTER_LEAK) /* theta, subtracted after the leak */
-                delta = c * (G - TB(ROW_THRESHOLD, j) * hh) + beta * hh;
+                delta = c * (G - TB(ROW_THRESHOLD, j) * hh * a_j) + beta * hh;
             else
                 delta = c * G + beta * hh;
             h[j] = delta;
