@@ -26,19 +26,28 @@ __all__ = ["Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excl
            "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
            "watch_firing"]
 
-#: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)`` for resets by
-#: subtraction, in units of ``1/threshold``; the reset to zero keeps the reference's 8. Measured in host
-#: setups (docs/algorithm.md, "The sensitivity cap"): with 8 a subtraction network does not train.
+#: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)``, in units of
+#: ``1/threshold``, for the resets by subtraction and for integrate-and-fire neurons (no leak); a leaky
+#: neuron's reset to zero keeps the reference's 8. Measured in host setups (docs/algorithm.md, "The
+#: sensitivity cap"): with 8 a subtraction network does not train, and an IF network trails its surrogate.
 SUBTRACTION_SENSITIVITY_CAP = 1.0
 
 
-def sensitivity_cap_for(reset: str, cap: Optional[float]) -> float:
+def sensitivity_cap_for(reset: str, cap: Optional[float], leaky: bool = True) -> float:
     """The cap on ``c``, in units of ``1/threshold``, for a layer with core reset ``reset``: ``cap`` when
-    given, else :data:`SUBTRACTION_SENSITIVITY_CAP` for the resets by subtraction and the reference's
-    :data:`tssl_plugin.rule.SENSITIVITY_CAP` (8) for the others."""
+    given, else :data:`SUBTRACTION_SENSITIVITY_CAP` for the resets by subtraction and for a neuron without
+    leak (``leaky=False``: ``1/tau_m = 0``, SpikingJelly's IF nodes), and the reference's
+    :data:`tssl_plugin.rule.SENSITIVITY_CAP` (8) for a leaky neuron's other resets.
+
+    Why the IF neuron: its carried error is not damped between spikes, so every step since the last reset
+    receives the spike's ``c G``; for a neuron charging ``x < threshold`` per step the count's true slope is
+    ``G / threshold`` per step, which the cap ``1/threshold`` gives exactly and the cap 8 overstates by
+    ``threshold / x`` (``tools/count_sensitivity.py --betas 1.0``)."""
     if cap is not None:
         return cap
-    return SUBTRACTION_SENSITIVITY_CAP if reset in ("subtract", "subtract_after_leak") else SENSITIVITY_CAP
+    if reset in ("subtract", "subtract_after_leak") or not leaky:
+        return SUBTRACTION_SENSITIVITY_CAP
+    return SENSITIVITY_CAP
 
 #: host library (top-level module name) -> the adapter that converts its neurons.
 ADAPTERS = {"snntorch": "tssl_plugin.adapters.snntorch", "spikingjelly": "tssl_plugin.adapters.spikingjelly"}

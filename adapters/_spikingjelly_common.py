@@ -176,6 +176,11 @@ def node_mapping(node: Any, kind: str) -> Tuple[Any, Any, float, str, float]:
     return tau, scale, thr - vr, reset, vr
 
 
+def _leaky(tau_m: Any) -> bool:
+    """The node leaks: ``tau_m`` is not ``inf`` (IF nodes map to ``tau_m = inf``, ``1/tau_m = 0``)."""
+    return not (isinstance(tau_m, Real) and math.isinf(tau_m))
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
@@ -333,7 +338,7 @@ class TSSLNodeMixin:
             h = self._lib_charge(x_seq.detach(), v_prev)
             u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr, self.ablation)
+                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
         observe_firing(self, o, steps=o.shape[0])
@@ -357,7 +362,7 @@ class TSSLNodeMixin:
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
             u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap) / thr, self.ablation)
+                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)

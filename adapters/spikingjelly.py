@@ -147,8 +147,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     converted get the new ``tau_s``/``warmup``/``warmup_width`` (the width of
     the warm-up surrogate, default 0.2, the reference's)/``sensitivity_cap`` (the
     cap on the spike-time sensitivity ``c = min(1/du, sensitivity_cap / threshold)``,
-    threshold relative to ``v_reset``; default None: 1 for the soft reset, the reference's 8 for a hard
-    reset, docs/algorithm.md). Other neuron types are left
+    threshold relative to ``v_reset``; default None: 1 for the soft reset and for nodes without leak (IF),
+    the reference's 8 for a leaky node's hard reset, docs/algorithm.md). Other neuron types are left
     alone with one warning listing them; ``strict=True`` raises ``TypeError``
     instead. A model with none of these nodes at all (a plain network, or an
     snnTorch model) gets a warning that nothing was converted; ``strict=True``

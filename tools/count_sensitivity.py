@@ -14,7 +14,7 @@ neurons (the noise averages the step function's jumps into a slope). Rules compa
 
 Usage::
 
-    python tools/count_sensitivity.py [--betas 0.5,0.9,0.95] [--drives 0.3,0.6,1.0,1.5,2.5]
+    python tools/count_sensitivity.py [--betas 0.5,0.9,0.95]   # beta 1.0: integrate-and-fire (no leak) [--drives 0.3,0.6,1.0,1.5,2.5]
 
 Prints one line per (beta, reset, drive): firing rate, the finite difference, each rule's estimate.
 Warm-up off (the neurons fire), so the numbers are the spike-time part of the rule alone.
@@ -85,7 +85,7 @@ def main() -> None:
           f"{args.cap:g}) | current, cap 8 | previous rule (shift, cap 8) |")
     print("|---|---|---|---|---|---|---|---|")
     for beta in _floats(args.betas):
-        tau_m = 1.0 / (1.0 - beta)
+        tau_m = 1.0 / (1.0 - beta) if beta < 1.0 else float("inf")  # beta 1: integrate-and-fire
         for reset in RESETS:
             for drive in _floats(args.drives):
                 x = drive + 0.5 * torch.randn(args.steps, args.neurons, dtype=torch.float64)
