@@ -52,6 +52,35 @@ def test_python_blocks_run_as_written(page, capsys):
             exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
     finally:
         torch.set_num_threads(n)
+    printed = capsys.readouterr().out.splitlines()
+    for _, code in blocks:  # a block that says what it prints prints exactly that
+        for said in re.findall(r"# prints: (.+)$", code, re.M):
+            assert said.strip() in printed, f"{page.name}: the page says it prints {said.strip()!r}; it printed {printed}"
+
+
+def documented_prints(page: Path):
+    """Every ``# prints: ...`` comment of ``page``'s Python blocks."""
+    return [s.strip() for _, code in python_blocks(page) for s in re.findall(r"# prints: (.+)$", code, re.M)]
+
+
+@pytest.mark.parametrize("library,loss,steps", [("snntorch", "mse_count", 25), ("spikingjelly", "count", 8)])
+def test_train_as_before_prints_seed_0_of_the_table(library, loss, steps):
+    """The adapter page's "train as before" loop prints, to three digits, what ``tssl-bench hosts`` (the
+    harness of the page's table) measures for ``convert(net)`` with seed 0: same split, seed, shuffle, model."""
+    pytest.importorskip(library if library == "snntorch" else "spikingjelly.activation_based")
+    pytest.importorskip("sklearn")
+    from tssl_plugin.benchmarks import hosts
+
+    said = [s for s in documented_prints(ROOT / "docs" / f"{library}.md") if s.startswith("test accuracy: ")]
+    assert len(said) == 1, said
+    args = hosts.build_parser().parse_args(["--library", library, "--steps", str(steps)])
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rec = hosts.run_one(library, loss, "default", "tssl", 0, args, hosts._digits())
+    finally:
+        torch.set_num_threads(n)
+    assert said[0] == f"test accuracy: {rec['test_accuracy']:.3f}"
 
 
 def documented_commands():
