@@ -34,6 +34,7 @@ spike activity, synaptic operations).
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
+  tssl-bench compare --help     your own model and DataLoaders: unconverted vs convert(model)
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
   tssl-bench --resume DIR       continue an interrupted run
@@ -155,6 +156,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .tutorials import main as tutorials_main
 
         return tutorials_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from .comparison import main as compare_main
+
+        return compare_main(argv[1:])
     if argv and argv[0] == "merge":
         from .merge import main as merge_main
 

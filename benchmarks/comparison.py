@@ -46,6 +46,17 @@ neuron and step), and on the test set the synaptic operations per sample and act
 
 Bad arguments raise one-line ``ValueError``/``TypeError`` naming the problem and the fix, before any
 training.
+
+The same from a shell, with the functions named as ``module:attribute`` (the module is imported from the
+current folder or the installed packages)::
+
+    tssl-bench compare --model my_cnn:make_model --data my_cnn:loaders --loss my_cnn:loss_fn \
+        --step my_cnn:forward_pass --library snntorch --epochs 1 --seeds 0,1 --lr 1e-2 --out cmp
+
+``--data`` names a function returning ``(train_loader, test_loader)``; ``--loss`` a loss function or
+object (called as ``loss_fn(output, target)``), or a function without arguments that returns one
+(``snntorch.functional.ce_rate_loss``). Ctrl-C stops with one line; ``--resume`` with the same command
+continues.
 """
 from __future__ import annotations
 
@@ -67,10 +78,10 @@ from .machine import code_info, machine_info, tssl_impl
 from .memory import SavedBytes, memory_measure, process_peak_rss_mb, state_bytes
 from .progress import progress, progress_line, progress_lines
 from .results_dir import check_new_out, check_writable, start_results, write_summary_files
-from .summary import (SUMMARY_COLUMNS, _code_line, _machine_text, aggregate, runs_markdown, shared_code,
-                      summary_rows, write_plots)
+from .summary import (SUMMARY_COLUMNS, _code_line, _machine_text, aggregate, console_table, runs_markdown,
+                      shared_code, summary_rows, write_plots)
 
-__all__ = ["compare", "adapter_for", "default_predict", "VARIANTS", "LIBRARIES"]
+__all__ = ["compare", "adapter_for", "default_predict", "main", "build_parser", "VARIANTS", "LIBRARIES"]
 
 VARIANTS = ("host", "tssl", "tssl+host")
 LIBRARIES = ("snntorch", "spikingjelly")
@@ -387,7 +398,11 @@ def compare(make_model: Callable[[], nn.Module], train_loader: Iterable, test_lo
                                   f"{rec['test_accuracy']:.4f}, train loss {rec['train_loss']:.4g}, "
                                   f"{rec['seconds'] + rec['eval_seconds']:.1f} s")
             records += done
-    return _write_summary(out, records, config, machine, measure)
+    summary = _write_summary(out, records, config, machine, measure)
+    if not quiet:
+        print(console_table(summary["runs"]))
+        print(f"\nresults in {out} (summary.md, summary.json, summary.csv, results.jsonl, *.png)")
+    return summary
 
 
 def _write_summary(out: Path, records: List[Dict[str, Any]], config: Dict[str, Any],
@@ -414,3 +429,94 @@ def _write_summary(out: Path, records: List[Dict[str, Any]], config: Dict[str, A
                                   header + runs_markdown(runs, measure, legend))
     write_plots(out, runs, config["dataset"], measure)
     return summary
+
+
+# -------------------------------------------------------------------- CLI
+def build_parser():
+    """The parser of ``tssl-bench compare``."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="tssl-bench compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Your own snnTorch / SpikingJelly model, unconverted and converted, from the same initial "
+                    "weights: tssl-bench's reports (see tssl_plugin.benchmarks.compare). Functions are named as "
+                    "module:attribute, the module importable from the current folder.")
+    p.add_argument("--model", required=True, metavar="MODULE:FUNC", help="function building the model")
+    p.add_argument("--data", required=True, metavar="MODULE:FUNC", help="function returning (train_loader, test_loader)")
+    p.add_argument("--loss", required=True, metavar="MODULE:NAME",
+                   help="loss_fn(output, target), or a function without arguments returning one")
+    p.add_argument("--step", default=None, metavar="MODULE:FUNC", help="step_fn(model, input) -> output")
+    p.add_argument("--library", required=True, choices=LIBRARIES, help="host library of the model")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--exclude", action="append", default=None, metavar="NAME",
+                   help="a module name kept on the host's surrogate in the tssl+host variant (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--resume", action="store_true", help="continue the comparison in --out (same options)")
+    p.add_argument("--overwrite", action="store_true", help="delete earlier results in --out first")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    return p
+
+
+def load_object(spec: str, option: str) -> Any:
+    """``module:attribute`` -> the object (the current folder is importable); ValueError in one line."""
+    import importlib
+    import sys
+
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{option} {spec!r}: expected module:attribute, e.g. my_model:make_model")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"{option} {spec!r}: cannot import {module} ({err}); run from the folder that holds "
+                         f"{module.replace('.', '/')}.py, or install it") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{option} {spec!r}: {module} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tssl-bench compare``."""
+    import inspect
+    import sys
+
+    args = build_parser().parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        print(f"tssl-bench compare: error: --seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1",
+              file=sys.stderr)
+        return 2
+    try:
+        make_model = load_object(args.model, "--model")
+        data = load_object(args.data, "--data")
+        loss = load_object(args.loss, "--loss")
+        step = load_object(args.step, "--step") if args.step else None
+        if inspect.isfunction(loss) and not inspect.signature(loss).parameters:
+            loss = loss()  # a factory such as a function returning SF.ce_rate_loss()
+        if not callable(data):
+            raise ValueError(f"--data {args.data!r} is not a function returning (train_loader, test_loader)")
+        loaders = data()
+        if not isinstance(loaders, (tuple, list)) or len(loaders) != 2:
+            raise ValueError(f"--data {args.data!r} must return (train_loader, test_loader), got "
+                             f"{type(loaders).__name__}")
+        compare(make_model, loaders[0], loaders[1], loss, library=args.library, out=args.out, epochs=args.epochs,
+                seeds=seeds, step_fn=step, exclude=args.exclude, lr=args.lr, device=args.device,
+                resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    except KeyboardInterrupt:
+        done = (Path(args.out) / "config.json").exists()
+        print("tssl-bench compare: interrupted; " + (
+            f"the finished epochs are saved in {args.out}; continue with the same command and --resume" if done
+            else "before any result was written; nothing to resume"), file=sys.stderr)
+        return 130
+    except (ValueError, TypeError) as err:
+        print(f"tssl-bench compare: error: {str(err).removeprefix('compare: ')}", file=sys.stderr)
+        return 2
+    return 0

@@ -236,3 +236,97 @@ def test_resume_with_other_arguments_is_refused(tmp_path):
     with pytest.raises(ValueError) as err:
         _run(tmp_path, "other", resume=True)
     assert "does not exist" in _one_line(err)
+
+
+# ------------------------------------------------------------------ tssl-bench compare
+MODULE = '''
+import torch
+from torch import nn
+import snntorch as snn
+import snntorch.functional as SF
+from digits import digits_split
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(64, 32), snn.Leaky(beta=0.9, init_hidden=True),
+                         nn.Linear(32, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+
+
+def step(net, x):
+    return torch.stack([net(x)[0] for _ in range(8)])
+
+
+def loaders():
+    X, y, tr, te = digits_split()
+    ds = torch.utils.data.TensorDataset
+    return (torch.utils.data.DataLoader(ds(X[tr[:256]], y[tr[:256]]), batch_size=64, shuffle=True),
+            torch.utils.data.DataLoader(ds(X[te[:128]], y[te[:128]]), batch_size=128))
+
+
+def not_loaders():
+    return 3
+
+
+def loss():
+    return SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "user_snn.py").write_text(MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _cli(*extra):
+    return ["compare", "--model", "user_snn:make_model", "--data", "user_snn:loaders", "--loss", "user_snn:loss",
+            "--step", "user_snn:step", "--library", "snntorch", "--lr", "5e-3", "--out", "cmp", "--quiet", *extra]
+
+
+def test_cli_runs_the_comparison_and_resumes(user_module):
+    from tssl_plugin.benchmarks.cli import main
+
+    assert main(_cli("--exclude", "3")) == 0
+    s = json.loads((user_module / "cmp" / "summary.json").read_text())
+    assert [r["backend"] for r in s["runs"]] == ["host", "tssl", "tssl+host"]
+    assert s["config"]["exclude"] == ["3"] and s["config"]["loss"].endswith("mse_count_loss")
+    assert main(_cli("--exclude", "3", "--resume", "--epochs", "2")) == 0
+    s = json.loads((user_module / "cmp" / "summary.json").read_text())
+    assert [r["epochs"] for r in s["runs"]] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("change,needle", [
+    (("--model", "user_snn"), "expected module:attribute"),
+    (("--model", "nope_module:make_model"), "cannot import nope_module"),
+    (("--model", "user_snn:nope"), "user_snn has no attribute 'nope'"),
+    (("--data", "user_snn:not_loaders"), "must return (train_loader, test_loader)"),
+    (("--seeds", "0,a"), "expected comma-separated integers"),
+    (("--epochs", "0"), "epochs must be an integer >= 1"),
+    (("--exclude", "99"), "no module named '99'"),
+])
+def test_cli_errors_are_one_line(user_module, capsys, change, needle):
+    from tssl_plugin.benchmarks.cli import main
+
+    argv = _cli()
+    if change[0] in argv:
+        argv[argv.index(change[0]) + 1] = change[1]
+    else:
+        argv += list(change)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("tssl-bench compare: error: ") and needle in err, err
+
+
+def test_cli_ctrl_c_is_one_line(user_module, capsys, monkeypatch):
+    from tssl_plugin.benchmarks import comparison
+    from tssl_plugin.benchmarks.cli import main
+
+    def interrupt(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(comparison, "_train_epoch", interrupt)
+    assert main(_cli()) == 130
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "interrupted" in err and "--resume" in err
