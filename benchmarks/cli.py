@@ -2,6 +2,7 @@
 
 ``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer|host-step]``
 times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py);
+``tssl-bench compare`` trains the user's own model unconverted and converted (comparison.py);
 ``tssl-bench merge`` merges runs trained as separate processes (merge.py).
 ``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
 training uses DistributedDataParallel.
