@@ -413,20 +413,27 @@ def _write_summary(out: Path, records: List[Dict[str, Any]], config: Dict[str, A
     header = (f"# compare: `{config['name']}` with and without TSSL-BP\n\n"
               f"Model `{config['model']}` ({config['library']}), data `{config['dataset']}` "
               f"({config['train_samples'] or '?'} train / {config['test_samples'] or '?'} test samples, batch "
-              f"{config['batch_size'] or '?'}), loss `{config['loss']}`, step function `{config['step_fn']}`, "
-              f"optimizer `{config['optimizer']}`, {config['epochs']} epochs, seeds "
-              f"{', '.join(map(str, config['seeds']))}, device {config['device']}. Variants: `host` = the model "
+              f"{config['batch_size'] or '?'}), loss `{config['loss']}`, step function `{config['step_fn'] if config['step_fn'] != 'default' else 'model(input)'}`, "
+              f"optimizer `{config['optimizer']}`, {config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}, "
+              f"seed{'s' if len(config['seeds']) > 1 else ''} {', '.join(map(str, config['seeds']))}, device {config['device']}. Variants: `host` = the model "
               f"as built; `tssl` = `convert(model{''.join(f', {k}={v!r}' for k, v in config['convert_options'].items())})`"
               + (f"; `tssl+host` = the same with `exclude={excl!r}`" if "tssl+host" in config["variants"] else "")
               + ". Every variant of a seed starts from the same initial weights and sees the same batches.\n\n"
               + _machine_text(machine) + _code_line(shared_code(records), runs))
-    legend = (f"*loss*: `{config['loss']}`, every variant. *test acc*: final epoch, prediction "
-              f"`{config['predict']}` (default: argmax of the output, summed over time). *firing rate*: mean "
-              f"output of each spiking module during training.")
+    legend = (f"*loss*: `{config['loss']}`, every variant. *test acc*: final epoch, "
+              + ("argmax of the output summed over time (spike counts)" if config["predict"] == "default"
+                 else f"prediction `{config['predict']}`")
+              + ". *firing rate*: mean output of each spiking module during training.")
+    note = ("*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them, counted with "
+            "forward hooks: synaptic operations per sample = effective accumulates (ACs: calls of a Linear/Conv "
+            "layer whose input holds only 0 and +-1, the (non-zero input, non-zero weight) pairs reaching an "
+            "output) + multiply-accumulates (MACs: the same count for calls with any other input, such as the "
+            "image); dense = every input and weight counted; sparsity = fraction of zero outputs of each "
+            "spiking module.")
     summary = {"runs": runs, "config": config, "machine": machine, "code": shared_code(records),
                "memory_measure": measure}
     summary = write_summary_files(out, summary, SUMMARY_COLUMNS, summary_rows(runs),
-                                  header + runs_markdown(runs, measure, legend))
+                                  header + runs_markdown(runs, measure, legend, note))
     write_plots(out, runs, config["dataset"], measure)
     return summary
 

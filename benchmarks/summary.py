@@ -159,8 +159,18 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
-def activity_markdown(runs: List[Dict[str, Any]]) -> str:
-    """The activity and cost table: synaptic operations per test sample and activation sparsity per layer."""
+#: what activity_markdown's table counts, for the harness's networks (its ``note``).
+ACTIVITY_NOTE = ("*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
+                 "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
+                 "multiply-accumulates (MACs: layers whose input is not binary, i.e. the encoded image and "
+                 "sum-pooled spikes); dense = every input and weight counted; sparsity = fraction of zero "
+                 "outputs of each spiking layer. The native network's operations are counted from its spikes "
+                 "(its PSC filter is linear).")
+
+
+def activity_markdown(runs: List[Dict[str, Any]], note: str = ACTIVITY_NOTE) -> str:
+    """The activity and cost table: synaptic operations per test sample and activation sparsity per layer,
+    with ``note`` saying what is counted."""
     head = ["backend", "test acc", "synaptic ops / sample", "ACs", "MACs", "dense ops", "activation sparsity per layer",
             "overall"]
     rows = [[f"`{r['backend']}`", f"{r['test_accuracy']:.4f}", _si(r["synops_per_sample"]) + (
@@ -169,13 +179,7 @@ def activity_markdown(runs: List[Dict[str, Any]]) -> str:
              " / ".join(f"{x:.3f}" for x in r["activation_sparsity"]) or "-",
              "-" if r["activation_sparsity_total"] != r["activation_sparsity_total"]
              else f"{r['activation_sparsity_total']:.3f}"] for r in runs]
-    return (R.markdown_table(head, rows)
-            + "\n*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
-              "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
-              "multiply-accumulates (MACs: layers whose input is not binary, i.e. the encoded image and "
-              "sum-pooled spikes); dense = every input and weight counted; sparsity = fraction of zero "
-              "outputs of each spiking layer. The native network's operations are counted from its spikes "
-              "(its PSC filter is linear).\n")
+    return R.markdown_table(head, rows) + "\n" + note + "\n"
 
 
 def _machine_text(machine: Optional[Dict[str, Any]]) -> str:
@@ -227,9 +231,11 @@ HARNESS_LEGEND = ("*loss*: the loss each backend trained with (kernel = TSSL-BP 
                   "count loss). *test acc*: final epoch, argmax of the summed output PSC.")
 
 
-def runs_markdown(runs: List[Dict[str, Any]], measure: str, legend: str = HARNESS_LEGEND) -> str:
+def runs_markdown(runs: List[Dict[str, Any]], measure: str, legend: str = HARNESS_LEGEND,
+                  activity_note: str = ACTIVITY_NOTE) -> str:
     """The results table of :func:`aggregate`'s ``runs`` (one row per backend) with its ``legend`` (what
-    *loss* and *test acc* are) and what *peak MB* measures (``measure``, memory.py), then the activity table."""
+    *loss* and *test acc* are) and what *peak MB* measures (``measure``, memory.py), then the activity table
+    with its ``activity_note``."""
     head = ["backend", "loss", "epochs", "test acc (mean ± std)", "per seed", "best epoch per seed",
             "train acc", "s/epoch", "samples/s", "peak MB", "firing rate per layer"]
     rows = [[f"`{r['backend']}`", r["loss"], " / ".join(map(str, r["epochs_per_seed"])),
@@ -243,7 +249,7 @@ def runs_markdown(runs: List[Dict[str, Any]], measure: str, legend: str = HARNES
              + (" (bytes autograd saves for backward in one training step + parameters, gradients, optimizer "
                 "state; the process RSS peak is in summary.json)" if measure.startswith("cpu") else "")
              + ". *s/epoch*: training wall time per epoch.\n\n")
-    return text + activity_markdown(runs)
+    return text + activity_markdown(runs, activity_note)
 
 
 def best_epochs_text(run: Dict[str, Any]) -> str:
