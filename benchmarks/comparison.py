@@ -65,6 +65,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -210,7 +211,13 @@ def _variant_model(make_model: Callable[[], nn.Module], seed: int, init: Dict[st
         ex = None
         if variant == "tssl+host":
             ex = exclude(model) if callable(exclude) else exclude
-        adapter_for(library).convert(model, strict=True, exclude=ex, **convert_options)
+        before = [type(m) for m in model.modules()]
+        adapter_for(library).convert(model, exclude=ex, **convert_options)
+        if before == [type(m) for m in model.modules()]:
+            raise ValueError(f"compare: convert(model{', exclude=...' if ex is not None else ''}) converted nothing: "
+                             f"make_model's model has no {library} neuron that TSSL-BP supports"
+                             f"{' outside exclude' if ex is not None else ''}; check library= (snntorch or "
+                             f"spikingjelly) and the model")
     return model
 
 
@@ -354,8 +361,10 @@ def compare(make_model: Callable[[], nn.Module], train_loader: Iterable, test_lo
     for seed in seed_list:  # every variant's model and conversion is checked before any training
         base = _build(make_model, seed, None)
         inits[seed] = {k: v.detach().clone() for k, v in base.state_dict().items()}
-        for variant in variants[1:]:
-            _variant_model(make_model, seed, inits[seed], variant, library, exclude, convert_options)
+        with warnings.catch_warnings():  # convert's warnings come once, when the variant is built to train
+            warnings.simplefilter("ignore")
+            for variant in variants[1:]:
+                _variant_model(make_model, seed, inits[seed], variant, library, exclude, convert_options)
     old: List[Dict[str, Any]] = []
     if resume:
         for variant in variants:

@@ -166,6 +166,8 @@ def test_spikingjelly_multistep_model(tmp_path):
         return net
 
     train, test = loaders(n_train=1400, batch=128)
+    with pytest.raises(ValueError, match="converted nothing.*check library="):  # the other adapter
+        compare(make, train, test, CountLoss(), library="snntorch", out=tmp_path / "wrong")
     s = compare(make, train, test, CountLoss(), library="spikingjelly", epochs=2, out=tmp_path / "sj",
                 step_fn=lambda net, x: net(x.expand(T, -1, -1)), lr=1e-2, quiet=True, exclude=lambda net: [net[3]])
     assert [r["backend"] for r in s["runs"]] == ["host", "tssl", "tssl+host"]
@@ -221,7 +223,10 @@ def test_bad_callables_loaders_and_outputs_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError) as err:
         compare(lambda: nn.Sequential(nn.Linear(64, 10)), train, test, mse_count, library="snntorch",
                 out=tmp_path / "e")
-    assert "snn.Leaky" in str(err.value) or "nothing" in str(err.value)
+    assert "converted nothing" in _one_line(err) and "check library=" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        compare(StepNet, train, test, mse_count, library="snntorch", out=tmp_path / "g", exclude=["lif1", "lif2"])
+    assert "converted nothing" in _one_line(err) and "outside exclude" in str(err.value)
     with pytest.raises(ValueError) as err:
         compare(StepNet, train, test, mse_count, library="snntorch", out=tmp_path / "f", quiet=True,
                 step_fn=lambda net, x: net(x)[0, :, 0])
