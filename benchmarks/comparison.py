@@ -55,7 +55,7 @@ current folder or the installed packages)::
 
 ``--data`` names a function returning ``(train_loader, test_loader)``; ``--loss`` a loss function or
 object (called as ``loss_fn(output, target)``), or a function without arguments that returns one
-(``snntorch.functional.ce_rate_loss``). Ctrl-C stops with one line; ``--resume`` with the same command
+(``def loss(): return SF.ce_rate_loss()``). Ctrl-C stops with one line; ``--resume`` with the same command
 continues.
 """
 from __future__ import annotations
@@ -330,6 +330,9 @@ def compare(make_model: Callable[[], nn.Module], train_loader: Iterable, test_lo
 
     seed_list = _check(make_model, train_loader, test_loader, loss_fn, library, epochs, seeds, step_fn, exclude,
                        optimizer, lr, predict)
+    if convert_options is not None and not isinstance(convert_options, dict):
+        raise TypeError(f"compare: convert_options must be a dict of convert's keyword arguments, got "
+                        f"{type(convert_options).__name__}, e.g. convert_options={{'warmup_width': 1.0}}")
     convert_options = dict(convert_options or {})
     if "exclude" in convert_options or "strict" in convert_options:
         raise ValueError("compare: pass exclude= to compare itself (it adds the tssl+host variant); "
@@ -342,7 +345,8 @@ def compare(make_model: Callable[[], nn.Module], train_loader: Iterable, test_lo
               "epochs": epochs, "seeds": seed_list, "variants": variants, "loss": _name(loss_fn),
               "step_fn": _name(step_fn), "predict": _name(predict),
               "optimizer": _name(optimizer) if optimizer is not None else f"torch.optim.Adam(lr={lr})",
-              "convert_options": convert_options, "exclude": None if exclude is None else _exclude_names(exclude) or _name(exclude),
+              "convert_options": convert_options,
+              "exclude": None if exclude is None else _exclude_names(exclude) or _name(exclude),
               "dataset": dataset, "train_samples": _samples(train_loader), "test_samples": _samples(test_loader),
               "batch_size": getattr(train_loader, "batch_size", None), "device": device}
     try:
@@ -377,8 +381,9 @@ def compare(make_model: Callable[[], nn.Module], train_loader: Iterable, test_lo
     records: List[Dict[str, Any]] = []
     for seed in seed_list:
         for variant in variants:
-            model = _variant_model(make_model, seed, inits[seed], variant, library, exclude, convert_options).to(dev)
-            opt = optimizer(model.parameters()) if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
+            model = _variant_model(make_model, seed, inits[seed], variant, library, exclude, convert_options)
+            model = model.to(dev)
+            opt = optimizer(model.parameters()) if optimizer else torch.optim.Adam(model.parameters(), lr=lr)
             ck = checkpoint_path(out, variant, seed)
             done: List[Dict[str, Any]] = []
             start = 0
@@ -418,15 +423,17 @@ def _write_summary(out: Path, records: List[Dict[str, Any]], config: Dict[str, A
                    machine: Dict[str, Any], measure: str) -> Dict[str, Any]:
     """summary.json/.csv/.md and the plots of a comparison (summary.py's tables and plots)."""
     runs = aggregate(records)
-    excl = config["exclude"]
-    header = (f"# compare: `{config['name']}` with and without TSSL-BP\n\n"
-              f"Model `{config['model']}` ({config['library']}), data `{config['dataset']}` "
-              f"({config['train_samples'] or '?'} train / {config['test_samples'] or '?'} test samples, batch "
-              f"{config['batch_size'] or '?'}), loss `{config['loss']}`, step function `{config['step_fn'] if config['step_fn'] != 'default' else 'model(input)'}`, "
-              f"optimizer `{config['optimizer']}`, {config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}, "
-              f"seed{'s' if len(config['seeds']) > 1 else ''} {', '.join(map(str, config['seeds']))}, device {config['device']}. Variants: `host` = the model "
-              f"as built; `tssl` = `convert(model{''.join(f', {k}={v!r}' for k, v in config['convert_options'].items())})`"
-              + (f"; `tssl+host` = the same with `exclude={excl!r}`" if "tssl+host" in config["variants"] else "")
+    c = config
+    step = c["step_fn"] if c["step_fn"] != "default" else "model(input)"
+    options = "".join(f", {k}={v!r}" for k, v in c["convert_options"].items())
+    plural = lambda n: "s" if n > 1 else ""  # noqa: E731
+    header = (f"# compare: `{c['name']}` with and without TSSL-BP\n\n"
+              f"Model `{c['model']}` ({c['library']}), data `{c['dataset']}` ({c['train_samples'] or '?'} train / "
+              f"{c['test_samples'] or '?'} test samples, batch {c['batch_size'] or '?'}), loss `{c['loss']}`, step "
+              f"function `{step}`, optimizer `{c['optimizer']}`, {c['epochs']} epoch{plural(c['epochs'])}, "
+              f"seed{plural(len(c['seeds']))} {', '.join(map(str, c['seeds']))}, device {c['device']}. Variants: "
+              f"`host` = the model as built; `tssl` = `convert(model{options})`"
+              + (f"; `tssl+host` = the same with `exclude={c['exclude']!r}`" if "tssl+host" in c["variants"] else "")
               + ". Every variant of a seed starts from the same initial weights and sees the same batches.\n\n"
               + _machine_text(machine) + _code_line(shared_code(records), runs))
     legend = (f"*loss*: `{config['loss']}`, every variant. *test acc*: final epoch, "
@@ -458,7 +465,8 @@ def build_parser():
                     "weights: tssl-bench's reports (see tssl_plugin.benchmarks.compare). Functions are named as "
                     "module:attribute, the module importable from the current folder.")
     p.add_argument("--model", required=True, metavar="MODULE:FUNC", help="function building the model")
-    p.add_argument("--data", required=True, metavar="MODULE:FUNC", help="function returning (train_loader, test_loader)")
+    p.add_argument("--data", required=True, metavar="MODULE:FUNC",
+                   help="function returning (train_loader, test_loader)")
     p.add_argument("--loss", required=True, metavar="MODULE:NAME",
                    help="loss_fn(output, target), or a function without arguments returning one")
     p.add_argument("--step", default=None, metavar="MODULE:FUNC", help="step_fn(model, input) -> output")

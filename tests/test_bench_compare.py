@@ -196,6 +196,7 @@ def _one_line(err):
     (dict(seeds=[0, 0]), "seed twice"),
     (dict(lr=float("nan")), "lr must be a finite number > 0"),
     (dict(convert_options={"exclude": "lif2"}), "pass exclude= to compare itself"),
+    (dict(convert_options=["warmup_width=1"]), "convert_options must be a dict"),
     (dict(exclude=["nope"]), "no module named 'nope'"),
     (dict(convert_options={"warmup_width": -1.0}), "warmup_width"),
 ])
