@@ -13,15 +13,18 @@ never saturate (see the adapters' docs).
 """
 from __future__ import annotations
 
+import sys
 import warnings
-from typing import Iterable, Optional, Set, Union
+from typing import Dict, Iterable, Optional, Set, Tuple, Union
 
-from torch import nn
+from torch import Tensor, nn
 
+from tssl_plugin.firing_watch import FiringWatch
 from tssl_plugin.rule import SENSITIVITY_CAP
 
 __all__ = ["Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
-           "sensitivity_cap_for"]
+           "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
+           "watch_firing"]
 
 #: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)`` for resets by
 #: subtraction, in units of ``1/threshold``; the reset to zero keeps the reference's 8. Measured in host
@@ -103,3 +106,70 @@ def nothing_to_convert(model: nn.Module, wanted: str, library: str, strict: bool
     if strict:
         raise ValueError(msg)
     warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def subclass_refusal(cls: type, base: type, methods: Tuple[str, ...]) -> Optional[str]:
+    """Why a subclass ``cls`` of the supported host class ``base`` cannot take TSSL-BP: the first of
+    ``methods`` (the host forward's parts) that a class between ``cls`` and ``base`` defines; None if none."""
+    mro = cls.__mro__
+    for klass in mro[:mro.index(base)]:
+        for name in methods:
+            if name in vars(klass):
+                return (f"a subclass of {base.__name__} that overrides {name}() ({klass.__name__}.{name}): "
+                        f"TSSL-BP replays {base.__name__}'s own forward, which would drop the override")
+    return None
+
+
+_SUBCLASSES: Dict[Tuple[type, type], type] = {}
+
+
+def tssl_class_for(cls: type, to_tssl: Dict[type, type],
+                   methods: Tuple[str, ...]) -> Tuple[Optional[type], Optional[str]]:
+    """``(TSSL-BP class, None)`` for host class ``cls``, or ``(None, reason)``, or ``(None, None)``.
+
+    A supported class maps through ``to_tssl``. A subclass of one that overrides
+    none of ``methods`` gets a class deriving from both (``TSSLLeaky`` then the
+    user's ``MyLeaky``: the TSSL-BP forward, the user's other methods), made once
+    per class and registered on the TSSL-BP class's module so that whole-model
+    pickling finds it (in a new process, after ``convert`` has met the class);
+    it carries ``_tssl_original`` for ``revert``. A subclass that overrides one
+    gets the reason (:func:`subclass_refusal`); any other class ``(None, None)``.
+    """
+    if cls in to_tssl:
+        return to_tssl[cls], None
+    base = next((b for b in cls.__mro__[1:] if b in to_tssl), None)
+    if base is None:
+        return None, None
+    why = subclass_refusal(cls, base, methods)
+    if why is not None:
+        return None, why
+    tssl = to_tssl[base]
+    key = (tssl, cls)
+    if key not in _SUBCLASSES:
+        name = "TSSL_" + "".join(c if c.isalnum() else "_" for c in f"{cls.__module__}.{cls.__qualname__}")
+        made = type(name, (tssl, cls), {"__module__": tssl.__module__, "__qualname__": name,
+                                       "_tssl_original": cls,
+                                       "__doc__": f"{cls.__qualname__} with {tssl.__name__}'s TSSL-BP gradients."})
+        setattr(sys.modules[tssl.__module__], name, made)
+        _SUBCLASSES[key] = made
+    return _SUBCLASSES[key], None
+
+
+def original_class(cls: type, from_tssl: Dict[type, type]) -> Optional[type]:
+    """The host class a TSSL-BP class (or a subclass made by :func:`tssl_class_for`) came from; None otherwise."""
+    return from_tssl.get(cls) or vars(cls).get("_tssl_original")
+
+
+def watch_firing(module: nn.Module, name: str) -> None:
+    """Give a converted layer a fresh :class:`tssl_plugin.firing_watch.FiringWatch` named ``name`` (its
+    name in the model), which warns once if the layer trains silent or saturated."""
+    module.__dict__["_tssl_watch"] = FiringWatch(name)
+
+
+def observe_firing(module: nn.Module, spikes: Tensor, steps: int = 1) -> None:
+    """Count a learning call's ``spikes`` (``steps`` time steps) on the layer's watch (one made on first use
+    for a layer built directly rather than by ``convert``)."""
+    watch = module.__dict__.get("_tssl_watch")
+    if watch is None:
+        watch = module.__dict__["_tssl_watch"] = FiringWatch(type(module).__name__)
+    watch.observe(spikes, steps)

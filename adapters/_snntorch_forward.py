@@ -170,3 +170,77 @@ def synaptic_step(
         u = m - m * reset
         v = (1 - reset) * mem  # the membrane the leak acted on (u = beta v + syn where r = 0)
         return _fire(u, v, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+
+
+def recurrent_step(
+    x: Tensor,
+    rec: Tensor,
+    mem: Tensor,
+    beta: Tensor,
+    threshold: Tensor,
+    graded_spikes_factor: Tensor,
+    mode: str,
+    reset_delay: bool,
+    reset_val: Optional[str],
+    membrane_grad: bool = False,
+) -> StepValues:
+    """One step of snnTorch ``RLeaky.forward`` given the recurrent current ``rec = V(spk[t-1])``.
+
+    snnTorch 1.0 (``snntorch/_neurons/rleaky.py``) adds the recurrent current after the input::
+
+        base = beta.clamp(0,1) * mem + x + rec
+        sub:  u = base - r * theta
+        zero: u = base - r * base          (the whole new membrane, as Synaptic's zero reset)
+        none: u = base
+
+    then Leaky's firing and ``reset_delay=False`` correction. The TSSL-BP input
+    current is ``x + rec``; ``du`` is measured as in :func:`leaky_step`.
+    ``membrane_grad``: as for :func:`leaky_step`.
+    """
+    with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
+        reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
+        base = beta.clamp(0, 1) * mem + x + rec
+        if mode == "subtract":
+            return _fire(base - reset * threshold, mem - reset * threshold, mem, reset, threshold,
+                         graded_spikes_factor, reset_delay, reset_val)
+        if mode == "zero":
+            v = (1 - reset) * mem
+            return _fire(base - reset * base, v, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+        return _fire(base, mem, mem, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+
+
+def lapicque_current(x: Tensor, R: Tensor, C: Tensor, time_step: Tensor) -> Tensor:
+    """snnTorch ``Lapicque``'s input term ``x R / (R C) dt``, op for op (the TSSL-BP input current)."""
+    return x * R * (1 / (R * C)) * time_step
+
+
+def lapicque_step(
+    current: Tensor,
+    mem: Tensor,
+    R: Tensor,
+    C: Tensor,
+    time_step: Tensor,
+    threshold: Tensor,
+    graded_spikes_factor: Tensor,
+    mode: str,
+    membrane_grad: bool = False,
+) -> StepValues:
+    """One step of snnTorch ``Lapicque.forward`` (RC form of Leaky) given ``current = lapicque_current(x, ...)``.
+
+    snnTorch 1.0 (``snntorch/_neurons/lapicque.py``) resets one step late only::
+
+        base = x R / (R C) dt + (1 - dt / (R C)) * mem
+        sub:  u = base - r * theta
+        none: u = base
+
+    i.e. Leaky with ``beta = 1 - dt/(RC)`` (so ``1/tau_m = dt/(RC)``) and input
+    current ``x dt / C``. (Its zero reset, ``base - r * base``, is refused by the
+    adapter: a delayed reset that discards a step's input.) ``du`` as in :func:`leaky_step`.
+    """
+    with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
+        reset = (mem - threshold > 0).float()
+        base = current + (1 - (time_step / (R * C))) * mem
+        if mode == "subtract":
+            return _fire(base - reset * threshold, mem - reset * threshold, mem, reset, threshold,
+                         graded_spikes_factor, True, None)
+        return _fire(base, mem, mem, reset, threshold, graded_spikes_factor, True, None)

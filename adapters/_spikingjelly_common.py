@@ -64,7 +64,7 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-from ._convert import sensitivity_cap_for
+from ._convert import observe_firing, sensitivity_cap_for
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
@@ -333,6 +333,7 @@ class TSSLNodeMixin:
                           sensitivity_cap_for(reset, self.sensitivity_cap) / thr)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
+        observe_firing(self, o, steps=o.shape[0])
         self._tssl_guard_membrane(current)
         return out.to(spikes.dtype)
 
@@ -357,6 +358,7 @@ class TSSLNodeMixin:
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)
+        observe_firing(self, o[0])
         self._tssl_guard_membrane(out)
         return out.to(spike.dtype)
 

@@ -21,8 +21,8 @@ from tssl_plugin.rule import WARMUP_WIDTH
 
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, init_tssl
 
-__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "TSSLCUBALIFNode", "ORIGINALS", "lib_check",
-           "DETACH_RESET_NOTE"]
+__all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "TSSLCUBALIFNode", "TSSLSimpleLIFNode",
+           "TSSLSimpleIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
 def lib_check(node: Any, label: str = "") -> None:
     """Refuse SpikingJelly 2.x options the adapter cannot honour."""
@@ -299,6 +299,73 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
         return state
 
 
+class _SimpleEngine(SpikingJellyVersion):
+    """SpikingJelly 2.x's pure-PyTorch nodes (``SimpleBaseNode``): their own ``neuronal_charge``,
+    ``neuronal_fire`` and ``neuronal_reset`` run step by step under ``no_grad`` (the node's own arithmetic,
+    so bit for bit); the charged membrane ``h`` of each step is kept for the backward."""
+
+    _tssl_h: Any = None  # [T, ...] charged membranes of the running call, between _lib_run and _lib_charge
+
+    def _lib_check(self) -> None:
+        lib_check(self)
+
+    def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        spikes, v_prev, v_post, hs = [], [], [], []
+        with torch.no_grad():
+            for x in x_seq:
+                v = self.v  # a float until the first step, as SpikingJelly keeps it
+                v_prev.append(v if isinstance(v, Tensor) else torch.full_like(x, v))
+                self.neuronal_charge(x)
+                hs.append(self.v)
+                spike = self.neuronal_fire()
+                self.neuronal_reset(spike)
+                spikes.append(spike)
+                v_post.append(self.v)
+        self._tssl_h = torch.stack(hs)
+        return torch.stack(spikes), torch.stack(v_prev), torch.stack(v_post)
+
+    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+        """The node's own charged membrane, as its ``neuronal_charge`` computed it in :meth:`_lib_run`."""
+        h, self._tssl_h = self._tssl_h, None
+        return h
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_tssl_h", None)
+        return state
+
+
+class TSSLSimpleLIFNode(_SimpleEngine, TSSLNodeMixin, neuron.SimpleLIFNode):
+    """SpikingJelly 2.x ``SimpleLIFNode`` with TSSL-BP gradients (forward: the node's own methods).
+
+    Its charge ``h = v + (V_r - v + x) / tau`` (``decay_input=True``) or ``v + (V_r - v) / tau + x`` is
+    ``LIFNode``'s (the same equation, another order of operations), and so are its fire and reset: the
+    mapping and the rule are :class:`TSSLLIFNode`'s.
+    """
+
+    _TSSL_KIND = "lif"
+
+    def __init__(self, tau: float, decay_input: bool, v_threshold: float = 1.0, v_reset: float = 0.0,
+                 surrogate_function: Any = None, detach_reset: bool = False, step_mode: str = "s", *,
+                 tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+                 sensitivity_cap: Optional[float] = None):
+        super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+
+
+class TSSLSimpleIFNode(_SimpleEngine, TSSLNodeMixin, neuron.SimpleIFNode):
+    """SpikingJelly 2.x ``SimpleIFNode`` with TSSL-BP gradients: ``h = v + x``, :class:`TSSLIFNode`'s rule."""
+
+    _TSSL_KIND = "if"
+
+    def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
+                 detach_reset: bool = False, step_mode: str = "s", *, tau_s: float = 3.0, warmup: bool = True,
+                 warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
+        super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode)
+        init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
+
+
 #: original SpikingJelly class -> TSSL-BP class (exact types).
 ORIGINALS = {neuron.LIFNode: TSSLLIFNode, neuron.IFNode: TSSLIFNode,
-             neuron.ParametricLIFNode: TSSLParametricLIFNode, neuron.CUBALIFNode: TSSLCUBALIFNode}
+             neuron.ParametricLIFNode: TSSLParametricLIFNode, neuron.CUBALIFNode: TSSLCUBALIFNode,
+             neuron.SimpleLIFNode: TSSLSimpleLIFNode, neuron.SimpleIFNode: TSSLSimpleIFNode}

@@ -64,15 +64,17 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert, sensitivity_cap_for
+from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
+                       original_class, sensitivity_cap_for, tssl_class_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")
 
-__all__ = ["TSSLLeaky", "TSSLSynaptic", "convert", "revert", "unsupported_options"]
+__all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "convert", "revert",
+           "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_mem_ref", "_tssl_watch")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -101,30 +103,74 @@ def unsupported_options(module: nn.Module) -> List[str]:
     elif isinstance(gsf, Tensor) and not bool(torch.all(gsf == 1)):
         msgs.append("graded_spikes_factor != 1: TSSL-BP needs binary spikes; use graded_spikes_factor=1.0 "
                     "and scale the next layer's weights instead")
-    if isinstance(module, snn.Synaptic) and _synaptic_delayed_zero(module):
-        msgs.append(SYNAPTIC_DELAYED_ZERO)
+    if isinstance(module, _WHOLE_MEMBRANE_ZERO) and _delayed_zero(module):
+        msgs.append(delayed_zero_message(module))
+    if isinstance(module, snn.RSynaptic) and not getattr(module, "reset_delay", True):
+        msgs.append(RSYNAPTIC_RESET_DELAY)
+    if isinstance(module, snn.Lapicque):
+        msgs.extend(_lapicque_options(module))
     return msgs
 
 
-#: why a Synaptic layer's delayed reset to zero is refused (:func:`_synaptic_delayed_zero`).
-SYNAPTIC_DELAYED_ZERO = (
-    "reset_mechanism='zero' with reset_delay=True: snn.Synaptic then zeroes the membrane on the step after a "
-    "spike, discarding that step's input (not the paper's reset to zero, and TSSL-BP has no rule for it); "
-    "use reset_delay=False (the paper's reset) or reset_mechanism='subtract'")
+#: host classes whose zero reset zeroes the whole new membrane (input included) on the step after a spike.
+_WHOLE_MEMBRANE_ZERO = (snn.Synaptic, snn.RLeaky, snn.RSynaptic, snn.Lapicque)
+#: host classes with no immediate (``reset_delay=False``) reset in snnTorch 1.0.
+_NO_IMMEDIATE_RESET = (snn.RSynaptic, snn.Lapicque)
+
+#: why an RSynaptic with ``reset_delay=False`` is refused.
+RSYNAPTIC_RESET_DELAY = (
+    "reset_delay=False: snnTorch 1.0's RSynaptic computes that correction on the forward's arguments and "
+    "discards it (and raises TypeError when spk or mem is not passed), so its reset is the delayed one "
+    "either way; use reset_delay=True (the same forward)")
 
 
-def _synaptic_delayed_zero(module: nn.Module) -> bool:
-    """A Synaptic whose zero-reset state function acts one step late (``reset_delay=True``, or a reset
-    mechanism changed after construction so that the immediate zero correction no longer applies)."""
+def delayed_zero_message(module: nn.Module) -> str:
+    """Why a delayed reset to zero (:func:`_delayed_zero`) is refused, with the fix for ``module``'s class."""
+    host = _host_name(module)
+    if isinstance(module, _NO_IMMEDIATE_RESET):
+        setting = "reset_mechanism='zero'" if isinstance(module, snn.Lapicque) else \
+            "reset_mechanism='zero' with reset_delay=True"
+        fix = f"use reset_mechanism='subtract' or 'none' ({host} has no immediate reset in snnTorch 1.0)"
+    else:
+        setting = "reset_mechanism='zero' with reset_delay=True"
+        fix = "use reset_delay=False (the paper's reset) or reset_mechanism='subtract'"
+    return (f"{setting}: {host} then zeroes the membrane on the step after a spike, discarding that step's "
+            f"input (not the paper's reset to zero, and TSSL-BP has no rule for it); {fix}")
+
+
+def _delayed_zero(module: nn.Module) -> bool:
+    """A layer whose zero-reset state function acts one step late (``reset_delay=True``, no immediate reset
+    at all, or a reset mechanism changed after construction so that the immediate zero correction no longer
+    applies)."""
     name = getattr(getattr(module, "state_function", None), "__func__", None)
     if getattr(name, "__name__", None) != "_base_zero":
         return False
+    if isinstance(module, _NO_IMMEDIATE_RESET):
+        return True
     val = getattr(module, "reset_mechanism_val", None)
     return bool(getattr(module, "reset_delay", True)) or not (isinstance(val, Tensor) and int(val) == 1)
 
 
+def _lapicque_options(module: nn.Module) -> List[str]:
+    """A Lapicque's leak factor ``1 - dt/(RC)`` must lie in [0, 1): TSSL-BP's ``1/tau_m = dt/(RC)`` in (0, 1]."""
+    try:
+        rate = module.time_step / (module.R * module.C)
+    except (AttributeError, TypeError):
+        return ["R, C and time_step must be tensors (as snn.Lapicque registers them)"]
+    if not bool(torch.all((rate > 0) & (rate <= 1))):
+        return [f"time_step/(R*C) = {float(rate.max() if rate.numel() else rate):g} is outside (0, 1]: snn.Lapicque's "
+                "leak factor 1 - time_step/(R*C) must lie in [0, 1) for TSSL-BP (1/tau_m = time_step/(R*C)); "
+                "use time_step <= R*C"]
+    return []
+
+
+#: host class -> how snnTorch messages name it (the most derived known class first).
+_HOST_NAMES = ((snn.RSynaptic, "snn.RSynaptic"), (snn.RLeaky, "snn.RLeaky"), (snn.Lapicque, "snn.Lapicque"),
+               (snn.Synaptic, "snn.Synaptic"), (snn.Leaky, "snn.Leaky"))
+
+
 def _host_name(module: nn.Module) -> str:
-    return "snn.Synaptic" if isinstance(module, snn.Synaptic) else "snn.Leaky"
+    return next((name for cls, name in _HOST_NAMES if isinstance(module, cls)), type(module).__name__)
 
 
 def _refuse(module: nn.Module, name: str = "") -> None:
@@ -270,8 +316,12 @@ class TSSLLeaky(snn.Leaky):
         raise ValueError(f"TSSLLeaky: unknown reset_mechanism_val {self.reset_mechanism_val!r}; "
                          "only snn.Leaky's own reset mechanisms are supported")
 
+    def _inv_tau_m(self) -> Tensor:
+        """``1/tau_m = 1 - beta`` (beta clamped to [0, 1] as snnTorch does)."""
+        return 1 - self.beta.detach().clamp(0, 1)
+
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
-        inv_tau_m = (1 - self.beta.detach().clamp(0, 1)).to(like.dtype)
+        inv_tau_m = self._inv_tau_m().to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s), reset,
@@ -320,6 +370,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(st.u, mode, reset_val)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
                                          st.du, st.o, None, k, warmup=self.warmup)
+        if torch.is_grad_enabled() and x.requires_grad:
+            observe_firing(self, st.o)
         mem_out = st.mem
         self.reset = st.reset  # snnTorch keeps its delayed reset signal on the layer
         self.mem = mem_out
@@ -335,6 +387,8 @@ class TSSLLeaky(snn.Leaky):
         k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v.detach())
         spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
+        if spk.requires_grad:
+            observe_firing(self, o, steps=o.shape[0])
         return spk.to(torch.float32), mems
 
     def forward_sequence(self, x_seq: Tensor) -> Tuple[Tensor, Tensor]:
@@ -360,9 +414,10 @@ class TSSLLeaky(snn.Leaky):
     # -- pickling / copying ---------------------------------------------------------------------
     def __getstate__(self):
         state = dict(self.__dict__)
-        mem = state["_buffers"].get("mem")
-        if isinstance(mem, Tensor) and not mem.is_leaf:  # a graph cannot be copied (plain snn.Leaky fails here)
-            state["_buffers"] = {**state["_buffers"], "mem": mem.detach()}
+        # state buffers (mem; syn, spk) carrying a graph are saved detached: a graph cannot be copied
+        # (a plain snn.Leaky fails here)
+        state["_buffers"] = {k: b.detach() if isinstance(b, Tensor) and not b.is_leaf else b
+                             for k, b in state["_buffers"].items()}
         state["_tssl_state"] = None
         state["_tssl_mem_ref"] = None
         spec = _surrogate_spec(state.get("spike_grad"))
@@ -379,7 +434,48 @@ class TSSLLeaky(snn.Leaky):
                 f"sensitivity_cap={self.sensitivity_cap}")
 
 
-class TSSLSynaptic(snn.Synaptic):
+class _LeakyRule:
+    """TSSLLeaky's TSSL-BP state, checks, step and pickling for the other snnTorch LIF classes (one home).
+
+    Mixed in before the snnTorch class (``class TSSLSynaptic(_LeakyRule, snn.Synaptic)``); the methods read
+    only attributes every snnTorch LIF neuron has (beta, threshold, mem, reset_delay, state_function, ...).
+    """
+
+    #: the class defaults, so a layer pickled before an option existed loads with its default.
+    warmup_width: float = WARMUP_WIDTH
+    sensitivity_cap: Optional[float] = None
+
+    _tssl_setup = TSSLLeaky._tssl_setup
+    _tssl_clear = TSSLLeaky._tssl_clear
+    _state_for = TSSLLeaky._state_for
+    _check_options = TSSLLeaky._check_options
+    _current = TSSLLeaky._current
+    _inv_tau_m = TSSLLeaky._inv_tau_m
+    _constants = TSSLLeaky._constants
+    _tssl_step = TSSLLeaky._tssl_step
+    _tssl_sequence = TSSLLeaky._tssl_sequence
+    __getstate__ = TSSLLeaky.__getstate__
+    extra_repr = TSSLLeaky.extra_repr
+
+    def _mode(self) -> Tuple[str, Optional[str]]:
+        """TSSLLeaky's, after refusing a reset this class's TSSL-BP version cannot follow (a delayed zero
+        reset; RSynaptic's ineffective ``reset_delay=False``), set or changed after construction."""
+        if _delayed_zero(self):
+            raise ValueError(f"{type(self).__name__}: {delayed_zero_message(self)}")
+        if isinstance(self, snn.RSynaptic) and not self.reset_delay:
+            raise ValueError(f"{type(self).__name__}: {RSYNAPTIC_RESET_DELAY}")
+        return TSSLLeaky._mode(self)
+
+    def reset_mem(self):
+        self._tssl_clear()
+        return super().reset_mem()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        _restore_spike_grad(self)
+
+
+class TSSLSynaptic(_LeakyRule, snn.Synaptic):
     r"""``snn.Synaptic`` with TSSL-BP gradients for its LIF part (forward bit for bit snnTorch's).
 
     snnTorch's second-order neuron filters its input current before the membrane::
@@ -417,10 +513,6 @@ class TSSLSynaptic(snn.Synaptic):
     membrane passed in decides whether a sequence continues).
     """
 
-    #: the class defaults, so a layer pickled before an option existed loads with its default.
-    warmup_width: float = WARMUP_WIDTH
-    sensitivity_cap: Optional[float] = None
-
     def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
@@ -434,16 +526,6 @@ class TSSLSynaptic(snn.Synaptic):
         # tau_s is ignored: see the tau_s property
         _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap)
 
-    # The TSSL-BP state and the Leaky-neuron rule are TSSLLeaky's (one home); these read only attributes
-    # that snn.Leaky and snn.Synaptic share (beta, threshold, mem, reset_delay, state_function, ...).
-    _tssl_setup = TSSLLeaky._tssl_setup
-    _tssl_clear = TSSLLeaky._tssl_clear
-    _state_for = TSSLLeaky._state_for
-    _check_options = TSSLLeaky._check_options
-    _current = TSSLLeaky._current
-    _tssl_step = TSSLLeaky._tssl_step
-    _tssl_sequence = TSSLLeaky._tssl_sequence
-
     @property
     def tau_s(self) -> Tensor:
         """The warm-up trace's PSC time constant: the synapse's own, ``1 / (1 - alpha)`` (inf for ``alpha = 1``)."""
@@ -453,20 +535,11 @@ class TSSLSynaptic(snn.Synaptic):
     def tau_s(self, value: Any) -> None:
         """Not settable: ``convert(tau_s=...)`` sets Leaky layers' trace constant; a Synaptic's is its synapse's."""
 
-    def _mode(self) -> Tuple[str, Optional[str]]:
-        if _synaptic_delayed_zero(self):
-            raise ValueError(f"TSSLSynaptic: {SYNAPTIC_DELAYED_ZERO}")
-        return TSSLLeaky._mode(self)
-
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         """TSSLLeaky's constants with the trace's ``1/tau_s = 1 - alpha`` (the synapse's own PSC constant)."""
         inv_tau_s = (1 - self.alpha.detach().clamp(0, 1)).to(like.dtype)
         k = TSSLLeaky._constants(self, like, mode, reset_val)
         return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s))
-
-    def reset_mem(self):
-        self._tssl_clear()
-        return super().reset_mem()
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, input_, syn=None, mem=None):
@@ -519,18 +592,6 @@ class TSSLSynaptic(snn.Synaptic):
         spk, mems = self._tssl_sequence(syn_seq, steps, mode, reset_val)
         return spk, syn_seq, mems
 
-    # -- pickling / copying ---------------------------------------------------------------------
-    def __getstate__(self):
-        state = TSSLLeaky.__getstate__(self)
-        syn = state["_buffers"].get("syn")
-        if isinstance(syn, Tensor) and not syn.is_leaf:
-            state["_buffers"] = {**state["_buffers"], "syn": syn.detach()}
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        _restore_spike_grad(self)
-
     def extra_repr(self) -> str:
         tau_s = self.tau_s
         shown = f"{float(tau_s):g}" if tau_s.numel() == 1 else f"tensor{tuple(tau_s.shape)}"
@@ -538,28 +599,65 @@ class TSSLSynaptic(snn.Synaptic):
                 f"sensitivity_cap={self.sensitivity_cap}")
 
 
+from ._snntorch_neurons import TSSLLapicque, TSSLRLeaky, TSSLRSynaptic  # noqa: E402  (they build on the above)
+
 #: snnTorch class -> TSSL-BP class (exact types), and back.
-_TO_TSSL = {snn.Leaky: TSSLLeaky, snn.Synaptic: TSSLSynaptic}
+_TO_TSSL = {snn.Leaky: TSSLLeaky, snn.Synaptic: TSSLSynaptic, snn.RLeaky: TSSLRLeaky, snn.RSynaptic: TSSLRSynaptic,
+            snn.Lapicque: TSSLLapicque}
 _FROM_TSSL = {v: k for k, v in _TO_TSSL.items()}
+
+#: the methods that make up a supported class's forward: a subclass overriding one is refused (its override
+#: would be dropped by the TSSL-BP forward, which replays the base class's arithmetic).
+FORWARD_METHODS = ("forward", "fire", "mem_reset", "state_function", "_base_state_function",
+                   "_base_state_reset_zero", "_base_sub", "_base_zero", "_base_int")
+
+#: why the other snnTorch neurons have no TSSL-BP version (class name -> one line).
+NOT_SUPPORTED = {
+    "Alpha": "refused: its membrane is the difference of two exponentially filtered currents (an alpha kernel, "
+             "excitatory minus inhibitory) with a reset acting on both; TSSL-BP's rule is for a first-order "
+             "membrane driven by one input current",
+    "AssociativeLeaky": "refused: a matrix-valued associative-memory (SSM) state, not an LIF membrane",
+    "SLSTM": "refused: its membrane is a gated LSTM cell state, not an LIF membrane",
+    "SConv2dLSTM": "refused: its membrane is a gated convolutional LSTM cell state, not an LIF membrane",
+    "StateLeaky": "not yet: a whole-sequence causal-convolution membrane with no reset (core reset='none' "
+                  "could express it)",
+    "LinearLeaky": "not yet: StateLeaky's whole-sequence membrane behind a linear layer",
+    "LeakyParallel": "not yet: a whole-sequence torch.nn.RNN membrane with its own fused linear layer",
+}
+
+
+#: modules of snnTorch's neuron package that are parts of a neuron, not neurons (RLeaky's one-to-one ``V``).
+_NEURON_PARTS = ("RecurrentOneToOne",)
 
 
 def _snntorch_neuron(module: nn.Module) -> bool:
+    if type(module).__name__ in _NEURON_PARTS:
+        return False
     return isinstance(module, snn.SpikingNeuron) or type(module).__module__.startswith("snntorch._neurons")
+
+
+def _why_not(module: nn.Module, reason: Optional[str]) -> str:
+    name = type(module).__name__
+    return reason or NOT_SUPPORTED.get(name, "no TSSL-BP version yet")
 
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None) -> nn.Module:
-    """Switch every module whose type is exactly ``snn.Leaky`` to :class:`TSSLLeaky` and every
-    ``snn.Synaptic`` to :class:`TSSLSynaptic`, in place.
+    """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic`` and ``Lapicque`` to its TSSL-BP
+    version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`, :class:`TSSLRSynaptic`,
+    :class:`TSSLLapicque`), in place.
 
     The same module objects stay in the model (their class changes), so
-    optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. Other
-    snnTorch neurons (Alpha, RLeaky, RSynaptic, Lapicque, subclasses of Leaky or
-    Synaptic, ...) are left alone with one warning listing them; ``strict=True``
-    raises instead. A model with no ``snn.Leaky`` or ``snn.Synaptic`` at all (a
-    plain network, or a SpikingJelly model) gets a warning that nothing was
-    converted; ``strict=True`` raises ``ValueError`` instead. Layers with refused
-    options raise before anything is changed.
+    optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. A
+    subclass of one of these converts too (to a class deriving from the
+    TSSL-BP version and the subclass) unless it overrides a part of the forward
+    (:data:`FORWARD_METHODS`); then it is left alone, and the warning names the
+    method. Other snnTorch neurons (``Alpha``, ``StateLeaky``, ...) are left alone
+    with one warning listing each with its reason (:data:`NOT_SUPPORTED`);
+    ``strict=True`` raises ``TypeError`` instead. A model with none of the
+    supported neurons at all (a plain network, or a SpikingJelly model) gets a
+    warning that nothing was converted; ``strict=True`` raises ``ValueError``
+    instead. Layers with refused options raise before anything is changed.
 
     ``exclude``: modules (or their names in ``model.named_modules()``) that
     keep snnTorch's surrogate gradient, with everything inside them; e.g.
@@ -569,8 +667,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
     (the warm-up surrogate's width, default 0.2, the reference's) are set on
     every converted layer, including layers an earlier ``convert`` converted:
-    calling ``convert`` again applies the new options; a Synaptic layer's warm-up
-    trace uses its own synapse's ``tau_s = 1/(1 - alpha)`` instead of ``tau_s``.
+    calling ``convert`` again applies the new options; a Synaptic or RSynaptic
+    layer's warm-up trace uses its own synapse's ``tau_s = 1/(1 - alpha)`` instead of ``tau_s``.
     Returns ``model``.
     """
     check_convert_args(model, strict)
@@ -579,41 +677,45 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     skip = excluded_ids(model, exclude)
-    targets, again, others = [], [], []
+    targets, again, others, names = [], [], [], {}
     for name, m in model.named_modules():
         if id(m) in skip:
             continue
-        if type(m) in _TO_TSSL:
-            _refuse(m, name or "<root>")
-            targets.append(m)
-        elif type(m) in _FROM_TSSL:
+        names[id(m)] = name or "<root>"
+        if original_class(type(m), _FROM_TSSL) is not None:
             again.append(m)
-        elif _snntorch_neuron(m):
-            others.append(f"{name or '<root>'} ({type(m).__name__})")
-    if not others and not any(type(m) in _TO_TSSL or type(m) in _FROM_TSSL for m in model.modules()):
-        nothing_to_convert(model, "snn.Leaky or snn.Synaptic", "snntorch", strict)
+            continue
+        new_cls, reason = tssl_class_for(type(m), _TO_TSSL, FORWARD_METHODS)
+        if new_cls is not None:
+            _refuse(m, name or "<root>")
+            targets.append((m, new_cls))
+        elif reason is not None or _snntorch_neuron(m):
+            others.append(f"{name or '<root>'} ({type(m).__name__}: {_why_not(m, reason)})")
+    if not others and not any(isinstance(m, tuple(_TO_TSSL)) for m in model.modules()):  # excluded ones count
+        nothing_to_convert(model, "snn.Leaky, Synaptic, RLeaky, RSynaptic or Lapicque", "snntorch", strict)
     if others:
-        msg = ("TSSL-BP convert: only snn.Leaky and snn.Synaptic are supported; left unchanged (still snnTorch "
-               "surrogate gradients): " + ", ".join(others))
+        msg = ("TSSL-BP convert: left unchanged (still snnTorch surrogate gradients): " + "; ".join(others))
         if strict:
             raise TypeError(msg)
         warnings.warn(msg, UserWarning, stacklevel=2)
-    if any(not _is_default_spike_grad(m.spike_grad) for m in targets):
+    if any(not _is_default_spike_grad(m.spike_grad) for m, _ in targets):
         _warn_spike_grad()
-    for m in targets:
-        m.__class__ = _TO_TSSL[type(m)]
-    for m in targets + again:  # layers converted before get this call's options too
+    for m, new_cls in targets:
+        m.__class__ = new_cls
+    for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap)
+        watch_firing(m, names[id(m)])
     return model
 
 
 def revert(model: nn.Module) -> nn.Module:
-    """Switch every :class:`TSSLLeaky` / :class:`TSSLSynaptic` in ``model`` back to ``snn.Leaky`` /
-    ``snn.Synaptic`` in place; returns ``model``."""
+    """Switch every TSSL-BP layer in ``model`` back to its snnTorch class (a converted subclass back to the
+    subclass) in place; returns ``model``."""
     check_convert_args(model, False, "revert")
     for m in model.modules():
-        if type(m) in _FROM_TSSL:
-            m.__class__ = _FROM_TSSL[type(m)]
+        original = original_class(type(m), _FROM_TSSL)
+        if original is not None:
+            m.__class__ = original
             for a in _TSSL_ATTRS:
                 m.__dict__.pop(a, None)
     return model

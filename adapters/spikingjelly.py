@@ -22,8 +22,16 @@ SpikingJelly's bit for bit; only gradients change. See
   With ``c_decay = 1 - 1/tau_s`` and weights ``W / tau_s`` it is the paper's network
   (docs/spikingjelly.md).
 
-Every other neuron type is left alone with one warning (``strict=True``
-raises).
+* ``neuron.SimpleLIFNode`` / ``neuron.SimpleIFNode`` -> :class:`TSSLSimpleLIFNode` /
+  :class:`TSSLSimpleIFNode` (SpikingJelly 2.x only; 0.0.0.0.14 has no Simple* nodes): the
+  same charge, fire and reset equations as ``LIFNode`` / ``IFNode`` in pure PyTorch; the node's
+  own methods run the forward, the mapping is LIFNode's / IFNode's.
+
+A subclass of a supported node converts (to a class deriving from the TSSL-BP
+node and the subclass) unless it overrides a part of the forward
+(:data:`FORWARD_METHODS`). Every other neuron type is left alone with one
+warning giving each one's reason (:data:`NOT_SUPPORTED`: QIF, EIF, Izhikevich,
+KLIF, ... refused; the rest "no TSSL-BP version yet"); ``strict=True`` raises.
 """
 from __future__ import annotations
 
@@ -39,7 +47,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import Exclude, check_convert_args, excluded_ids, nothing_to_convert  # noqa: E402
+from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,  # noqa: E402
+                       tssl_class_for, watch_firing)
 from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH  # noqa: E402
 
@@ -57,6 +66,9 @@ else:  # pragma: no cover - depends on the installed library
         "(supported: 2.x and 0.0.0.0.14)"
     )
 
+if hasattr(_version, "TSSLSimpleLIFNode"):  # SpikingJelly 2.x (0.0.0.0.14 has no Simple* nodes)
+    TSSLSimpleLIFNode = _version.TSSLSimpleLIFNode
+    TSSLSimpleIFNode = _version.TSSLSimpleIFNode
 TSSLLIFNode = _version.TSSLLIFNode
 TSSLIFNode = _version.TSSLIFNode
 TSSLParametricLIFNode = _version.TSSLParametricLIFNode
@@ -79,15 +91,40 @@ _FROM_TSSL: Dict[type, type] = {v: k for k, v in _TO_TSSL.items()}
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "convert", "revert", "SPIKINGJELLY_API"]
 if SPIKINGJELLY_API == "2":
-    __all__.append("TSSLCUBALIFNode")
+    __all__ += ["TSSLCUBALIFNode", "TSSLSimpleLIFNode", "TSSLSimpleIFNode"]
+
+
+#: the methods that make up a supported node's forward: a subclass overriding one is refused (the TSSL-BP
+#: forward replays the base class's own arithmetic, which would drop the override).
+FORWARD_METHODS = ("forward", "single_step_forward", "multi_step_forward", "single_step_functional_forward",
+                   "multi_step_functional_forward", "neuronal_charge", "neuronal_fire", "neuronal_reset",
+                   "materialize_states")
+
+NOT_YET = "no TSSL-BP version yet"
+_LINEAR = "TSSL-BP's rule needs a linear (leaky) charge"
+
+#: why other SpikingJelly neurons have no TSSL-BP version (class name -> one line; 2.x and 0.0.0.0.14 names).
+NOT_SUPPORTED = {
+    "QIFNode": f"refused: quadratic charge h = v + (x + a0 (v - v_rest)(v - v_c)) / tau; {_LINEAR}",
+    "EIFNode": f"refused: exponential charge term delta_T exp((v - theta_rh) / delta_T); {_LINEAR}",
+    "IzhikevichNode": f"refused: quadratic charge with a second state (the adaptation current w); {_LINEAR}",
+    "AdaptBaseNode": "refused: a second state (the adaptation current w) in the charge",
+    "KLIFNode": "refused: it fires on ReLU(k h) with a learnable k, not on the membrane crossing the threshold",
+    "TernaryIFNode": "refused: ternary spikes (-1, 0, +1); TSSL-BP needs binary spikes",
+    "TernaryLIFNode": "refused: ternary spikes (-1, 0, +1); TSSL-BP needs binary spikes",
+    "PSN": "refused: parallel spiking neuron, no membrane recursion or reset (spikes from a learnable map over time)",
+    "MaskedPSN": "refused: parallel spiking neuron, no membrane recursion or reset",
+    "SlidingPSN": "refused: parallel spiking neuron, no membrane recursion or reset",
+    "RAFNode": "refused: resonate-and-fire, an oscillating two-variable membrane; " + _LINEAR,
+}
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
     cls = type(module)
-    if cls.__name__.startswith("NonSpiking"):
+    if "NonSpiking" in cls.__name__:
         return False  # readouts without spikes: nothing to convert
-    base = getattr(_sjn, "BaseNode", None)
-    if base is not None and isinstance(module, base):
+    bases = tuple(b for b in (getattr(_sjn, "BaseNode", None), getattr(_sjn, "SimpleBaseNode", None)) if b)
+    if bases and isinstance(module, bases):
         return True
     return cls.__module__.startswith("spikingjelly.activation_based.neuron")
 
@@ -137,17 +174,20 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
             continue
         cls = type(module)
         label = name or "<model>"
-        if cls in _TO_TSSL:
-            found.append((label, module, _TO_TSSL[cls]))
-        elif cls in _FROM_TSSL:
+        if original_class(cls, _FROM_TSSL) is not None:
             found.append((label, module, cls))
-        elif _is_spiking_neuron(module):
-            unsupported.append(f"{label} ({cls.__name__})")
-    if not unsupported and not any(type(m) in _TO_TSSL or type(m) in _FROM_TSSL for m in model.modules()):
-        nothing_to_convert(model, "LIFNode, IFNode or ParametricLIFNode", "spikingjelly", strict)
+            continue
+        new_cls, reason = tssl_class_for(cls, _TO_TSSL, FORWARD_METHODS)
+        if new_cls is not None:
+            found.append((label, module, new_cls))
+        elif reason is not None or _is_spiking_neuron(module):
+            unsupported.append(f"{label} ({cls.__name__}: {reason or NOT_SUPPORTED.get(cls.__name__, NOT_YET)})")
+    if not unsupported and not any(isinstance(m, tuple(_TO_TSSL)) for m in model.modules()):
+        nothing_to_convert(model, "LIFNode, IFNode, ParametricLIFNode or another supported node", "spikingjelly",
+                           strict)
     if unsupported and strict:
         raise TypeError(
-            "convert(strict=True): these neuron types have no TSSL-BP version: " + ", ".join(unsupported)
+            "convert(strict=True): these neuron types have no TSSL-BP version: " + "; ".join(unsupported)
         )
     for label, module, new_cls in found:  # validate everything before changing anything
         _version.lib_check(module, label)
@@ -160,12 +200,13 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
         module.warmup_width = warmup_width
         module.sensitivity_cap = sensitivity_cap
         module._tssl_state = None
+        watch_firing(module, label)
         if getattr(module, "detach_reset", False):
             detach_reset.append(label)
     if unsupported:
         warnings.warn(
             "convert: left unchanged (no TSSL-BP version; they keep their surrogate gradients): "
-            + ", ".join(unsupported),
+            + "; ".join(unsupported),
             UserWarning,
             stacklevel=2,
         )
@@ -179,11 +220,11 @@ def revert(model: nn.Module) -> nn.Module:
     """Undo :func:`convert` in place: TSSL-BP nodes become the original SpikingJelly classes again."""
     check_convert_args(model, False, "revert")
     for module in model.modules():
-        original = _FROM_TSSL.get(type(module))
+        original = original_class(type(module), _FROM_TSSL)
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "_tssl_state", "_tssl_watch"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

@@ -36,6 +36,7 @@ spike activity, synaptic operations).
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
   tssl-bench compare --help     your own model and DataLoaders: unconverted vs convert(model)
+  tssl-bench recurrent --help   an snnTorch RLeaky network on row-by-row MNIST: unconverted vs convert(net)
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
   tssl-bench --resume DIR       continue an interrupted run
@@ -161,6 +162,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .comparison import main as compare_main
 
         return compare_main(argv[1:])
+    if argv and argv[0] == "recurrent":
+        from .recurrent import main as recurrent_main
+
+        return recurrent_main(argv[1:])
     if argv and argv[0] == "merge":
         from .merge import main as merge_main
 

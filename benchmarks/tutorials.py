@@ -28,8 +28,20 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
   ``SF.mse_count_loss(0.8, 0.2)``, Adam 2e-3, batch 128.
 * ``snntorch-quickstart-fc``: MNIST, ``Linear(784, 300) - Leaky(0.9) - Linear(300, 10) - Leaky(beta=rand(10),
   learn_beta=True)``, T = 25, ``SF.mse_count_loss(0.8, 0.2)``, Adam 2e-3, batch 128.
+* ``snntorch-pop-fashion-mnist`` (``tutorial_pop``, population coding): Fashion-MNIST,
+  ``Flatten - Linear(784, 128) - Leaky(0.9) - Linear(128, 500) - Leaky(0.9)``, ``fast_sigmoid()``,
+  ``init_hidden=True``, T = 1, ``SF.mse_count_loss(1.0, 0.0, population_code=True, num_classes=10)``
+  (each class is read from its 50 output neurons), Adam 2e-3, batch 128.
+* ``snntorch-pop-fashion-mnist-10``: the same tutorial's first network, 10 output neurons,
+  ``SF.mse_count_loss(1.0, 0.0)``.
 * ``spikingjelly-lif-fc-mnist``: MNIST, ``Flatten - Linear(784, 10, bias=False) - LIFNode(tau=2, ATan)``,
   single-step mode, Poisson-encoded input, T = 100, ``MSE(mean_t spikes, one_hot(y))``, Adam 1e-3, batch 64.
+* ``spikingjelly-rsnn-fmnist-plain`` / ``spikingjelly-rsnn-fmnist-fb`` (``rsnn_sequential_fmnist.py``,
+  models ``plain`` and ``fb``): sequential Fashion-MNIST, one image row per step (T = 28, 28 inputs),
+  ``Linear(28, 32) - IFNode(ATan) - Linear(32, 10) - IFNode(ATan)``, multi-step mode; ``fb`` wraps the
+  hidden ``IFNode(detach_reset=True)`` in ``layer.LinearRecurrentContainer(32, 32)`` (its spikes fed back
+  through a linear layer, one step at a time); ``MSE(mean_t spikes, one_hot(y))``, Adam 1e-3 (the
+  example's usage line), batch 256.
 * ``spikingjelly-conv-fashion-mnist``: Fashion-MNIST, ``[Conv3x3(C) - BN - IFNode(ATan) - MaxPool(2)] x 2 -
   Flatten - Linear(49 C, 16 C) - IFNode - Linear(16 C, 10) - IFNode``, no biases, multi-step mode,
   the image repeated over T = 4 steps, ``MSE(mean_t spikes, one_hot(y))``, SGD 0.1 momentum 0.9,
@@ -74,6 +86,8 @@ class Setup:
     loss: Callable[[Tensor, Optional[Tensor], Tensor], Tensor]
     optimizer: Callable[[Any], torch.optim.Optimizer]
     output: Callable[[nn.Module], nn.Module]
+    #: output spikes ``[T, N, outputs]`` -> predicted classes ``[N]``; None: the class with the most spikes.
+    predict: Optional[Callable[[Tensor], Tensor]] = None
 
 
 # ---------------------------------------------------------------- snnTorch
@@ -147,6 +161,20 @@ def _run_init_hidden(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator
     return torch.stack(spk_rec), torch.stack(mem_rec)
 
 
+def _pop_net(outputs: int) -> nn.Module:
+    snn, surrogate = _snn()
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128),
+                         snn.Leaky(beta=0.9, spike_grad=surrogate.fast_sigmoid(), init_hidden=True),
+                         nn.Linear(128, outputs),
+                         snn.Leaky(beta=0.9, spike_grad=surrogate.fast_sigmoid(), init_hidden=True, output=True))
+
+
+def _population_classes(spk: Tensor, classes: int = 10) -> Tensor:
+    """snnTorch's population code: class ``i`` is read from the ``i``-th of ``classes`` equal groups of outputs."""
+    counts = spk.sum(0)
+    return counts.reshape(counts.shape[0], classes, -1).sum(2).argmax(1)
+
+
 def _mem_ce(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
     assert mem is not None
     return sum(F.cross_entropy(mem[t], y) for t in range(mem.shape[0]))  # type: ignore[return-value]
@@ -210,6 +238,30 @@ class _ConvFashionMnist(nn.Module):
         return self.conv_fc(x)
 
 
+class _RowsFashionMnist(nn.Module):
+    def __init__(self, feedback: bool) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        hidden: nn.Module = neuron.IFNode(surrogate_function=surrogate.ATan(), detach_reset=feedback)
+        if feedback:
+            hidden = layer.LinearRecurrentContainer(hidden, in_features=32, out_features=32, bias=True)
+        self.fc = nn.Sequential(layer.Linear(28, 32), hidden, layer.Linear(32, 10),
+                                neuron.IFNode(surrogate_function=surrogate.ATan()))
+        functional.set_step_mode(self, step_mode="m")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x)
+
+
+def _run_rows(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
+    """One image row per step: ``[N, 1, 28, 28]`` -> ``[28, N, 28]`` (the example's ``img.squeeze().permute``)."""
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(net)
+    return net(x.reshape(x.shape[0], 28, 28).permute(1, 0, 2)[:steps]), None
+
+
 def _run_repeat(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, None]:
     from spikingjelly.activation_based import functional
 
@@ -236,9 +288,22 @@ SETUPS: Dict[str, Setup] = {
     "snntorch-quickstart-fc": Setup(
         "snntorch", "mnist", 25, 128, lambda a: _QuickstartFCNet(), _run_explicit,
         _sf("mse_count_loss", correct_rate=0.8, incorrect_rate=0.2), _adam(2e-3), lambda net: net.lif2),
+    "snntorch-pop-fashion-mnist": Setup(
+        "snntorch", "fashion-mnist", 1, 128, lambda a: _pop_net(500), _run_init_hidden,
+        _sf("mse_count_loss", correct_rate=1.0, incorrect_rate=0.0, population_code=True, num_classes=10),
+        _adam(2e-3), lambda net: net[-1], _population_classes),
+    "snntorch-pop-fashion-mnist-10": Setup(
+        "snntorch", "fashion-mnist", 1, 128, lambda a: _pop_net(10), _run_init_hidden,
+        _sf("mse_count_loss", correct_rate=1.0, incorrect_rate=0.0), _adam(2e-3), lambda net: net[-1]),
     "spikingjelly-lif-fc-mnist": Setup(
         "spikingjelly", "mnist", 100, 64, lambda a: _LifFcMnist(), _run_poisson, _mse_rate, _adam(1e-3),
         lambda net: net.layer[-1]),
+    "spikingjelly-rsnn-fmnist-plain": Setup(
+        "spikingjelly", "fashion-mnist", 28, 256, lambda a: _RowsFashionMnist(False), _run_rows, _mse_rate,
+        _adam(1e-3), lambda net: net.fc[-1]),
+    "spikingjelly-rsnn-fmnist-fb": Setup(
+        "spikingjelly", "fashion-mnist", 28, 256, lambda a: _RowsFashionMnist(True), _run_rows, _mse_rate,
+        _adam(1e-3), lambda net: net.fc[-1]),
     "spikingjelly-conv-fashion-mnist": Setup(
         "spikingjelly", "fashion-mnist", 4, 128, lambda a: _ConvFashionMnist(a.channels), _run_repeat, _mse_rate,
         lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), lambda net: net.conv_fc[-1]),
@@ -295,7 +360,8 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
     with torch.no_grad(), ModuleActivityMeter(net, spiking_modules(net, setup.library), ops=False) as meter:
         for i in range(0, len(yte), setup.batch_size):
             spk, _ = setup.run(net, xte[i:i + setup.batch_size], steps, gen)
-            correct += int((spk.sum(0).argmax(1) == yte[i:i + setup.batch_size]).sum())
+            predicted = spk.sum(0).argmax(1) if setup.predict is None else setup.predict(spk)
+            correct += int((predicted == yte[i:i + setup.batch_size]).sum())
     tail = losses[-10:]
     from .machine import code_info, machine_info, tssl_impl
 

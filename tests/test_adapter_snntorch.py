@@ -542,21 +542,23 @@ def test_spike_grad_ignored_with_warning():
 
 def test_other_neurons_left_alone_with_one_warning():
     class MyLeaky(snn.Leaky):
-        pass
+        def fire(self, mem):
+            return super().fire(mem)
 
     net = nn.Sequential(nn.Linear(4, 4), snn.Leaky(beta=0.9), snn.Synaptic(alpha=0.8, beta=0.9),
                         snn.Alpha(alpha=0.9, beta=0.8), snn.RLeaky(beta=0.9, linear_features=4),
                         snn.Lapicque(beta=0.9), MyLeaky(beta=0.9))
     with pytest.warns(UserWarning) as rec:
         convert(net)
-    msgs = [str(w.message) for w in rec if "only snn.Leaky" in str(w.message)]
+    msgs = [str(w.message) for w in rec if "left unchanged" in str(w.message)]
     assert len(msgs) == 1
-    for name in ("Alpha", "RLeaky", "Lapicque", "MyLeaky"):
+    for name in ("Alpha: refused", "MyLeaky: a subclass of Leaky that overrides fire()"):
         assert name in msgs[0]
-    assert "(Synaptic)" not in msgs[0]  # converted (tests/test_adapter_snntorch_synaptic.py)
+    for name in ("Synaptic", "RLeaky", "Lapicque"):  # converted (tests/test_adapter_snntorch_{synaptic,recurrent}.py)
+        assert f"({name}" not in msgs[0]
     assert type(net[1]) is TSSLLeaky and type(net[6]) is MyLeaky and type(net[2]).__name__ == "TSSLSynaptic"
-    net2 = nn.Sequential(snn.Leaky(beta=0.9), snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=4))
-    with pytest.raises(TypeError, match="RSynaptic"):
+    net2 = nn.Sequential(snn.Leaky(beta=0.9), snn.Alpha(alpha=0.9, beta=0.8))
+    with pytest.raises(TypeError, match="Alpha"):
         convert(net2, strict=True)
     assert type(net2[0]) is snn.Leaky
 

@@ -306,7 +306,7 @@ def test_unsupported_nodes_left_alone_with_one_warning_strict_raises():
             layer.Linear(4, 4), neuron.QIFNode(), layer.Linear(4, 4), neuron.LIFNode(tau=2.0),
         )
     net = build()
-    with pytest.warns(UserWarning, match=r"1 \(QIFNode\)") as rec:
+    with pytest.warns(UserWarning, match=r"1 \(QIFNode: refused: quadratic charge") as rec:
         convert(net)
     assert len([w for w in rec if "left unchanged" in str(w.message)]) == 1
     assert type(net[1]) is neuron.QIFNode and type(net[3]) is TSSLLIFNode
@@ -316,13 +316,18 @@ def test_unsupported_nodes_left_alone_with_one_warning_strict_raises():
     assert type(net[3]) is neuron.LIFNode  # nothing changed
 
 
-def test_subclasses_are_not_converted():
+def test_subclasses_convert_unless_they_override_the_forward():
+    """(The cases in full: tests/test_adapter_spikingjelly_family.py.)"""
     class MyLIF(neuron.LIFNode):
         pass
-    net = torch.nn.Sequential(MyLIF(tau=2.0))
-    with pytest.warns(UserWarning, match="MyLIF"):
+
+    class MyFire(neuron.LIFNode):
+        def neuronal_fire(self):
+            return super().neuronal_fire()
+    net = torch.nn.Sequential(MyLIF(tau=2.0), MyFire(tau=2.0))
+    with pytest.warns(UserWarning, match=r"MyFire: a subclass of LIFNode that overrides neuronal_fire\(\)"):
         convert(net)
-    assert type(net[0]) is MyLIF
+    assert isinstance(net[0], TSSLLIFNode) and isinstance(net[0], MyLIF) and type(net[1]) is MyFire
 
 
 def test_options_that_cannot_be_honoured_raise_naming_the_option():
@@ -636,7 +641,7 @@ def test_plif_leak_learns_when_the_input_needs_no_gradient(mode):
 def test_convert_with_nothing_to_convert_warns_and_strict_raises():
     """A plain MLP, or an snnTorch model given to the SpikingJelly adapter: nothing converted, so say so."""
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    with pytest.warns(UserWarning, match="no LIFNode, IFNode or ParametricLIFNode"):
+    with pytest.warns(UserWarning, match="no LIFNode, IFNode, ParametricLIFNode or another supported node"):
         convert(mlp)
     with pytest.raises(ValueError, match="no LIFNode"):
         convert(mlp, strict=True)

@@ -72,12 +72,55 @@ def test_converted_snntorch_loop_compiles_to_one_graph(leaky):
     assert any(a.abs().sum() > 0 for a in g)
 
 
+class SnnTorchRecurrentLoop(nn.Module):
+    """A recurrent hidden layer (RLeaky or RSynaptic) and a Lapicque output, in snnTorch's step loop."""
+
+    def __init__(self, hidden: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.fc2 = nn.Linear(12, 16), nn.Linear(16, 5)
+        self.lif1 = (snn.RLeaky(beta=0.9, linear_features=16) if hidden == "rleaky"
+                     else snn.RSynaptic(alpha=0.5, beta=0.9, linear_features=16))
+        self.lif2 = snn.Lapicque(R=1.0, C=2.0)
+        with torch.no_grad():
+            self.fc2.weight.mul_(8.0)  # so that the output layer fires
+
+    def forward(self, x):
+        state = self.lif1.reset_mem()
+        m2 = self.lif2.reset_mem()
+        out = []
+        for t in range(x.shape[0]):
+            res = self.lif1(self.fc1(x[t]), *state)
+            state = res
+            s2, m2 = self.lif2(self.fc2(res[0]), m2)
+            out.append(s2)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("hidden", ["rleaky", "rsynaptic"])
+def test_converted_recurrent_snntorch_loop_compiles_to_one_graph(hidden):
+    from tssl_plugin.adapters import snntorch as adapter
+
+    x = torch.rand(8, 4, 12, generator=torch.Generator().manual_seed(1)) * 6
+    assert _graphs(SnnTorchRecurrentLoop(hidden), x)[:2] == (1, 0)  # what the unconverted model gives
+    net = adapter.convert(SnnTorchRecurrentLoop(hidden))
+    graphs, breaks, reasons = _graphs(net, x)
+    assert (graphs, breaks) == (1, 0), reasons
+    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
+    assert torch.equal(y, yc) and y.sum() > 0
+    for a, b in zip(g, gc):
+        torch.testing.assert_close(a, b)
+    assert net.lif1.recurrent.weight.grad.abs().sum() > 0
+
+
 #: SpikingJelly nodes the adapter converts, as a researcher builds them.
 SJ_NODES = {
     "lif": lambda neuron: neuron.LIFNode(tau=2.0),
     "lif-soft-reset": lambda neuron: neuron.LIFNode(tau=2.0, v_reset=None, detach_reset=True),
     "if": lambda neuron: neuron.IFNode(),
     "plif": lambda neuron: neuron.ParametricLIFNode(),
+    "simple-lif": lambda neuron: neuron.SimpleLIFNode(tau=2.0, decay_input=True),
+    "simple-if": lambda neuron: neuron.SimpleIFNode(),
 }
 
 
@@ -85,6 +128,8 @@ def _sj_net(mode, node="lif"):
     pytest.importorskip("spikingjelly.activation_based")
     from spikingjelly.activation_based import functional, layer, neuron
 
+    if node.startswith("simple") and not hasattr(neuron, "SimpleLIFNode"):
+        pytest.skip("SimpleLIFNode / SimpleIFNode exist in SpikingJelly 2.x only")
     torch.manual_seed(0)
     make = SJ_NODES[node]
     net = nn.Sequential(layer.Linear(12, 16), make(neuron), layer.Linear(16, 5), make(neuron))

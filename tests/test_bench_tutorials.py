@@ -73,3 +73,43 @@ def test_runs_write_records_and_resume(tmp_path, capsys):
     # without --resume or --overwrite the folder is refused
     with pytest.raises(SystemExit):
         cli_main(argv)
+
+
+def test_population_code_reads_each_class_from_its_group_of_outputs():
+    import torch
+
+    spk = torch.zeros(1, 2, 500)
+    spk[0, 0, 150:160] = 1  # sample 0: 10 spikes in class 3's neurons (150-199)
+    spk[0, 0, 0:4] = 1  # and fewer in class 0's
+    spk[0, 1, 450:452] = 1  # sample 1: class 9
+    assert tutorials._population_classes(spk).tolist() == [3, 9]
+
+
+@pytest.mark.parametrize("name", ["snntorch-pop-fashion-mnist", "snntorch-pop-fashion-mnist-10"])
+def test_tutorial_pop_setups_train_converted_with_one_step(name):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.rand(64, 1, 28, 28, generator=gen), torch.randint(10, (64,), generator=gen),
+            torch.rand(32, 1, 28, 28, generator=gen), torch.randint(10, (32,), generator=gen))
+    args = tutorials.build_parser().parse_args(["--iterations", "2"])
+    rec = tutorials.run_one(name, "tssl", 0, args, data, {})
+    assert rec["steps"] == 1 and rec["finite_loss"] and 0.0 <= rec["test_accuracy"] <= 1.0
+    assert len(rec["firing_rates"]) == 2
+
+
+@pytest.mark.parametrize("name", ["spikingjelly-rsnn-fmnist-plain", "spikingjelly-rsnn-fmnist-fb"])
+def test_sequential_fashion_mnist_setups_convert_every_ifnode_and_train(name):
+    import torch
+    from spikingjelly.activation_based import neuron
+
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.rand(300, 1, 28, 28, generator=gen), torch.randint(10, (300,), generator=gen),
+            torch.rand(32, 1, 28, 28, generator=gen), torch.randint(10, (32,), generator=gen))
+    args = tutorials.build_parser().parse_args(["--iterations", "2"])
+    rec = tutorials.run_one(name, "tssl", 0, args, data, {})
+    assert rec["steps"] == 28 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
+    net = tutorials.SETUPS[name].build(args)
+    from tssl_plugin.adapters.spikingjelly import convert
+    convert(net)
+    assert not any(type(m) is neuron.IFNode for m in net.modules())  # the recurrent container's node too

@@ -103,7 +103,7 @@ def documented_commands():
             if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
                 continue  # a pattern, not a command
             argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
-            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["compare"]):
+            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["compare"], ["recurrent"]):
                 continue  # a sub-command's name in the text, not a command
             out.append((page.name, span, argv))
     return out
@@ -112,8 +112,9 @@ def documented_commands():
 def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
-    from tssl_plugin.benchmarks import (cli, comparison, hosts, merge, reproduce, speed_gpu_layer, speed_host_step,
-                                        speed_layer, speed_mlp_step, speed_scaling, study, tutorials)
+    from tssl_plugin.benchmarks import (cli, comparison, hosts, merge, recurrent, reproduce, speed_gpu_layer,
+                                        speed_host_step, speed_layer, speed_mlp_step, speed_scaling, study,
+                                        tutorials)
 
     speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
               "host-step": speed_host_step}
@@ -128,9 +129,9 @@ def test_documented_commands_parse():
             module = speeds.get(rest[0], speed_layer) if rest else speed_layer
             parser = module.build_parser()
             argv = rest[1:] if rest and rest[0] in speeds else rest
-        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials", "compare"):
+        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials", "compare", "recurrent"):
             parser = {"hosts": hosts, "study": study, "merge": merge, "reproduce": reproduce,
-                      "tutorials": tutorials, "compare": comparison}[argv[0]].build_parser()
+                      "tutorials": tutorials, "compare": comparison, "recurrent": recurrent}[argv[0]].build_parser()
             argv = argv[1:]
         else:
             parser = cli.build_parser()
