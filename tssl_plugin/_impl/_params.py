@@ -81,6 +81,32 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
     return torch.stack(rows).contiguous(), True
 
 
+def step_table(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
+    """The table of one step of the step-wise node, whose elements are those of ``like`` (``[batch, *neurons]``).
+
+    Constants that are numbers or one-element tensors (what the adapters build each step) give a
+    ``[N_ROWS]`` table, without expanding them; on the CPU their values are read directly (no device work
+    per row). Any other tensor gives the ``[N_ROWS, like.numel()]`` table of :func:`pack_params`.
+    Not cached: the adapters build new constants each step.
+    """
+    vals = row_values(k)
+    if any(isinstance(v, Tensor) and v.numel() != 1 for v in vals):
+        return pack_params(k, like.unsqueeze(0))
+    if like.device.type == "cpu" or not any(isinstance(v, Tensor) for v in vals):
+        return torch.tensor([float(v) for v in vals], dtype=like.dtype, device=like.device), False
+    return torch.stack([torch.as_tensor(v).to(like.device, like.dtype).reshape(()) for v in vals]), False
+
+
+def step_row(value: Param, like: Tensor) -> Tuple[Tensor, bool]:
+    """One constant for the elements of ``like``: ``([1] tensor, False)`` for a number or a one-element
+    tensor, else ``(its values expanded to like's shape, contiguous, True)``."""
+    if not isinstance(value, Tensor):
+        return torch.tensor([value], dtype=like.dtype, device=like.device), False
+    if value.numel() == 1:
+        return value.to(like.device, like.dtype).reshape(1), False
+    return value.to(like.device, like.dtype).expand(like.shape).contiguous(), True
+
+
 def c_defines() -> List[str]:
     """Compiler flags that give the C kernel the table layout and the reset codes.
 
