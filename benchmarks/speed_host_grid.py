@@ -77,7 +77,7 @@ def make_grid_step(name: str, variant: str, x: Tensor, labels: Tensor, steps: in
     net = build()
     if variant == "tssl":
         _adapter(NETS[name].library).convert(net)
-    net.train()
+    net.to(x.device).train()
     opt = optimizer(net.parameters())
     gen = torch.Generator().manual_seed(0)
 
@@ -168,6 +168,7 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid-steps", default="5,25,50", help="grid: time steps T, comma-separated")
     p.add_argument("--batch-sizes", default="32,128", help="grid: batch sizes, comma-separated")
     p.add_argument("--channels", type=int, default=128, help="grid: channels of spikingjelly-cnn (the example's 128)")
+    p.add_argument("--device", default="cpu", help="grid: device to run on (cpu, cuda)")
 
 
 def grid_main(a: argparse.Namespace) -> int:
@@ -176,5 +177,5 @@ def grid_main(a: argparse.Namespace) -> int:
 
     for lib in sorted({NETS[n.strip()].library for n in a.nets.split(",") if n.strip() in NETS}):
         require(lib, lib)
-    run_grid(a)
+    run_grid(a, torch.device(a.device))
     return 0
