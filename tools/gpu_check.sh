@@ -547,8 +547,8 @@ if [ "${1:-}" = "host-step" ]; then
     GRID="--grid --device cpu --channels 4 --hidden 16 --grid-steps 2 --batch-sizes 2 --repeats 1 --untimed 0"
     POINTS=""
   fi
-  run_step "step-wise node kernels on CUDA" 40 "$PY" "$WORK/step_exact.py"
-  run_step "host-step grid, eager" 70 bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed host-step $GRID | tee '$OUT/grid_eager.md'"
+  run_step "step-wise node kernels on CUDA" 30 "$PY" "$WORK/step_exact.py"
+  run_step "host-step grid, eager" 100 bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed host-step $GRID | tee '$OUT/grid_eager.md'"
   run_step "host-step grid, compiled, T = 5 and 25, batch 128" 150 bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed host-step $GRID --compile $POINTS | tee '$OUT/grid_compiled.md'"
   log ""
   log "==================== GPU host-step ratios ($(elapsed)s) ===================="
