@@ -64,3 +64,19 @@ def test_non_finite_membrane_is_still_reported():
     (spk, _), _ = tssl_step(x, initial_state(x.detach()), u, u, u > 0.5, None, k, warmup=False)
     with pytest.raises(ValueError, match="NaN reached this layer's input"):
         spk.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_table_follows_the_constants_values(dtype):
+    """The step table (cached by value) equals the packed table of the same constants, value after value,
+    float32 constant tensors in a float64 step included (their derived rows rounded in float32)."""
+    from tssl_plugin._impl._params import pack_params, step_table
+    from tssl_plugin.rule import LIFConstants
+
+    u = torch.zeros(2, 3, dtype=dtype)
+    for th, beta in ((1.0, 0.9), (0.5, 0.9), (1.0, 0.7), (1.0, 0.9)):
+        for pdt in (torch.float32, dtype):
+            tth = torch.tensor(th, dtype=pdt)
+            k = LIFConstants(1 - torch.tensor(beta, dtype=pdt), 1 / 3, tth, 1 / 12, "subtract", 0.2, 1 / tth)
+            table, per_neuron = step_table(k, u)
+            assert not per_neuron and torch.equal(table, pack_params(k, u.unsqueeze(0))[0][:, 0]), (th, beta, pdt)

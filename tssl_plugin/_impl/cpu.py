@@ -370,7 +370,9 @@ def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor]) -> bool:
 
 def _as(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
     """``t`` contiguous in ``dtype`` (itself when it already is), or None."""
-    return None if t is None else t.to(dtype).contiguous()
+    if t is None or (t.dtype == dtype and t.is_contiguous()):
+        return t
+    return t.to(dtype).contiguous()
 
 
 def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
