@@ -6,7 +6,8 @@ or SpikingJelly's two multi-step ``LIFNode`` layers), unconverted and after ``co
 side in one process (timer.py: interleaved rounds, median of ``--repeats`` steps each). A step is forward,
 the host's own loss (snnTorch's ``mse_count_loss``, SpikingJelly's firing-rate MSE), backward and an Adam
 update. With ``--compile`` the same two networks are also timed under ``torch.compile`` (inductor).
-Prints ms per step and each variant's ratio to the unconverted eager network.
+Prints ms per step and each variant's ratio to the unconverted eager network. ``--grid`` times a grid of
+host networks, time steps and batch sizes instead (speed_host_grid.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=pos_int, default=128, help="batch size")
     p.add_argument("--compile", action="store_true", help="also time both networks under torch.compile")
     add_timing_options(p, repeats=20, untimed=3, threads=1)
+    from .speed_host_grid import add_grid_options
+
+    add_grid_options(p)
     return p
 
 
@@ -71,9 +75,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tssl_plugin._optional import require
 
     a = build_parser().parse_args(argv)
-    require(a.library, a.library)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.grid:
+        from .speed_host_grid import grid_main
+
+        return grid_main(a)
+    require(a.library, a.library)
     T = a.steps or HOST_STEPS[a.library]
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(a.batch_size, 64, generator=gen).expand(T, -1, -1)

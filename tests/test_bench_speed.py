@@ -122,3 +122,38 @@ def test_host_step_converted_network_trains_with_tssl():
     assert isinstance(step.net.lif1, TSSLLeaky) and isinstance(step.net.lif2, TSSLLeaky)
     host = H.make_step("snntorch", "host", x, torch.randint(0, 10, (4,)), 8, compiled=False)
     assert not isinstance(host.net.lif1, TSSLLeaky)
+
+
+def test_host_step_grid_prints_a_row_per_point(capsys):
+    """--grid: one markdown row per (network, T, batch), with the converted ratio and the memory ratio."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly")
+    from tssl_plugin.benchmarks.speed_host_grid import NETS
+
+    assert cli.main(["speed", "host-step", "--grid", "--grid-steps", "2", "--batch-sizes", "2,3", "--hidden", "8",
+                     "--channels", "2", "--repeats", "1", "--untimed", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in out.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| network")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(n, "2", b) for n in NETS for b in ("2", "3")]
+    for r in rows:
+        assert float(r[4]) > 0 and r[5] == "nan" and r[7] == "-" and float(r[9]) > 0
+    assert _rc(["speed", "host-step", "--grid", "--nets", "snntorch-rnn"]) != 0
+
+
+@pytest.mark.parametrize("net", ["snntorch-cnn", "spikingjelly-fc"])
+def test_host_step_grid_converts_only_the_converted_variant(net):
+    import argparse
+
+    pytest.importorskip("snntorch" if net.startswith("snntorch") else "spikingjelly")
+    from tssl_plugin.benchmarks.speed_host_grid import NETS, make_grid_step
+
+    args = argparse.Namespace(hidden=8, channels=2)
+    x = torch.rand(2, *NETS[net].image)
+    y = torch.randint(0, 10, (2,))
+    kinds = {}
+    for variant in ("host", "tssl"):
+        step = make_grid_step(net, variant, x, y, 2, args, compiled=False)
+        assert isinstance(step(), float)
+        kinds[variant] = {type(m).__name__.startswith("TSSL") for m in step.net.modules()}
+    assert True not in kinds["host"] and True in kinds["tssl"]

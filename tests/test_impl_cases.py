@@ -206,3 +206,90 @@ def half_precision(impl, device="cpu", bf16_rounding_exact=True):
             ulp = 0 if bf16_rounding_exact or dtype != torch.bfloat16 else 2.0 ** -7
             torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=ulp, atol=0)
             torch.testing.assert_close(gx.float(), gx32.to(dtype).float(), rtol=1e-2, atol=1e-2)
+
+
+def _step_constants(kind, reset, shape, dtype, device):
+    """The constants of one step: numbers (``lif_constants``), one-element tensors (as the snnTorch adapter
+    builds them, cap 1/threshold) or per-neuron tensors over the last dimension (an IF neuron among them)."""
+    from tssl_plugin.rule import LIFConstants, warmup_level
+
+    if kind == "numbers":
+        return lif_constants(torch.empty((1,) + shape, dtype=dtype), 5.0, 3.0, 1.0, reset)
+    if kind == "0-d":
+        th = torch.tensor(1.0, dtype=dtype, device=device)
+        return LIFConstants(torch.tensor(0.05, dtype=dtype, device=device), 1 / 3.0, th, warmup_level(3.0), reset,
+                            0.2, 1.0 / th)
+    gen = torch.Generator().manual_seed(11)
+    n = shape[-1]
+    r = lambda lo, hi: (lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)).to(dtype).to(device)  # noqa: E731
+    tau_s = r(1.5, 4.0)
+    th = r(0.8, 1.2)
+    itm = r(0.1, 0.4)
+    itm[0] = 0.0  # an IF neuron
+    return LIFConstants(itm, 1 / tau_s, th, warmup_level(tau_s), reset, 0.6, 1.0 / th)
+
+
+def _step_inputs(shape, dtype, seed, device):
+    """One step's (G, h, extra, u, du, o, s): some spikes crossed the threshold during the step, some started
+    above it (u - du > threshold), some increments are negative; traces on both sides of the warm-up level."""
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda: torch.rand(shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    n = lambda: torch.randn(shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    u = 2.0 * r() - 0.3
+    du = 1.6 * r() - 0.4
+    s = 0.25 * r()
+    G, h, extra = n(), n(), n()
+    o = (u > 1.0).to(device)
+    return [t.to(dtype).to(device) for t in (G, h, extra, u, du)] + [o, s.to(dtype).to(device)]
+
+
+def step_cases(impl_obj, device="cpu", full=True):
+    """``step_forward`` and ``step_backward`` of ``impl_obj`` equal reference.trace_step and reference.carry_step:
+    float64 and float32, every reset, warm-up on and off, with and without the carry and a membrane loss, no
+    spike gradient, an input scale, each ablation, and constants as numbers, one-element and per-neuron tensors. The carry
+    ``delta`` is equal bit for bit (the same operations); ``grad_x`` too where no warm-up applies, and within
+    tol() where the warm-up's exp (a polynomial in C) enters."""
+    from tssl_plugin._impl.reference import carry_step, trace_step
+
+    shape = (3, 70)
+    modes = list(itertools.product((torch.float64, torch.float32), RESETS, (True, False), (True, False),
+                                   (True, False), ("numbers", "0-d", "neurons")))
+    if not full:  # the interpreter: every reset, dtype, warm-up and parameter kind, carry and loss alternating
+        modes = [m for i, m in enumerate(modes) if (i // 6) % 4 in (0, 3)]
+    for i, (dtype, reset, warmup, has_h, has_extra, kind) in enumerate(modes):
+        G, h, extra, u, du, o, s = _step_inputs(shape, dtype, 600 + i, device)
+        k = _step_constants(kind, reset, shape, dtype, device)
+        ablation = ("none", "no_intra", "no_spike_timing")[i % 3]  # each ablation in turn, where it applies
+        if (ablation == "no_intra" and reset == "none") or (ablation == "no_spike_timing" and not warmup):
+            ablation = "none"
+        k = k._replace(ablation=ablation)
+        oc, start = o.cpu(), (u - du).cpu()
+        assert bool((oc & (start > 1.2)).any()) and bool((oc & (start <= 0.8)).any()) and bool((oc & (du.cpu() < 0)).any())
+        h = h if has_h else None
+        extra = extra if has_extra else None
+        G = None if i % 7 == 3 else G  # no gradient reached the spike
+        scale = 0.4 if i % 3 == 1 else 1.0
+        want_gx, want_delta = carry_step(torch.zeros_like(u) if G is None else G, h, u, du, o, s, k, warmup,
+                                         extra=extra)
+        want_gx = want_gx * scale
+        gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation)
+        assert gx.dtype == dtype and delta.dtype == dtype, mode
+        assert torch.equal(delta, want_delta), mode
+        warm = (s < k.warmup_level) if warmup else torch.zeros_like(o)
+        assert torch.equal(gx[~warm], want_gx[~warm]), mode
+        torch.testing.assert_close(gx, want_gx, **tol(dtype), msg=lambda m: f"{mode}: {m}")
+        assert finite in (None, True), mode
+        # the forward bookkeeping: the trace's step, and the spikes in the dtype asked for
+        its = k.inv_tau_s
+        for spike_dtype in (None, dtype, torch.float16):
+            spike, s_next = impl_obj.step_forward(o, s, its, spike_dtype)
+            assert torch.equal(s_next, trace_step(s, o, its)), mode
+            assert (spike is None) if spike_dtype is None else (spike.dtype == spike_dtype
+                                                                 and torch.equal(spike, o.to(spike_dtype))), mode
+    # a NaN in the membrane: the implementations that check grad_x while writing it say so
+    G, h, extra, u, du, o, s = _step_inputs(shape, torch.float32, 700, device)
+    u[1, 2] = float("nan")
+    k = _step_constants("numbers", "zero", shape, torch.float32, device)
+    gx, _, finite = impl_obj.step_backward(G, h, u, du, o, s, k, True, None, 1.0)
+    assert finite in (None, False) and bool(torch.isnan(gx[1, 2]))

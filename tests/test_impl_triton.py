@@ -47,6 +47,8 @@ _SCRIPT = textwrap.dedent(
         cases.ablations("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
         cases.half_precision("triton", bf16_rounding_exact=False)
     triton_impl.ONE_PASS_MAX_T = 32
+    # one step of the step-wise node: one launch each way, equal to reference.carry_step and trace_step
+    cases.step_cases(triton_impl.TritonImpl, full=False)
     cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
     # T above the one-pass limit takes the two-pass kernel by itself
     xl, gl = cases.random_case(40, (2, 3), torch.float64, 2)

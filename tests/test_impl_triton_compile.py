@@ -136,10 +136,18 @@ TWO_PASS = [
     ("bwd2-f32-T1-N1-perneuron", "op", F32, "zero", True, 1, 1, True, True),
     ("bwd2-f64-trace-subtract-T1-N0", "trace", F64, "subtract", False, 1, 0, False, True),
 ]
+#: one step of the step-wise node: (name, dtype, reset, constants, warmup, carry, membrane loss, spike dtype)
+STEP = [
+    ("step-f32-zero-numbers", F32, "zero", "numbers", True, True, False, F32),
+    ("step-f32-subtract-0d-last", F32, "subtract", "0-d", True, False, False, F32),
+    ("step-f64-sal-neurons-loss", F64, "subtract_after_leak", "neurons", False, True, True, None),
+    ("step-f32-none-neurons", F32, "none", "neurons", True, True, True, torch.float16),
+    ("step-f32-zero-N1", F32, "zero", "numbers", True, True, False, F32),
+]
 #: compiled for sm_80 as well (the rest for sm_90 only, to keep the first, uncached run short).
 SM80 = {"fwd-f16-subtract-spike-perneuron", "fwd-bf16-sal-psc", "fwd-f32-T1-N1-perneuron",
         "bwd1-f16-subtract-T8-perneuron", "bwd1-f32-T1-N1-perneuron", "bwd2-bf16-sal-T33-perneuron",
-        "bwd2-f32-T1-N1-perneuron", "bwd1-f32-T3-N0"}
+        "bwd2-f32-T1-N1-perneuron", "bwd1-f32-T3-N0", "step-f32-subtract-0d-last", "step-f64-sal-neurons-loss"}
 
 
 def _run_case(case, two_pass, monkeypatch):
@@ -183,6 +191,38 @@ def test_kernel_variant_compiles(case, two_pass, kind, arch, monkeypatch):
         assert signature["T"] == "constexpr"  # the specialisation that used to crash
     if N == 1:
         assert signature["N"] == "constexpr"
+
+
+def _step_case(case):
+    """The two launches of one step (forward bookkeeping, backward) for a STEP case, on CPU tensors."""
+    import test_impl_cases as cases
+
+    name, dtype, reset, kind, warmup, has_h, has_extra, spike_dtype = case
+    shape = (1, 1) if name.endswith("N1") else (3, 700)
+    G, h, extra, u, du, o, s = cases._step_inputs(shape, dtype, 1, "cpu")
+    k = cases._step_constants(kind, reset, shape, dtype, "cpu")
+
+    def run():
+        TritonImpl.step_forward(o, s, k.inv_tau_s, spike_dtype)
+        TritonImpl.step_backward(G, h if has_h else None, u, du, o, s, k, warmup, extra if has_extra else None, 0.5)
+    return run
+
+
+STEP_TARGETS = [(c, arch) for c in STEP for arch in (90, 80) if arch == 90 or c[0] in SM80]
+
+
+@pytest.mark.parametrize("case, arch", STEP_TARGETS, ids=[f"sm{a}-{c[0]}" for c, a in STEP_TARGETS])
+def test_step_kernels_compile(case, arch, monkeypatch):
+    """The step-wise node's two kernels: one launch each way per step, compiled to a cubin without FMAs."""
+    launches = record_launches(monkeypatch, _step_case(case))
+    assert [launch.kernel.fn.__name__ for launch in launches] == ["_step_forward_kernel", "_step_backward_kernel"]
+    for launch in launches:
+        compiled, signature = compile_for(launch, arch)
+        assert compiled.asm.get("cubin"), "no cubin"
+        fused = fma_lines(compiled.asm["ptx"])
+        assert fused <= {EXP_LINE}, f"multiply-adds contracted at triton_impl.py lines {sorted(fused - {EXP_LINE})}"
+        if case[0].endswith("N1"):
+            assert signature["N"] == "constexpr"
 
 
 def test_fp_fusion_check_is_meaningful(monkeypatch):

@@ -27,13 +27,15 @@
 # first and carry the folder .whl (installed into a private directory, never into the system python):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl spikingjelly==2.0.0 loguru snntorch==1.0.0
+# "bash tools/gpu_check.sh host-step" runs only the step-wise node's kernels and the tssl-bench speed
+# host-step grid on the GPU (issue 20; GPU_CHECK_BUDGET=280 keeps it under 5 minutes), GPU ratios last.
 # Without CUDA it still runs as a dry run (CUDA steps print SKIP), e.g. PY=.venv/bin/python bash tools/gpu_check.sh
 # Nothing is installed: the project is put on PYTHONPATH through a copy of its package layout
 # (tssl_plugin + adapters/ + benchmarks/ as tssl_plugin.adapters / tssl_plugin.benchmarks).
 
 set -u
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET:-240}
+if [ "${1:-}" = "host-step" ]; then BUDGET=${GPU_CHECK_BUDGET:-280}; else BUDGET=${GPU_CHECK_BUDGET:-240}; fi
 OUT=${OUT:-/tmp/gpu_check_out}
 mkdir -p "$OUT"
 REPORT="$OUT/gpu_report.txt"
@@ -507,9 +509,54 @@ for T in (8, 16):
 print("CHECK sweep: PASS (informational)")
 PYEOF
 
+cat >"$WORK/step_exact.py" <<'PYEOF'
+"""The step-wise node's fused Triton kernels (one launch each way per step) against reference.carry_step on
+CUDA, and the node dispatching to them."""
+import sys
+import torch
+
+if not torch.cuda.is_available():
+    print("CHECK step kernels: SKIP (no CUDA)")
+    sys.exit(0)
+import test_impl_cases as cases
+from tssl_plugin import _impl
+from tssl_plugin._impl.triton_impl import TritonImpl
+from tssl_plugin.rule import lif_constants
+from tssl_plugin.stepwise import initial_state, tssl_step
+
+cases.step_cases(TritonImpl, device="cuda")
+x = torch.rand(64, 300, device="cuda", requires_grad=True)
+u = x.detach() * 2
+(spk, _), _ = tssl_step(x, initial_state(x.detach()), u, u, u > 1.0, None, lif_constants(x.unsqueeze(0)))
+spk.sum().backward()
+used = _impl.last_used("cuda", torch.float32)
+print(f"CHECK step kernels: {'PASS' if used == 'triton' else 'FAIL (node ran ' + str(used) + ')'}")
+sys.exit(0 if used == "triton" else 1)
+PYEOF
+
 # ---------------------------------------------------------------- steps (most important first)
 run_step "nvidia-smi" 10 nvidia-smi
 run_step "versions and imports" 30 "$PY" "$WORK/env_info.py"
+if [ "${1:-}" = "host-step" ]; then
+  # bash tools/gpu_check.sh host-step: the step-wise node's kernels and the host-step grid on the GPU
+  # (issue 20), in under 5 minutes: eager grid first, then the compiled ratios where the budget allows;
+  # the GPU tables are printed last.
+  GRID="--grid --device cuda --channels 32 --repeats 10 --untimed 2"
+  POINTS="--grid-steps 5,25 --batch-sizes 128"
+  if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then  # dry run
+    GRID="--grid --device cpu --channels 4 --hidden 16 --grid-steps 2 --batch-sizes 2 --repeats 1 --untimed 0"
+    POINTS=""
+  fi
+  run_step "step-wise node kernels on CUDA" 30 "$PY" "$WORK/step_exact.py"
+  run_step "host-step grid, eager" 100 bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed host-step $GRID | tee '$OUT/grid_eager.md'"
+  run_step "host-step grid, compiled, T = 5 and 25, batch 128" 150 bash -c "cd '$WORK/run' && '$PY' -m tssl_plugin.benchmarks speed host-step $GRID --compile $POINTS | tee '$OUT/grid_compiled.md'"
+  log ""
+  log "==================== GPU host-step ratios ($(elapsed)s) ===================="
+  for f in "$OUT/grid_eager.md" "$OUT/grid_compiled.md"; do [ -f "$f" ] && cat "$f" | tee -a "$REPORT"; done
+  printf '  %s\n' "${SUMMARY[@]}" | tee -a "$REPORT"
+  rm -rf "$WORK"
+  exit 0
+fi
 run_step "pytest: the CUDA tests, Triton compiled for this GPU (no interpreter)" 50 \
   "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_impl_triton.py tests/test_core_properties.py \
   -k "not interpreter and not unavailable_on_cpu and (triton or cuda)"

@@ -13,7 +13,11 @@ returning ``(output, state)``::
 The state is the neuron's PSC trace :math:`s[t] = s[t-1] + (o[t] - s[t-1])/\tau_s`,
 which the warm-up reads; in the backward pass its gradient edge carries the
 rule's :math:`h = \delta[t+1]` from one step to the step before. Each call's
-node runs one step of the recursion (:func:`tssl_plugin._impl.reference.carry_step`):
+node runs one step of the recursion (:func:`tssl_plugin._impl.reference.carry_step`), in eager mode as one
+fused kernel per step for the forward bookkeeping (the trace's step) and one for the backward (C on the
+CPU, Triton on CUDA; ``step_forward`` and ``step_backward`` of :mod:`tssl_plugin._impl`), chosen by device
+as the whole-sequence op chooses; under ``torch.compile`` the reference's operations, which the compiler
+fuses:
 
 .. math::
 
@@ -39,7 +43,8 @@ from typing import Any, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._impl.reference import carry_step, trace_step
+from ._impl import _ReferenceImpl, call
+from ._impl._op import _plain_eager
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
 
@@ -61,9 +66,21 @@ def initial_state(like: Tensor) -> StepState:
     return StepState(torch.zeros_like(like))
 
 
+def _run(method: str, like: Tensor, *args: Any) -> Any:
+    """``method`` (``step_forward`` or ``step_backward``, see :mod:`tssl_plugin._impl`) of the implementation
+    ``impl="auto"`` picks for ``like``'s device and dtype: one fused kernel (C on the CPU, Triton on CUDA).
+    While anything traces (``torch.compile``), or a backward builds a graph of its own
+    (``create_graph=True``), the reference's PyTorch operations, which the compiler fuses itself."""
+    if _plain_eager(like) and not torch.is_grad_enabled():
+        return call("auto", like, method, *args)
+    return getattr(_ReferenceImpl, method)(*args)
+
+
 def next_state(state: StepState, o: Tensor, inv_tau_s: Param) -> StepState:
     """The state after a step with spikes ``o`` when no gradient is needed: the trace alone advances."""
-    return StepState(trace_step(state.trace.detach(), o, inv_tau_s))
+    trace = state.trace.detach()
+    with torch.no_grad():
+        return StepState(_run("step_forward", trace, o, trace, inv_tau_s, None)[1])
 
 
 class _StepNode(torch.autograd.Function):
@@ -71,20 +88,22 @@ class _StepNode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
-                s: Tensor, mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
+                mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
         ctx.set_materialize_grads(False)
+        spike, s = _run("step_forward", trace_in, o, trace_in, k.inv_tau_s, x_t.dtype)
         ctx.save_for_backward(u, du, o, s)
         ctx.meta = (k, warmup, input_scale)
-        return o.to(x_t.dtype), None if mem is None else mem.clone(), s.clone()
+        return spike, None if mem is None else mem.clone(), s
 
     @staticmethod
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
         u, du, o, s = ctx.saved_tensors
         k, warmup, input_scale = ctx.meta
-        G = g_spike if g_spike is not None else torch.zeros_like(u)
-        grad_x, delta = carry_step(G, g_trace, u, du, o, s, k, warmup, extra=g_mem)
-        check_gradient_finite(grad_x, u)
-        return grad_x * input_scale, delta, None, None, None, None, None, None, None, None
+        grad_x, delta, finite = _run("step_backward", u, g_spike, g_trace, u, du, o, s, k, warmup, g_mem,
+                                     input_scale)
+        if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
+            check_gradient_finite(grad_x, u)
+        return grad_x, delta, None, None, None, None, None, None, None
 
 
 def tssl_step(
@@ -118,10 +137,12 @@ def tssl_step(
     nor the state needs a gradient, no node is built and only the trace advances.
     """
     check_ablation(k.ablation, k.reset, warmup)
-    s = next_state(state, o, k.inv_tau_s).trace
     if torch.is_grad_enabled() and (x_t.requires_grad or state.trace.requires_grad):
-        spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o, s,
+        spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o,
                                                 None if mem is None else mem.detach(), k,
                                                 warmup, input_scale)
         return (spike, mem_out), StepState(s_out)
-    return (o.to(x_t.dtype), mem), StepState(s)
+    trace = state.trace.detach()
+    with torch.no_grad():
+        spike, s = _run("step_forward", trace, o, trace, k.inv_tau_s, x_t.dtype)
+    return (spike, mem), StepState(s)

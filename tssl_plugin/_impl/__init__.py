@@ -20,7 +20,18 @@ and, with the constants given as :class:`~tssl_plugin.rule.LIFConstants`
 ``backward(grad, saved, k, warmup, psc_output) -> grad_x``;
 ``backward_from_trace(grad, u, du, o, k, warmup, psc_output) -> grad_x``
     the same from a forward trace computed elsewhere (the adapters run their
-    library's own forward arithmetic and hand over ``u``, ``du``, ``o``).
+    library's own forward arithmetic and hand over ``u``, ``du``, ``o``);
+
+and one time step of the step-wise node (:mod:`tssl_plugin.stepwise`), each one
+fused pass in the fused implementations:
+
+``step_forward(o, s, inv_tau_s, spike_dtype) -> (spike, s_next)``
+    the trace's step ``s + (o - s) inv_tau_s`` and the spikes as ``spike_dtype``
+    (None when ``spike_dtype`` is None);
+``step_backward(G, h, u, du, o, s, k, warmup, extra, scale) -> (grad_x, delta, finite)``
+    :func:`~tssl_plugin._impl.reference.carry_step` (``G`` None: zero), with
+    ``grad_x`` times ``scale``; ``finite`` is True/False where the
+    implementation checked ``grad_x`` while writing it, else None.
 
 ``reference`` (plain PyTorch, :mod:`tssl_plugin._impl.reference`) is the ground
 truth every other implementation is tested against. ``cpu``
@@ -91,6 +102,18 @@ class _ReferenceImpl:
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
         return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
+
+    @staticmethod
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):
+        spike = None if spike_dtype is None else o.to(spike_dtype)
+        return spike, _ref.trace_step(s, o, inv_tau_s)
+
+    @staticmethod
+    def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
+                      k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
+        G = torch.zeros_like(u) if G is None else G
+        grad_x, delta = _ref.carry_step(G, h, u, du, o, s, k, warmup, extra=extra)
+        return grad_x * scale, delta, None
 
 
 _REGISTRY: Dict[str, Callable[[], Any]] = {"reference": lambda: _ReferenceImpl}

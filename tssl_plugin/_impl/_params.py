@@ -86,6 +86,69 @@ def pack_params(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
     return torch.stack(rows).contiguous(), True
 
 
+#: step tables of one-value constants, by value (the adapters build new constant tensors every step).
+_STEP_TABLES: "OrderedDict[tuple, Tensor]" = OrderedDict()
+
+
+def _value_key(v: Param) -> tuple:
+    """A one-value constant as a cache key: its value and, for a tensor, the dtype its arithmetic rounds to."""
+    if isinstance(v, Tensor):
+        return (v.item(), v.dtype)
+    return (float(v), None)
+
+
+def step_table(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
+    """The table of one step of the step-wise node, whose elements are those of ``like`` (``[batch, *neurons]``).
+
+    Constants that are numbers or one-element tensors (what the adapters build each step) give a
+    ``[N_ROWS]`` table, without expanding them; on the CPU it is cached by the constants' values (and the
+    dtypes their derived rows are computed in), so a step reads a few numbers and packs nothing. Any other
+    tensor gives the ``[N_ROWS, like.numel()]`` table of :func:`pack_params`. Derived rows are computed as
+    :func:`row_values` computes them.
+    """
+    base = (k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.warmup_width, k.sensitivity_cap)
+    if any(isinstance(v, Tensor) and v.numel() != 1 for v in base):
+        return pack_params(k, like.unsqueeze(0))
+    if like.device.type != "cpu":
+        if not any(isinstance(v, Tensor) for v in base):
+            return torch.tensor([float(v) for v in row_values(k)], dtype=like.dtype, device=like.device), False
+        return torch.stack([torch.as_tensor(v).to(like.device, like.dtype).reshape(())
+                            for v in row_values(k)]), False
+    key = (tuple(_value_key(v) for v in base), k.ablation, like.dtype)  # the ablation sets two rows
+    with _LOCK:
+        table = _STEP_TABLES.get(key)
+    if table is None:
+        table = torch.tensor([float(v) for v in row_values(k)], dtype=like.dtype)
+        with _LOCK:
+            _STEP_TABLES[key] = table
+            while len(_STEP_TABLES) > _CACHE_SIZE:
+                _STEP_TABLES.popitem(last=False)
+    return table, False
+
+
+def step_row(value: Param, like: Tensor) -> Tuple[Tensor, bool]:
+    """One constant for the elements of ``like``: ``([1] tensor, False)`` for a number (cached by value on
+    the CPU) or a one-element tensor, else ``(its values expanded to like's shape, contiguous, True)``."""
+    if not isinstance(value, Tensor):
+        if like.device.type != "cpu":
+            return torch.tensor([value], dtype=like.dtype, device=like.device), False
+        key = ((float(value), None), like.dtype)
+        with _LOCK:
+            row = _STEP_TABLES.get(key)
+        if row is None:
+            row = torch.tensor([value], dtype=like.dtype)
+            with _LOCK:
+                _STEP_TABLES[key] = row
+                while len(_STEP_TABLES) > _CACHE_SIZE:
+                    _STEP_TABLES.popitem(last=False)
+        return row, False
+    if value.device != like.device or value.dtype != like.dtype:
+        value = value.to(like.device, like.dtype)
+    if value.numel() == 1:
+        return value.reshape(1), False
+    return value.expand(like.shape).contiguous(), True
+
+
 def c_defines() -> List[str]:
     """Compiler flags that give the C kernel the table layout and the reset codes.
 
@@ -154,3 +217,4 @@ def clear_cache() -> None:
     """Forget every packed table (tests)."""
     with _LOCK:
         _CACHE.clear()
+        _STEP_TABLES.clear()

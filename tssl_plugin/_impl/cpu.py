@@ -40,12 +40,12 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._params import RESET_CODES, c_defines, pack_params, param_table
+from ._params import RESET_CODES, c_defines, pack_params, param_table, step_row, step_table
 from .._validation import raise_non_finite
-from ..rule import LIFConstants
+from ..rule import LIFConstants, Param
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
-_SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h")
+_SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
 _BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines()]
 #: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
 #: only (no runtime library), plain.
@@ -54,7 +54,7 @@ _FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"]
 _MIN_PER_THREAD = 1 << 16
 
 #: the C file's tssl_abi_version(): bumped when an entry point's arguments change.
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -198,6 +198,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         b = getattr(lib, f"tssl_bwd_{suf}")
         b.argtypes = [i64, i64, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, i32, i32]
         b.restype = i32
+        sf = getattr(lib, f"tssl_step_fwd_{suf}")
+        sf.argtypes = [i64, vp, vp, vp, vp, vp, i32, i32]
+        sf.restype = None
+        sb = getattr(lib, f"tssl_step_bwd_{suf}")
+        sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
+        sb.restype = i32
 
 
 def load() -> ctypes.CDLL:
@@ -345,6 +351,68 @@ class CpuImpl:
         oc = o.to(torch.bool).contiguous()
         table, per_neuron = pack_params(k, uc)
         return _backward(grad, uc, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output)
+
+    # ----- one step of the step-wise node (tssl_plugin.stepwise)
+    @staticmethod
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
+        return _step_forward(o, s, inv_tau_s, spike_dtype)
+
+    @staticmethod
+    def step_backward(G, h, u, du, o, s, k: LIFConstants, warmup: bool, extra, scale):
+        return _step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+
+
+def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor]) -> bool:
+    """The step kernels take this step: float32/float64 ``u``, bool spikes, the other tensors shaped like ``u``."""
+    return (u.dtype in (torch.float32, torch.float64) and o.dtype == torch.bool
+            and all(t is None or t.shape == u.shape for t in (o, *others)))
+
+
+def _as(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    """``t`` contiguous in ``dtype`` (itself when it already is), or None."""
+    if t is None or (t.dtype == dtype and t.is_contiguous()):
+        return t
+    return t.to(dtype).contiguous()
+
+
+def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
+    """One step's forward bookkeeping in one pass (``tssl_step_fwd``): ``(spike, s_next)`` with
+    ``s_next = s + (o - s) inv_tau_s`` and the spikes ``o`` as ``spike_dtype`` (None: not made)."""
+    from . import _ReferenceImpl
+
+    if not _step_native(s, o):
+        return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
+    sc = s.contiguous()
+    its, per_neuron = step_row(inv_tau_s, sc)
+    s_next = torch.empty_like(sc)
+    spike = torch.empty_like(sc) if spike_dtype == sc.dtype else None
+    _fn("step_fwd", sc.dtype)(sc.numel(), o.contiguous().data_ptr(), sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
+                              its.data_ptr(), int(per_neuron), _threads(sc.numel()))
+    if spike is None and spike_dtype is not None:
+        spike = o.to(spike_dtype)
+    return spike, s_next
+
+
+def _step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
+                  k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
+    """One step of the TSSL-BP backward in one pass (``tssl_step_bwd``): ``(grad_x, delta, finite)`` as
+    :func:`tssl_plugin._impl.reference.carry_step` computes ``(grad_x, delta)``, ``grad_x`` times ``scale``;
+    ``finite`` tells whether every ``grad_x`` is finite (the kernel checks while writing it)."""
+    from . import _ReferenceImpl
+
+    if isinstance(scale, Tensor) or not _step_native(u, o, G, h, du, s, extra):
+        return _ReferenceImpl.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+    dt = u.dtype
+    uc = u.contiguous()
+    Gc = torch.zeros_like(uc) if G is None else _as(G, dt)
+    hc, ec = _as(h, dt), _as(extra, dt)
+    table, per_neuron = step_table(k, uc)
+    gx, delta = torch.empty_like(uc), torch.empty_like(uc)
+    bad = _fn("step_bwd", dt)(
+        uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), _as(du, dt).data_ptr(),
+        o.contiguous().data_ptr(), _as(s, dt).data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
+        int(per_neuron), RESET_CODES[k.reset], int(warmup), float(scale), _threads(uc.numel()))
+    return gx, delta, not bad
 
 
 def loader() -> type:

@@ -25,6 +25,12 @@ step (float32, PSC output):
 ``backward_from_trace`` (the adapters' path) gets ``u``, ``du``, ``o`` from the
 caller and uses the same two kernels without the recomputation.
 
+One time step of the step-wise node (``tssl_plugin.stepwise``) is one launch
+each way: :func:`_step_forward_kernel` (the trace's step and the spikes) and
+:func:`_step_backward_kernel` (``reference.carry_step``, sharing
+``_sensitivity``, ``_carry_step`` and ``_warmup_surrogate`` with the sequence
+kernels).
+
 The arithmetic repeats ``reference.py`` operation by operation, in the forward
 and in the recomputation (the recomputed trace is bit-identical to the
 forward's), and the kernels are compiled with ``enable_fp_fusion=False`` so
@@ -59,7 +65,7 @@ from torch import Tensor
 from .._optional import require
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
-from ._params import RESET_CODES, ROW, pack_params, param_table
+from ._params import RESET_CODES, ROW, pack_params, param_table, step_row, step_table
 
 triton = require("triton", "triton")
 tl = triton.language
@@ -136,11 +142,9 @@ def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
 
 
 @triton.jit
-def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.constexpr):
-    """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step).
-
-    ``a_c``, ``a_j``: the ablation gains (rule.ablation_gains), 1 or 0; a factor 1 changes no bit."""
-    # c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed)
+def _sensitivity(u, du, of, th, cap, a_c, RESET: tl.constexpr):
+    """c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed, reference.spike_sensitivity),
+    times the ablation gain ``a_c`` (rule.ablation_gains: 1 or 0; a factor 1 changes no bit)."""
     if RESET == RESET_ZERO:
         crossed = of
     else:
@@ -148,7 +152,15 @@ def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.co
     r = -1.0 / du
     r = tl.where(r < -cap, -cap, r)
     r = tl.where(r > 0.0, 0.0, r)
-    c = -r * crossed * a_c
+    return -r * crossed * a_c
+
+
+@triton.jit
+def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.constexpr):
+    """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step).
+
+    ``a_c``, ``a_j``: the ablation gains (rule.ablation_gains), 1 or 0; a factor 1 changes no bit."""
+    c = _sensitivity(u, du, of, th, cap, a_c, RESET)
     if RESET == RESET_ZERO:
         delta = c * (G + h * u * itm * a_j) + (1.0 - of) * beta * h
     elif RESET == RESET_SUBTRACT:  # the spike's subtraction, beta theta, reaches the next step
@@ -309,6 +321,57 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _step_forward_kernel(o_ptr, s_ptr, s_out_ptr, spike_ptr, its_ptr, N, PER_NEURON: tl.constexpr,
+                         STORE_SPIKE: tl.constexpr, STATE: tl.constexpr, BLOCK: tl.constexpr):
+    """One step's forward bookkeeping (stepwise): s_out = s + (o - s) inv_tau_s, and the spikes as 0/1."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    of = tl.where(tl.load(o_ptr + offs, mask=mask, other=0) != 0, 1.0, 0.0).to(STATE)
+    s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(STATE)
+    if PER_NEURON:
+        its = tl.load(its_ptr + offs, mask=mask, other=1.0).to(STATE)
+    else:
+        its = tl.load(its_ptr).to(STATE)
+    tl.store(s_out_ptr + offs, s + (of - s) * its, mask=mask)
+    if STORE_SPIKE:
+        tl.store(spike_ptr + offs, of.to(spike_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, delta_ptr, table_ptr,
+                          scale_ptr, N, RESET: tl.constexpr, WARMUP: tl.constexpr, HAS_H: tl.constexpr,
+                          HAS_EXTRA: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
+                          BLOCK: tl.constexpr):
+    """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where s < its level) times
+    scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON,
+                                                                         STATE)
+    G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
+    u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
+    du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
+    of = tl.where(tl.load(o_ptr + offs, mask=mask, other=0) != 0, 1.0, 0.0).to(STATE)
+    if HAS_H:
+        h = tl.load(h_ptr + offs, mask=mask, other=0.0).to(STATE)
+        delta = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
+    else:
+        delta = _sensitivity(u, du, of, th, cap, a_c, RESET) * G
+    if HAS_EXTRA:
+        e = tl.load(extra_ptr + offs, mask=mask, other=0.0).to(STATE)
+        delta = delta + e
+    tl.store(delta_ptr + offs, delta, mask=mask)
+    out = delta
+    if WARMUP:
+        sur = _warmup_surrogate(G, u, th, ww)
+        if HAS_EXTRA:
+            sur = sur + e
+        s = tl.load(s_ptr + offs, mask=mask, other=1.0).to(STATE)
+        out = tl.where(s < wl, sur, delta)
+    tl.store(gx_ptr + offs, out * tl.load(scale_ptr).to(STATE), mask=mask)
+
+
 def _state(dtype: torch.dtype) -> torch.dtype:
     """The dtype the recursions run in: float64 for float64 input, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -381,6 +444,26 @@ def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, sp
                       (first, second, grad, u, du, gx, table, N), dict(T=T, **modes, BLOCK=block))
     return Launch(_backward_two_pass_kernel, (max(1, triton.cdiv(N, BLOCK)),),
                   (first, second, grad, u, du, flags, gx, table, T, N), dict(**modes, BLOCK=BLOCK))
+
+
+def step_forward_launch(o: Tensor, s: Tensor, s_out: Tensor, spike: Optional[Tensor], its: Tensor,
+                        per_neuron: bool) -> Launch:
+    """The step-wise node's forward bookkeeping on contiguous one-step tensors (``o`` as bytes)."""
+    N = s.numel()
+    return Launch(_step_forward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
+                  (o, s, s_out, s_out if spike is None else spike, its, N),
+                  dict(PER_NEURON=per_neuron, STORE_SPIKE=spike is not None, STATE=_tl(s.dtype), BLOCK=BLOCK))
+
+
+def step_backward_launch(G: Tensor, h: Optional[Tensor], extra: Optional[Tensor], u: Tensor, du: Tensor,
+                         o: Tensor, s: Tensor, gx: Tensor, delta: Tensor, table: Tensor, scale: Tensor,
+                         per_neuron: bool, reset: str, warmup: bool) -> Launch:
+    """The step-wise node's backward on contiguous one-step tensors; ``h``, ``extra`` None: not read."""
+    N = u.numel()
+    return Launch(_step_backward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
+                  (G, u if h is None else h, u if extra is None else extra, u, du, o, s, gx, delta, table, scale, N),
+                  dict(RESET=RESET_CODES[reset], WARMUP=warmup, HAS_H=h is not None, HAS_EXTRA=extra is not None,
+                       PER_NEURON=per_neuron, STATE=_tl(u.dtype), BLOCK=BLOCK))
 
 
 def _run(launch: Launch, device: torch.device) -> None:
@@ -506,6 +589,39 @@ class TritonImpl:
         table, per_neuron = pack_params(k, uc[:0])
         return TritonImpl._backward(grad, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output,
                                     out_dtype=grad.dtype)
+
+    # ----- one step of the step-wise node (tssl_plugin.stepwise); float32/float64, bool spikes
+    @staticmethod
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):
+        from . import _ReferenceImpl
+
+        if s.dtype not in (torch.float32, torch.float64) or o.dtype != torch.bool or o.shape != s.shape:
+            return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
+        sc = s.contiguous()
+        its, per_neuron = step_row(inv_tau_s, sc)
+        s_out = torch.empty_like(sc)
+        spike = None if spike_dtype is None else torch.empty(sc.shape, dtype=spike_dtype, device=sc.device)
+        _run(step_forward_launch(o.contiguous().view(torch.uint8), sc, s_out, spike, its, per_neuron), sc.device)
+        return spike, s_out
+
+    @staticmethod
+    def step_backward(G, h, u, du, o, s, k: LIFConstants, warmup: bool, extra, scale):
+        from . import _ReferenceImpl
+
+        dt = u.dtype
+        if (isinstance(scale, Tensor) or dt not in (torch.float32, torch.float64) or o.dtype != torch.bool
+                or any(t is not None and t.shape != u.shape for t in (G, h, du, o, s, extra))):
+            return _ReferenceImpl.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+        uc = u.contiguous()
+        as_dt = lambda t: None if t is None else t.to(dt).contiguous()  # noqa: E731
+        table, per_neuron = step_table(k, uc)
+        gx, delta = torch.empty_like(uc), torch.empty_like(uc)
+        scale_t = torch.full((1,), float(scale), dtype=dt, device=uc.device)
+        launch = step_backward_launch(torch.zeros_like(uc) if G is None else as_dt(G), as_dt(h), as_dt(extra), uc,
+                                      as_dt(du), o.contiguous().view(torch.uint8), as_dt(s), gx, delta, table,
+                                      scale_t, per_neuron, k.reset, warmup)
+        _run(launch, uc.device)
+        return gx, delta, None
 
     # ----- launches
     @staticmethod

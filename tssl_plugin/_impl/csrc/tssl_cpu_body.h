@@ -47,6 +47,44 @@ static inline REAL FN(exp_clamped)(REAL a)
     return p * scale;
 }
 
+/* The spike-time sensitivity c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed,
+ * reference.spike_sensitivity); `reset` is a compile-time constant at every call. */
+static inline __attribute__((always_inline)) REAL FN(sensitivity)(REAL u, REAL du, REAL of, REAL th, REAL cap,
+                                                                  REAL gain, const int reset)
+{
+    const REAL crossed = (reset == RESET_ZERO || u - du <= th) ? of : (REAL)0;
+    REAL r = (REAL)-1 / du;
+    r = r < -cap ? -cap : r;
+    r = r > (REAL)0 ? (REAL)0 : r;
+    /* the ablation gain a_c (rule.ablation_gains, row spike_timing_gain) is 1 or 0; a factor 1 changes no bit */
+    return -r * crossed * gain;
+}
+
+/* delta[t] from the sensitivity c, G[t] and the carry hh = delta[t+1]: reference.carry_step, operation by
+ * operation (itm = 1/tau_m, beta = 1 - itm, thb = beta theta). */
+static inline __attribute__((always_inline)) REAL FN(carry)(REAL c, REAL G, REAL hh, REAL u, REAL of, REAL itm,
+                                                            REAL beta, REAL th, REAL thb, REAL a_j,
+                                                            const int reset)
+{
+    /* a_j: the ablation gain on the intra-neuron term (row intra_gain), 1 or 0 */
+    if (reset == RESET_ZERO)
+        return c * (G + hh * u * itm * a_j) + ((REAL)1 - of) * beta * hh;
+    if (reset == RESET_SUBTRACT) /* the spike's subtraction, beta theta, reaches the next step */
+        return c * (G - thb * hh * a_j) + beta * hh;
+    if (reset == RESET_SUBTRACT_AFTER_LEAK) /* theta, subtracted after the leak */
+        return c * (G - th * hh * a_j) + beta * hh;
+    return c * G + beta * hh;
+}
+
+/* reference.warmup_surrogate: G sigma'((u - th)/w)/w, the argument clamped to [-8, 8]. */
+static inline __attribute__((always_inline)) REAL FN(surrogate)(REAL G, REAL u, REAL th, REAL w)
+{
+    REAL a = (th - u) / w;
+    a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
+    const REAL z = FN(exp_clamped)(a);
+    return G * z / (((REAL)1 + z) * ((REAL)1 + z) * w);
+}
+
 /* Forward of one block of nb neurons starting at n0, over all T steps, for one reset rule
  * (a compile-time constant at every call, so the rule's branches vanish from the vectorized loop).
  * Forward outputs ([T, N], each optional): spikes as bytes and/or as REAL 0/1, the trace s.
@@ -115,35 +153,14 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
                 G = gt[j];
             }
             const REAL u = u_sc[as + j], du = du_sc[as + j], of = fired_sc[as + j], hh = h[j];
-            const REAL beta = TB(ROW_MEMBRANE_DECAY, j);
-            /* c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed); h = 0 at t = T-1
-             * gives delta = c G there */
-            const REAL cap = TB(ROW_SENSITIVITY_CAP, j);
-            const REAL crossed = (reset == RESET_ZERO || u - du <= TB(ROW_THRESHOLD, j)) ? of : (REAL)0;
-            REAL r = (REAL)-1 / du;
-            r = r < -cap ? -cap : r;
-            r = r > (REAL)0 ? (REAL)0 : r;
-            /* the ablation gains a_c, a_J (rule.ablation_gains) are 1 or 0; a factor 1 changes no bit */
-            const REAL c = -r * crossed * TB(ROW_SPIKE_TIMING_GAIN, j);
-            const REAL a_j = TB(ROW_INTRA_GAIN, j);
-            /* reference.carry_step, operation by operation */
-            REAL delta;
-            if (reset == RESET_ZERO)
-                delta = c * (G + hh * u * TB(ROW_INV_TAU_M, j) * a_j) + ((REAL)1 - of) * beta * hh;
-            else if (reset == RESET_SUBTRACT) /* the spike's subtraction, beta theta, reaches the next step */
-                delta = c * (G - TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j) * hh * a_j) + beta * hh;
-            else if (reset == RESET_SUBTRACT_AFTER_LEAK) /* theta, subtracted after the leak */
-                delta = c * (G - TB(ROW_THRESHOLD, j) * hh * a_j) + beta * hh;
-            else
-                delta = c * G + beta * hh;
+            const REAL c = FN(sensitivity)(u, du, of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
+                                           TB(ROW_SPIKE_TIMING_GAIN, j), reset);
+            const REAL delta = FN(carry)(c, G, hh, u, of, TB(ROW_INV_TAU_M, j), TB(ROW_MEMBRANE_DECAY, j),
+                                         TB(ROW_THRESHOLD, j), TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j),
+                                         TB(ROW_INTRA_GAIN, j), reset);
             h[j] = delta;
             if (warmup) {
-                /* reference.warmup_surrogate with w = the table's warm-up width */
-                const REAL w = TB(ROW_WARMUP_WIDTH, j);
-                REAL a = (TB(ROW_THRESHOLD, j) - u) / w;
-                a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
-                const REAL z = FN(exp_clamped)(a);
-                const REAL sur = G * z / (((REAL)1 + z) * ((REAL)1 + z) * w);
+                const REAL sur = FN(surrogate)(G, u, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
                 gxt[j] = warm_sc[as + j] != (REAL)0 ? sur : delta;
             } else {
                 gxt[j] = delta;
@@ -327,6 +344,8 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #endif
     return err;
 }
+
+#include "tssl_cpu_step.h"
 
 #undef CAT2
 #undef CAT

@@ -1,0 +1,169 @@
+/* One time step of the step-wise node (tssl_plugin.stepwise), for one floating type: included by
+ * tssl_cpu_body.h with REAL, FN and TB defined, after the helpers it shares with the whole-sequence
+ * kernels (sensitivity, carry, surrogate), so a step and a sequence run the same arithmetic.
+ *
+ * Buffers are contiguous and hold the N elements of one step ([batch, *neuron_shape] flattened); the
+ * backward's parameter table is [N_ROWS, N] (per_neuron = 1) or [N_ROWS] (per_neuron = 0), as for the
+ * sequence kernels. Each entry point is one pass over the N elements, split over nthreads. */
+
+/* Forward bookkeeping of elements [i0, i1): s_out = s + (o - s) inv_tau_s (reference.trace_step), with
+ * inv_tau_s one value (per_neuron = 0) or one per element, and the spikes as REAL 0/1 when `spike` is not
+ * NULL. `per_neuron` and whether `spike` is NULL are compile-time constants at each call. */
+static inline __attribute__((always_inline)) void FN(step_fwd_span)(
+    int64_t i0, int64_t i1, const uint8_t *restrict o, const REAL *restrict s, REAL *restrict s_out,
+    REAL *restrict spike, const REAL *restrict its, const int per_neuron)
+{
+    const REAL its0 = its[0];
+    #pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+        const REAL of = o[i] ? (REAL)1 : (REAL)0;
+        s_out[i] = s[i] + (of - s[i]) * (per_neuron ? its[i] : its0);
+        if (spike) spike[i] = of;
+    }
+}
+
+static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike,
+                               const REAL *its, int per_neuron)
+{
+    if (spike && per_neuron) FN(step_fwd_span)(i0, i1, o, s, s_out, spike, its, 1);
+    else if (spike) FN(step_fwd_span)(i0, i1, o, s, s_out, spike, its, 0);
+    else if (per_neuron) FN(step_fwd_span)(i0, i1, o, s, s_out, 0, its, 1);
+    else FN(step_fwd_span)(i0, i1, o, s, s_out, 0, its, 0);
+}
+
+/* Backward of block [n0, n0 + nb), reference.carry_step: delta = c (G + J(h, u)) + leak(o) h (+ extra), and
+ * grad_x = delta, or the warm-up surrogate (+ extra) where s < warmup_level, times `scale` (a product by 1
+ * is exact). `reset`, `warmup`, `has_h` (h is the carry
+ * delta[t+1]; without one delta = c G) and `has_extra` (a loss on the membrane) are compile-time constants
+ * at every call. Returns a sum that is NaN if a grad_x written is NaN or inf. */
+static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
+    int64_t n0, int64_t nb, const REAL *restrict Gp, const REAL *restrict h, const REAL *restrict extra,
+    const REAL *restrict u, const REAL *restrict du, const uint8_t *restrict o, const REAL *restrict s,
+    REAL *restrict gx, REAL *restrict delta_out, const REAL *restrict table, int64_t row_stride,
+    const REAL scale, const int reset, const int warmup, const int has_h, const int has_extra)
+{
+    REAL nonfinite = 0;
+    #pragma omp simd reduction(+ : nonfinite)
+    for (int64_t j = 0; j < nb; ++j) {
+        const int64_t i = n0 + j;
+        const REAL G = Gp[i];
+        const REAL uu = u[i], of = o[i] ? (REAL)1 : (REAL)0;
+        const REAL c = FN(sensitivity)(uu, du[i], of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
+                                       TB(ROW_SPIKE_TIMING_GAIN, j), reset);
+        REAL delta;
+        if (has_h)
+            delta = FN(carry)(c, G, h[i], uu, of, TB(ROW_INV_TAU_M, j), TB(ROW_MEMBRANE_DECAY, j),
+                              TB(ROW_THRESHOLD, j), TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j), TB(ROW_INTRA_GAIN, j),
+                              reset);
+        else
+            delta = c * G;
+        if (has_extra) delta = delta + extra[i];
+        delta_out[i] = delta;
+        REAL out = delta;
+        if (warmup) {
+            REAL sur = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
+            if (has_extra) sur = sur + extra[i];
+            out = s[i] < TB(ROW_WARMUP_LEVEL, j) ? sur : delta;
+        }
+        out = out * scale;
+        gx[i] = out;
+        nonfinite += out - out; /* 0 for finite, NaN for NaN or inf */
+    }
+    return nonfinite;
+}
+
+/* Blocks [b0, b1) with the loop specialised for this (reset, warmup, has_h, has_extra). */
+static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
+    int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra, const REAL *u,
+    const REAL *du, const uint8_t *o, const REAL *s, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
+    const REAL *rep, REAL scale, const int reset, const int warmup, const int has_h,
+    const int has_extra)
+{
+    REAL nonfinite = 0;
+    int64_t row_stride;
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
+        const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
+        nonfinite += FN(step_bwd_block)(n0, nb, G, h, extra, u, du, o, s, gx, delta, tb, row_stride, scale,
+                                        reset, warmup, has_h, has_extra);
+    }
+    return nonfinite;
+}
+
+/* the (warmup, has_h, has_extra) copies for one reset rule */
+#define STEP_BWD_COPIES(RESET)                                                                                  \
+    switch ((warmup ? 4 : 0) + (h ? 2 : 0) + (extra ? 1 : 0)) {                                                 \
+    case 0: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 0, 0, 0); break;                         \
+    case 1: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 0, 0, 1); break;                         \
+    case 2: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 0, 1, 0); break;                         \
+    case 3: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 0, 1, 1); break;                         \
+    case 4: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 1, 0, 0); break;                         \
+    case 5: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 1, 0, 1); break;                         \
+    case 6: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+                                            rep, scale, RESET, 1, 1, 0); break;                         \
+    default: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron,\
+                                             rep, scale, RESET, 1, 1, 1);                               \
+    }
+
+static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra,
+                              const REAL *u, const REAL *du, const uint8_t *o, const REAL *s, REAL *gx, REAL *delta,
+                              const REAL *table, int per_neuron, int reset, int warmup, REAL scale)
+{
+    REAL rep[N_ROWS * BLOCK];
+    REAL nonfinite = 0;
+    FN(replicate)(table, per_neuron, rep);
+    switch (reset) {
+    case RESET_ZERO: STEP_BWD_COPIES(RESET_ZERO) break;
+    case RESET_SUBTRACT: STEP_BWD_COPIES(RESET_SUBTRACT) break;
+    case RESET_SUBTRACT_AFTER_LEAK: STEP_BWD_COPIES(RESET_SUBTRACT_AFTER_LEAK) break;
+    default: STEP_BWD_COPIES(RESET_NONE)
+    }
+    return nonfinite != 0; /* NaN != 0 is true */
+}
+#undef STEP_BWD_COPIES
+
+/* Entry points. Forward: s_out and (unless NULL) spike from o and s; its: inv_tau_s, one value or N. */
+void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike, const REAL *its,
+                       int per_neuron, int nthreads)
+{
+    if (nthreads < 1) nthreads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        FN(step_fwd_range)(N * tid / nt, N * (tid + 1) / nt, o, s, s_out, spike, its, per_neuron);
+    }
+#else
+    FN(step_fwd_range)(0, N, o, s, s_out, spike, its, per_neuron);
+#endif
+}
+
+/* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, o, s. Returns 1 if a gx
+ * written is NaN or inf (the caller then looks for the cause), else 0. */
+int FN(tssl_step_bwd)(int64_t N, const REAL *G, const REAL *h, const REAL *extra, const REAL *u, const REAL *du,
+                      const uint8_t *o, const REAL *s, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
+                      int reset, int warmup, double scale, int nthreads)
+{
+    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
+    const REAL sc = (REAL)scale; /* rounded to REAL, as a Python number multiplying a tensor is */
+    int bad = 0;
+    if (nthreads > nblk) nthreads = (int)nblk;
+    if (nthreads < 1) nthreads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : bad)
+    {
+        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        bad |= FN(step_bwd_range)(N, nblk * tid / nt, nblk * (tid + 1) / nt, G, h, extra, u, du, o, s, gx, delta,
+                                  table, per_neuron, reset, warmup, sc);
+    }
+#else
+    bad = FN(step_bwd_range)(N, 0, nblk, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, reset, warmup, sc);
+#endif
+    return bad;
+}
