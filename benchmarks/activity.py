@@ -29,13 +29,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
+from torch import nn
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import models as M
 
-__all__ = ["ActivityMeter", "fanout"]
+__all__ = ["ActivityMeter", "ModuleSynops", "fanout"]
 
 
 def fanout(layer: M.Layer, weight: Tensor, in_shape: Sequence[int], *, dense: bool = False) -> Tensor:
@@ -140,3 +142,52 @@ class ActivityMeter:
             "activation_sparsity_total": float(1 - self.nonzero.sum() / max(float(self.numel.sum()), 1.0)),
             "activity_samples": self.samples,
         }
+
+
+class ModuleSynops:
+    """Synaptic operations of a host network (any ``nn.Module``), counted by forward hooks.
+
+    Hooks every ``nn.Linear`` and ``nn.Conv2d`` (host layers that subclass them included, e.g.
+    SpikingJelly's ``layer.Linear``/``layer.Conv2d`` in multi-step mode, whose input has a leading time
+    axis). Each call with input ``x`` adds the same count as :class:`ActivityMeter`,
+    ``sum(layer_bin(x != 0))`` with every non-zero weight set to 1 and no bias, i.e.
+    :math:`\\sum_i [x_i \\ne 0] \\cdot \\mathrm{fanout}_i`; a call whose input holds a value other than
+    0 and +-1 counts as MACs, any other as ACs (NeuroBench's rule). Use as a context manager around the
+    evaluation; :meth:`result` divides by the ``samples`` evaluated.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        self.acs = 0.0
+        self.macs = 0.0
+        self._layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        self._hooks: List[Any] = []
+
+    def __enter__(self) -> "ModuleSynops":
+        self._hooks = [m.register_forward_hook(self._count) for m in self._layers]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    @torch.no_grad()
+    def _count(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        x = inputs[0]
+        nz = (x != 0).to(module.weight.dtype)
+        w = (module.weight != 0).to(module.weight.dtype)
+        if isinstance(module, nn.Conv2d):
+            n = float(F.conv2d(nz.reshape(-1, *nz.shape[-3:]), w, None, module.stride, module.padding,
+                               module.dilation, module.groups).sum())
+        else:
+            n = float((nz.reshape(-1, nz.shape[-1]) @ w.t()).sum())
+        if bool(((x != 0) & (x != 1) & (x != -1)).any()):
+            self.macs += n
+        else:
+            self.acs += n
+
+    def result(self, samples: int) -> Dict[str, float]:
+        """``synops_per_sample`` (ACs + MACs), ``acs_per_sample`` and ``macs_per_sample``."""
+        n = max(samples, 1)
+        return {"synops_per_sample": (self.acs + self.macs) / n, "acs_per_sample": self.acs / n,
+                "macs_per_sample": self.macs / n}
