@@ -59,7 +59,6 @@ weights per seed at every T); see that command's --help for its options."""
 def build_parser() -> argparse.ArgumentParser:
     """Parser of the sweep's own options; every other option goes to the family's command."""
     p = Parser(prog="tssl-bench sweep", formatter_class=HelpFormatter, description=DESCRIPTION, allow_abbrev=False)
-    p.add_argument("family", nargs="?", choices=FAMILIES, help="which networks: native, hosts or tutorials")
     p.add_argument("--steps", type=ints, default=DEFAULT_STEPS, help="comma-separated time step counts T, each >= 1")
     p.add_argument("--out", default=None, help="folder of the sweep (default: tssl-bench-results/sweep-<time>)")
     p.add_argument("--overwrite", action="store_true", help="let --out name a folder with an earlier sweep: delete it first")
@@ -161,9 +160,8 @@ class _Family:
 
     def _names(self, r: Dict[str, Any]) -> Tuple[str, str]:
         """(network, gradient) of a cell record: the comparison pairs curves of one network."""
-        if self.name == "native":
-            library, _, gradient = r["backend"].partition(":")
-            return f"{library} {r['arch']} ({r['loss']})", gradient
+        if self.name == "native":  # every backend builds the arch from the same initial weights
+            return f"{r['arch']} on {r['dataset']}", f"{r['backend']} ({r['loss']})"
         if self.name == "hosts":
             reset = "" if r["reset"] == "default" else f", reset {r['reset']}"
             return f"{r['library']} ({r['loss']}{reset})", r["variant"]
@@ -172,7 +170,8 @@ class _Family:
 
 
 def _is_tssl(variant: str) -> bool:
-    return variant.startswith("tssl")
+    """Whether a curve's gradient is TSSL-BP's (hosts/tutorials variant ``tssl*``, backend ``LIBRARY:tssl*``)."""
+    return variant.split(":")[-1].startswith("tssl")
 
 
 # -------------------------------------------------------------------- tables
@@ -312,7 +311,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    family_name = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    if family_name is not None and family_name not in FAMILIES:
+        parser.error(f"cannot sweep {family_name!r}; name native, hosts or tutorials first")
     args, rest = parser.parse_known_args(argv)
+    args.family = family_name
     try:
         if args.resume:
             out = Path(args.resume)
