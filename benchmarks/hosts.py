@@ -37,7 +37,8 @@ Each finished run is appended to ``--out``'s ``results.jsonl``; Ctrl-C stops wit
 (each run is seeded by itself, so a resumed study equals an uninterrupted one).
 
 Optimiser: ``torch.optim.Adam(lr)``, no clipping, no schedule (the tutorials').
-Accuracy: argmax of the output spike counts on the test split. The summary
+Accuracy: argmax of the output spike counts on the test split; each record also has the synaptic
+operations per test sample (``activity.ModuleSynops``). The summary
 gives mean and standard deviation over seeds and the mean firing rate of the
 hidden and output layers.
 """

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .options import HelpFormatter, Parser, ints
 
-__all__ = ["main", "build_parser", "FAMILIES", "curve_rows", "comparisons", "sweep_tables"]
+__all__ = ["main", "build_parser", "parse_command", "check_command", "FAMILIES", "curve_rows", "comparisons", "sweep_tables"]
 
 FAMILIES = ("native", "hosts", "tutorials")
 SWEEP_FILES = ("sweep_config.json", "sweep.json", "sweep.md", "sweep.csv", "accuracy_vs_steps.png",
@@ -301,6 +301,27 @@ def _saved(out: Path) -> Dict[str, Any]:
     return saved
 
 
+def parse_command(argv: Sequence[str], parser: Optional[argparse.ArgumentParser] = None
+                  ) -> Tuple[argparse.Namespace, List[str]]:
+    """``(the sweep's options with .family, the family command's options)`` of ``argv``; exit 2 on a bad one."""
+    parser = parser or build_parser()
+    argv = list(argv)
+    family = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    if family is not None and family not in FAMILIES:
+        parser.error(f"cannot sweep {family!r}; name native, hosts or tutorials first")
+    args, rest = parser.parse_known_args(argv)
+    args.family = family
+    return args, rest
+
+
+def check_command(argv: Sequence[str]) -> None:
+    """Check a whole sweep command line, the family's options included, without running or writing anything
+    (exit 2 or ValueError on a bad option)."""
+    args, rest = parse_command(argv)
+    if args.family is not None:
+        _Family(args.family, rest).check()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``tssl-bench sweep``; returns the exit status."""
     from . import report as R
@@ -311,11 +332,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    family_name = argv.pop(0) if argv and not argv[0].startswith("-") else None
-    if family_name is not None and family_name not in FAMILIES:
-        parser.error(f"cannot sweep {family_name!r}; name native, hosts or tutorials first")
-    args, rest = parser.parse_known_args(argv)
-    args.family = family_name
+    args, rest = parse_command(argv, parser)
     try:
         if args.resume:
             out = Path(args.resume)

