@@ -99,18 +99,14 @@ class _Family:
 
     def _native_config(self, steps: int):
         from .backends import resolve
-        from .cli import build_parser as train_parser
-        from .config import as_dict, check_config, config_from_json
+        from .config import check_config
         from .options import explicit_options
-        from .train_options import config_from_args
+        from .train_options import add_training_options, config_from_args
 
-        parser = train_parser()
-        parser.prog = "tssl-bench sweep native"
+        parser = Parser(prog="tssl-bench sweep native", formatter_class=HelpFormatter)
+        add_training_options(parser, skip={"resume", "list_backends", "out", "overwrite", "steps"})
         args = parser.parse_args(self.rest)
-        if args.resume or args.list_backends:
-            parser.error("--resume and --list-backends are not sweep options (tssl-bench sweep --resume DIR continues a sweep)")
-        cfg = config_from_args(args, explicit_options(parser, self.rest))
-        cfg = config_from_json({**as_dict(cfg), "steps": steps}, "sweep cell")
+        cfg = config_from_args(args, explicit_options(parser, self.rest), steps=steps)
         resolve(cfg.backends)
         check_config(cfg)
         return cfg, args.quiet

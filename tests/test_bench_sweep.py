@@ -139,6 +139,7 @@ def test_resume_finishes_an_interrupted_sweep_like_an_uninterrupted_one(tmp_path
     (["sweep", "tutorials", "--dataset", "cifar"], "invalid choice"),
     (["sweep", "native", "--backends", "nope:tssl"], "nope"),
     (["sweep", "native", "--epochs", "0"], "--epochs"),
+    (["sweep", "native", "--list-backends"], "unrecognized arguments: --list-backends"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     try:
