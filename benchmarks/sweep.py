@@ -204,7 +204,8 @@ def comparisons(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             verdict = "leads" if diff > band else "trails" if diff < -band else "level"
             out.append({"group": group, "tssl": variant, "baseline": v2, "steps": steps, "difference": diff,
                         "band": band, "verdict": verdict})
-    return sorted(out, key=lambda c: (c["group"], c["tssl"], c["baseline"], c["steps"]))
+    order = {k: i for i, k in enumerate(dict.fromkeys((r["group"], r["variant"]) for r in rows))}
+    return sorted(out, key=lambda c: (order[(c["group"], c["tssl"])], order[(c["group"], c["baseline"])], c["steps"]))
 
 
 def _si(x: float) -> str:
