@@ -208,15 +208,6 @@ def comparisons(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return sorted(out, key=lambda c: (order[(c["group"], c["tssl"])], order[(c["group"], c["baseline"])], c["steps"]))
 
 
-def _si(x: float) -> str:
-    if x != x:
-        return "-"
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{unit}"
-    return f"{x:.3g}"
-
-
 def sweep_tables(rows: Sequence[Dict[str, Any]], steps: Sequence[int]) -> Dict[str, str]:
     """``{"accuracy", "synops", "compare", "csv"}``: markdown pivots (curve x T), the comparison, CSV."""
     from . import report as R
@@ -231,7 +222,7 @@ def sweep_tables(rows: Sequence[Dict[str, Any]], steps: Sequence[int]) -> Dict[s
             for c in curves for cell_any in [next(r for r in rows if r["curve"] == c)]])
 
     acc = pivot(lambda r: f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}")
-    ops = pivot(lambda r: _si(r["synops_per_sample"]))
+    ops = pivot(lambda r: R.si(r["synops_per_sample"]))
     comp = comparisons(rows)
     pairs = list(dict.fromkeys((c["group"], c["tssl"], c["baseline"]) for c in comp))
     cmp_cell = {(c["group"], c["tssl"], c["baseline"], c["steps"]): c for c in comp}
