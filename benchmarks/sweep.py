@@ -262,8 +262,7 @@ def _write(out: Path, saved: Dict[str, Any], records: List[Dict[str, Any]], done
     R.plot_lines(out / "accuracy_vs_steps.png",
                  {c: ([r["steps"] for r in rs], [r["accuracy"] for r in rs], [r["accuracy_std"] for r in rs])
                   for c, rs in series.items()},
-                 xlabel="time steps T", ylabel="test accuracy", title="accuracy against T (mean ± std over seeds)",
-                 logx=True)
+                 xlabel="time steps T", ylabel="test accuracy", title="accuracy against T (mean ± std over seeds)")
     with_ops = {c: rs for c, rs in series.items() if all(r["synops_per_sample"] == r["synops_per_sample"] for r in rs)}
     if with_ops:
         R.plot_lines(out / "accuracy_vs_synops.png",
