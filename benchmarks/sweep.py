@@ -84,11 +84,22 @@ class _Family:
             self._native_config(1)
             return
         mod = self._module()
-        parser = mod.build_parser()
-        parser.prog = f"tssl-bench sweep {self.name}"
+        parser = self.parser()
         if any(a == "--steps" or a.startswith("--steps=") for a in self.rest):
             parser.error("--steps is the sweep's: a comma-separated list, given once")
         mod.check_args(parser, parser.parse_args(self.rest + ["--steps", "1"]))
+
+    def parser(self) -> argparse.ArgumentParser:
+        """The family command's parser, named ``tssl-bench sweep FAMILY`` (native: without the sweep's options)."""
+        if self.name == "native":
+            from .train_options import add_training_options
+
+            parser: argparse.ArgumentParser = Parser(prog="tssl-bench sweep native", formatter_class=HelpFormatter)
+            add_training_options(parser, skip={"resume", "list_backends", "out", "overwrite", "steps"})
+        else:
+            parser = self._module().build_parser()
+            parser.prog = f"tssl-bench sweep {self.name}"
+        return parser
 
     def _module(self):
         if self.name == "hosts":
@@ -101,10 +112,9 @@ class _Family:
         from .backends import resolve
         from .config import check_config
         from .options import explicit_options
-        from .train_options import add_training_options, config_from_args
+        from .train_options import config_from_args
 
-        parser = Parser(prog="tssl-bench sweep native", formatter_class=HelpFormatter)
-        add_training_options(parser, skip={"resume", "list_backends", "out", "overwrite", "steps"})
+        parser = self.parser()
         args = parser.parse_args(self.rest)
         cfg = config_from_args(args, explicit_options(parser, self.rest), steps=steps)
         resolve(cfg.backends)
@@ -296,6 +306,12 @@ def parse_command(argv: Sequence[str], parser: Optional[argparse.ArgumentParser]
     family = argv.pop(0) if argv and not argv[0].startswith("-") else None
     if family is not None and family not in FAMILIES:
         parser.error(f"cannot sweep {family!r}; name native, hosts or tutorials first")
+    if family is not None and ("-h" in argv or "--help" in argv):
+        print(f"tssl-bench sweep {family}: the sweep's own options are --steps T1,T2,... (default {DEFAULT_STEPS}), "
+              f"--out, --overwrite and --resume (tssl-bench sweep --help); the others are those of "
+              f"{'tssl-bench ' + family if family != 'native' else 'the training command tssl-bench'}:\n")
+        _Family(family, []).parser().print_help()
+        parser.exit(0)
     args, rest = parser.parse_known_args(argv)
     args.family = family
     return args, rest

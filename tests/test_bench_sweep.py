@@ -193,3 +193,12 @@ def test_module_synops_follow_the_definition():
     assert ops2.macs == pytest.approx(float(((s != 0).float() * (fc.weight != 0).float().sum(0)).sum()))
     assert ops2.result(7)["synops_per_sample"] == pytest.approx(ops2.macs / 7)
     assert not conv._forward_hooks and not fc._forward_hooks  # removed on exit
+
+
+@pytest.mark.parametrize("family, option", [("hosts", "--losses"), ("tutorials", "--setups"), ("native", "--backends")])
+def test_family_help_lists_the_family_options(family, option, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", family, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"tssl-bench sweep {family}" in out and option in out and "--steps T1,T2" in out
