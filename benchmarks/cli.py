@@ -1,8 +1,9 @@
 """``tssl-bench``: train the same network with TSSL-BP and with surrogate gradients, side by side.
 
 ``tssl-bench [options]`` trains (train.py); ``tssl-bench speed [layer|mlp-step|scaling|gpu-layer|host-step]``
-times (speed.py); ``tssl-bench study`` and ``tssl-bench hosts`` run their studies (study.py, hosts.py);
-``tssl-bench compare`` trains the user's own model unconverted and converted (comparison.py);
+times (speed.py); ``tssl-bench study``, ``hosts``, ``tutorials``, ``recurrent`` and ``sweep`` run their studies
+(study.py, hosts.py, tutorials.py, recurrent.py, sweep.py); ``tssl-bench compare`` trains the user's own model
+unconverted and converted (comparison.py);
 ``tssl-bench merge`` merges runs trained as separate processes (merge.py).
 ``python -m tssl_plugin.benchmarks`` is the same program; under ``torchrun --nproc_per_node N``
 training uses DistributedDataParallel.
@@ -37,6 +38,7 @@ spike activity, synaptic operations).
   tssl-bench tutorials --help   the hosts' own tutorials (MNIST / Fashion-MNIST): unconverted vs convert(net)
   tssl-bench compare --help     your own model and DataLoaders: unconverted vs convert(model)
   tssl-bench recurrent --help   an snnTorch RLeaky network on row-by-row MNIST: unconverted vs convert(net)
+  tssl-bench sweep --help       accuracy against time steps T (native, hosts or tutorials), TSSL-BP vs surrogates
   tssl-bench merge --help       one side-by-side summary of runs trained as separate processes
   tssl-bench reproduce --help   re-run a run's first epochs and compare record by record
   tssl-bench --resume DIR       continue an interrupted run
@@ -166,6 +168,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .recurrent import main as recurrent_main
 
         return recurrent_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from .sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     if argv and argv[0] == "merge":
         from .merge import main as merge_main
 

@@ -37,7 +37,8 @@ Each finished run is appended to ``--out``'s ``results.jsonl``; Ctrl-C stops wit
 (each run is seeded by itself, so a resumed study equals an uninterrupted one).
 
 Optimiser: ``torch.optim.Adam(lr)``, no clipping, no schedule (the tutorials').
-Accuracy: argmax of the output spike counts on the test split. The summary
+Accuracy: argmax of the output spike counts on the test split; each record also has the synaptic
+operations per test sample (``activity.ModuleActivityMeter``). The summary
 gives mean and standard deviation over seeds and the mean firing rate of the
 hidden and output layers.
 """
@@ -56,7 +57,11 @@ from torch import Tensor, nn
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
-__all__ = ["main", "build_parser", "run_one", "LOSSES", "VARIANTS"]
+from .activity import ModuleActivityMeter
+from .tutorials import _synops
+from .options import Parser
+
+__all__ = ["main", "build_parser", "check_args", "run_one", "LOSSES", "VARIANTS"]
 
 LOSSES = {
     "snntorch": ("mse_count", "ce_rate", "ce_count", "mem_ce", "mse_rate", "kernel", "count"),
@@ -71,7 +76,7 @@ def _csv(text: str) -> List[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tssl-bench hosts", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Tutorial-style snnTorch / SpikingJelly models on digits: unconverted, converted, and "
                     "converted with the output layer excluded, each with the hosts' own losses.")
@@ -99,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue an interrupted run in DIR with its saved options (finished runs are kept)")
     return p
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Tuple[List[str], List[str], List[str]]:
+    """``(losses, variants, resets)`` of ``args``; ``parser.error`` (exit 2, one line) on a bad value."""
+    losses, variants, resets = _csv(args.losses), _csv(args.variants), _csv(args.resets)
+    for name, given, valid in (("loss", losses, LOSSES[args.library]), ("variant", variants, VARIANTS),
+                               ("reset", resets, RESETS)):
+        bad = [g for g in given if g not in valid]
+        if bad or not given:
+            parser.error(f"unknown {name} {', '.join(bad) or '(none given)'}; valid for {args.library}: "
+                         f"{', '.join(valid)}")
+    for name in ("seeds", "epochs", "steps", "hidden", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not (math.isfinite(args.warmup_width) and args.warmup_width > 0):
+        parser.error(f"--warmup-width must be a finite number > 0, got {args.warmup_width}")
+    return losses, variants, resets
 
 
 def resume_command(out: Path) -> str:
@@ -250,7 +272,7 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             value.backward()
             opt.step()
     seconds = time.perf_counter() - t0
-    with torch.no_grad():
+    with torch.no_grad(), ModuleActivityMeter(net, []) as meter:
         spk, _, hid = net(xte.expand(T, -1, -1))
         acc = float((spk.sum(0).argmax(1) == yte).float().mean())
     from .machine import code_info, machine_info, tssl_impl
@@ -259,6 +281,7 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
             "tssl_impl": tssl_impl(variant != "host", torch.device("cpu")),
             "test_accuracy": acc, "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds,
+            **_synops(meter, len(yte)),
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
             "warmup_width": None if variant == "host" else args.warmup_width,
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
@@ -303,18 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError as err:
             print(f"tssl-bench hosts: error: {err}", file=sys.stderr)
             return 2
-    losses, variants, resets = _csv(args.losses), _csv(args.variants), _csv(args.resets)
-    for name, given, valid in (("loss", losses, LOSSES[args.library]), ("variant", variants, VARIANTS),
-                               ("reset", resets, RESETS)):
-        bad = [g for g in given if g not in valid]
-        if bad or not given:
-            parser.error(f"unknown {name} {', '.join(bad) or '(none given)'}; valid for {args.library}: "
-                         f"{', '.join(valid)}")
-    for name in ("seeds", "epochs", "steps", "hidden", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not (math.isfinite(args.warmup_width) and args.warmup_width > 0):
-        parser.error(f"--warmup-width must be a finite number > 0, got {args.warmup_width}")
+    losses, variants, resets = check_args(parser, args)
     from .progress import progress_line
     from .results_dir import check_new_out, check_writable, start_results, write_summary_files
 

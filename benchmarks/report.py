@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "JsonlWriter",
            "read_jsonl", "markdown_table", "csv_text", "plot_lines", "plot_points", "plot_bars", "bars_figure",
-           "fmt"]
+           "fmt", "si"]
 
 
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
@@ -123,6 +123,16 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
+
+
+def si(x: float) -> str:
+    """``1.23e6`` -> ``1.23 M`` (``-`` for NaN)."""
+    if x != x:
+        return "-"
+    for div, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

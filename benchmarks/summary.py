@@ -149,16 +149,6 @@ def summary_rows(runs: List[Dict[str, Any]]) -> List[List[Any]]:
     return rows
 
 
-def _si(x: float) -> str:
-    """``1.23e6`` -> ``1.23 M`` (``-`` for NaN)."""
-    if x != x:
-        return "-"
-    for div, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{unit}"
-    return f"{x:.3g}"
-
-
 #: what activity_markdown's table counts, for the harness's networks (its ``note``).
 ACTIVITY_NOTE = ("*Activity and cost*, on the test set after the last epoch, as NeuroBench defines them: synaptic "
                  "operations per sample = effective accumulates (ACs: binary spikes x non-zero fan-out) + "
@@ -173,9 +163,9 @@ def activity_markdown(runs: List[Dict[str, Any]], note: str = ACTIVITY_NOTE) -> 
     with ``note`` saying what is counted."""
     head = ["backend", "test acc", "synaptic ops / sample", "ACs", "MACs", "dense ops", "activation sparsity per layer",
             "overall"]
-    rows = [[f"`{r['backend']}`", f"{r['test_accuracy']:.4f}", _si(r["synops_per_sample"]) + (
-                f" ± {_si(r['synops_per_sample_std'])}" if len(r["seeds"]) > 1 else ""),
-             _si(r["acs_per_sample"]), _si(r["macs_per_sample"]), _si(r["dense_synops_per_sample"]),
+    rows = [[f"`{r['backend']}`", f"{r['test_accuracy']:.4f}", R.si(r["synops_per_sample"]) + (
+                f" ± {R.si(r['synops_per_sample_std'])}" if len(r["seeds"]) > 1 else ""),
+             R.si(r["acs_per_sample"]), R.si(r["macs_per_sample"]), R.si(r["dense_synops_per_sample"]),
              " / ".join(f"{x:.3f}" for x in r["activation_sparsity"]) or "-",
              "-" if r["activation_sparsity_total"] != r["activation_sparsity_total"]
              else f"{r['activation_sparsity_total']:.3f}"] for r in runs]
@@ -268,7 +258,7 @@ def console_table(runs: List[Dict[str, Any]]) -> str:
     rows = [[r["backend"], r["loss"], f"{r['test_accuracy']:.4f}", f"{r['test_accuracy_std']:.4f}",
              f"{r['seconds_per_epoch']:.2f}", f"{r['eval_seconds_per_epoch']:.2f}", f"{r['samples_per_second']:.0f}",
              f"{r['peak_memory_mb']:.2f}", f"{r.get('process_peak_rss_mb', float('nan')):.0f}",
-             _si(r["synops_per_sample"]), " ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
+             R.si(r["synops_per_sample"]), " ".join(f"{x:.3f}" for x in r["firing_rates"])] for r in runs]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     labels = ", ".join(MEASURE_LABELS.get(m, m) for m in sorted(measures))

