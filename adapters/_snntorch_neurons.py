@@ -97,11 +97,7 @@ class TSSLRLeaky(_LeakyRule, snn.RLeaky):
         st = recurrent_step(input_, rec, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
                             self.reset_delay, reset_val, membrane_grad=True)
         self.spk = self._tssl_step(input_ + rec, st, mode, reset_val)
-        if self.output:
-            return self.spk, self.mem
-        if self.init_hidden:
-            return self.spk
-        return self.spk, self.mem
+        return self._step_output(self.spk)
 
 
 class TSSLRSynaptic(_LeakyRule, snn.RSynaptic):
@@ -188,20 +184,8 @@ class TSSLLapicque(_LeakyRule, snn.Lapicque):
 
     def forward(self, input_, mem=None):
         """One time step, exactly ``snn.Lapicque.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
-        if mem is not None:
-            self.mem = mem
-        if self.init_hidden and mem is not None:
-            raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
-        if not self.mem.shape == input_.shape:
-            self.mem = torch.zeros_like(input_, device=self.mem.device)
-        self._check_options()
-        mode, reset_val = self._mode()
+        mode, reset_val = self._begin_step(input_, mem)
         current = lapicque_current(input_, self.R, self.C, self.time_step)
         st = lapicque_step(current, self.mem, self.R, self.C, self.time_step, self.threshold,
                            self.graded_spikes_factor, mode, membrane_grad=True)
-        spk = self._tssl_step(current, st, mode, reset_val)
-        if self.output:
-            return spk, self.mem
-        if self.init_hidden:
-            return spk
-        return spk, self.mem
+        return self._step_output(self._tssl_step(current, st, mode, reset_val))

@@ -347,8 +347,10 @@ class TSSLLeaky(snn.Leaky):
         return x
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, input_, mem=None):
-        """One time step, exactly ``snn.Leaky.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
+    def _begin_step(self, input_: Tensor, mem: Optional[Tensor]) -> Tuple[str, Optional[str]]:
+        """snnTorch's step prologue for a one-membrane neuron (Leaky, Lapicque): take an explicit ``mem``
+        (refused with ``init_hidden``), start a membrane of the input's shape, check the options; returns
+        the reset mode (:meth:`_mode`)."""
         if mem is not None:
             self.mem = mem
         if self.init_hidden and mem is not None:
@@ -356,15 +358,22 @@ class TSSLLeaky(snn.Leaky):
         if not self.mem.shape == input_.shape:
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         self._check_options()
-        mode, reset_val = self._mode()
-        st = leaky_step(input_, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                        self.reset_delay, reset_val, membrane_grad=True)
-        spk = self._tssl_step(input_, st, mode, reset_val)
+        return self._mode()
+
+    def _step_output(self, spk: Tensor):
+        """What snnTorch's forward returns: ``(spk, mem)``, or ``spk`` alone with ``init_hidden`` (not ``output``)."""
         if self.output:
             return spk, self.mem
         if self.init_hidden:
             return spk
         return spk, self.mem
+
+    def forward(self, input_, mem=None):
+        """One time step, exactly ``snn.Leaky.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
+        mode, reset_val = self._begin_step(input_, mem)
+        st = leaky_step(input_, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
+                        self.reset_delay, reset_val, membrane_grad=True)
+        return self._step_output(self._tssl_step(input_, st, mode, reset_val))
 
     def _tssl_step(self, x: Tensor, st: StepValues, mode: str, reset_val: Optional[str]) -> Tensor:
         """Attach the TSSL-BP step node to the host step ``st`` computed from input current ``x`` and ``self.mem``.
@@ -462,6 +471,8 @@ class _LeakyRule:
     _inv_tau_m = TSSLLeaky._inv_tau_m
     _constants = TSSLLeaky._constants
     _tssl_step = TSSLLeaky._tssl_step
+    _begin_step = TSSLLeaky._begin_step
+    _step_output = TSSLLeaky._step_output
     _tssl_sequence = TSSLLeaky._tssl_sequence
     __getstate__ = TSSLLeaky.__getstate__
     extra_repr = TSSLLeaky.extra_repr
