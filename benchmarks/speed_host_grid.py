@@ -70,13 +70,13 @@ def make_grid_step(name: str, variant: str, x: Tensor, labels: Tensor, steps: in
                    compiled: bool) -> Callable[[], float]:
     """One training step of grid network ``name`` (``variant`` ``host`` or ``tssl``: after ``convert(net)``);
     the network is the step's ``net`` attribute, its forward and loss the step's ``forward_loss``."""
-    from .tutorials import _adapter
+    from .comparison import adapter_for
 
     build, run, loss, optimizer = _parts(name, args)
     torch.manual_seed(0)
     net = build()
     if variant == "tssl":
-        _adapter(NETS[name].library).convert(net)
+        adapter_for(NETS[name].library).convert(net)
     net.to(x.device).train()
     opt = optimizer(net.parameters())
     gen = torch.Generator().manual_seed(0)
