@@ -57,11 +57,7 @@ def make_net(mode, v_reset=0.0, decay_input=True, store_v_seq=False, seed=0):
     return net
 
 
-def run(net, x, mode):
-    functional.reset_net(net)
-    if mode == "m":
-        return net(x)
-    return torch.stack([net(x[t]) for t in range(x.shape[0])])
+from sj_run import run  # noqa: E402
 
 
 def node_states(net):

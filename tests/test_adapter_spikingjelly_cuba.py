@@ -23,11 +23,7 @@ from paper_network import TAU_M, TAU_S, THETA, T, native, paper_pair  # noqa: E4
 pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
-def run(node, x, mode):
-    functional.reset_net(node)
-    if mode == "m":
-        return node(x)
-    return torch.stack([node(x[t]) for t in range(x.shape[0])])
+from sj_run import run  # noqa: E402
 
 
 def test_no_cuba_message_names_the_version():

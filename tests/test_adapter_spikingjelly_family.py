@@ -16,6 +16,7 @@ from tssl_plugin.adapters import spikingjelly as adapter  # noqa: E402
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, TSSLLIFNode, convert, revert  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
+import sj_run  # noqa: E402
 
 V2 = SPIKINGJELLY_API == "2"
 needs_v2 = pytest.mark.skipif(not V2, reason="SimpleLIFNode / SimpleIFNode exist in SpikingJelly 2.x only")
@@ -24,11 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest
 
 
 def run(node, x, mode):
-    functional.reset_net(node)
     node.step_mode = mode
-    if mode == "m":
-        return node(x)
-    return torch.stack([node(x[t]) for t in range(x.shape[0])])
+    return sj_run.run(node, x, mode)
 
 
 SIMPLE = {  # (make, tau or None for IF, decay_input, v_reset)
