@@ -85,15 +85,21 @@ def test_population_code_reads_each_class_from_its_group_of_outputs():
     assert tutorials._population_classes(spk).tolist() == [3, 9]
 
 
-@pytest.mark.parametrize("name", ["snntorch-pop-fashion-mnist", "snntorch-pop-fashion-mnist-10"])
-def test_tutorial_pop_setups_train_converted_with_one_step(name):
+def _train_on_random_images(name, n_train):
+    """Setup ``name`` converted, trained 2 iterations on ``n_train`` random 28x28 images and tested on 32 (no data set
+    needed); its record."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    data = (torch.rand(64, 1, 28, 28, generator=gen), torch.randint(10, (64,), generator=gen),
+    data = (torch.rand(n_train, 1, 28, 28, generator=gen), torch.randint(10, (n_train,), generator=gen),
             torch.rand(32, 1, 28, 28, generator=gen), torch.randint(10, (32,), generator=gen))
     args = tutorials.build_parser().parse_args(["--iterations", "2"])
-    rec = tutorials.run_one(name, "tssl", 0, args, data, {})
+    return tutorials.run_one(name, "tssl", 0, args, data, {})
+
+
+@pytest.mark.parametrize("name", ["snntorch-pop-fashion-mnist", "snntorch-pop-fashion-mnist-10"])
+def test_tutorial_pop_setups_train_converted_with_one_step(name):
+    rec = _train_on_random_images(name, 64)
     assert rec["steps"] == 1 and rec["finite_loss"] and 0.0 <= rec["test_accuracy"] <= 1.0
     assert len(rec["firing_rates"]) == 2
 
@@ -103,13 +109,9 @@ def test_sequential_fashion_mnist_setups_convert_every_ifnode_and_train(name):
     import torch
     from spikingjelly.activation_based import neuron
 
-    gen = torch.Generator().manual_seed(0)
-    data = (torch.rand(300, 1, 28, 28, generator=gen), torch.randint(10, (300,), generator=gen),
-            torch.rand(32, 1, 28, 28, generator=gen), torch.randint(10, (32,), generator=gen))
-    args = tutorials.build_parser().parse_args(["--iterations", "2"])
-    rec = tutorials.run_one(name, "tssl", 0, args, data, {})
+    rec = _train_on_random_images(name, 300)
     assert rec["steps"] == 28 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
-    net = tutorials.SETUPS[name].build(args)
+    net = tutorials.SETUPS[name].build(tutorials.build_parser().parse_args([]))
     from tssl_plugin.adapters.spikingjelly import convert
     convert(net)
     assert not any(type(m) is neuron.IFNode for m in net.modules())  # the recurrent container's node too
