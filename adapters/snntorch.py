@@ -330,7 +330,6 @@ class TSSLLeaky(snn.Leaky):
         inv_tau_m = self._inv_tau_m().to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
-        check_ablation(self.ablation, reset, self.warmup)
         return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s), reset,
                             self.warmup_width, sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
                             self.ablation)
