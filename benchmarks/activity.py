@@ -232,6 +232,13 @@ class ModuleActivityMeter(_Counts):
             self.spike_sum[i] += float(spk.double().sum())
         return hook
 
+    def synops(self, samples: int) -> Dict[str, float]:
+        """Synaptic operations (ACs + MACs), ACs and MACs per sample over the ``samples`` the forward passes
+        counted (sets :attr:`samples`): the records of ``tssl-bench hosts`` and ``tutorials``."""
+        self.samples = samples
+        r = self.result()
+        return {k: r[k] for k in ("synops_per_sample", "acs_per_sample", "macs_per_sample")}
+
     def firing_rates(self) -> List[float]:
         """Mean output (spikes per neuron per step) of each spiking module over what was counted."""
         return [float(s / max(float(n), 1.0)) for s, n in zip(self.spike_sum, self.numel)]

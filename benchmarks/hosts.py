@@ -58,7 +58,6 @@ from torch import Tensor, nn
 from tssl_plugin.rule import WARMUP_WIDTH
 
 from .activity import ModuleActivityMeter
-from .tutorials import _synops
 from .options import Parser
 
 __all__ = ["main", "build_parser", "check_args", "run_one", "LOSSES", "VARIANTS"]
@@ -281,7 +280,7 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
             "tssl_impl": tssl_impl(variant != "host", torch.device("cpu")),
             "test_accuracy": acc, "firing_rates": [float(hid.mean()), float(spk.mean())], "seconds": seconds,
-            **_synops(meter, len(yte)),
+            **meter.synops(len(yte)),
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
             "warmup_width": None if variant == "host" else args.warmup_width,
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}

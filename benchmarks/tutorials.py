@@ -332,13 +332,6 @@ def parse_convert_options(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _synops(meter: Any, samples: int) -> Dict[str, float]:
-    """The synaptic operations per test sample a :class:`activity.ModuleActivityMeter` counted over ``samples``."""
-    meter.samples = samples
-    r = meter.result()
-    return {k: r[k] for k in ("synops_per_sample", "acs_per_sample", "macs_per_sample")}
-
-
 def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: Tuple[Tensor, ...],
             convert_options: Dict[str, Any]) -> Dict[str, Any]:
     """Train setup ``name`` as ``variant`` from seed ``seed``; returns its record."""
@@ -383,7 +376,7 @@ def run_one(name: str, variant: str, seed: int, args: argparse.Namespace, data: 
             "seconds_per_iteration": per_iter, "final_loss": sum(tail) / len(tail),
             "finite_loss": all(math.isfinite(v) for v in losses), "iterations": args.iterations,
             "steps": steps, "test_images": len(yte), "convert_options": convert_options,
-            "dataset": getattr(args, "dataset", None) or setup.dataset, **_synops(meter, len(yte)),
+            "dataset": getattr(args, "dataset", None) or setup.dataset, **meter.synops(len(yte)),
             "code": code_info(), "machine": machine_info(torch.device("cpu"), 1),
             "tssl_impl": tssl_impl(variant != "host", torch.device("cpu"))}
 
