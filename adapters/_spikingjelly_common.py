@@ -31,15 +31,19 @@ Forward semantics stay SpikingJelly's: it fires at ``h >= v_threshold`` where
 the core would fire at ``u > threshold``; the adapter hands SpikingJelly's
 spikes to the core backward, so only gradients change.
 
-What the core receives per step: ``u = h - V_r``, ``du = h - v_prev`` (the
-step's increment, the same in shifted coordinates), ``o = spike != 0``.
+What the core works from per step: ``u = h - V_r``, ``du = h - v_prev`` (the
+step's increment, the same in shifted coordinates), ``o = spike != 0``
+(:func:`tssl_plugin._impl.reference.host_trace`). In multi-step mode the node
+hands the core what the host returned (:class:`~tssl_plugin.functional.HostTrace`:
+``h``, the membranes, the spikes, ``V_r``) and the core's fused CPU backward
+computes the trace inside, so it is never materialised.
 
 Single-step mode (``step_mode='s'``) calls the shared node
 :func:`tssl_plugin.stepwise.tssl_step` each step; its step state is kept
 in the plain attribute ``_tssl_state`` (not a buffer and not a SpikingJelly
 memory, so ``state_dict`` keys do not change) and is cleared by ``reset()``
 (hence by ``functional.reset_net``) and detached by ``detach()``. Multi-step
-mode (``'m'``) calls :func:`tssl_plugin.functional.spikes_with_tssl_grad` once
+mode (``'m'``) calls :func:`tssl_plugin.functional.spikes_with_host_grad` once
 per call on the whole sequence. Both give the same gradients.
 
 The membrane potential (``node.v``, ``node.v_seq``) gets no TSSL-BP gradient:
@@ -60,7 +64,8 @@ from torch import Tensor
 
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
                                      values_readable)
-from tssl_plugin.functional import spikes_with_tssl_grad
+from tssl_plugin.functional import HostTrace, spikes_with_host_grad
+from tssl_plugin._impl.reference import host_trace
 from tssl_plugin.rule import WARMUP_WIDTH, check_ablation, lif_constants
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
@@ -316,32 +321,25 @@ class TSSLNodeMixin:
         self._lib_check()
         check_ablation(self.ablation, self._tssl_mapping()[3], self.warmup)
 
-    # ----- traces ----------------------------------------------------------
-    def _tssl_trace(self, x_seq: Tensor, h: Tensor, v_prev: Tensor, spikes: Tensor, vr: float):
-        cd = _compute_dtype(x_seq)
-        h = h.to(cd)
-        u = h - vr
-        du = h - v_prev.to(cd)
-        return u, du, spikes != 0
-
     # ----- step modes --------------------------------------------------------
     def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:
             raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
         self._tssl_check_common()
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
-        spikes, v_prev, _ = self._lib_run(x_seq.detach(), single=False)
+        spikes, v_prev, v_post = self._lib_run(x_seq.detach(), single=False)
         self._tssl_state = None
         if not self._tssl_learns(x_seq):
             return spikes
         with torch.no_grad():
             h = self._lib_charge(x_seq.detach(), v_prev)
-            u, du, o = self._tssl_trace(x_seq, h, v_prev, spikes, vr)
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
-        out = spikes_with_tssl_grad(current, u, du, o, k, warmup=self.warmup, input_scale=scale)
-        observe_firing(self, o, steps=o.shape[0])
+        k = lif_constants(current, tau_m, self.tau_s, thr, reset, self.warmup_width,
+                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
+        # the trace (u = h - V_r, du = h - v_prev, o = spikes != 0) is built inside the core's backward
+        out = spikes_with_host_grad(current, HostTrace(h, v_prev[0], v_post, spikes, vr), k, warmup=self.warmup,
+                                    input_scale=scale)
+        observe_firing(self, spikes, steps=spikes.shape[0])
         self._tssl_guard_membrane(current)
         return out.to(spikes.dtype)
 
@@ -360,7 +358,7 @@ class TSSLNodeMixin:
             return spike
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
-            u, du, o = self._tssl_trace(x, h, v_prev, spikes, vr)
+            u, du, o = host_trace(HostTrace(h, v_prev[0], v_post, spikes, vr), _compute_dtype(x))
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
                           sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
         current, scale = self._tssl_input(x, v_prev[0], vr, scale)

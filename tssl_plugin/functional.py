@@ -15,6 +15,7 @@ from torch import Tensor
 from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
+from ._impl.reference import HostTrace
 from ._validation import (
     as_param, check_bool, check_choice, check_gradient_finite, check_impl, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
@@ -24,7 +25,7 @@ from .rule import (
 )
 
 __all__ = [
-    "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "impl_names", "last_impl", "resolve_impl",
+    "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "spikes_with_host_grad", "HostTrace", "impl_names", "last_impl", "resolve_impl",
     "OUTPUTS", "RESETS", "LIFConstants",
 ]
 
@@ -174,6 +175,66 @@ def spikes_with_tssl_grad(
                                         None if mem is None else mem.detach(), k, warmup, input_scale, impl)
     spikes = o.to(x.dtype)
     return spikes if mem is None else (spikes, mem)
+
+
+class _HostTraceGradFunction(torch.autograd.Function):
+    """The host's spikes, with the TSSL-BP gradient w.r.t. the input current from the host's own forward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, h: Tensor, v0: Tensor, v_seq: Tensor, spikes: Tensor, shift: float,
+                k: LIFConstants, warmup: bool, input_scale: Param, impl: str) -> Tensor:
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(h, v0, v_seq, spikes)
+        ctx.meta = (shift, k, warmup, input_scale, impl)
+        return spikes if spikes.dtype == x.dtype else spikes.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g_spike: Optional[Tensor]) -> Tuple[Any, ...]:
+        if g_spike is None:
+            return (None,) * 10
+        shift, k, warmup, input_scale, impl = ctx.meta
+        host = HostTrace(*ctx.saved_tensors, shift)
+        grad_x, finite = _impl.call(impl, host.h, "backward_from_host", g_spike, host, k, warmup, input_scale)
+        if not finite:  # False: not finite (the kernel checked); None: not checked yet
+            check_gradient_finite(grad_x, _reference.host_trace(host, grad_x.dtype)[0])
+        return (grad_x,) + (None,) * 9
+
+
+def spikes_with_host_grad(
+    x: Tensor,
+    host: HostTrace,
+    k: LIFConstants,
+    *,
+    warmup: bool = True,
+    input_scale: Param = 1.0,
+    impl: str = "auto",
+) -> Tensor:
+    """:func:`spikes_with_tssl_grad` on what a host's forward returns, without building the trace first.
+
+    ``host`` (:class:`~tssl_plugin._impl.reference.HostTrace`) holds the
+    charged membranes ``h``, the membrane entering the sequence ``v0``, the
+    membranes after each reset ``v_seq``, the host's spikes and the reset
+    value ``shift``; the trace the rule needs is
+    :func:`~tssl_plugin._impl.reference.host_trace`'s ``u = h - shift``,
+    ``du = h - v_prev``, ``o = spikes != 0``. Returns ``host.spikes`` as
+    ``x.dtype`` (the same tensor when the dtypes agree), whose gradient
+    ``dL/do`` becomes ``dL/dx = input_scale * TSSL-BP(dL/do)``, equal to
+    :func:`spikes_with_tssl_grad`'s on that trace. In eager mode on the CPU the
+    fused kernel computes the trace inside its backward, so neither the trace
+    nor ``v_prev`` is materialised; under ``torch.compile`` (or another trace)
+    this is :func:`spikes_with_tssl_grad` on the materialised trace (also where ``h`` is not in ``x``'s
+    float32/float64 compute dtype).
+    """
+    check_impl(impl, _impl.names())
+    check_ablation(k.ablation, k.reset, warmup)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return host.spikes if host.spikes.dtype == x.dtype else host.spikes.to(x.dtype)
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if host.h.dtype != dtype or not _op._plain_eager(x):
+        u, du, o = _reference.host_trace(host, dtype)
+        return spikes_with_tssl_grad(x, u, du, o, k, warmup=warmup, input_scale=input_scale, impl=impl)
+    return _HostTraceGradFunction.apply(x, host.h.detach(), host.v0.detach(), host.v_seq.detach(),
+                                        host.spikes.detach(), host.shift, k, warmup, input_scale, impl)
 
 
 def impl_names() -> Tuple[str, ...]:

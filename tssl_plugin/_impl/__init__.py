@@ -21,6 +21,12 @@ and, with the constants given as :class:`~tssl_plugin.rule.LIFConstants`
 ``backward_from_trace(grad, u, du, o, k, warmup, psc_output) -> grad_x``
     the same from a forward trace computed elsewhere (the adapters run their
     library's own forward arithmetic and hand over ``u``, ``du``, ``o``);
+``backward_from_host(grad, host, k, warmup, scale) -> (grad_x, finite)``
+    the same (``dL/do`` given) from what a host's forward returns
+    (:class:`~tssl_plugin._impl.reference.HostTrace`: charged membrane,
+    membranes, spikes), ``grad_x`` times ``scale``; the fused CPU kernel
+    computes :func:`~tssl_plugin._impl.reference.host_trace` inside, the others
+    materialise it (:func:`backward_from_host_trace`); ``finite`` as below;
 
 and one time step of the step-wise node (:mod:`tssl_plugin.stepwise`), each one
 fused pass in the fused implementations:
@@ -56,6 +62,15 @@ from torch import Tensor
 from .._validation import check_finite
 from ..rule import LIFConstants, lif_constants
 from . import reference as _ref
+
+
+def backward_from_host_trace(impl: Any, grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool,
+                             scale: Any) -> Tuple[Tensor, None]:
+    """``backward_from_host`` of an implementation without a fused one: ``impl.backward_from_trace`` on the
+    trace :func:`~tssl_plugin._impl.reference.host_trace` materialises, times ``scale`` (not checked: None)."""
+    dtype = host.h.dtype if host.h.dtype in (torch.float32, torch.float64) else torch.float32
+    u, du, o = _ref.host_trace(host, dtype)
+    return impl.backward_from_trace(grad, u, du, o, k, warmup, False) * scale, None
 
 
 class _ReferenceImpl:
@@ -102,6 +117,10 @@ class _ReferenceImpl:
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
         return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
+
+    @staticmethod
+    def backward_from_host(grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool, scale: Any):
+        return backward_from_host_trace(_ReferenceImpl, grad, host, k, warmup, scale)
 
     @staticmethod
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):

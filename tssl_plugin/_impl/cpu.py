@@ -43,6 +43,7 @@ from torch import Tensor
 from ._params import RESET_CODES, c_defines, pack_params, param_table, step_row, step_table
 from .._validation import raise_non_finite
 from ..rule import LIFConstants, Param
+from .reference import HostTrace
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
@@ -54,7 +55,7 @@ _FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"]
 _MIN_PER_THREAD = 1 << 16
 
 #: the C file's tssl_abi_version(): bumped when an entry point's arguments change.
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -201,6 +202,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         sf = getattr(lib, f"tssl_step_fwd_{suf}")
         sf.argtypes = [i64, vp, vp, vp, vp, vp, i32, i32]
         sf.restype = None
+        bh = getattr(lib, f"tssl_bwd_host_{suf}")
+        bh.argtypes = [i64, i64, vp, vp, vp, vp, vp, ctypes.c_double, vp, vp, i32, i32, i32, ctypes.c_double, i32]
+        bh.restype = i32
         sb = getattr(lib, f"tssl_step_bwd_{suf}")
         sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
         sb.restype = i32
@@ -352,6 +356,10 @@ class CpuImpl:
         table, per_neuron = pack_params(k, uc)
         return _backward(grad, uc, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output)
 
+    @staticmethod
+    def backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: bool, scale: Any):
+        return _backward_from_host(grad, host, k, warmup, scale)
+
     # ----- one step of the step-wise node (tssl_plugin.stepwise)
     @staticmethod
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
@@ -360,6 +368,34 @@ class CpuImpl:
     @staticmethod
     def step_backward(G, h, u, du, o, s, k: LIFConstants, warmup: bool, extra, scale):
         return _step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+
+
+def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: bool, scale: Any):
+    """``(grad_x, finite)``: dL/dx times ``scale`` from a host's forward (``tssl_bwd_host``), computing
+    :func:`~tssl_plugin._impl.reference.host_trace` per block inside the kernel; ``finite`` tells whether every
+    ``grad_x`` is finite (checked while writing it). Other dtypes, shapes or a tensor ``scale``: the trace is
+    materialised and :meth:`CpuImpl.backward_from_trace` runs (``finite`` None)."""
+    from . import reference as _ref
+
+    h, v0, v_seq, spikes = host.h, host.v0, host.v_seq, host.spikes
+    dt = h.dtype
+    if (isinstance(scale, Tensor) or dt not in (torch.float32, torch.float64)
+            or any(t.dtype != dt for t in (v0, v_seq, spikes)) or v_seq.shape != h.shape
+            or spikes.shape != h.shape or v0.shape != h.shape[1:]):
+        u, du, o = _ref.host_trace(host, _compute_dtype(dt))
+        return CpuImpl.backward_from_trace(grad, u, du, o, k, warmup, False) * scale, None
+    hc = h.contiguous()
+    table, per_neuron = pack_params(k, hc)
+    g = _as(grad, dt)
+    T, N = hc.shape[0], hc[0].numel()
+    gx = torch.empty_like(hc)
+    err = _fn("bwd_host", dt)(
+        T, N, g.data_ptr(), hc.data_ptr(), _as(v0, dt).data_ptr(), _as(v_seq, dt).data_ptr(),
+        _as(spikes, dt).data_ptr(), float(host.shift), gx.data_ptr(), table.data_ptr(), int(per_neuron),
+        RESET_CODES[k.reset], int(warmup), float(scale), _threads(hc.numel()))
+    if err & 1:
+        raise MemoryError("TSSL-BP CPU kernel could not allocate its scratch buffer")
+    return gx, not err & 2
 
 
 def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor]) -> bool:

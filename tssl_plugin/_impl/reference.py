@@ -41,7 +41,7 @@ from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, a
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
     "forward_step", "forward_sequence", "trace_step", "spike_trace", "psc_error", "psc_error_explicit",
-    "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence",
+    "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence", "HostTrace", "host_trace",
 ]
 
 
@@ -88,6 +88,40 @@ def forward_sequence(x: Tensor, k: LIFConstants) -> ForwardTrace:
         dus.append(du)
         ss.append(s)
     return ForwardTrace(torch.stack(os), torch.stack(us), torch.stack(dus), torch.stack(ss))
+
+
+class HostTrace(NamedTuple):
+    """A forward pass a host library ran with its own arithmetic, as the host returns it.
+
+    ``h`` (``[T, ...]``) is the charged membrane of each step (before firing and
+    reset), ``v0`` (``[...]``) the membrane entering step 0, ``v_seq``
+    (``[T, ...]``) the membrane after each step's reset (so the membrane
+    entering step ``t >= 1`` is ``v_seq[t-1]``), ``spikes`` the host's spikes
+    (any dtype; nonzero is a spike) and ``shift`` the reset value ``V_r`` that
+    the rule's membrane is measured from.
+    """
+
+    h: Tensor
+    v0: Tensor
+    v_seq: Tensor
+    spikes: Tensor
+    shift: float
+
+
+def host_trace(tr: HostTrace, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+    """The core's trace ``(u, du, o)`` of a host's forward, in ``dtype``::
+
+        v_prev[0] = v0,  v_prev[t] = v_seq[t-1]
+        u[t]  = h[t] - shift
+        du[t] = h[t] - v_prev[t]
+        o[t]  = spikes[t] != 0
+
+    The fused implementations compute the same inside their backward, without
+    materialising ``u``, ``du``, ``o`` or ``v_prev``.
+    """
+    h = tr.h.to(dtype)
+    v_prev = torch.cat((tr.v0.unsqueeze(0), tr.v_seq[:-1]))
+    return h - tr.shift, h - v_prev.to(dtype), tr.spikes != 0
 
 
 def trace_step(s: Tensor, o: Tensor, inv_tau_s: Param) -> Tensor:

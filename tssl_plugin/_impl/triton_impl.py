@@ -590,6 +590,12 @@ class TritonImpl:
         return TritonImpl._backward(grad, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output,
                                     out_dtype=grad.dtype)
 
+    @staticmethod
+    def backward_from_host(grad, host, k: LIFConstants, warmup: bool, scale: Any):
+        from . import backward_from_host_trace
+
+        return backward_from_host_trace(TritonImpl, grad, host, k, warmup, scale)
+
     # ----- one step of the step-wise node (tssl_plugin.stepwise); float32/float64, bool spikes
     @staticmethod
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):

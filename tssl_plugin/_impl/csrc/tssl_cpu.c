@@ -33,7 +33,7 @@
 /* neurons per block: the unit of the block-local state arrays and of the threads' work */
 #define BLOCK 512
 
-int tssl_abi_version(void) { return 3; }
+int tssl_abi_version(void) { return 4; }
 
 #define REAL float
 #define SUF f32

@@ -130,20 +130,22 @@ static inline __attribute__((always_inline)) REAL FN(fwd_block)(
 
 /* Backward of one block from its trace (u, du, fired, warm)[t * BLOCK + j], walking back in time:
  * G (PSC-filtered error, or dL/do), the carry recursion and the warm-up, in one loop per step.
- * `reset`, `warmup` and `psc` are compile-time constants at every call site. */
-static inline __attribute__((always_inline)) void FN(bwd_block)(
+ * `reset`, `warmup`, `psc` and `scaled` are compile-time constants at every call site; `scaled`: the
+ * gradient is written times `scale` and checked (returns a sum that is NaN if a written value is not finite). */
+static inline __attribute__((always_inline)) REAL FN(bwd_block)(
     int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict g, REAL *restrict gx,
     const REAL *restrict u_sc, const REAL *restrict du_sc, const REAL *restrict fired_sc,
     const REAL *restrict warm_sc, const REAL *restrict table, int64_t row_stride, const int reset,
-    const int warmup, const int psc)
+    const int warmup, const int psc, const REAL scale, const int scaled)
 {
     REAL h[BLOCK], acc[BLOCK];
+    REAL nonfinite = 0;
     for (int64_t j = 0; j < nb; ++j) { h[j] = 0; acc[j] = 0; }
     for (int64_t t = T - 1; t >= 0; --t) {
         const REAL *restrict gt = g + t * N + n0;
         REAL *restrict gxt = gx + t * N + n0;
         const int64_t as = t * BLOCK;
-        #pragma omp simd
+        #pragma omp simd reduction(+ : nonfinite)
         for (int64_t j = 0; j < nb; ++j) {
             REAL G;
             if (psc) {
@@ -159,14 +161,19 @@ static inline __attribute__((always_inline)) void FN(bwd_block)(
                                          TB(ROW_THRESHOLD, j), TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j),
                                          TB(ROW_INTRA_GAIN, j), reset);
             h[j] = delta;
+            REAL out = delta;
             if (warmup) {
                 const REAL sur = FN(surrogate)(G, u, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
-                gxt[j] = warm_sc[as + j] != (REAL)0 ? sur : delta;
-            } else {
-                gxt[j] = delta;
+                out = warm_sc[as + j] != (REAL)0 ? sur : delta;
             }
+            if (scaled) {
+                out = out * scale;
+                nonfinite += out - out; /* 0 for finite, NaN for NaN or inf */
+            }
+            gxt[j] = out;
         }
     }
+    return nonfinite;
 }
 
 /* The parameters of block b: per-neuron columns of the [N_ROWS, N] table (per_neuron = 1), or the
@@ -234,20 +241,49 @@ static int FN(fwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REA
     return nonfinite != 0; /* NaN != 0 is true */
 }
 
+/* A host's forward (reference.HostTrace), read by the backward instead of (u, du, o): the charged membrane
+ * h [T, N], the membrane entering step 0 v0 [N], the membranes after each step's reset v_seq [T, N], the
+ * spikes as REAL (nonzero: fired), the reset value `shift` and the factor `scale` on the input gradient. */
+typedef struct {
+    const REAL *h, *v0, *v_seq, *spikes;
+    REAL shift, scale;
+} FN(host_trace);
+
 /* Backward over blocks [b0, b1) for one reset rule. x != NULL: recompute the forward from x;
- * otherwise read u, du, o (full [T, N]) and recompute only the trace s. */
-static inline __attribute__((always_inline)) void FN(bwd_blocks)(
+ * host != NULL: u, du, o of reference.host_trace from the host's forward; otherwise read u, du, o
+ * (full [T, N]). The trace s is recomputed from the spikes. Returns a sum that is NaN if a scaled
+ * gradient (host != NULL) is not finite. */
+static inline __attribute__((always_inline)) REAL FN(bwd_blocks)(
     int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x, const REAL *u, const REAL *du,
-    const uint8_t *o, REAL *gx, const REAL *table, int per_neuron, const REAL *rep, REAL *sc, const int reset,
-    int warmup, int psc)
+    const uint8_t *o, const FN(host_trace) *host, REAL *gx, const REAL *table, int per_neuron, const REAL *rep,
+    REAL *sc, const int reset, int warmup, int psc)
 {
     int64_t row_stride;
+    REAL nonfinite = 0;
     REAL *u_sc = sc, *du_sc = sc + T * BLOCK, *fired_sc = sc + 2 * T * BLOCK, *warm_sc = sc + 3 * T * BLOCK;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
         const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
         if (x) {
             (void)FN(fwd_block)(T, N, n0, nb, x, 0, 0, 0, 0, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset);
+        } else if (host) {
+            REAL sv[BLOCK];
+            const REAL *table = tb; /* for TB() */
+            const REAL shift = host->shift;
+            for (int64_t j = 0; j < nb; ++j) sv[j] = 0;
+            for (int64_t t = 0; t < T; ++t) {
+                const REAL *restrict ht = host->h + t * N + n0, *restrict st = host->spikes + t * N + n0;
+                const REAL *restrict vp = t ? host->v_seq + (t - 1) * N + n0 : host->v0 + n0;
+                #pragma omp simd
+                for (int64_t j = 0; j < nb; ++j) {
+                    const REAL of = st[j] != (REAL)0 ? (REAL)1 : (REAL)0;
+                    sv[j] = sv[j] + (of - sv[j]) * TB(ROW_INV_TAU_S, j);
+                    warm_sc[t * BLOCK + j] = sv[j] < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
+                    u_sc[t * BLOCK + j] = ht[j] - shift;
+                    du_sc[t * BLOCK + j] = ht[j] - vp[j];
+                    fired_sc[t * BLOCK + j] = of;
+                }
+            }
         } else {
             REAL sv[BLOCK];
             const REAL *table = tb; /* for TB() */
@@ -264,41 +300,53 @@ static inline __attribute__((always_inline)) void FN(bwd_blocks)(
                 }
         }
         /* constant flags at each call: one specialised, vectorized copy of the loop per mode */
-        if (warmup && psc)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 1);
+        if (host && warmup)
+            nonfinite += FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset,
+                                       1, 0, host->scale, 1);
+        else if (host)
+            nonfinite += FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset,
+                                       0, 0, host->scale, 1);
+        else if (warmup && psc)
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 1, 1, 0);
         else if (warmup)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 0);
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 0, 1, 0);
         else if (psc)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 1);
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 1, 1, 0);
         else
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 0);
+            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 0, 1, 0);
     }
+    return nonfinite;
 }
 
+/* Returns 1 if the scratch buffer could not be allocated, 2 if a scaled gradient (host) is not finite, else 0. */
 static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x,
-                         const REAL *u, const REAL *du, const uint8_t *o, REAL *gx,
+                         const REAL *u, const REAL *du, const uint8_t *o, const FN(host_trace) *host, REAL *gx,
                          const REAL *table, int per_neuron, int reset, int warmup, int psc)
 {
     REAL rep[N_ROWS * BLOCK];
+    REAL nonfinite = 0;
     REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 4 * sizeof(REAL));
     if (!sc) return 1;
     FN(replicate)(table, per_neuron, rep);
     switch (reset) {
     case RESET_ZERO:
-        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_ZERO, warmup, psc);
+        nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc, RESET_ZERO,
+                                   warmup, psc);
         break;
     case RESET_SUBTRACT:
-        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_SUBTRACT, warmup, psc);
+        nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc,
+                                   RESET_SUBTRACT, warmup, psc);
         break;
     case RESET_SUBTRACT_AFTER_LEAK:
-        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_SUBTRACT_AFTER_LEAK,
-                       warmup, psc);
+        nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc,
+                                   RESET_SUBTRACT_AFTER_LEAK, warmup, psc);
         break;
     default:
-        FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, gx, table, per_neuron, rep, sc, RESET_NONE, warmup, psc);
+        nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc, RESET_NONE,
+                                   warmup, psc);
     }
     free(sc);
-    return 0;
+    return nonfinite != 0 ? 2 : 0; /* NaN != 0 is true */
 }
 
 /* Entry points: split the blocks over nthreads (OpenMP when compiled with it).
@@ -336,11 +384,36 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
     {
         const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, gx, table, per_neuron,
-                             reset, warmup, psc);
+        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, 0, gx, table,
+                             per_neuron, reset, warmup, psc);
     }
 #else
-    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, gx, table, per_neuron, reset, warmup, psc);
+    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, 0, gx, table, per_neuron, reset, warmup, psc);
+#endif
+    return err;
+}
+
+/* Backward from a host's forward (reference.host_trace computed per block, never stored), dL/do given,
+ * the result times `scale`. Returns 1 if a scratch buffer could not be allocated, 2 (possibly with 1) if
+ * a written gradient is NaN or inf, else 0. */
+int FN(tssl_bwd_host)(int64_t T, int64_t N, const REAL *g, const REAL *h, const REAL *v0, const REAL *v_seq,
+                      const REAL *spikes, double shift, REAL *gx, const REAL *table, int per_neuron, int reset,
+                      int warmup, double scale, int nthreads)
+{
+    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
+    const FN(host_trace) host = {h, v0, v_seq, spikes, (REAL)shift, (REAL)scale};
+    int err = 0;
+    if (nthreads > nblk) nthreads = (int)nblk;
+    if (nthreads < 1) nthreads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
+    {
+        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, 0, 0, 0, 0, &host, gx, table,
+                             per_neuron, reset, warmup, 0);
+    }
+#else
+    err = FN(bwd_range)(T, N, 0, nblk, g, 0, 0, 0, 0, &host, gx, table, per_neuron, reset, warmup, 0);
 #endif
     return err;
 }
