@@ -9,7 +9,8 @@ cannot grow, while the rule still credits each spike (docs/algorithm.md). Either
 way a network can train to chance, or to a dead network, without an error.
 
 :class:`FiringWatch` counts the spikes a layer emits while it learns (one
-``count_nonzero`` and one in-place add per call, no host synchronisation) and
+``count_nonzero`` of bool spikes or one sum of 0/1 float spikes, and one in-place add per call, no host
+synchronisation) and
 looks at the count every :data:`WINDOW_STEPS` time steps (one synchronisation).
 :data:`WINDOWS` windows in a row with no spike at all, or with at least
 :data:`SATURATED` of the layer's neuron-steps spiking, give one
@@ -69,8 +70,13 @@ class FiringWatch:
         """Add a call's ``spikes`` (``steps`` time steps of the layer); look at the count once a window is full."""
         if self.warned or torch.compiler.is_compiling():
             return
-        fired = torch.count_nonzero(spikes.detach())
-        self._count = fired if self._count is None else self._count.add_(fired)
+        s = spikes.detach()
+        # 0/1 floats: their sum is the count, and one pass (count_nonzero on floats costs about 20 sums)
+        if s.is_floating_point():
+            fired = s.sum(dtype=torch.float64 if s.dtype == torch.float64 else torch.float32)
+        else:
+            fired = torch.count_nonzero(s)
+        self._count = fired.double() if self._count is None else self._count.add_(fired)
         self._slots += spikes.numel()
         self._steps += steps
         if self._steps >= WINDOW_STEPS:
