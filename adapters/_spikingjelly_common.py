@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Real
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -72,6 +72,7 @@ from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 from ._convert import observe_firing, sensitivity_cap_for
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
+           "charge_steps", "previous_membranes",
            "KINDS", "SURROGATE_IGNORED", "NON_BINARY"]
 
 SURROGATE_IGNORED = (
@@ -256,14 +257,36 @@ class SpikingJellyVersion:
     def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
         """Run the release's own forward over the detached ``x_seq`` ``[T, ...]``, updating the node's state.
 
-        Returns ``(spikes, v_prev, v_post)``, each ``[T, ...]``: the spikes, the
-        membrane entering each step and the membrane after each step's reset.
+        Returns ``(spikes, v0, v_seq)``: the spikes ``[T, ...]``, the membrane
+        entering the first step ``[...]`` and the membrane after each step's
+        reset ``[T, ...]`` (so the membrane entering step ``t >= 1`` is ``v_seq[t-1]``).
         """
         raise NotImplementedError
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
-        """The charged membrane ``h`` (before firing) with the release's charge formula (for the backward)."""
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
+        """The charged membrane ``h`` (before firing) with the release's charge formula (for the backward),
+        from the membranes :meth:`_lib_run` returned (:func:`charge_steps` applies a formula to them)."""
         raise NotImplementedError
+
+
+def previous_membranes(v0: Tensor, v_seq: Tensor) -> Tensor:
+    """``v_prev`` ``[T, ...]``: the membrane entering each step, ``v0`` then ``v_seq[:-1]`` (one copy)."""
+    return torch.cat((v0.unsqueeze(0), v_seq[:-1]))
+
+
+def charge_steps(formula: Callable[[Tensor, Tensor, Optional[Tensor]], Tensor], x_seq: Tensor, v0: Tensor,
+                 v_seq: Tensor) -> Tensor:
+    """``h[t] = formula(x[t], v_prev[t])`` for a whole sequence without building ``v_prev``.
+
+    ``formula(x, v, out)`` is a charge equation, element-wise, that writes its last operation into ``out``
+    (a new tensor where ``out`` is None); it runs once on the first step (from ``v0``) and once on the
+    others (from ``v_seq[:-1]``), straight into one ``h``, so the values are the formula's on ``v_prev``.
+    """
+    h0 = formula(x_seq[:1], v0.unsqueeze(0), None)
+    h = torch.empty((x_seq.shape[0],) + tuple(h0.shape[1:]), dtype=h0.dtype, device=h0.device)
+    h[:1] = h0
+    formula(x_seq[1:], v_seq[:-1], h[1:])
+    return h
 
 
 class TSSLNodeMixin:
@@ -292,7 +315,12 @@ class TSSLNodeMixin:
         w = getattr(self, "w", None) if self._TSSL_KIND == "plif" else None
         return x.requires_grad or (isinstance(w, Tensor) and w.requires_grad)
 
-    def _tssl_input(self, x: Tensor, v_prev: Tensor, vr: float, scale: float) -> Tuple[Tensor, float]:
+    def _tssl_leak_learns(self) -> bool:
+        """A learnable leak (PLIF's ``w``) needs a gradient: :meth:`_tssl_input` builds the leak current."""
+        w = getattr(self, "w", None) if self._TSSL_KIND == "plif" else None
+        return w is not None and w.requires_grad and torch.is_grad_enabled()
+
+    def _tssl_input(self, x: Tensor, v_prev: Optional[Tensor], vr: float, scale: float) -> Tuple[Tensor, float]:
         """``(tensor, scale)``: the tensor that receives ``dL/dx``, and the factor from the rule's current to it.
 
         For fixed time constants that is the input itself (``x / tau`` enters the
@@ -302,14 +330,14 @@ class TSSLNodeMixin:
         ``I = sigmoid(w) (x - (v - V_r))`` (``decay_input=True``) or
         ``I = x - sigmoid(w) (v - V_r)``, built here with autograd so that
         ``dL/dw = sum_t dL/dI[t] dI[t]/dw`` and ``dL/dx = dL/dI dI/dx``; the
-        membrane ``v`` itself stays detached (the rule carries its gradient).
+        membrane ``v`` itself stays detached (the rule carries its gradient). ``v_prev``, the membrane
+        entering each step, is read only then (None elsewhere).
         """
         cd = _compute_dtype(x)
         xc = x if x.dtype == cd else x.to(cd)
-        w = getattr(self, "w", None) if self._TSSL_KIND == "plif" else None
-        if w is None or not (w.requires_grad and torch.is_grad_enabled()):
+        if not self._tssl_leak_learns():
             return xc, scale
-        q = torch.sigmoid(w).to(cd)
+        q = torch.sigmoid(self.w).to(cd)
         shifted = v_prev.detach().to(cd) - vr
         return (q * (xc - shifted) if self.decay_input else xc - shifted * q), 1.0
 
@@ -327,17 +355,18 @@ class TSSLNodeMixin:
             raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
         self._tssl_check_common()
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
-        spikes, v_prev, v_post = self._lib_run(x_seq.detach(), single=False)
+        spikes, v0, v_post = self._lib_run(x_seq.detach(), single=False)
         self._tssl_state = None
         if not self._tssl_learns(x_seq):
             return spikes
         with torch.no_grad():
-            h = self._lib_charge(x_seq.detach(), v_prev)
+            h = self._lib_charge(x_seq.detach(), v0, v_post)
+        v_prev = previous_membranes(v0, v_post) if self._tssl_leak_learns() else None
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         k = lif_constants(current, tau_m, self.tau_s, thr, reset, self.warmup_width,
                           sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
         # the trace (u = h - V_r, du = h - v_prev, o = spikes != 0) is built inside the core's backward
-        out = spikes_with_host_grad(current, HostTrace(h, v_prev[0], v_post, spikes, vr), k, warmup=self.warmup,
+        out = spikes_with_host_grad(current, HostTrace(h, v0, v_post, spikes, vr), k, warmup=self.warmup,
                                     input_scale=scale)
         observe_firing(self, spikes, steps=spikes.shape[0])
         self._tssl_guard_membrane(current)
@@ -350,18 +379,18 @@ class TSSLNodeMixin:
             return self._tssl_scalar_step(x)
         self._tssl_check_common()
         tau_m, scale, thr, reset, vr = self._tssl_mapping()
-        spikes, v_prev, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
+        spikes, v0, v_post = self._lib_run(x.detach().unsqueeze(0), single=True)
         spike = spikes[0]
         state = self._tssl_current_state(x)
         if not (self._tssl_learns(x) or (torch.is_grad_enabled() and state.trace.requires_grad)):
             self._tssl_state = next_state(state, spike != 0, 1.0 / self.tau_s)
             return spike
         with torch.no_grad():
-            h = self._lib_charge(x.detach().unsqueeze(0), v_prev)
-            u, du, o = host_trace(HostTrace(h, v_prev[0], v_post, spikes, vr), _compute_dtype(x))
+            h = self._lib_charge(x.detach().unsqueeze(0), v0, v_post)
+            u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), _compute_dtype(x))
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
                           sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
-        current, scale = self._tssl_input(x, v_prev[0], vr, scale)
+        current, scale = self._tssl_input(x, v0, vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup, input_scale=scale)
         observe_firing(self, o[0])

@@ -21,7 +21,7 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
-from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, init_tssl
+from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, charge_steps, init_tssl
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
 
@@ -47,26 +47,24 @@ class _V014Engine(SpikingJellyVersion):
         lib_check(self)
 
     def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
-        """Run 0.0.0.0.14's own forward over ``x_seq`` ([T, ...], detached); returns ``(spikes, v_prev, v_post)``."""
+        """Run 0.0.0.0.14's own forward over ``x_seq`` ([T, ...], detached); returns ``(spikes, v0, v_post)``."""
         original = type(self)._ORIGINAL
         with torch.no_grad():
             self.v_float_to_tensor(x_seq[0])
             if isinstance(self.v, Tensor) and self.v.requires_grad:
                 self.v = self.v.detach()
             if single or self.training or not self._EVAL_LOOP:
-                spikes, v_prev, v_post = [], [], []
+                v0, spikes, v_post = self.v, [], []
                 for t in range(x_seq.shape[0]):
-                    v_prev.append(self.v)
                     spikes.append(original.single_step_forward(self, x_seq[t]))
                     v_post.append(self.v)
-                spikes, v_prev, v_post = torch.stack(spikes), torch.stack(v_prev), torch.stack(v_post)
+                spikes, v_post = torch.stack(spikes), torch.stack(v_post)
             else:
                 v0 = self.v
                 spikes, self.v, v_post = self._eval_loop()(x_seq, v0, *self._eval_args())
-                v_prev = torch.cat((v0.unsqueeze(0), v_post[:-1]))
         if not single and self.store_v_seq:
             self.v_seq = v_post
-        return spikes, v_prev, v_post
+        return spikes, v0, v_post
 
     def _eval_loop(self):
         reset = "soft" if self.v_reset is None else "hard"
@@ -101,16 +99,19 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     def _eval_extra(self) -> tuple:
         return (self.tau,)
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """0.0.0.0.14 charge, as ``neuronal_charge`` (training) or the eval TorchScript loops compute it."""
-        x = x_seq.to(v_prev.dtype)
         vr, tau = self.v_reset, self.tau
         reset0 = vr is None or vr == 0.0
-        if self.decay_input:
-            return v_prev + (x - v_prev) / tau if reset0 else v_prev + (x - (v_prev - vr)) / tau
-        if vr is None or (reset0 and self.training):
-            return v_prev * (1.0 - 1.0 / tau) + x
-        return v_prev - (v_prev - vr) / tau + x
+        if self.decay_input and reset0:
+            formula = lambda x, v, out: torch.add(v, (x.to(v.dtype) - v) / tau, out=out)  # noqa: E731
+        elif self.decay_input:
+            formula = lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - vr)) / tau, out=out)  # noqa: E731
+        elif vr is None or (reset0 and self.training):
+            formula = lambda x, v, out: torch.add(v * (1.0 - 1.0 / tau), x.to(v.dtype), out=out)  # noqa: E731
+        else:
+            formula = lambda x, v, out: torch.add(v - (v - vr) / tau, x.to(v.dtype), out=out)  # noqa: E731
+        return charge_steps(formula, x_seq, v0, v_seq)
 
 
 class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
@@ -134,9 +135,9 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
     def _eval_extra(self) -> tuple:
         return ()
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """0.0.0.0.14 IF charge: ``v + x``."""
-        return v_prev + x_seq.to(v_prev.dtype)
+        return charge_steps(lambda x, v, out: torch.add(v, x.to(v.dtype), out=out), x_seq, v0, v_seq)
 
 
 class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
@@ -161,15 +162,20 @@ class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode
         lib_check(self)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """0.0.0.0.14 PLIF ``neuronal_charge`` with ``q = sigmoid(w)``."""
-        x = x_seq.to(v_prev.dtype)
-        q = self.w.detach().sigmoid().to(v_prev.dtype)
+        q = self.w.detach().sigmoid().to(v0.dtype)
         vr = self.v_reset
         reset0 = vr is None or vr == 0.0
-        if self.decay_input:
-            return v_prev + (x - v_prev) * q if reset0 else v_prev + (x - (v_prev - vr)) * q
-        return v_prev * (1.0 - q) + x if reset0 else v_prev - (v_prev - vr) * q + x
+        if self.decay_input and reset0:
+            formula = lambda x, v, out: torch.add(v, (x.to(v.dtype) - v) * q, out=out)  # noqa: E731
+        elif self.decay_input:
+            formula = lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - vr)) * q, out=out)  # noqa: E731
+        elif reset0:
+            formula = lambda x, v, out: torch.add(v * (1.0 - q), x.to(v.dtype), out=out)  # noqa: E731
+        else:
+            formula = lambda x, v, out: torch.add(v - (v - vr) * q, x.to(v.dtype), out=out)  # noqa: E731
+        return charge_steps(formula, x_seq, v0, v_seq)
 
 
 #: original SpikingJelly class -> TSSL-BP class (exact types).

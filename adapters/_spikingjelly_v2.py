@@ -19,7 +19,8 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from tssl_plugin.rule import WARMUP_WIDTH
 
-from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, init_tssl
+from ._spikingjelly_common import (DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, charge_steps,
+                                   init_tssl)
 
 __all__ = ["TSSLLIFNode", "TSSLIFNode", "TSSLParametricLIFNode", "TSSLCUBALIFNode", "TSSLSimpleLIFNode",
            "TSSLSimpleIFNode", "ORIGINALS", "lib_check", "DETACH_RESET_NOTE"]
@@ -44,8 +45,8 @@ class _V2Engine(SpikingJellyVersion):
     def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
         """Run SpikingJelly's own transition over ``x_seq`` ([T, ...], detached), update ``v``/``v_seq``.
 
-        Returns ``(spikes, v_prev, v_post)``, each ``[T, ...]``: the spikes, the
-        membrane entering each step and the membrane after each step's reset.
+        Returns ``(spikes, v0, v_post)``: the spikes ``[T, ...]``, the membrane
+        entering the first step and the membrane after each step's reset ``[T, ...]``.
         """
         if single:
             states = self.materialize_states((x_seq[0],), tuple(self._memories.values()), "s")
@@ -60,8 +61,7 @@ class _V2Engine(SpikingJellyVersion):
                 self._append_v_seq(v_final)
         else:
             self.v_seq = v_post if self.store_v_seq else None
-        v_prev = torch.cat((v0.unsqueeze(0), v_post[:-1]))
-        return spikes, v_prev, v_post
+        return spikes, v0, v_post
 
     # SpikingJelly's functional API threads explicit states; the TSSL-BP carry is not one of them.
     def functional_forward(self, *args: Any, **kwargs: Any):
@@ -103,13 +103,14 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
             self.surrogate_function, self.detach_reset, True)
         return spikes, v_final, v_post
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """SpikingJelly 2.x charge: ``v + (x - (v - V_r)) / tau`` or ``v - (v - V_r) / tau + x``."""
-        x = x_seq.to(v_prev.dtype)
         rv = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
         if self.decay_input:
-            return v_prev + (x - (v_prev - rv)) / self.tau
-        return v_prev - (v_prev - rv) / self.tau + x
+            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - rv)) / tau, out=out),
+                                x_seq, v0, v_seq)
+        return charge_steps(lambda x, v, out: torch.add(v - (v - rv) / tau, x.to(v.dtype), out=out), x_seq, v0, v_seq)
 
 
 class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
@@ -130,9 +131,9 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
             x_seq, v0, self.v_threshold, self.v_reset, self.surrogate_function, self.detach_reset, True)
         return spikes, v_final, v_post
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """SpikingJelly 2.x IF charge: ``v + x``."""
-        return v_prev + x_seq.to(v_prev.dtype)
+        return charge_steps(lambda x, v, out: torch.add(v, x.to(v.dtype), out=out), x_seq, v0, v_seq)
 
 
 class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
@@ -162,14 +163,14 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
             self.surrogate_function, self.detach_reset, True)
         return spikes, v_final, v_post
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """SpikingJelly 2.x PLIF charge with ``q = sigmoid(w)``: ``v + (x - (v - V_r)) q`` or ``v - (v - V_r) q + x``."""
-        x = x_seq.to(v_prev.dtype)
-        q = self.w.detach().sigmoid().to(v_prev.dtype)  # as SpikingJelly: q in the dtype of w
+        q = self.w.detach().sigmoid().to(v0.dtype)  # as SpikingJelly: q in the dtype of w
         rv = 0.0 if self.v_reset is None else self.v_reset
         if self.decay_input:
-            return v_prev + (x - (v_prev - rv)) * q
-        return v_prev - (v_prev - rv) * q + x
+            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - rv)) * q, out=out),
+                                x_seq, v0, v_seq)
+        return charge_steps(lambda x, v, out: torch.add(v - (v - rv) * q, x.to(v.dtype), out=out), x_seq, v0, v_seq)
 
 
 class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
@@ -236,11 +237,10 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
         """SpikingJelly's own ``CUBALIFNode`` step over ``x_seq`` (detached), updating ``v``, ``c`` and ``v_seq``."""
         inputs = (x_seq[0],) if single else (x_seq,)
         v0, c0 = self.materialize_states(inputs, tuple(self._memories.values()), "s" if single else "m")[:2]
-        spikes, v_prev, v_post, cs = [], [], [], []
+        spikes, v_post, cs = [], [], []
         with torch.no_grad():
             v, c = v0.detach(), c0.detach()
             for t in range(x_seq.shape[0]):
-                v_prev.append(v)
                 (spike,), (v, c) = neuron.CUBALIFNode.single_step_functional_forward(self, (x_seq[t],), (v, c))
                 spikes.append(spike)
                 v_post.append(v)
@@ -253,13 +253,15 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
                 self._append_v_seq(v)
         else:
             self.v_seq = v_post_seq if self.store_v_seq else None
-        return torch.stack(spikes), torch.stack(v_prev), v_post_seq
+        return torch.stack(spikes), v0.detach(), v_post_seq
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """SpikingJelly 2.x CUBA charge ``v * v_decay + c`` (``c`` as the library computed it)."""
-        return v_prev * self.v_decay + self._tssl_cuba[1].to(v_prev.dtype)
+        v_decay = self.v_decay
+        return charge_steps(lambda c, v, out: torch.add(v * v_decay, c.to(v.dtype), out=out), self._tssl_cuba[1],
+                            v0, v_seq)
 
-    def _tssl_input(self, x: Tensor, v_prev: Tensor, vr: float, scale: float) -> Tuple[Tensor, float]:
+    def _tssl_input(self, x: Tensor, v_prev: Optional[Tensor], vr: float, scale: float) -> Tuple[Tensor, float]:
         """The synaptic current ``c`` rebuilt with autograd (the same operations as SpikingJelly's), scale 1.
 
         Its last value becomes the node's ``c`` memory, carrying the graph into the next call as
@@ -315,11 +317,11 @@ class _SimpleEngine(SpikingJellyVersion):
         lib_check(self)
 
     def _lib_run(self, x_seq: Tensor, single: bool) -> Tuple[Tensor, Tensor, Tensor]:
-        spikes, v_prev, v_post, hs = [], [], [], []
+        spikes, v_post, hs = [], [], []
+        v = self.v  # a float until the first step, as SpikingJelly keeps it
+        v0 = v.detach() if isinstance(v, Tensor) else torch.full_like(x_seq[0], v)
         with torch.no_grad():
             for x in x_seq:
-                v = self.v  # a float until the first step, as SpikingJelly keeps it
-                v_prev.append(v if isinstance(v, Tensor) else torch.full_like(x, v))
                 self.neuronal_charge(x)
                 hs.append(self.v)
                 spike = self.neuronal_fire()
@@ -327,9 +329,9 @@ class _SimpleEngine(SpikingJellyVersion):
                 spikes.append(spike)
                 v_post.append(self.v)
         self._tssl_h = torch.stack(hs)
-        return torch.stack(spikes), torch.stack(v_prev), torch.stack(v_post)
+        return torch.stack(spikes), v0, torch.stack(v_post)
 
-    def _lib_charge(self, x_seq: Tensor, v_prev: Tensor) -> Tensor:
+    def _lib_charge(self, x_seq: Tensor, v0: Tensor, v_seq: Tensor) -> Tensor:
         """The node's own charged membrane, as its ``neuronal_charge`` computed it in :meth:`_lib_run`."""
         h, self._tssl_h = self._tssl_h, None
         return h
