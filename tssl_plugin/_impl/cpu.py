@@ -375,15 +375,14 @@ def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: 
     :func:`~tssl_plugin._impl.reference.host_trace` per block inside the kernel; ``finite`` tells whether every
     ``grad_x`` is finite (checked while writing it). Other dtypes, shapes or a tensor ``scale``: the trace is
     materialised and :meth:`CpuImpl.backward_from_trace` runs (``finite`` None)."""
-    from . import reference as _ref
+    from . import backward_from_host_trace
 
     h, v0, v_seq, spikes = host.h, host.v0, host.v_seq, host.spikes
     dt = h.dtype
     if (isinstance(scale, Tensor) or dt not in (torch.float32, torch.float64)
             or any(t.dtype != dt for t in (v0, v_seq, spikes)) or v_seq.shape != h.shape
             or spikes.shape != h.shape or v0.shape != h.shape[1:]):
-        u, du, o = _ref.host_trace(host, _compute_dtype(dt))
-        return CpuImpl.backward_from_trace(grad, u, du, o, k, warmup, False) * scale, None
+        return backward_from_host_trace(CpuImpl, grad, host, k, warmup, scale)
     hc = h.contiguous()
     table, per_neuron = pack_params(k, hc)
     g = _as(grad, dt)
