@@ -36,6 +36,12 @@ def lib_check(node: Any, label: str = "") -> None:
         )
 
 
+def _shifted(v: Tensor, rv: float) -> Tensor:
+    """``v - V_r`` as SpikingJelly computes it; ``v`` itself for ``V_r = 0`` (``v - 0.0`` is ``v`` bit for bit,
+    signed zeros, NaN and inf included), which saves a pass."""
+    return v if rv == 0.0 else v - rv
+
+
 class _V2Engine(SpikingJellyVersion):
     """``_lib_run`` / ``_lib_charge`` with SpikingJelly 2.x arithmetic."""
 
@@ -108,9 +114,10 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
         rv = 0.0 if self.v_reset is None else self.v_reset
         tau = self.tau
         if self.decay_input:
-            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - rv)) / tau, out=out),
+            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - _shifted(v, rv)) / tau, out=out),
                                 x_seq, v0, v_seq)
-        return charge_steps(lambda x, v, out: torch.add(v - (v - rv) / tau, x.to(v.dtype), out=out), x_seq, v0, v_seq)
+        return charge_steps(lambda x, v, out: torch.add(v - _shifted(v, rv) / tau, x.to(v.dtype), out=out),
+                            x_seq, v0, v_seq)
 
 
 class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
@@ -168,9 +175,10 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
         q = self.w.detach().sigmoid().to(v0.dtype)  # as SpikingJelly: q in the dtype of w
         rv = 0.0 if self.v_reset is None else self.v_reset
         if self.decay_input:
-            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - (v - rv)) * q, out=out),
+            return charge_steps(lambda x, v, out: torch.add(v, (x.to(v.dtype) - _shifted(v, rv)) * q, out=out),
                                 x_seq, v0, v_seq)
-        return charge_steps(lambda x, v, out: torch.add(v - (v - rv) * q, x.to(v.dtype), out=out), x_seq, v0, v_seq)
+        return charge_steps(lambda x, v, out: torch.add(v - _shifted(v, rv) * q, x.to(v.dtype), out=out),
+                            x_seq, v0, v_seq)
 
 
 class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
