@@ -83,13 +83,13 @@ def layout_edge_cases(impl, device="cpu"):
 
 
 def from_trace(impl_obj, device="cpu", full=True):
-    modes = itertools.product(RESETS, (True, False), (True, False)) if full else [(r, True, False) for r in RESETS]
-    for i, (reset, warmup, psc) in enumerate(modes):
+    modes = itertools.product(RESETS, (True, False)) if full else [(r, True) for r in RESETS]
+    for i, (reset, warmup) in enumerate(modes):
         x, g = random_case(11 if full else 4, (2, 30), torch.float64, 200 + i, device)
         k = lif_constants(x, reset=reset)
         o, _, (u, du, o2) = _ReferenceImpl.forward(x, k, True)
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup, psc)
-        got = impl_obj.backward_from_trace(g, u, du, o, k, warmup, psc)
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup)
+        got = impl_obj.backward_from_trace(g, u, du, o, k, warmup)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -110,8 +110,8 @@ def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
     for reset in RESETS:
         k = lif_constants(x, reset=reset, warmup_width=width)
         o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
-        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
+        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
                                    rtol=1e-12, atol=1e-12)
 
 
@@ -135,8 +135,8 @@ def sensitivity_caps(impl, impl_obj, cap=0.3, T=10, shape=(3, 20), device="cpu")
         o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
         if reset != "zero":
             assert bool((o & (u - du > k.threshold)).any())  # some spikes start above the threshold
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
-        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
+        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
                                    rtol=1e-12, atol=1e-12)
 
 
@@ -162,8 +162,8 @@ def ablations(impl, impl_obj, T=10, shape=(3, 20), device="cpu"):
         for reset in ("zero", "subtract_after_leak"):
             k = lif_constants(x, reset=reset, ablation=ablation)
             o, _, (u, du, _) = _ReferenceImpl.forward(2.0 * x, k, True)
-            want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True, False)
-            torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True, False), want,
+            want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
+            torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
                                        rtol=1e-12, atol=1e-12)
 
 

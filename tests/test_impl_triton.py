@@ -77,8 +77,9 @@ _SCRIPT = textwrap.dedent(
                 for one_pass_max_t in (32, 0):
                     triton_impl.ONE_PASS_MAX_T = one_pass_max_t
                     recomputed = triton_impl.TritonImpl.backward(gr, saved, k, warm, psc)
-                    given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm, psc)
-                    assert torch.equal(recomputed, given), (dt, reset, warm, psc, one_pass_max_t)
+                    if not psc:  # the given trace's entry point takes the gradient of the spikes
+                        given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm)
+                        assert torch.equal(recomputed, given), (dt, reset, warm, psc, one_pass_max_t)
                     got[one_pass_max_t] = recomputed
                 assert torch.equal(got[32], got[0]), (dt, reset, warm, psc)
     triton_impl.ONE_PASS_MAX_T = 32

@@ -16,7 +16,7 @@ from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
 from ._validation import (
-    as_param, check_bool, check_choice, check_gradient_finite, check_impl, check_param, check_sensitivity_cap,
+    as_param, check_bool, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
 )
 from .rule import (
@@ -93,7 +93,7 @@ def tssl_lif(
     check_choice(output, "output", OUTPUTS)
     check_bool(warmup, "warmup")
     check_choice(reset, "reset", RESETS)
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     shape = x.shape[1:]
     tm = check_param(tau_m, "tau_m", shape)
     ts = check_param(tau_s, "tau_s", shape)
@@ -167,7 +167,7 @@ def spikes_with_tssl_grad(
     (:func:`tssl_plugin.stepwise.tssl_step`), so a whole sequence and a step
     loop get the same gradients.
     """
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     check_ablation(k.ablation, k.reset, warmup)
     if torch.is_grad_enabled() and x.requires_grad:
         return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(),
@@ -191,7 +191,7 @@ def last_impl(device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Option
 
 def resolve_impl(x: Tensor, impl: str = "auto") -> str:
     """The implementation a :func:`tssl_lif` call on ``x`` with this ``impl`` would use now."""
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     return _impl.select(impl, x).name
 
 

@@ -18,9 +18,10 @@ and, with the constants given as :class:`~tssl_plugin.rule.LIFConstants`
 ``forward(x, k, save) -> (o, s, saved)``
     spikes ``o`` (bool) and trace ``s``; ``saved`` is what ``backward`` needs;
 ``backward(grad, saved, k, warmup, psc_output) -> grad_x``;
-``backward_from_trace(grad, u, du, o, k, warmup, psc_output) -> grad_x``
+``backward_from_trace(grad, u, du, o, k, warmup) -> grad_x``
     the same from a forward trace computed elsewhere (the adapters run their
-    library's own forward arithmetic and hand over ``u``, ``du``, ``o``);
+    library's own forward arithmetic and hand over ``u``, ``du``, ``o``; the
+    gradient is taken with respect to the spikes, ``psc_output=False``);
 
 and one time step of the step-wise node (:mod:`tssl_plugin.stepwise`), each one
 fused pass in the fused implementations:
@@ -53,7 +54,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validation import check_finite
+from .._types import compute_dtype
+from .._validation import check_choice, check_finite
 from ..rule import LIFConstants, lif_constants
 from . import reference as _ref
 
@@ -67,7 +69,7 @@ class _ReferenceImpl:
 
     @staticmethod
     def _constants(x: Tensor, params) -> Tuple[Tensor, LIFConstants]:
-        xc = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        xc = x.to(compute_dtype(x.dtype))
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)
 
@@ -96,10 +98,14 @@ class _ReferenceImpl:
         if len(saved) == 1:  # only x: recompute the trace
             tr = _ref.forward_sequence(saved[0], k)
             saved = (tr.u, tr.du, tr.o)
-        return _ReferenceImpl.backward_from_trace(grad, *saved, k, warmup, psc_output)
+        return _ReferenceImpl._backward_trace(grad, *saved, k, warmup, psc_output)
 
     @staticmethod
-    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
+        return _ReferenceImpl._backward_trace(grad, u, du, o, k, warmup, False)
+
+    @staticmethod
+    def _backward_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
         return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
 
@@ -151,6 +157,8 @@ def _load_triton():
 
 register("cpu", _load_cpu, auto_priority=0)
 register("triton", _load_triton, auto_priority=1)
+#: Triton's interpreter runs its kernels on CPU tensors; triton reads this variable when it is first imported.
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 #: what each fused implementation serves (a loader failure there means a fallback for that device).
 _SERVES = {"cpu": ("cpu",), "triton": ("cuda",)}
 
@@ -158,6 +166,11 @@ _SERVES = {"cpu": ("cpu",), "triton": ("cuda",)}
 def names() -> Tuple[str, ...]:
     """Names accepted by ``impl=``."""
     return ("auto",) + tuple(_REGISTRY)
+
+
+def check_impl(name: object) -> str:
+    """``impl=`` must name a registered implementation or ``"auto"`` (ValueError naming the choices)."""
+    return check_choice(name, "impl", names())
 
 
 def _warn_fallback(device_type: str, reason: str) -> None:
@@ -175,7 +188,7 @@ def _resolve_auto(x: Tensor):
         if cand == "reference":
             continue
         serves = x.device.type in _SERVES.get(cand, (x.device.type,))
-        if not serves and not (cand == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
+        if not serves and not (cand == "triton" and TRITON_INTERPRET):
             continue  # e.g. no C kernel build for a CUDA input (the interpreter runs Triton on the CPU)
         failed = _RUNTIME_FAILURES.get((cand, x.device.type))
         if failed is not None:
@@ -208,9 +221,7 @@ def select(name: str, x: Tensor):
         if impl is None:
             impl = _AUTO_CHOICE[key] = _resolve_auto(x)
         return impl
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown impl {name!r}; expected one of {', '.join(names())}")
-    impl = _REGISTRY[name]()
+    impl = _REGISTRY[check_impl(name)]()
     if not impl.available(x):
         raise ValueError(f"impl {name!r} cannot run on this input ({x.device.type}, {x.dtype})")
     return impl
@@ -259,4 +270,4 @@ def _reset_for_tests() -> None:
     _LAST_USED.clear()
 
 
-__all__ = ["LIFConstants", "register", "names", "select", "call", "last_used"]
+__all__ = ["LIFConstants", "register", "names", "check_impl", "select", "call", "last_used"]
