@@ -14,7 +14,7 @@ from tssl_plugin import _impl
 from tssl_plugin._impl import cpu
 from tssl_plugin.functional import last_impl, lif_constants, resolve_impl, tssl_lif
 
-import test_impl_cases as cases
+import impl_cases as cases
 
 try:
     cpu.load()

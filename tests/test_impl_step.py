@@ -4,7 +4,7 @@ node dispatches to them in eager mode."""
 import pytest
 import torch
 
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin.rule import lif_constants
 from tssl_plugin.stepwise import initial_state, tssl_step

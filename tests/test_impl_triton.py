@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import test_impl_cases as cases
+import impl_cases as cases
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ _SCRIPT = textwrap.dedent(
     import os, sys, torch
     assert os.environ["TRITON_INTERPRET"] == "1"
     sys.path.insert(0, {tests!r})
-    import test_impl_cases as cases
+    import impl_cases as cases
     from tssl_plugin import _impl
     from tssl_plugin._impl import reference, triton_impl
     from tssl_plugin.functional import lif_constants, tssl_lif

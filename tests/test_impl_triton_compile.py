@@ -195,7 +195,7 @@ def test_kernel_variant_compiles(case, two_pass, kind, arch, monkeypatch):
 
 def _step_case(case):
     """The two launches of one step (forward bookkeeping, backward) for a STEP case, on CPU tensors."""
-    import test_impl_cases as cases
+    import impl_cases as cases
 
     name, dtype, reset, kind, warmup, has_h, has_extra, spike_dtype = case
     shape = (1, 1) if name.endswith("N1") else (3, 700)

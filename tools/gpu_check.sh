@@ -148,7 +148,7 @@ cat >"$WORK/exact.py" <<'PYEOF'
 """impl='triton' against impl='reference' on CUDA (compiled kernels, no interpreter)."""
 import itertools, sys, time, traceback
 import torch
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin.functional import tssl_lif, lif_constants, last_impl
 from tssl_plugin._impl import _ReferenceImpl, reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
@@ -176,22 +176,20 @@ if not torch.cuda.is_available():
     print("CHECK exact: SKIP (no CUDA)")
     sys.exit(0)
 DEV = "cuda"
-TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
 def compare(x, g, **kw):
     yr, gr = cases.run("reference", x, g, **kw)
     yt, gt = cases.run("triton", x, g, **kw)
     torch.cuda.synchronize()
-    tol = TOL[x.dtype]
     assert yt.dtype == x.dtype and gt.dtype == x.dtype, f"dtypes {yt.dtype} {gt.dtype}"
     dy = (yt.double() - yr.double()).abs().max().item() if yt.numel() else 0.0
     dg = (gt.double() - gr.double()).abs().max().item() if gt.numel() else 0.0
     if kw.get("output") == "spike":
         flips = int((yt != yr).sum())
         assert flips == 0, f"{flips} spikes differ; max|dgx|={dg:.2e}"
-    torch.testing.assert_close(yt, yr, rtol=tol, atol=tol)
-    torch.testing.assert_close(gt, gr, rtol=tol, atol=tol)
+    torch.testing.assert_close(yt, yr, **cases.tol(x.dtype))
+    torch.testing.assert_close(gt, gr, **cases.tol(x.dtype))
     return f"max|dy|={dy:.1e} max|dgx|={dg:.1e}"
 
 
@@ -518,7 +516,7 @@ import torch
 if not torch.cuda.is_available():
     print("CHECK step kernels: SKIP (no CUDA)")
     sys.exit(0)
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin._impl.triton_impl import TritonImpl
 from tssl_plugin.rule import lif_constants
