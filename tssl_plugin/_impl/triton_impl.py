@@ -189,6 +189,26 @@ def _warmup_surrogate(G, u, th, width):
 
 
 @triton.jit
+def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, cap, a_c, a_j,
+                    RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr):
+    """One step of the backward walk over time, shared by both backward kernels (reference.backward_sequence):
+    the upstream ``G`` (``g``, or for a PSC output its adjoint ``acc = g its + (1 - its) acc``), the carry
+    ``h = delta[t]`` from ``delta[t+1]``, and ``dL/dx[t]`` (the warm-up surrogate where ``warm``).
+
+    Returns ``(dL/dx[t], h, acc)``."""
+    if PSC:
+        acc = g * its + decs * acc
+        G = acc
+    else:
+        G = g
+    h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
+    out = h
+    if WARMUP:
+        out = tl.where(warm, _warmup_surrogate(G, u, th, ww), h)
+    return out, h, acc
+
+
+@triton.jit
 def _forward_kernel(x_ptr, spikes_ptr, trace_ptr, table_ptr, nonfinite_ptr, T, N,
                     RESET: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
                     STORE_SPIKES: tl.constexpr, STORE_TRACE: tl.constexpr, FINITE_MAX: tl.constexpr,
@@ -257,15 +277,8 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
         flags = tl.load(flags_ptr + idx, mask=mask, other=0)
         of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
-        if PSC:
-            acc = g * its + decs * acc
-            G = acc
-        else:
-            G = g
-        h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
-        out = h
-        if WARMUP:
-            out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th, ww), h)
+        out, h, acc = _walk_back_step(g, h, acc, u, du, of, (flags & 2) != 0, itm, beta, its, decs, th, thb, ww,
+                                      cap, a_c, a_j, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -313,15 +326,8 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
         else:
             u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
             du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
-        if PSC:
-            acc = g * its + decs * acc
-            G = acc
-        else:
-            G = g
-        h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thb, cap, a_c, a_j, RESET)
-        out = h
-        if WARMUP:
-            out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th, ww), h)
+        out, h, acc = _walk_back_step(g, h, acc, u, du, fired_seq[T - 1 - i], warm_seq[T - 1 - i], itm, beta, its,
+                                      decs, th, thb, ww, cap, a_c, a_j, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
