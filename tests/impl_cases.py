@@ -9,7 +9,7 @@ import torch
 
 from tssl_plugin.functional import lif_constants, tssl_lif
 from tssl_plugin._impl import _ReferenceImpl
-from tssl_plugin.rule import RESETS
+from tssl_plugin.rule import OUTPUTS, RESETS
 
 DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
 #: how far an implementation's output and gradient may be from the reference's, per input dtype (relative and
@@ -49,29 +49,77 @@ def random_case(T, shape, dtype, seed, device="cpu"):
     return x.to(device), g.to(device)
 
 
-def all_modes(impl, T=12, shape=(3, 40), dtypes=(torch.float64, torch.float32), device="cpu"):
-    for i, (dtype, reset, warmup, output) in enumerate(
-        itertools.product(dtypes, RESETS, (True, False), ("psc", "spike"))
-    ):
-        x, g = random_case(T, shape, dtype, i, device)
-        check_against_reference(impl, x, g, reset=reset, warmup=warmup, output=output)
+F64, F32 = torch.float64, torch.float32
+#: every output mode of a layer: (reset, warm-up, output).
+MODES = list(itertools.product(RESETS, (True, False), OUTPUTS))
+
+
+def case_id(*parts) -> str:
+    """A test id naming each part of a case: dtypes by name, warm-up as warmup/no-warmup."""
+    names = []
+    for p in parts:
+        if isinstance(p, torch.dtype):
+            names.append(str(p).replace("torch.", ""))
+        elif isinstance(p, bool):
+            names.append("warmup" if p else "no-warmup")
+        else:
+            names.append(str(p))
+    return "-".join(names)
+
+
+def params(cases) -> dict:
+    """``pytest.mark.parametrize`` keyword arguments for ``cases`` (tuples), each named by its parts (:func:`case_id`)
+    without its seed (the leading int)."""
+    return dict(argvalues=cases, ids=[case_id(*(p for p in c if type(p) is not int)) for c in cases])
+
+
+def mode_cases(dtypes=(F64, F32)):
+    """``(seed, dtype, reset, warmup, output)`` for every mode in each dtype (the seed: the case's index)."""
+    return [(i, d, *m) for i, (d, m) in enumerate(itertools.product(dtypes, MODES))]
+
+
+def mode_case(impl, seed, dtype, reset, warmup, output, T=12, shape=(3, 40), device="cpu"):
+    x, g = random_case(T, shape, dtype, seed, device)
+    check_against_reference(impl, x, g, reset=reset, warmup=warmup, output=output)
+
+
+def all_modes(impl, T=12, shape=(3, 40), dtypes=(F64, F32), device="cpu"):
+    for case in mode_cases(dtypes):
+        mode_case(impl, *case, T=T, shape=shape, device=device)
+
+
+#: a few per-neuron modes (the interpreter): every reset once.
+FEW_MODES = [(r, r != "none", "psc" if r in ("zero", "none") else "spike") for r in RESETS]
+
+
+def _per_neuron_data(T, device):
+    """Input, gradient and per-neuron tau_m (an IF neuron first), tau_s (per row) and threshold."""
+    x, g = random_case(T, (4, 6), F64, 100, device)
+    gen = torch.Generator().manual_seed(1)
+    tau_m = (2.0 + 6 * torch.rand(6, generator=gen, dtype=F64)).to(device)
+    tau_m[0] = float("inf")  # an IF neuron
+    tau_s = (1.5 + 3 * torch.rand(4, 1, generator=gen, dtype=F64)).to(device)
+    theta = (0.3 + torch.rand(4, 6, generator=gen, dtype=F64)).to(device)
+    return x, g, tau_m, tau_s, theta
+
+
+def per_neuron_case(impl, reset, warmup, output, T=10, device="cpu"):
+    x, g, tau_m, tau_s, theta = _per_neuron_data(T, device)
+    check_against_reference(impl, x, g, tau_m=tau_m, tau_s=tau_s, threshold=theta, reset=reset, warmup=warmup,
+                            output=output)
+
+
+def per_neuron_mixed(impl, T=10, device="cpu"):
+    """Only the threshold per neuron, float32."""
+    x, g, _, _, theta = _per_neuron_data(T, device)
+    check_against_reference(impl, x.float(), g.float(), threshold=theta[0].float(), reset="subtract")
 
 
 def per_neuron_params(impl, device="cpu", full=True):
-    x, g = random_case(10 if full else 4, (4, 6), torch.float64, 100, device)
-    gen = torch.Generator().manual_seed(1)
-    tau_m = (2.0 + 6 * torch.rand(6, generator=gen, dtype=torch.float64)).to(device)
-    tau_m[0] = float("inf")  # an IF neuron
-    tau_s = (1.5 + 3 * torch.rand(4, 1, generator=gen, dtype=torch.float64)).to(device)
-    theta = (0.3 + torch.rand(4, 6, generator=gen, dtype=torch.float64)).to(device)
-    modes = itertools.product(RESETS, (True, False), ("psc", "spike")) if full else [
-        (r, r != "none", "psc" if r in ("zero", "none") else "spike") for r in RESETS]
-    for reset, warmup, output in modes:
-        check_against_reference(impl, x, g, tau_m=tau_m, tau_s=tau_s, threshold=theta, reset=reset,
-                                warmup=warmup, output=output)
-    # mixed: only the threshold per neuron, float32
-    x32, g32 = x.float(), g.float()
-    check_against_reference(impl, x32, g32, threshold=theta[0].float(), reset="subtract")
+    T = 10 if full else 4
+    for mode in (MODES if full else FEW_MODES):
+        per_neuron_case(impl, *mode, T=T, device=device)
+    per_neuron_mixed(impl, T=T, device=device)
 
 
 def layout_edge_cases(impl, device="cpu"):
@@ -88,89 +136,141 @@ def layout_edge_cases(impl, device="cpu"):
     check_against_reference(impl, x0, g0)
 
 
+def _reference_trace(x, k):
+    """``(u, du, o)`` of the reference forward."""
+    o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
+    return u, du, o
+
+
+def check_from_trace(impl_obj, g, u, du, o, k, warmup=True):
+    """``impl_obj.backward_from_trace`` equals the reference's on the trace ``(u, du, o)``."""
+    want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup)
+    torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, warmup), want, rtol=1e-12, atol=1e-12)
+
+
+#: ``(seed, reset, warmup)`` of the from-trace checks.
+TRACE_CASES = [(200 + i, r, w) for i, (r, w) in enumerate(itertools.product(RESETS, (True, False)))]
+
+
+def from_trace_case(impl_obj, seed, reset, warmup, T=11, device="cpu"):
+    x, g = random_case(T, (2, 30), F64, seed, device)
+    k = lif_constants(x, reset=reset)
+    check_from_trace(impl_obj, g, *_reference_trace(x, k), k, warmup)
+
+
 def from_trace(impl_obj, device="cpu", full=True):
-    modes = itertools.product(RESETS, (True, False)) if full else [(r, True) for r in RESETS]
-    for i, (reset, warmup) in enumerate(modes):
-        x, g = random_case(11 if full else 4, (2, 30), torch.float64, 200 + i, device)
-        k = lif_constants(x, reset=reset)
-        o, _, (u, du, o2) = _ReferenceImpl.forward(x, k, True)
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup)
-        got = impl_obj.backward_from_trace(g, u, du, o, k, warmup)
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    cases = TRACE_CASES if full else [(200 + i, r, True) for i, r in enumerate(RESETS)]
+    for case in cases:
+        from_trace_case(impl_obj, *case, T=11 if full else 4, device=device)
+
+
+def _changes_reference(x, g, **kw):
+    """The option in ``kw`` changes the reference's gradient (else a kernel that ignored it would pass)."""
+    option = {k: v for k, v in kw.items() if k not in ("reset", "warmup", "output")}
+    rest = {k: v for k, v in kw.items() if k not in option}
+    assert not torch.equal(run("reference", x, g, **kw)[1], run("reference", x, g, **rest)[1]), option
+
+
+#: ``(seed, dtype, reset, output)`` of the warm-up width checks.
+WIDTH_CASES = [(400 + i, d, r, o) for i, (d, r, o) in enumerate(itertools.product((F64, F32), RESETS, OUTPUTS))]
+
+
+def warmup_width_case(impl, seed, dtype, reset, output, width=0.7, T=8, shape=(3, 20), device="cpu"):
+    """A warm-up width other than the reference's 0.2 (a run-time value in every kernel)."""
+    x, g = random_case(T, shape, dtype, seed, device)
+    check_against_reference(impl, x, g, reset=reset, output=output, warmup_width=width)
+    _changes_reference(x, g, reset=reset, output=output, warmup_width=width)
+
+
+def warmup_width_per_neuron(impl, width=0.7, T=8, shape=(3, 20), device="cpu"):
+    x, g = random_case(T, shape, F64, 420, device)
+    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(2), dtype=F64)).to(device)
+    check_against_reference(impl, x, g, threshold=theta, reset="subtract", output="spike", warmup_width=width)
+
+
+def warmup_width_from_trace(impl_obj, reset, width=0.7, T=8, shape=(3, 20), device="cpu"):
+    x, g = random_case(T, shape, F64, 420, device)
+    k = lif_constants(x, reset=reset, warmup_width=width)
+    check_from_trace(impl_obj, g, *_reference_trace(x, k), k)
 
 
 def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
-    """A warm-up width other than the reference's 0.2 (a run-time value in every kernel): every reset and
-    output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry point."""
-    changed = 0
-    for i, (dtype, reset, output) in enumerate(itertools.product((torch.float64, torch.float32), RESETS,
-                                                                  ("psc", "spike"))):
-        x, g = random_case(T, shape, dtype, 400 + i, device)
-        check_against_reference(impl, x, g, reset=reset, output=output, warmup_width=width)
-        changed += not torch.equal(run("reference", x, g, reset=reset, output=output, warmup_width=width)[1],
-                                   run("reference", x, g, reset=reset, output=output)[1])
-    assert changed == 16  # the width reaches every case: a kernel that ignored it would fail above
-    x, g = random_case(T, shape, torch.float64, 420, device)
-    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)).to(device)
-    check_against_reference(impl, x, g, threshold=theta, reset="subtract", output="spike", warmup_width=width)
+    """Every reset and output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry
+    point, with ``width``."""
+    kw = dict(width=width, T=T, shape=shape, device=device)
+    for case in WIDTH_CASES:
+        warmup_width_case(impl, *case, **kw)
+    warmup_width_per_neuron(impl, **kw)
     for reset in RESETS:
-        k = lif_constants(x, reset=reset, warmup_width=width)
-        o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
-        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
-                                   rtol=1e-12, atol=1e-12)
+        warmup_width_from_trace(impl_obj, reset, **kw)
+
+
+#: ``(seed, reset, output)`` of the sensitivity cap checks.
+CAP_CASES = [(500 + i, r, o) for i, (r, o) in enumerate(itertools.product(RESETS, OUTPUTS))]
+
+
+def sensitivity_cap_case(impl, seed, reset, output, cap=0.3, T=10, shape=(3, 20), device="cpu"):
+    """A sensitivity cap other than the reference's 8 (a run-time table row), on inputs strong enough that
+    subtraction resets start steps above the threshold (spikes with c = 0)."""
+    x, g = random_case(T, shape, F64, seed, device)
+    x = 2.5 * x
+    check_against_reference(impl, x, g, reset=reset, output=output, sensitivity_cap=cap)
+    _changes_reference(x, g, reset=reset, output=output, sensitivity_cap=cap)
+
+
+def sensitivity_cap_from_trace(impl_obj, reset, T=10, shape=(3, 20), device="cpu"):
+    """A per-neuron cap (1/threshold, as the snnTorch adapter gives) through the from-trace entry point."""
+    x, g = random_case(T, shape, F64, 520, device)
+    x = 2.5 * x
+    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(3), dtype=F64)).to(device)
+    k = lif_constants(x, threshold=theta, reset=reset)._replace(sensitivity_cap=1.0 / theta)
+    u, du, o = _reference_trace(x, k)
+    if reset != "zero":
+        assert bool((o & (u - du > k.threshold)).any())  # some spikes start above the threshold
+    check_from_trace(impl_obj, g, u, du, o, k)
 
 
 def sensitivity_caps(impl, impl_obj, cap=0.3, T=10, shape=(3, 20), device="cpu"):
-    """A sensitivity cap other than the reference's 8 (a run-time table row), per layer and per neuron, on
-    inputs strong enough that subtraction resets start steps above the threshold (spikes with c = 0):
-    every reset and output, float64, and the from-trace entry point."""
-    changed = 0
-    for i, (reset, output) in enumerate(itertools.product(RESETS, ("psc", "spike"))):
-        x, g = random_case(T, shape, torch.float64, 500 + i, device)
-        x = 2.5 * x
-        check_against_reference(impl, x, g, reset=reset, output=output, sensitivity_cap=cap)
-        changed += not torch.equal(run("reference", x, g, reset=reset, output=output, sensitivity_cap=cap)[1],
-                                   run("reference", x, g, reset=reset, output=output)[1])
-    assert changed == 8  # the cap reaches every case: a kernel that ignored it would fail above
-    x, g = random_case(T, shape, torch.float64, 520, device)
-    x = 2.5 * x
-    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)).to(device)
+    """Every reset and output, float64, per layer and per neuron (from the trace)."""
+    for case in CAP_CASES:
+        sensitivity_cap_case(impl, *case, cap=cap, T=T, shape=shape, device=device)
     for reset in RESETS:
-        k = lif_constants(x, threshold=theta, reset=reset)._replace(sensitivity_cap=1.0 / theta)
-        o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
-        if reset != "zero":
-            assert bool((o & (u - du > k.threshold)).any())  # some spikes start above the threshold
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
-        torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
-                                   rtol=1e-12, atol=1e-12)
+        sensitivity_cap_from_trace(impl_obj, reset, T=T, shape=shape, device=device)
+
+
+#: ``(seed, ablation, reset, warmup, output, dtype)``: each ablation (tssl_plugin.rule.ablation_gains) with
+#: every reset and warm-up it applies to.
+ABLATION_CASES = [
+    (600 + i, a, r, w, o, d) for i, ((a, r, w), o, d) in enumerate(itertools.product(
+        [(a, r, w) for a in ("no_intra", "no_spike_timing") for r in RESETS for w in (True, False)
+         if not (a == "no_intra" and r == "none") and not (a == "no_spike_timing" and not w)],
+        OUTPUTS, (F64, F32)))
+]
+
+
+def ablation_case(impl, seed, ablation, reset, warmup, output, dtype, T=10, shape=(3, 20), device="cpu"):
+    x, g = random_case(T, shape, dtype, seed, device)
+    x = 2.0 * x  # neurons that fire several times: the intra-neuron term is not 0
+    kw = dict(reset=reset, warmup=warmup, output=output)
+    check_against_reference(impl, x, g, ablation=ablation, **kw)
+    _changes_reference(x, g, ablation=ablation, **kw)
+
+
+def ablation_per_neuron_and_trace(impl, impl_obj, ablation, T=10, shape=(3, 20), device="cpu"):
+    """``ablation`` with per-neuron thresholds, and through the from-trace entry point."""
+    x, g = random_case(T, shape, F64, 640, device)
+    theta = (0.3 + torch.rand(shape, generator=torch.Generator().manual_seed(4), dtype=F64)).to(device)
+    check_against_reference(impl, x, g, threshold=theta, reset="subtract", ablation=ablation)
+    for reset in ("zero", "subtract_after_leak"):
+        k = lif_constants(x, reset=reset, ablation=ablation)
+        check_from_trace(impl_obj, g, *_reference_trace(2.0 * x, k), k)
 
 
 def ablations(impl, impl_obj, T=10, shape=(3, 20), device="cpu"):
-    """Each ablation (two run-time table rows, tssl_plugin.rule.ablation_gains) against the reference: every
-    reset it applies to, both outputs, float64 and float32, per-neuron parameters, the from-trace entry point;
-    and each changes the gradient of every case (a kernel that ignored it would fail)."""
-    cases = [(a, r, w) for a in ("no_intra", "no_spike_timing") for r in RESETS for w in (True, False)
-             if not (a == "no_intra" and r == "none") and not (a == "no_spike_timing" and not w)]
-    changed = 0
-    for i, ((ablation, reset, warmup), output, dtype) in enumerate(
-            itertools.product(cases, ("psc", "spike"), (torch.float64, torch.float32))):
-        x, g = random_case(T, shape, dtype, 600 + i, device)
-        x = 2.0 * x  # neurons that fire several times: the intra-neuron term is not 0
-        kw = dict(reset=reset, warmup=warmup, output=output)
-        check_against_reference(impl, x, g, ablation=ablation, **kw)
-        changed += not torch.equal(run("reference", x, g, ablation=ablation, **kw)[1], run("reference", x, g, **kw)[1])
-    assert changed == len(cases) * 4
-    x, g = random_case(T, shape, torch.float64, 640, device)
-    theta = (0.3 + torch.rand(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)).to(device)
+    for case in ABLATION_CASES:
+        ablation_case(impl, *case, T=T, shape=shape, device=device)
     for ablation in ("no_intra", "no_spike_timing"):
-        check_against_reference(impl, x, g, threshold=theta, reset="subtract", ablation=ablation)
-        for reset in ("zero", "subtract_after_leak"):
-            k = lif_constants(x, reset=reset, ablation=ablation)
-            o, _, (u, du, _) = _ReferenceImpl.forward(2.0 * x, k, True)
-            want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, True)
-            torch.testing.assert_close(impl_obj.backward_from_trace(g, u, du, o, k, True), want,
-                                       rtol=1e-12, atol=1e-12)
+        ablation_per_neuron_and_trace(impl, impl_obj, ablation, T=T, shape=shape, device=device)
 
 
 def reference_vectors(impl, device="cpu"):
@@ -196,22 +296,29 @@ def reference_vectors(impl, device="cpu"):
     return n
 
 
-def half_precision(impl, device="cpu", bf16_rounding_exact=True):
-    """float16/bfloat16 inputs: same dtype out, and equal to the float32 computation on the rounded input.
+def half_precision_case(impl, dtype, output, device="cpu", bf16_rounding_exact=True):
+    """float16/bfloat16 input: same dtype out, and equal to the float32 computation on the rounded input.
 
     ``bf16_rounding_exact=False`` allows one bfloat16 unit in the last place: Triton's interpreter (3.8)
     truncates float32 -> bfloat16 stores where compiled kernels (and torch) round to nearest even.
     """
-    for dtype in (torch.float16, torch.bfloat16):
-        x, g = random_case(8, (3, 20), torch.float32, 300, device)
-        xh, gh = x.to(dtype), g.to(dtype)
-        for output in ("psc", "spike"):
-            y, gx = run(impl, xh, gh, output=output)
-            assert y.dtype == dtype and gx.dtype == dtype
-            y32, gx32 = run("reference", xh.float(), gh.float(), output=output)
-            ulp = 0 if bf16_rounding_exact or dtype != torch.bfloat16 else 2.0 ** -7
-            torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=ulp, atol=0)
-            torch.testing.assert_close(gx.float(), gx32.to(dtype).float(), rtol=1e-2, atol=1e-2)
+    x, g = random_case(8, (3, 20), F32, 300, device)
+    xh, gh = x.to(dtype), g.to(dtype)
+    y, gx = run(impl, xh, gh, output=output)
+    assert y.dtype == dtype and gx.dtype == dtype
+    y32, gx32 = run("reference", xh.float(), gh.float(), output=output)
+    ulp = 0 if bf16_rounding_exact or dtype != torch.bfloat16 else 2.0 ** -7
+    torch.testing.assert_close(y.float(), y32.to(dtype).float(), rtol=ulp, atol=0)
+    torch.testing.assert_close(gx.float(), gx32.to(dtype).float(), rtol=1e-2, atol=1e-2)
+
+
+#: ``(dtype, output)`` of the half-precision checks.
+HALF_CASES = list(itertools.product((torch.float16, torch.bfloat16), OUTPUTS))
+
+
+def half_precision(impl, device="cpu", bf16_rounding_exact=True):
+    for case in HALF_CASES:
+        half_precision_case(impl, *case, device=device, bf16_rounding_exact=bf16_rounding_exact)
 
 
 def _step_constants(kind, reset, shape, dtype, device):
