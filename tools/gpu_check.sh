@@ -4,8 +4,8 @@
 # What it runs, each step with its own time limit inside an overall budget (GPU_CHECK_BUDGET, default
 # 240 s; a step that would not fit is skipped and listed as such):
 #   1. versions, the card, which implementation impl="auto" picks;
-#   2. the tests that need CUDA, with the Triton kernels compiled for the card (no interpreter):
-#      the CUDA tests of tests/test_impl_triton.py (exactness, both backward kernels, bit identity of the
+#   2. the tests that need CUDA (pytest -m cuda), with the Triton kernels compiled for the card (no
+#      interpreter): the CUDA tests of tests/test_impl_triton.py (exactness, both backward kernels, bit identity of the
 #      trace, NaN reported without a sync, cuda:1, torch.compile on CUDA) and test_core_properties.py;
 #   3. exactness of impl="triton" against impl="reference" on CUDA (exact.py below): float32/float64/
 #      float16/bfloat16, every reset x warm-up x output, T = 1, N = 0 and 1, partial blocks, non-contiguous
@@ -556,8 +556,7 @@ if [ "${1:-}" = "host-step" ]; then
   exit 0
 fi
 run_step "pytest: the CUDA tests, Triton compiled for this GPU (no interpreter)" 50 \
-  "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_impl_triton.py tests/test_core_properties.py \
-  -k "not interpreter and not unavailable_on_cpu and (triton or cuda)"
+  "$PY" -m pytest -q -p no:cacheprovider -rs -m cuda tests/test_impl_triton.py tests/test_core_properties.py
 run_step "exactness triton vs reference on CUDA" 45 "$PY" "$WORK/exact.py"
 run_step "large tensor, T*N > 2^31 (64-bit offsets), both backward kernels" 30 "$PY" "$WORK/large.py" idx
 run_step "tssl-bench speed gpu-layer (T = 4, 8, 16, vs SpikingJelly)" 45 \
