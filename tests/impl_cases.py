@@ -9,6 +9,7 @@ import torch
 
 from tssl_plugin.functional import lif_constants, tssl_lif
 from tssl_plugin._impl import _ReferenceImpl
+from tssl_plugin._impl.reference import forward_sequence
 from tssl_plugin.rule import OUTPUTS, RESETS
 
 DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
@@ -21,6 +22,26 @@ TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 1e-2, torch.bfl
 def tol(dtype):
     """``assert_close`` keyword arguments for comparing with the reference in ``dtype`` (:data:`TOL`)."""
     return dict(rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def op_params(tau_m=5.0, tau_s=3.0, threshold=1.0, reset="zero", warmup_width=0.2, sensitivity_cap=8.0,
+              ablation="none"):
+    """The ``params`` tuple the implementations' ``forward_op`` and ``backward_op`` take (``lif_constants``'s
+    defaults)."""
+    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)
+
+
+def saved_for_backward(impl, x):
+    """The tensors autograd keeps from ``tssl_lif(x, impl=impl)`` for the backward."""
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        tssl_lif(x.detach().requires_grad_(), impl=impl)
+    return saved
 
 
 def run(impl, x, g, **kw):
@@ -138,8 +159,8 @@ def layout_edge_cases(impl, device="cpu"):
 
 def _reference_trace(x, k):
     """``(u, du, o)`` of the reference forward."""
-    o, _, (u, du, _) = _ReferenceImpl.forward(x, k, True)
-    return u, du, o
+    tr = forward_sequence(x, k)
+    return tr.u, tr.du, tr.o
 
 
 def check_from_trace(impl_obj, g, u, du, o, k, warmup=True):

@@ -178,35 +178,43 @@ def test_long_sequence_takes_the_two_pass_kernel_by_itself():
 
 @interpreter
 def test_half_input_goes_straight_into_the_kernels(impl_obj):
-    """State in float32, gradient in the input dtype."""
+    """State in float32, outputs and gradient in the input dtype (no cast copies)."""
     x, g = cases.random_case(4, (2, 5), F32, 0)
     xh, gh = x.half(), g.half()
-    k = lif_constants(x)
-    o, s, saved = impl_obj.forward(xh, k, True)
-    o32, s32, saved32 = impl_obj.forward(xh.float(), k, True)
-    assert s.dtype == F32 and torch.equal(o, o32) and torch.equal(s, s32)
-    gx = impl_obj.backward(gh, saved, k, True, True)
+    p = cases.op_params()
+    for psc in (True, False):
+        y = impl_obj.forward_op(xh, p, psc)
+        assert y.dtype == torch.float16 and torch.equal(y, impl_obj.forward_op(xh.float(), p, psc).half())
+    gx = impl_obj.backward_op(gh, xh, p, True, True)
     assert gx.dtype == torch.float16
-    torch.testing.assert_close(gx.float(), impl_obj.backward(gh.float(), saved32, k, True, True), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(gx.float(), impl_obj.backward_op(gh.float(), xh.float(), p, True, True),
+                               rtol=1e-3, atol=1e-3)
+
+
+@interpreter
+def test_forward_saves_only_the_input():
+    x, _ = cases.random_case(6, (2, 9), F64, 4)
+    saved = cases.saved_for_backward("triton", x)
+    assert len(saved) == 1 and saved[0].data_ptr() == x.data_ptr()
 
 
 @interpreter
 @pytest.mark.parametrize("dtype, reset", **cases.params([(d, r) for d in (F64, F32) for r in RESETS]))
 def test_recomputed_trace_is_the_reference_forward_in_both_kernels(impl_obj, monkeypatch, dtype, reset):
-    """The forward keeps only x; the backward's recomputed trace (one pass and two passes) is bit-identical
-    to the reference forward's, and both kernels give bit-identical gradients."""
+    """The backward's recomputed trace (one pass and two passes) is bit-identical to the reference forward's
+    (the gradient from the given reference trace is equal bit for bit), and both kernels give bit-identical
+    gradients."""
     from tssl_plugin._impl import reference, triton_impl
 
     xr, gr = cases.random_case(9, (2, 300), dtype, 5)  # 600 neurons: several programs, the last one partial
     k = lif_constants(xr, reset=reset)
-    _, _, saved = impl_obj.forward(xr, k, True)
-    assert len(saved) == 1 and saved[0].data_ptr() == xr.data_ptr()
+    p = cases.op_params(reset=reset)
     tr = reference.forward_sequence(xr, k)
     for warm, psc in ((True, True), (False, False)):
         got = {}
         for one_pass_max_t in (32, 0):
             monkeypatch.setattr(triton_impl, "ONE_PASS_MAX_T", one_pass_max_t)
-            got[one_pass_max_t] = impl_obj.backward(gr, saved, k, warm, psc)
+            got[one_pass_max_t] = impl_obj.backward_op(gr, xr, p, warm, psc)
             if not psc:  # the given trace's entry point takes the gradient of the spikes
                 given = impl_obj.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm)
                 assert torch.equal(got[one_pass_max_t], given), (warm, psc, one_pass_max_t)
@@ -299,9 +307,10 @@ def test_triton_forward_is_operation_for_operation_the_reference():
         for reset in cases.RESETS:
             x, _ = cases.random_case(12, (64, 513), dtype, 5, "cuda")
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            o, s, _ = TritonImpl.forward(x, k, False)
+            p = cases.op_params(tau_m=7.0, reset=reset)
+            o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
-            assert torch.equal(o, tr.o) and torch.equal(s, tr.s), (dtype, reset)
+            assert torch.equal(o, tr.o.to(dtype)) and torch.equal(s, tr.s), (dtype, reset)
 
 
 @needs_cuda

@@ -112,7 +112,7 @@ FORWARD = [
     ("fwd-f32-zero-psc", "op", F32, "zero", False, 8, 3000, True, True),
     ("fwd-f16-subtract-spike-perneuron", "op", F16, "subtract", True, 8, 3000, True, False),
     ("fwd-bf16-sal-psc", "op", BF16, "subtract_after_leak", False, 8, 3000, True, True),
-    ("fwd-f64-none-both-perneuron", "legacy", F64, "none", True, 8, 3000, True, True),
+    ("fwd-f64-none-psc-perneuron", "op", F64, "none", True, 8, 3000, True, True),
     ("fwd-f32-T1-N1-perneuron", "op", F32, "zero", True, 1, 1, True, True),
     ("fwd-f32-N0-spike", "op", F32, "subtract", False, 5, 0, True, False),
 ]
@@ -157,9 +157,6 @@ def _run_case(case, two_pass, monkeypatch):
     g = _x(T, N, dtype, seed=2) - 0.4
     params = _params(N, reset, per_neuron, dtype)
     if name.startswith("fwd"):
-        if entry == "legacy":  # bool spikes + trace in the state dtype (TritonImpl.forward)
-            k = lif_constants(x.to(F64 if dtype == F64 else F32), *params)
-            return lambda: TritonImpl.forward(x, k, True)
         return lambda: TritonImpl.forward_op(x, params, psc)
     if entry == "trace":
         k = lif_constants(x, *params)

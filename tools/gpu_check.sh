@@ -297,12 +297,13 @@ def bit_identity():
         for reset in cases.RESETS:
             x, g = cases.random_case(12, (64, 4096), dt, 5, DEV)
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            o, s, saved = TritonImpl.forward(x, k, True)
+            p = cases.op_params(tau_m=7.0, reset=reset)
+            o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
             so = (s != tr.s).float().mean().item()
-            oo = int((o != tr.o).sum())
+            oo = int((o != tr.o.to(o.dtype)).sum())
             assert so == 0 and oo == 0, f"{dt} {reset}: fraction of s not bit-equal {so:.4f}, spikes differing {oo}"
-            rec = TritonImpl.backward(g, saved, k, True, False)
+            rec = TritonImpl.backward_op(g, x, p, True, False)
             giv = TritonImpl.backward_from_trace(g, tr.u, tr.du, tr.o, k, True)
             assert torch.equal(rec, giv), f"{dt} {reset}: recomputed-trace gradient differs from given-trace gradient"
     return "forward trace bit-identical to the torch reference (no FMA contraction), recomputation too"
@@ -400,7 +401,7 @@ if not torch.cuda.is_available():
     print(f"CHECK large-{mode}: SKIP (no CUDA)")
     sys.exit(0)
 from tssl_plugin.functional import lif_constants
-from tssl_plugin._impl import _ReferenceImpl, triton_impl
+from tssl_plugin._impl import reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
 
 if mode == "idx":
@@ -417,7 +418,7 @@ dev = "cuda"
 gen = torch.Generator(device=dev).manual_seed(0)
 x = torch.empty(T, N, device=dev).uniform_(-0.15, 0.85, generator=gen)
 kw = dict(threshold=1.0 + 0.05 * torch.rand(N, device=dev, generator=gen)) if mode == "params" else {}
-k = lif_constants(x, **kw)
+params = (5.0, 3.0, kw.get("threshold", 1.0), "zero", 0.2, 8.0, "none")  # lif_constants' defaults
 slices = [(0, 512), (N // 2 - 256, N // 2 + 256), (N - 1024, N)]
 
 
@@ -428,16 +429,17 @@ def sub_k(a, b):
 bad = []
 torch.cuda.synchronize()
 t0 = time.time()
-o, s, saved = TritonImpl.forward(x, k, True)
+o = TritonImpl.forward_op(x, params, False)  # spikes as 0/1 in x's dtype
+s = TritonImpl.forward_op(x, params, True)  # the PSC trace
 torch.cuda.synchronize()
 print(f"forward kernel done in {time.time() - t0:.2f}s (incl. compile)")
 refs = {}
 for a, b in slices:
     kk = sub_k(a, b)
-    o_r, s_r, saved_r = _ReferenceImpl.forward(x[:, a:b].contiguous(), kk, True)
-    refs[(a, b)] = (kk, saved_r)
-    flips = int((o[:, a:b] != o_r).sum())
-    ds = (s[:, a:b] - s_r).abs().max().item()
+    tr = reference.forward_sequence(x[:, a:b].contiguous(), kk)
+    refs[(a, b)] = (kk, tr)
+    flips = int((o[:, a:b] != tr.o.to(o.dtype)).sum())
+    ds = (s[:, a:b] - tr.s).abs().max().item()
     print(f"  neurons [{a}, {b}): spikes differing {flips}, max|ds| {ds:.2e}")
     if flips or ds > 0:
         bad.append(f"forward [{a},{b})")
@@ -446,13 +448,13 @@ g = torch.randn(T, N, device=dev, generator=gen)
 for limit in ((32, 0) if mode == "idx" else (32,)):
     triton_impl.ONE_PASS_MAX_T = limit
     t0 = time.time()
-    gx = TritonImpl.backward(g, saved, k, True, True)
+    gx = TritonImpl.backward_op(g, x, params, True, True)
     torch.cuda.synchronize()
     kind = "one-pass" if limit else "two-pass"
     print(f"{kind} backward done in {time.time() - t0:.2f}s (incl. compile), peak allocated "
           f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    for (a, b), (kk, saved_r) in refs.items():
-        gx_r = _ReferenceImpl.backward(g[:, a:b].contiguous(), saved_r, kk, True, True)
+    for (a, b), (kk, tr) in refs.items():
+        gx_r = reference.backward_sequence(g[:, a:b].contiguous(), tr, kk, True, True)
         d = (gx[:, a:b] - gx_r).abs().max().item()
         print(f"  neurons [{a}, {b}): max|dgx| {d:.2e}")
         if not d <= 1e-3:

@@ -115,26 +115,9 @@ class _ReferenceImpl:
         return _ref.backward_sequence(grad.to(xc.dtype), tr, k, warmup, psc_output).to(x.dtype)
 
     @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        tr = _ref.forward_sequence(x, k)
-        saved = (tr.u, tr.du, tr.o) if save else ()
-        return tr.o, tr.s, saved
-
-    @staticmethod
-    def backward(grad: Tensor, saved, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        if len(saved) == 1:  # only x: recompute the trace
-            tr = _ref.forward_sequence(saved[0], k)
-            saved = (tr.u, tr.du, tr.o)
-        return _ReferenceImpl._backward_trace(grad, *saved, k, warmup, psc_output)
-
-    @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
-        return _ReferenceImpl._backward_trace(grad, u, du, o, k, warmup, False)
-
-    @staticmethod
-    def _backward_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
-        return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
+        return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, False)
 
     @staticmethod
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):

@@ -326,22 +326,7 @@ class CpuImpl:
         gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, reset, warmup, psc_output)
         return gx if gx.dtype == x.dtype else gx.to(x.dtype)
 
-    # ----- the implementation interface of tssl_plugin._impl (float32/float64, constants as LIFConstants)
-    @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        xc = x.contiguous()
-        o = torch.empty(xc.shape, dtype=torch.bool)
-        s = torch.empty_like(xc)
-        table, per_neuron = pack_params(k, xc)
-        _forward(xc, o.view(torch.uint8), None, s, table, per_neuron, k.reset)
-        return o, s, ((xc,) if save else ())
-
-    @staticmethod
-    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        (x,) = saved
-        table, per_neuron = pack_params(k, x)
-        return _backward(grad, x, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output)
-
+    # ----- the adapters' backward (constants as LIFConstants)
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
         uc = u.contiguous()

@@ -556,23 +556,7 @@ class TritonImpl:
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 
-    # ----- the implementation interface of tssl_plugin._impl (constants given as LIFConstants)
-    @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        xc = x.contiguous()
-        o = torch.empty(xc.shape, dtype=torch.uint8, device=xc.device)
-        s = torch.empty(xc.shape, dtype=compute_dtype(xc.dtype), device=xc.device)
-        table, per_neuron = pack_params(k, s)
-        TritonImpl._forward(xc, o, s, table, per_neuron, k.reset)
-        return o.view(torch.bool), s, ((xc,) if save else ())
-
-    @staticmethod
-    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        (x,) = saved
-        table, per_neuron = pack_params(k, x[:0].to(compute_dtype(x.dtype)))
-        return TritonImpl._backward(grad, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output,
-                                    out_dtype=x.dtype)
-
+    # ----- the adapters' backward (constants as LIFConstants)
     @staticmethod
     def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
         sd = compute_dtype(u.dtype)
