@@ -66,20 +66,16 @@ def test_warmup_width_per_neuron_matches_reference():
 
 @needs_cpu
 @pytest.mark.parametrize("reset", RESETS)
-def test_warmup_width_from_trace_matches_reference(reset):
-    cases.warmup_width_from_trace(cpu.CpuImpl, reset)
+@pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace],
+                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing"])
+def test_option_from_trace_matches_reference(check, reset):
+    check(cpu.CpuImpl, reset)
 
 
 @needs_cpu
 @pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
 def test_sensitivity_cap_matches_reference(seed, reset, output):
     cases.sensitivity_cap_case("cpu", seed, reset, output)
-
-
-@needs_cpu
-@pytest.mark.parametrize("reset", RESETS)
-def test_sensitivity_cap_per_neuron_and_crossing_from_trace_match_reference(reset):
-    cases.sensitivity_cap_from_trace(cpu.CpuImpl, reset)
 
 
 @needs_cpu
