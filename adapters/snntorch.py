@@ -330,9 +330,10 @@ class TSSLLeaky(snn.Leaky):
         inv_tau_m = self._inv_tau_m().to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
-        return LIFConstants(inv_tau_m, 1.0 / self.tau_s, threshold, warmup_level(self.tau_s), reset,
-                            self.warmup_width, sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
-                            self.ablation)
+        return LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=1.0 / self.tau_s, threshold=threshold,
+                            warmup_level=warmup_level(self.tau_s), reset=reset, warmup_width=self.warmup_width,
+                            sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
+                            ablation=self.ablation)
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable

@@ -25,6 +25,24 @@ def load_cases():
     return cases
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``triton`` run in Triton's interpreter, which needs TRITON_INTERPRET=1 before triton is
+    imported: without it they are deselected (the default run covers them with
+    ``test_impl_triton.py::test_interpreter_checks_pass``, which runs them in a process of their own)."""
+    from tssl_plugin._impl import TRITON_INTERPRET
+
+    if TRITON_INTERPRET:
+        return
+    marked = [item for item in items if item.get_closest_marker("triton")]
+    if not marked:
+        return
+    if "triton" in (config.option.markexpr or "") and "not triton" not in config.option.markexpr:
+        raise pytest.UsageError("-m triton runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1 "
+                                "(TRITON_INTERPRET=1 pytest -m triton)")
+    config.hook.pytest_deselected(items=marked)
+    items[:] = [item for item in items if not item.get_closest_marker("triton")]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -133,3 +133,18 @@ def test_psp_and_losses_check_their_input():
         kernel_loss(torch.rand(5, 2, 3), torch.tensor([0, 1]), desired=torch.ones(4))
     with pytest.raises(ValueError, match="output_psc contains NaN"):
         kernel_loss(torch.full((5, 2, 3), float("nan")), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("tau_m", 1.0, False), ("tau_m", float("inf"), True), ("tau_s", 1.0, True), ("tau_s", float("inf"), False),
+    ("threshold", 0.0, False), ("threshold", 1e-9, True),
+])
+def test_number_and_tensor_parameters_share_their_bounds(name, value, ok):
+    """_validation.PARAM_BOUNDS decides for a number and for a tensor alike, at the edge of each range."""
+    x = torch.zeros(3, 2)
+    for v in (value, torch.full((2,), value)):
+        if ok:
+            tssl_lif(x, **{name: v})
+        else:
+            with pytest.raises(ValueError, match=name):
+                tssl_lif(x, **{name: v})

@@ -231,6 +231,7 @@ def test_reset_extensions_run_and_differ(reset):
     assert not torch.equal(y, y0)  # strong input: the reset rule matters
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     x = _rand(10, 4, 32, scale=0.8)

@@ -1,14 +1,28 @@
 """tssl_plugin.rule is the public home of the rule; the old import paths name the same objects."""
+import re
+from pathlib import Path
+
+import pytest
+
 import tssl_plugin
 from tssl_plugin import functional, rule
 from tssl_plugin._impl import _params, reference
 
 
-def test_rule_module_states_the_math():
-    doc = rule.__doc__
-    assert ".. math::" in doc
-    for word in ("zero", "subtract", "subtract\\_after\\_leak", "none", "kappa", "warm-up"):
-        assert word in doc, word
+def test_subtracted_next_is_what_a_spike_removes_from_the_next_membrane():
+    """beta theta for subtract (removed, then leaked), theta for subtract_after_leak, 0 otherwise: the value the
+    kernels' row threshold_x_membrane_decay holds for subtract."""
+    import torch
+
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    theta = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    const = lambda reset: rule.lif_constants(x, tau_m=4.0, threshold=theta, reset=reset)  # noqa: E731
+    assert torch.equal(rule.subtracted_next(const("subtract")), (1 - 1 / 4.0) * theta)
+    assert torch.equal(rule.subtracted_next(const("subtract_after_leak")), theta)
+    assert rule.subtracted_next(const("zero")) == 0.0 and rule.subtracted_next(const("none")) == 0.0
+    k = rule.lif_constants(x, tau_m=4.0, threshold=theta, reset="subtract")
+    table, _ = _params.pack_params(k, x)
+    assert torch.equal(table[_params.ROW["threshold_x_membrane_decay"]], rule.subtracted_next(k))
 
 
 def test_names_stay_importable_where_they_were():
@@ -30,14 +44,31 @@ def test_warmup_level_is_one_over_four_tau_s():
     torch.testing.assert_close(k.warmup_level, torch.tensor([1 / 8, 1 / 12, 1 / 16]))
 
 
-def test_parameter_table_has_one_definition():
-    """Row numbers come from _params.ROWS for both kernels: the C build flags and the Triton constexprs."""
+def _row_names_used(text):
+    return set(re.findall(r"\bROW_([A-Z][A-Z_]*[A-Z])\b", text))
+
+
+def test_the_c_kernels_read_every_row_of_the_table_by_its_one_name():
+    """The rows the C kernels name are exactly _params.ROWS (a row added to ROWS and forgotten in the kernels, or
+    a kernel naming a row ROWS lacks, fails), and each comes as a build flag; the width and the cap are rows,
+    never compile-time constants."""
+    csrc = Path(_params.__file__).parent / "csrc"
+    c_text = "".join(p.read_text() for p in sorted(csrc.glob("*.[ch]")))
+    assert _row_names_used(c_text) == {name.upper() for name in _params.ROWS}
     flags = _params.c_defines()
-    for i, name in enumerate(_params.ROWS):
-        assert f"-DROW_{name.upper()}={i}" in flags
-    assert f"-DN_ROWS={len(_params.ROWS)}" in flags
-    assert not any("-DWARMUP_WIDTH" in f for f in flags)  # the width is a row, read at run time
-    assert not any("-DSENSITIVITY_CAP" in f for f in flags)  # and so is the cap
+    assert {f.split("=")[0] for f in flags if f.startswith("-DROW_")} == {f"-DROW_{n.upper()}" for n in _params.ROWS}
+    assert not any(f.startswith(("-DWARMUP_WIDTH", "-DSENSITIVITY_CAP")) for f in flags)
+
+
+def test_the_triton_kernels_read_every_row_of_the_table_by_its_one_name():
+    """The same for the Triton kernels, whose constexpr row numbers must be those of _params.ROW."""
+    pytest.importorskip("triton")
+    from tssl_plugin._impl import triton_impl
+
+    kernels = Path(triton_impl.__file__).read_text().split("@triton.jit", 1)[1]
+    assert _row_names_used(kernels) == {name.upper() for name in _params.ROWS}
+    for name in _params.ROWS:
+        assert getattr(triton_impl, f"ROW_{name.upper()}").value == _params.ROW[name], name
 
 
 def test_warmup_width_is_a_constant_of_the_layer_and_a_row_of_the_table():

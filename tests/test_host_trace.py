@@ -14,8 +14,7 @@ from tssl_plugin import _impl
 from tssl_plugin._impl import _ReferenceImpl, cpu
 from tssl_plugin._impl.reference import HostTrace, host_trace
 from tssl_plugin.functional import lif_constants, spikes_with_host_grad, spikes_with_tssl_grad
-
-RESETS = ("zero", "subtract", "subtract_after_leak", "none")
+from tssl_plugin.rule import RESETS
 
 try:
     cpu.load()
@@ -57,8 +56,8 @@ def test_cpu_kernel_equals_the_materialised_trace(dtype):
         u, du, o = host_trace(host, dtype)
         got, finite = cpu.CpuImpl.backward_from_host(g, host, k, warmup, scale)
         assert finite is True and got.dtype == dtype
-        assert torch.equal(got, cpu.CpuImpl.backward_from_trace(g, u, du, o, k, warmup, False) * scale)
-        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup, False) * scale
+        assert torch.equal(got, cpu.CpuImpl.backward_from_trace(g, u, du, o, k, warmup) * scale)
+        want = _ReferenceImpl.backward_from_trace(g, u, du, o, k, warmup) * scale
         tol = 1e-12 if dtype == torch.float64 else 2e-5
         torch.testing.assert_close(got, want, rtol=tol, atol=tol)
         ref, ref_finite = _ReferenceImpl.backward_from_host(g, host, k, warmup, scale)
@@ -77,7 +76,7 @@ def test_cpu_kernel_per_neuron_params_t1_and_noncontiguous():
                         host.spikes, host.shift), g.transpose(1, 2).contiguous().transpose(1, 2))]
     for h_case, g_case in cases:
         got, _ = cpu.CpuImpl.backward_from_host(g_case, h_case, k, True, 1.0)
-        want = cpu.CpuImpl.backward_from_trace(g_case, *host_trace(h_case, torch.float64), k, True, False)
+        want = cpu.CpuImpl.backward_from_trace(g_case, *host_trace(h_case, torch.float64), k, True)
         assert torch.equal(got, want)
 
 
@@ -89,7 +88,7 @@ def test_cpu_kernel_other_dtypes_materialise_the_trace():
     mixed = host._replace(spikes=host.spikes.half(), v0=host.v0.double())
     got, finite = cpu.CpuImpl.backward_from_host(g, mixed, k, True, 0.5)
     assert finite is None
-    assert torch.equal(got, cpu.CpuImpl.backward_from_trace(g, *host_trace(mixed, torch.float32), k, True, False) * 0.5)
+    assert torch.equal(got, cpu.CpuImpl.backward_from_trace(g, *host_trace(mixed, torch.float32), k, True) * 0.5)
 
 
 @needs_cpu

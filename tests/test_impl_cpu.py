@@ -12,9 +12,10 @@ import torch
 
 from tssl_plugin import _impl
 from tssl_plugin._impl import cpu
-from tssl_plugin.functional import last_impl, lif_constants, resolve_impl, tssl_lif
+from tssl_plugin.functional import last_impl, resolve_impl, tssl_lif
+from tssl_plugin.rule import RESETS
 
-import test_impl_cases as cases
+import impl_cases as cases
 
 try:
     cpu.load()
@@ -25,13 +26,20 @@ needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="C kernel could not be built
 
 
 @needs_cpu
-def test_all_modes_match_reference():
-    cases.all_modes("cpu")
+@pytest.mark.parametrize("seed, dtype, reset, warmup, output", **cases.params(cases.mode_cases()))
+def test_matches_reference(seed, dtype, reset, warmup, output):
+    cases.mode_case("cpu", seed, dtype, reset, warmup, output)
 
 
 @needs_cpu
-def test_per_neuron_params_match_reference():
-    cases.per_neuron_params("cpu")
+@pytest.mark.parametrize("reset, warmup, output", **cases.params(cases.MODES))
+def test_per_neuron_params_match_reference(reset, warmup, output):
+    cases.per_neuron_case("cpu", reset, warmup, output)
+
+
+@needs_cpu
+def test_per_neuron_threshold_only_float32_matches_reference():
+    cases.per_neuron_mixed("cpu")
 
 
 @needs_cpu
@@ -40,23 +48,46 @@ def test_noncontiguous_t1_and_empty():
 
 
 @needs_cpu
-def test_backward_from_trace_matches_reference():
-    cases.from_trace(cpu.CpuImpl)
+@pytest.mark.parametrize("seed, reset, warmup", **cases.params(cases.TRACE_CASES))
+def test_backward_from_trace_matches_reference(seed, reset, warmup):
+    cases.from_trace_case(cpu.CpuImpl, seed, reset, warmup)
 
 
 @needs_cpu
-def test_warmup_width_matches_reference():
-    cases.warmup_widths("cpu", cpu.CpuImpl)
+@pytest.mark.parametrize("seed, dtype, reset, output", **cases.params(cases.WIDTH_CASES))
+def test_warmup_width_matches_reference(seed, dtype, reset, output):
+    cases.warmup_width_case("cpu", seed, dtype, reset, output)
 
 
 @needs_cpu
-def test_sensitivity_cap_and_crossing_match_reference():
-    cases.sensitivity_caps("cpu", cpu.CpuImpl)
+def test_warmup_width_per_neuron_matches_reference():
+    cases.warmup_width_per_neuron("cpu")
 
 
 @needs_cpu
-def test_ablations_match_reference():
-    cases.ablations("cpu", cpu.CpuImpl)
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace],
+                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing"])
+def test_option_from_trace_matches_reference(check, reset):
+    check(cpu.CpuImpl, reset)
+
+
+@needs_cpu
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
+def test_sensitivity_cap_matches_reference(seed, reset, output):
+    cases.sensitivity_cap_case("cpu", seed, reset, output)
+
+
+@needs_cpu
+@pytest.mark.parametrize("seed, ablation, reset, warmup, output, dtype", **cases.params(cases.ABLATION_CASES))
+def test_ablation_matches_reference(seed, ablation, reset, warmup, output, dtype):
+    cases.ablation_case("cpu", seed, ablation, reset, warmup, output, dtype)
+
+
+@needs_cpu
+@pytest.mark.parametrize("ablation", ["no_intra", "no_spike_timing"])
+def test_ablation_per_neuron_and_from_trace_match_reference(ablation):
+    cases.ablation_per_neuron_and_trace("cpu", cpu.CpuImpl, ablation)
 
 
 @needs_cpu
@@ -65,8 +96,9 @@ def test_reference_vectors():
 
 
 @needs_cpu
-def test_half_precision():
-    cases.half_precision("cpu")
+@pytest.mark.parametrize("dtype, output", **cases.params(cases.HALF_CASES))
+def test_half_precision(dtype, output):
+    cases.half_precision_case("cpu", dtype, output)
 
 
 @needs_cpu
@@ -99,14 +131,12 @@ def test_auto_selects_cpu_and_no_grad_path():
         a = tssl_lif(x.requires_grad_(), impl="cpu")
     assert not a.requires_grad
     torch.testing.assert_close(a, tssl_lif(x.detach(), impl="reference"))
-    o, s, saved = cpu.CpuImpl.forward(x.detach(), lif_constants(x), False)
-    assert saved == () and o.dtype == torch.bool
 
 
 @needs_cpu
 def test_forward_saves_only_the_input():
     x, _ = cases.random_case(6, (2, 9), torch.float64, 4)
-    _, _, saved = cpu.CpuImpl.forward(x, lif_constants(x), True)
+    saved = cases.saved_for_backward("cpu", x)
     assert len(saved) == 1 and saved[0].data_ptr() == x.data_ptr()
 
 

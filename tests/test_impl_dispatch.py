@@ -18,6 +18,12 @@ def fresh_dispatch(monkeypatch):
     _impl._reset_for_tests()
 
 
+def _replace_loader(monkeypatch, name, load):
+    """The implementation table with ``name``'s loader replaced (restored by ``monkeypatch``)."""
+    monkeypatch.setattr(_impl, "BACKENDS", tuple(b._replace(load=load) if b.name == name else b
+                                                  for b in _impl.BACKENDS))
+
+
 def _cuda_like(dtype=torch.float32):
     """What the dispatch looks at: a device type and a dtype (no GPU needed)."""
     return SimpleNamespace(device=torch.device("cuda", 0), dtype=dtype, is_cuda=True)
@@ -27,7 +33,7 @@ def test_no_triton_on_cuda_warns_once_and_names_the_extra(fresh_dispatch):
     def no_triton():
         raise ImportError("triton is required for this feature; install it with: pip install 'tssl-plugin[triton]'")
 
-    fresh_dispatch.setitem(_impl._REGISTRY, "triton", no_triton)
+    _replace_loader(fresh_dispatch, "triton", no_triton)
     with pytest.warns(RuntimeWarning, match=r"on cuda runs the plain-PyTorch 'reference'.*'triton' is not "
                                             r"available \(triton is required.*tssl-plugin\[triton\]"):
         assert _impl.select("auto", _cuda_like()).name == "reference"
@@ -41,7 +47,7 @@ def test_a_broken_triton_install_is_a_fallback_not_a_crash(fresh_dispatch):
     def broken():
         raise RuntimeError("libcuda.so cannot be loaded")
 
-    fresh_dispatch.setitem(_impl._REGISTRY, "triton", broken)
+    _replace_loader(fresh_dispatch, "triton", broken)
     with pytest.warns(RuntimeWarning, match=r"'triton' is not available \(libcuda.so cannot be loaded\)"):
         assert _impl.select("auto", _cuda_like()).name == "reference"
 

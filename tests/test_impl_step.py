@@ -4,7 +4,7 @@ node dispatches to them in eager mode."""
 import pytest
 import torch
 
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin.rule import lif_constants
 from tssl_plugin.stepwise import initial_state, tssl_step
@@ -48,7 +48,7 @@ def test_step_node_dispatches_to_the_fused_kernel():
     k = lif_constants(x.unsqueeze(0))
     u = x.detach() * 2
     (spk, _), state = tssl_step(x, initial_state(x.detach()), u, u, u > 1.0, None, k)
-    _impl._LAST_USED.clear()
+    _impl._reset_for_tests()
     spk.sum().backward()
     assert _impl.last_used("cpu", torch.float64) == "cpu"
     assert x.grad is not None and state.trace.grad_fn is not None

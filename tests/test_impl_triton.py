@@ -1,133 +1,266 @@
 """The Triton kernels (impl="triton") against reference.py.
 
-Without a GPU they run in Triton's interpreter, which needs TRITON_INTERPRET=1
-before triton is first imported, so those checks run in a fresh subprocess.
-On a CUDA machine the same checks also run in-process on the GPU.
+Two markers (registered in pyproject.toml):
+
+* ``triton``: the kernels in Triton's interpreter on the CPU, ``TRITON_INTERPRET=1 pytest -m triton``. The
+  variable must be set before triton is first imported, so in a run without it these tests skip; the
+  default run covers them with :func:`test_interpreter_checks_pass`, which runs that command on this file.
+* ``cuda``: the kernels compiled for the GPU of a CUDA machine, ``pytest -m cuda`` (tools/gpu_check.sh).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-import test_impl_cases as cases
+import impl_cases as cases
+from tssl_plugin import _impl
+from tssl_plugin.functional import lif_constants, tssl_lif
+from tssl_plugin.rule import RESETS
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 ROOT = Path(__file__).resolve().parents[1]
+F64, F32 = torch.float64, torch.float32
 
-_SCRIPT = textwrap.dedent(
-    """
-    import os, sys, torch
-    assert os.environ["TRITON_INTERPRET"] == "1"
-    sys.path.insert(0, {tests!r})
-    import test_impl_cases as cases
-    from tssl_plugin import _impl
-    from tssl_plugin._impl import reference, triton_impl
-    from tssl_plugin.functional import lif_constants, tssl_lif
-    x, g = cases.random_case(4, (2, 5), torch.float32, 0)
-    assert _impl.select("triton", x).name == "triton"
-    # both backward kernels: one pass with the trace in registers (T <= ONE_PASS_MAX_T), and two passes
-    for one_pass_max_t in (triton_impl.ONE_PASS_MAX_T, 0):
-        triton_impl.ONE_PASS_MAX_T = one_pass_max_t
-        cases.all_modes("triton", T=4, shape=(2, 9), dtypes=(torch.float64,))
-        xf, gf = cases.random_case(4, (3, 7), torch.float32, 1)
-        cases.check_against_reference("triton", xf, gf)
-        cases.check_against_reference("triton", xf, gf, output="spike", reset="subtract_after_leak")
-        cases.per_neuron_params("triton", full=False)
-        cases.layout_edge_cases("triton")
-        cases.from_trace(triton_impl.TritonImpl, full=False)
-        cases.warmup_widths("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
-        cases.sensitivity_caps("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
-        cases.ablations("triton", triton_impl.TritonImpl, T=4, shape=(2, 5))
-        cases.half_precision("triton", bf16_rounding_exact=False)
-    triton_impl.ONE_PASS_MAX_T = 32
-    # one step of the step-wise node: one launch each way, equal to reference.carry_step and trace_step
-    cases.step_cases(triton_impl.TritonImpl, full=False)
-    cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
-    # T above the one-pass limit takes the two-pass kernel by itself
-    xl, gl = cases.random_case(40, (2, 3), torch.float64, 2)
-    cases.check_against_reference("triton", xl, gl, reset="subtract")
-    # half input straight into the kernels: state in float32, gradient in the input dtype
-    xh, gh = x.half(), g.half()
-    k = lif_constants(x)
-    o, s, saved = triton_impl.TritonImpl.forward(xh, k, True)
-    o32, s32, saved32 = triton_impl.TritonImpl.forward(xh.float(), k, True)
-    assert s.dtype == torch.float32 and torch.equal(o, o32) and torch.equal(s, s32)
-    gx = triton_impl.TritonImpl.backward(gh, saved, k, True, True)
-    assert gx.dtype == torch.float16
-    torch.testing.assert_close(gx.float(), triton_impl.TritonImpl.backward(gh.float(), saved32, k, True, True),
-                               rtol=1e-3, atol=1e-3)
-    # the forward keeps only x; the backward's recomputed trace (one pass and two passes) is bit-identical
-    # to the reference forward's, and both kernels give bit-identical gradients
-    for dt in (torch.float64, torch.float32):
-        xr, gr = cases.random_case(9, (2, 300), dt, 5)  # 600 neurons: several programs, the last one partial
-        for reset in cases.RESETS:
-            k = lif_constants(xr, reset=reset)
-            _, _, saved = triton_impl.TritonImpl.forward(xr, k, True)
-            assert len(saved) == 1 and saved[0].data_ptr() == xr.data_ptr()
-            tr = reference.forward_sequence(xr, k)
-            for warm, psc in ((True, True), (False, False)):
-                got = {{}}
-                for one_pass_max_t in (32, 0):
-                    triton_impl.ONE_PASS_MAX_T = one_pass_max_t
-                    recomputed = triton_impl.TritonImpl.backward(gr, saved, k, warm, psc)
-                    given = triton_impl.TritonImpl.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm, psc)
-                    assert torch.equal(recomputed, given), (dt, reset, warm, psc, one_pass_max_t)
-                    got[one_pass_max_t] = recomputed
-                assert torch.equal(got[32], got[0]), (dt, reset, warm, psc)
-    triton_impl.ONE_PASS_MAX_T = 32
-    # NaN/inf in x: found by the forward kernel (the flag is read at once under the interpreter)
-    for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf")):
-        xb = x.clone()
-        xb[2, 1, 3] = bad
-        try:
-            tssl_lif(xb, impl="triton")
-        except ValueError as err:
-            assert f"x contains {{word}}" in str(err) and "(2, 1, 3)" in str(err), err
-        else:
-            raise AssertionError("no error for " + word)
-    tssl_lif(x, impl="triton")  # the flag was cleared
-    # the registered operator with the Triton kernels behind it
-    from torch.library import opcheck
-    th = torch.full((5,), 0.7)
-    opcheck(torch.ops.tssl_plugin.lif.default, (x.clone().requires_grad_(), None, None, th, [5.0, 3.0, 0.0],
-                                                "subtract", True, True, "triton"))
-    opcheck(torch.ops.tssl_plugin.lif.default, (x.half().requires_grad_(), None, None, None, [5.0, 3.0, 1.0],
-                                                "zero", False, False, "triton"))
-    opcheck(torch.ops.tssl_plugin.lif.default, (x.clone().requires_grad_(), None, None, None, [5.0, 3.0, 1.0],
-                                                "zero", True, False, "triton", 0.6))
-    print("TRITON-INTERPRETER-OK")
-    """
-)
+needs_interpreter = pytest.mark.skipif(
+    not (HAVE_TRITON and _impl.TRITON_INTERPRET),
+    reason="runs in Triton's interpreter: TRITON_INTERPRET=1 pytest -m triton (test_interpreter_checks_pass runs it)")
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="triton not installed")
-def test_triton_kernels_in_interpreter_match_reference():
+#: the interpreter runs masked-off lanes too (numpy): 1/du there divides by zero, and the lane is discarded.
+_MASKED_LANES = pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning:triton.runtime.interpreter")
+
+
+def interpreter(fn):
+    """Marker ``triton``, the interpreter's skip condition, and its warning about masked-off lanes ignored."""
+    return pytest.mark.triton(needs_interpreter(_MASKED_LANES(fn)))
+
+
+@pytest.fixture(params=["one-pass", "two-pass"])
+def kernel(request, monkeypatch):
+    """Each backward kernel: the one-pass kernel (trace in registers, T <= ONE_PASS_MAX_T) and the two-pass one."""
+    from tssl_plugin._impl import triton_impl
+
+    if request.param == "two-pass":
+        monkeypatch.setattr(triton_impl, "ONE_PASS_MAX_T", 0)
+    return request.param
+
+
+@pytest.fixture
+def impl_obj():
+    from tssl_plugin._impl.triton_impl import TritonImpl
+
+    return TritonImpl
+
+
+#: the interpreter's sizes: short sequences, few neurons.
+SMALL = dict(T=4, shape=(2, 5))
+
+
+@pytest.mark.skipif(not HAVE_TRITON or _impl.TRITON_INTERPRET, reason="needs triton; runs the interpreter itself")
+def test_interpreter_checks_pass():
+    """``TRITON_INTERPRET=1 pytest -m triton`` on this file, in a fresh process: every check passes, none skips."""
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    script = _SCRIPT.format(tests=str(ROOT / "tests"))
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "TRITON-INTERPRETER-OK" in res.stdout
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "triton", "-p", "no:cacheprovider", str(Path(__file__))]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    tail = res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.returncode == 0, tail
+    passed = re.search(r"(\d+) passed", res.stdout)
+    assert passed and int(passed.group(1)) >= 100 and " skipped" not in res.stdout, tail
 
 
+@interpreter
+def test_select_names_triton():
+    x, _ = cases.random_case(4, (2, 5), F32, 0)
+    assert _impl.select("triton", x).name == "triton"
+
+
+@interpreter
+@pytest.mark.parametrize("seed, dtype, reset, warmup, output", **cases.params(cases.mode_cases(dtypes=(F64,))))
+def test_matches_reference(kernel, seed, dtype, reset, warmup, output):
+    cases.mode_case("triton", seed, dtype, reset, warmup, output, T=4, shape=(2, 9))
+
+
+@interpreter
+def test_float32_matches_reference(kernel):
+    xf, gf = cases.random_case(4, (3, 7), F32, 1)
+    cases.check_against_reference("triton", xf, gf)
+    cases.check_against_reference("triton", xf, gf, output="spike", reset="subtract_after_leak")
+
+
+@interpreter
+@pytest.mark.parametrize("reset, warmup, output", **cases.params(cases.FEW_MODES))
+def test_per_neuron_params_match_reference(kernel, reset, warmup, output):
+    cases.per_neuron_case("triton", reset, warmup, output, T=4)
+
+
+@interpreter
+def test_per_neuron_threshold_only_float32_matches_reference(kernel):
+    cases.per_neuron_mixed("triton", T=4)
+
+
+@interpreter
+def test_noncontiguous_t1_and_empty(kernel):
+    cases.layout_edge_cases("triton")
+
+
+@interpreter
+@pytest.mark.parametrize("reset", RESETS)
+def test_backward_from_trace_matches_reference(kernel, impl_obj, reset):
+    cases.from_trace_case(impl_obj, 200 + RESETS.index(reset), reset, True, T=4)
+
+
+@interpreter
+@pytest.mark.parametrize("seed, dtype, reset, output", **cases.params(cases.WIDTH_CASES))
+def test_warmup_width_matches_reference(kernel, seed, dtype, reset, output):
+    cases.warmup_width_case("triton", seed, dtype, reset, output, **SMALL)
+
+
+@interpreter
+def test_warmup_width_per_neuron_and_from_trace_match_reference(kernel, impl_obj):
+    cases.warmup_width_per_neuron("triton", **SMALL)
+    for reset in RESETS:
+        cases.warmup_width_from_trace(impl_obj, reset, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
+def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
+    cases.sensitivity_cap_case("triton", seed, reset, output, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("reset", RESETS)
+def test_sensitivity_cap_per_neuron_and_crossing_from_trace_match_reference(kernel, impl_obj, reset):
+    cases.sensitivity_cap_from_trace(impl_obj, reset, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("seed, ablation, reset, warmup, output, dtype", **cases.params(cases.ABLATION_CASES))
+def test_ablation_matches_reference(kernel, seed, ablation, reset, warmup, output, dtype):
+    cases.ablation_case("triton", seed, ablation, reset, warmup, output, dtype, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("ablation", ["no_intra", "no_spike_timing"])
+def test_ablation_per_neuron_and_from_trace_match_reference(kernel, impl_obj, ablation):
+    cases.ablation_per_neuron_and_trace("triton", impl_obj, ablation, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("dtype, output", **cases.params(cases.HALF_CASES))
+def test_half_precision(kernel, dtype, output):
+    cases.half_precision_case("triton", dtype, output, bf16_rounding_exact=False)
+
+
+@interpreter
+def test_step_kernels_equal_the_reference(impl_obj):
+    """One step of the step-wise node: one launch each way, equal to reference.carry_step and trace_step."""
+    cases.step_cases(impl_obj, full=False)
+
+
+@interpreter
+def test_reference_vectors():
+    cases.reference_vectors("triton")  # float64, T = 5 (one pass) and 30 (two passes)
+
+
+@interpreter
+def test_long_sequence_takes_the_two_pass_kernel_by_itself():
+    xl, gl = cases.random_case(40, (2, 3), F64, 2)
+    cases.check_against_reference("triton", xl, gl, reset="subtract")
+
+
+@interpreter
+def test_half_input_goes_straight_into_the_kernels(impl_obj):
+    """State in float32, outputs and gradient in the input dtype (no cast copies)."""
+    x, g = cases.random_case(4, (2, 5), F32, 0)
+    xh, gh = x.half(), g.half()
+    p = cases.op_params()
+    for psc in (True, False):
+        y = impl_obj.forward_op(xh, p, psc)
+        assert y.dtype == torch.float16 and torch.equal(y, impl_obj.forward_op(xh.float(), p, psc).half())
+    gx = impl_obj.backward_op(gh, xh, p, True, True)
+    assert gx.dtype == torch.float16
+    torch.testing.assert_close(gx.float(), impl_obj.backward_op(gh.float(), xh.float(), p, True, True),
+                               rtol=1e-3, atol=1e-3)
+
+
+@interpreter
+def test_forward_saves_only_the_input():
+    x, _ = cases.random_case(6, (2, 9), F64, 4)
+    saved = cases.saved_for_backward("triton", x)
+    assert len(saved) == 1 and saved[0].data_ptr() == x.data_ptr()
+
+
+@interpreter
+@pytest.mark.parametrize("dtype, reset", **cases.params([(d, r) for d in (F64, F32) for r in RESETS]))
+def test_recomputed_trace_is_the_reference_forward_in_both_kernels(impl_obj, monkeypatch, dtype, reset):
+    """The backward's recomputed trace (one pass and two passes) is bit-identical to the reference forward's
+    (the gradient from the given reference trace is equal bit for bit), and both kernels give bit-identical
+    gradients."""
+    from tssl_plugin._impl import reference, triton_impl
+
+    xr, gr = cases.random_case(9, (2, 300), dtype, 5)  # 600 neurons: several programs, the last one partial
+    k = lif_constants(xr, reset=reset)
+    p = cases.op_params(reset=reset)
+    tr = reference.forward_sequence(xr, k)
+    for warm, psc in ((True, True), (False, False)):
+        got = {}
+        for one_pass_max_t in (32, 0):
+            monkeypatch.setattr(triton_impl, "ONE_PASS_MAX_T", one_pass_max_t)
+            got[one_pass_max_t] = impl_obj.backward_op(gr, xr, p, warm, psc)
+            if not psc:  # the given trace's entry point takes the gradient of the spikes
+                given = impl_obj.backward_from_trace(gr, tr.u, tr.du, tr.o, k, warm)
+                assert torch.equal(got[one_pass_max_t], given), (warm, psc, one_pass_max_t)
+        assert torch.equal(got[32], got[0]), (warm, psc)
+
+
+@interpreter
+@pytest.mark.parametrize("bad, word", [(float("nan"), "NaN"), (float("inf"), "inf")])
+def test_non_finite_input_is_found_by_the_forward_kernel(bad, word):
+    """Under the interpreter the kernel's flag is read at once; the next call finds it cleared."""
+    x, _ = cases.random_case(4, (2, 5), F32, 0)
+    xb = x.clone()
+    xb[2, 1, 3] = bad
+    with pytest.raises(ValueError, match=rf"x contains {word}.*\(2, 1, 3\)"):
+        tssl_lif(xb, impl="triton")
+    tssl_lif(x, impl="triton")
+
+
+@interpreter
+@pytest.mark.parametrize("dtype, per_neuron, scalars, reset, warmup, psc, width", [
+    (F32, True, [5.0, 3.0, 0.0], "subtract", True, True, ()),
+    (torch.float16, False, [5.0, 3.0, 1.0], "zero", False, False, ()),
+    (F32, False, [5.0, 3.0, 1.0], "zero", True, False, (0.6,)),
+], ids=["per-neuron-threshold", "float16", "warmup-width"])
+def test_registered_operator_passes_opcheck(dtype, per_neuron, scalars, reset, warmup, psc, width):
+    """The registered operator with the Triton kernels behind it."""
+    from torch.library import opcheck
+
+    x, _ = cases.random_case(4, (2, 5), F32, 0)
+    th = torch.full((5,), 0.7) if per_neuron else None
+    opcheck(torch.ops.tssl_plugin.lif.default,
+            (x.to(dtype).requires_grad_(), None, None, th, scalars, reset, warmup, psc, "triton", *width))
+
+
+@pytest.mark.skipif(not HAVE_TRITON or _impl.TRITON_INTERPRET, reason="needs triton, without the interpreter")
 def test_triton_unavailable_on_cpu_without_interpreter():
-    if not HAVE_TRITON or os.environ.get("TRITON_INTERPRET") == "1":
-        pytest.skip("needs triton, without the interpreter")
-    from tssl_plugin import _impl
-
     x = torch.zeros(3, 4)
     with pytest.raises(ValueError, match="cannot run"):
         _impl.select("triton", x)
     assert _impl.select("auto", x).name in ("cpu", "reference")
 
 
-needs_cuda = pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+def needs_cuda(fn):
+    """Marker ``cuda`` and its skip condition."""
+    return pytest.mark.cuda(pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.is_available()),
+                                               reason="needs CUDA and triton")(fn))
 
 
 @needs_cuda
@@ -174,9 +307,10 @@ def test_triton_forward_is_operation_for_operation_the_reference():
         for reset in cases.RESETS:
             x, _ = cases.random_case(12, (64, 513), dtype, 5, "cuda")
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            o, s, _ = TritonImpl.forward(x, k, False)
+            p = cases.op_params(tau_m=7.0, reset=reset)
+            o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
-            assert torch.equal(o, tr.o) and torch.equal(s, tr.s), (dtype, reset)
+            assert torch.equal(o, tr.o.to(dtype)) and torch.equal(s, tr.s), (dtype, reset)
 
 
 @needs_cuda
@@ -198,6 +332,7 @@ def test_triton_non_finite_input_is_reported_without_a_sync():
         tssl_lif(x, impl="triton")  # the next call reports it
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not (HAVE_TRITON and torch.cuda.device_count() >= 2), reason="needs two CUDA devices")
 def test_triton_on_second_device_while_first_is_current():
     x, g = cases.random_case(6, (3, 300), torch.float32, 2, "cuda:1")

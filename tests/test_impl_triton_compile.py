@@ -112,7 +112,7 @@ FORWARD = [
     ("fwd-f32-zero-psc", "op", F32, "zero", False, 8, 3000, True, True),
     ("fwd-f16-subtract-spike-perneuron", "op", F16, "subtract", True, 8, 3000, True, False),
     ("fwd-bf16-sal-psc", "op", BF16, "subtract_after_leak", False, 8, 3000, True, True),
-    ("fwd-f64-none-both-perneuron", "legacy", F64, "none", True, 8, 3000, True, True),
+    ("fwd-f64-none-psc-perneuron", "op", F64, "none", True, 8, 3000, True, True),
     ("fwd-f32-T1-N1-perneuron", "op", F32, "zero", True, 1, 1, True, True),
     ("fwd-f32-N0-spike", "op", F32, "subtract", False, 5, 0, True, False),
 ]
@@ -122,7 +122,7 @@ ONE_PASS = [
     ("bwd1-bf16-sal-T16", "op", BF16, "subtract_after_leak", False, 16, 3000, False, True),
     ("bwd1-f32-none-T32-perneuron", "op", F32, "none", True, 32, 3000, False, False),
     ("bwd1-f64-none-T16-perneuron", "op", F64, "none", True, 16, 3000, False, False),
-    ("bwd1-f32-trace-zero-T8-perneuron", "trace", F32, "zero", True, 8, 3000, True, True),
+    ("bwd1-f32-trace-zero-T8-perneuron", "trace", F32, "zero", True, 8, 3000, True, False),
     ("bwd1-f64-trace-sal-T5", "trace", F64, "subtract_after_leak", False, 5, 3000, True, False),
     ("bwd1-f32-T1-N1-perneuron", "op", F32, "zero", True, 1, 1, True, True),
     ("bwd1-f32-T3-N0", "op", F32, "subtract", False, 3, 0, True, True),
@@ -134,7 +134,7 @@ TWO_PASS = [
     ("bwd2-f64-none-T100", "op", F64, "none", False, 100, 3000, True, True),
     ("bwd2-f32-trace-zero-T50-perneuron", "trace", F32, "zero", True, 50, 3000, True, False),
     ("bwd2-f32-T1-N1-perneuron", "op", F32, "zero", True, 1, 1, True, True),
-    ("bwd2-f64-trace-subtract-T1-N0", "trace", F64, "subtract", False, 1, 0, False, True),
+    ("bwd2-f64-trace-subtract-T1-N0", "trace", F64, "subtract", False, 1, 0, False, False),
 ]
 #: one step of the step-wise node: (name, dtype, reset, constants, warmup, carry, membrane loss, spike dtype)
 STEP = [
@@ -157,14 +157,11 @@ def _run_case(case, two_pass, monkeypatch):
     g = _x(T, N, dtype, seed=2) - 0.4
     params = _params(N, reset, per_neuron, dtype)
     if name.startswith("fwd"):
-        if entry == "legacy":  # bool spikes + trace in the state dtype (TritonImpl.forward)
-            k = lif_constants(x.to(F64 if dtype == F64 else F32), *params)
-            return lambda: TritonImpl.forward(x, k, True)
         return lambda: TritonImpl.forward_op(x, params, psc)
     if entry == "trace":
         k = lif_constants(x, *params)
         u, du, o = x.clone(), x.clone(), x > 0.5
-        return lambda: TritonImpl.backward_from_trace(g, u, du, o, k, warmup, psc)
+        return lambda: TritonImpl.backward_from_trace(g, u, du, o, k, warmup)  # psc False: spikes' gradient
     return lambda: TritonImpl.backward_op(g, x, params, warmup, psc)
 
 
@@ -195,7 +192,7 @@ def test_kernel_variant_compiles(case, two_pass, kind, arch, monkeypatch):
 
 def _step_case(case):
     """The two launches of one step (forward bookkeeping, backward) for a STEP case, on CPU tensors."""
-    import test_impl_cases as cases
+    import impl_cases as cases
 
     name, dtype, reset, kind, warmup, has_h, has_extra, spike_dtype = case
     shape = (1, 1) if name.endswith("N1") else (3, 700)

@@ -4,8 +4,8 @@
 # What it runs, each step with its own time limit inside an overall budget (GPU_CHECK_BUDGET, default
 # 240 s; a step that would not fit is skipped and listed as such):
 #   1. versions, the card, which implementation impl="auto" picks;
-#   2. the tests that need CUDA, with the Triton kernels compiled for the card (no interpreter):
-#      the CUDA tests of tests/test_impl_triton.py (exactness, both backward kernels, bit identity of the
+#   2. the tests that need CUDA (pytest -m cuda), with the Triton kernels compiled for the card (no
+#      interpreter): the CUDA tests of tests/test_impl_triton.py (exactness, both backward kernels, bit identity of the
 #      trace, NaN reported without a sync, cuda:1, torch.compile on CUDA) and test_core_properties.py;
 #   3. exactness of impl="triton" against impl="reference" on CUDA (exact.py below): float32/float64/
 #      float16/bfloat16, every reset x warm-up x output, T = 1, N = 0 and 1, partial blocks, non-contiguous
@@ -148,7 +148,7 @@ cat >"$WORK/exact.py" <<'PYEOF'
 """impl='triton' against impl='reference' on CUDA (compiled kernels, no interpreter)."""
 import itertools, sys, time, traceback
 import torch
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin.functional import tssl_lif, lif_constants, last_impl
 from tssl_plugin._impl import _ReferenceImpl, reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
@@ -176,22 +176,20 @@ if not torch.cuda.is_available():
     print("CHECK exact: SKIP (no CUDA)")
     sys.exit(0)
 DEV = "cuda"
-TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
 def compare(x, g, **kw):
     yr, gr = cases.run("reference", x, g, **kw)
     yt, gt = cases.run("triton", x, g, **kw)
     torch.cuda.synchronize()
-    tol = TOL[x.dtype]
     assert yt.dtype == x.dtype and gt.dtype == x.dtype, f"dtypes {yt.dtype} {gt.dtype}"
     dy = (yt.double() - yr.double()).abs().max().item() if yt.numel() else 0.0
     dg = (gt.double() - gr.double()).abs().max().item() if gt.numel() else 0.0
     if kw.get("output") == "spike":
         flips = int((yt != yr).sum())
         assert flips == 0, f"{flips} spikes differ; max|dgx|={dg:.2e}"
-    torch.testing.assert_close(yt, yr, rtol=tol, atol=tol)
-    torch.testing.assert_close(gt, gr, rtol=tol, atol=tol)
+    torch.testing.assert_close(yt, yr, **cases.tol(x.dtype))
+    torch.testing.assert_close(gt, gr, **cases.tol(x.dtype))
     return f"max|dy|={dy:.1e} max|dgx|={dg:.1e}"
 
 
@@ -299,13 +297,14 @@ def bit_identity():
         for reset in cases.RESETS:
             x, g = cases.random_case(12, (64, 4096), dt, 5, DEV)
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            o, s, saved = TritonImpl.forward(x, k, True)
+            p = cases.op_params(tau_m=7.0, reset=reset)
+            o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
             so = (s != tr.s).float().mean().item()
-            oo = int((o != tr.o).sum())
+            oo = int((o != tr.o.to(o.dtype)).sum())
             assert so == 0 and oo == 0, f"{dt} {reset}: fraction of s not bit-equal {so:.4f}, spikes differing {oo}"
-            rec = TritonImpl.backward(g, saved, k, True, True)
-            giv = TritonImpl.backward_from_trace(g, tr.u, tr.du, tr.o, k, True, True)
+            rec = TritonImpl.backward_op(g, x, p, True, False)
+            giv = TritonImpl.backward_from_trace(g, tr.u, tr.du, tr.o, k, True)
             assert torch.equal(rec, giv), f"{dt} {reset}: recomputed-trace gradient differs from given-trace gradient"
     return "forward trace bit-identical to the torch reference (no FMA contraction), recomputation too"
 
@@ -402,7 +401,7 @@ if not torch.cuda.is_available():
     print(f"CHECK large-{mode}: SKIP (no CUDA)")
     sys.exit(0)
 from tssl_plugin.functional import lif_constants
-from tssl_plugin._impl import _ReferenceImpl, triton_impl
+from tssl_plugin._impl import reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
 
 if mode == "idx":
@@ -419,7 +418,7 @@ dev = "cuda"
 gen = torch.Generator(device=dev).manual_seed(0)
 x = torch.empty(T, N, device=dev).uniform_(-0.15, 0.85, generator=gen)
 kw = dict(threshold=1.0 + 0.05 * torch.rand(N, device=dev, generator=gen)) if mode == "params" else {}
-k = lif_constants(x, **kw)
+params = (5.0, 3.0, kw.get("threshold", 1.0), "zero", 0.2, 8.0, "none")  # lif_constants' defaults
 slices = [(0, 512), (N // 2 - 256, N // 2 + 256), (N - 1024, N)]
 
 
@@ -430,16 +429,17 @@ def sub_k(a, b):
 bad = []
 torch.cuda.synchronize()
 t0 = time.time()
-o, s, saved = TritonImpl.forward(x, k, True)
+o = TritonImpl.forward_op(x, params, False)  # spikes as 0/1 in x's dtype
+s = TritonImpl.forward_op(x, params, True)  # the PSC trace
 torch.cuda.synchronize()
 print(f"forward kernel done in {time.time() - t0:.2f}s (incl. compile)")
 refs = {}
 for a, b in slices:
     kk = sub_k(a, b)
-    o_r, s_r, saved_r = _ReferenceImpl.forward(x[:, a:b].contiguous(), kk, True)
-    refs[(a, b)] = (kk, saved_r)
-    flips = int((o[:, a:b] != o_r).sum())
-    ds = (s[:, a:b] - s_r).abs().max().item()
+    tr = reference.forward_sequence(x[:, a:b].contiguous(), kk)
+    refs[(a, b)] = (kk, tr)
+    flips = int((o[:, a:b] != tr.o.to(o.dtype)).sum())
+    ds = (s[:, a:b] - tr.s).abs().max().item()
     print(f"  neurons [{a}, {b}): spikes differing {flips}, max|ds| {ds:.2e}")
     if flips or ds > 0:
         bad.append(f"forward [{a},{b})")
@@ -448,13 +448,13 @@ g = torch.randn(T, N, device=dev, generator=gen)
 for limit in ((32, 0) if mode == "idx" else (32,)):
     triton_impl.ONE_PASS_MAX_T = limit
     t0 = time.time()
-    gx = TritonImpl.backward(g, saved, k, True, True)
+    gx = TritonImpl.backward_op(g, x, params, True, True)
     torch.cuda.synchronize()
     kind = "one-pass" if limit else "two-pass"
     print(f"{kind} backward done in {time.time() - t0:.2f}s (incl. compile), peak allocated "
           f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    for (a, b), (kk, saved_r) in refs.items():
-        gx_r = _ReferenceImpl.backward(g[:, a:b].contiguous(), saved_r, kk, True, True)
+    for (a, b), (kk, tr) in refs.items():
+        gx_r = reference.backward_sequence(g[:, a:b].contiguous(), tr, kk, True, True)
         d = (gx[:, a:b] - gx_r).abs().max().item()
         print(f"  neurons [{a}, {b}): max|dgx| {d:.2e}")
         if not d <= 1e-3:
@@ -504,7 +504,7 @@ for T in (8, 16):
         print(f"T={T} forward BLOCK={blk:5d}: fwd+bwd {ms(step):.3f} ms")
     triton_impl.BLOCK = 256
     for blk in (64, 128, 256):
-        triton_impl.one_pass_block = lambda T, blk=blk: blk
+        triton_impl.ONE_PASS_BLOCK = blk
         print(f"T={T} one-pass block={blk:5d}: fwd+bwd {ms(step):.3f} ms")
 print("CHECK sweep: PASS (informational)")
 PYEOF
@@ -518,7 +518,7 @@ import torch
 if not torch.cuda.is_available():
     print("CHECK step kernels: SKIP (no CUDA)")
     sys.exit(0)
-import test_impl_cases as cases
+import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin._impl.triton_impl import TritonImpl
 from tssl_plugin.rule import lif_constants
@@ -558,8 +558,7 @@ if [ "${1:-}" = "host-step" ]; then
   exit 0
 fi
 run_step "pytest: the CUDA tests, Triton compiled for this GPU (no interpreter)" 50 \
-  "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_impl_triton.py tests/test_core_properties.py \
-  -k "not interpreter and not unavailable_on_cpu and (triton or cuda)"
+  "$PY" -m pytest -q -p no:cacheprovider -rs -m cuda tests/test_impl_triton.py tests/test_core_properties.py
 run_step "exactness triton vs reference on CUDA" 45 "$PY" "$WORK/exact.py"
 run_step "large tensor, T*N > 2^31 (64-bit offsets), both backward kernels" 30 "$PY" "$WORK/large.py" idx
 run_step "tssl-bench speed gpu-layer (T = 4, 8, 16, vs SpikingJelly)" 45 \

@@ -18,15 +18,15 @@ import math
 import os
 import warnings
 from numbers import Real
-from typing import Optional, Sequence, Union
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-Param = Union[float, Tensor]
+from ._types import FLOAT_DTYPES, Param, compute_dtype
 
-#: floating dtypes the core accepts as input.
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+_DTYPE_NAMES = "/".join(str(d).replace("torch.", "") for d in FLOAT_DTYPES)
 
 
 def check_sequence(x: object, name: str = "x", *, allow_int: bool = False, finite: bool = True) -> Tensor:
@@ -35,7 +35,7 @@ def check_sequence(x: object, name: str = "x", *, allow_int: bool = False, finit
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not allow_int and not x.is_floating_point():
         raise TypeError(
-            f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), got {x.dtype}"
+            f"{name} must be a floating-point tensor ({_DTYPE_NAMES}), got {x.dtype}"
         )
     if x.dim() < 2:
         raise ValueError(
@@ -68,8 +68,7 @@ def check_finite(x: Tensor, name: str) -> None:
     """
     if not x.is_floating_point() or x.numel() == 0 or not values_readable():
         return
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    if bool(torch.isfinite(x.sum(dtype=acc))):
+    if bool(torch.isfinite(x.sum(dtype=compute_dtype(x.dtype)))):
         return
     raise_non_finite(x, name)
 
@@ -103,8 +102,7 @@ def check_gradient_finite(grad_x: Tensor, u: Tensor) -> None:
         return
     if (CHECK_GRADIENTS == "cpu" and grad_x.device.type != "cpu") or grad_x.numel() == 0 or not grad_x.is_floating_point() or not values_readable():
         return
-    acc = torch.float64 if grad_x.dtype == torch.float64 else torch.float32
-    if bool(torch.isfinite(grad_x.sum(dtype=acc))):
+    if bool(torch.isfinite(grad_x.sum(dtype=compute_dtype(grad_x.dtype)))):
         return
     bad = ~torch.isfinite(u)
     if not bool(bad.any()):
@@ -153,64 +151,71 @@ def check_number(
     lower: Optional[float] = None,
     lower_inclusive: bool = False,
     allow_inf: bool = False,
+    what: Optional[str] = None,
 ) -> float:
-    """A real number (not a bool), finite unless ``allow_inf`` (+inf only), above ``lower``; returned as float."""
+    """A real number (not a bool), finite unless ``allow_inf`` (+inf only), above ``lower``; returned as float.
+
+    ``what`` marks a layer option (one number, never a tensor) and says what it is; the errors then name it
+    and state the whole condition at once (``must be a finite number > 0 (what)``).
+    """
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+        kind = "a number or a tensor" if what is None else f"a number ({what})"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
     v = float(value)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+    not_finite = math.isnan(v) or (math.isinf(v) and not allow_inf)
+    too_low = lower is not None and not (v >= lower if lower_inclusive else v > lower)
+    if what is not None and (not_finite or too_low):
+        bound = "" if lower is None else " " + _bound_text(lower, lower_inclusive)
+        raise ValueError(f"{name} must be a finite number{bound} ({what}), got {v}")
+    if not_finite:
         raise ValueError(f"{name} must be finite, got {v}")
-    if lower is not None and not (v >= lower if lower_inclusive else v > lower):
+    if too_low:
         raise ValueError(f"{name} must be {_bound_text(lower, lower_inclusive)}, got {v:g}")
     return v
 
 
-def check_tau_m(value: object) -> float:
-    """Membrane time constant as a number: > 1, ``inf`` allowed (a non-leaky IF neuron)."""
-    return check_number(value, "tau_m", lower=1.0, allow_inf=True)
+class Bounds(NamedTuple):
+    """The range of a neuron parameter: above ``lower`` (``>=`` when ``lower_inclusive``), finite unless
+    ``allow_inf`` (+inf)."""
+
+    lower: float
+    lower_inclusive: bool = False
+    allow_inf: bool = False
+
+
+#: the bounds of each neuron parameter, their one definition (numbers: :func:`check_number`; tensors:
+#: :func:`check_param_values`).
+PARAM_BOUNDS: Dict[str, Bounds] = {
+    "tau_m": Bounds(1.0, allow_inf=True),  # > 1; inf: a non-leaky IF neuron
+    "tau_s": Bounds(1.0, lower_inclusive=True),  # >= 1
+    "threshold": Bounds(0.0),  # > 0
+}
+
+
+def check_param_number(value: object, name: str) -> float:
+    """Neuron parameter ``name`` (a key of :data:`PARAM_BOUNDS`) given as a number: in its bounds."""
+    return check_number(value, name, **PARAM_BOUNDS[name]._asdict())
 
 
 def check_tau_s(value: object) -> float:
-    """Synaptic (PSC) time constant as a number: finite, >= 1."""
-    return check_number(value, "tau_s", lower=1.0, lower_inclusive=True)
-
-
-def check_threshold(value: object) -> float:
-    """Firing threshold as a number: finite, > 0."""
-    return check_number(value, "threshold", lower=0.0)
-
-
-def _check_layer_option(value: object, name: str, what: str) -> float:
-    """A layer option that is one finite number > 0 (not a tensor); ``what`` says what it is, in errors."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number ({what}), got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0 ({what}), got {v}")
-    return v
+    """Synaptic (PSC) time constant as a number (the adapters' layer option): finite, >= 1."""
+    return check_param_number(value, "tau_s")
 
 
 def check_warmup_width(value: object) -> float:
     """Width ``w`` of the warm-up surrogate ``sigma'((u - theta)/w)/w``: one finite number > 0."""
-    return _check_layer_option(value, "warmup_width", "the width of the warm-up surrogate")
+    return check_number(value, "warmup_width", lower=0.0, what="the width of the warm-up surrogate")
 
 
 def check_sensitivity_cap(value: object) -> float:
     """The cap on the spike-time sensitivity ``c = min(1/du, cap)``: one finite number > 0."""
-    return _check_layer_option(value, "sensitivity_cap", "the cap on the spike-time sensitivity c = 1/du")
+    return check_number(value, "sensitivity_cap", lower=0.0,
+                        what="the cap on the spike-time sensitivity c = 1/du")
 
 
 def check_optional_sensitivity_cap(value: object) -> Optional[float]:
     """An adapter's ``sensitivity_cap``: None (the default for the layer's reset) or one finite number > 0."""
     return None if value is None else check_sensitivity_cap(value)
-
-
-#: the bounds of each neuron parameter: (lower, lower_inclusive, allow_inf).
-PARAM_BOUNDS = {
-    "tau_m": (1.0, False, True),
-    "tau_s": (1.0, True, False),
-    "threshold": (0.0, False, False),
-}
 
 
 def check_param(value: object, name: str, neuron_shape: torch.Size) -> Param:
@@ -220,7 +225,6 @@ def check_param(value: object, name: str, neuron_shape: torch.Size) -> Param:
     type, ``requires_grad`` and shape only; their values are checked by
     :func:`check_param_values` where they are read.
     """
-    lower, inclusive, allow_inf = PARAM_BOUNDS[name]
     if isinstance(value, Tensor):
         if value.requires_grad:
             raise ValueError(
@@ -239,7 +243,7 @@ def check_param(value: object, name: str, neuron_shape: torch.Size) -> Param:
                 f"{tuple(neuron_shape)} (x.shape[1:])"
             )
         return value
-    return check_number(value, name, lower=lower, lower_inclusive=inclusive, allow_inf=allow_inf)
+    return check_param_number(value, name)
 
 
 def check_param_values(t: Tensor, name: str) -> None:
@@ -262,8 +266,3 @@ def as_param(value: object, name: str, neuron_shape: torch.Size, like: Tensor) -
         if values_readable():
             check_param_values(v, name)
     return v
-
-
-def check_impl(name: object, names: Sequence[str]) -> str:
-    """``impl=`` must name a registered implementation (or ``"auto"``)."""
-    return check_choice(name, "impl", names)

@@ -16,8 +16,9 @@ from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
 from ._impl.reference import HostTrace
+from ._types import compute_dtype
 from ._validation import (
-    as_param, check_bool, check_choice, check_gradient_finite, check_impl, check_param, check_sensitivity_cap,
+    as_param, check_bool, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
 )
 from .rule import (
@@ -25,8 +26,8 @@ from .rule import (
 )
 
 __all__ = [
-    "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "spikes_with_host_grad", "HostTrace", "impl_names", "last_impl", "resolve_impl",
-    "OUTPUTS", "RESETS", "LIFConstants",
+    "tssl_lif", "psp", "lif_constants", "spikes_with_tssl_grad", "spikes_with_host_grad", "HostTrace", "impl_names",
+    "last_impl", "resolve_impl", "OUTPUTS", "RESETS", "LIFConstants",
 ]
 
 
@@ -94,7 +95,7 @@ def tssl_lif(
     check_choice(output, "output", OUTPUTS)
     check_bool(warmup, "warmup")
     check_choice(reset, "reset", RESETS)
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     shape = x.shape[1:]
     tm = check_param(tau_m, "tau_m", shape)
     ts = check_param(tau_s, "tau_s", shape)
@@ -168,7 +169,7 @@ def spikes_with_tssl_grad(
     (:func:`tssl_plugin.stepwise.tssl_step`), so a whole sequence and a step
     loop get the same gradients.
     """
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     check_ablation(k.ablation, k.reset, warmup)
     if torch.is_grad_enabled() and x.requires_grad:
         return _TraceGradFunction.apply(x, u.detach(), du.detach(), o.detach(),
@@ -194,7 +195,8 @@ class _HostTraceGradFunction(torch.autograd.Function):
             return (None,) * 10
         shift, k, warmup, input_scale, impl = ctx.meta
         host = HostTrace(*ctx.saved_tensors, shift)
-        grad_x, finite = _impl.call(impl, host.h, "backward_from_host", g_spike, host, k, warmup, input_scale)
+        grad_x, finite = _impl.call(impl, host.h, lambda i: i.backward_from_host(g_spike, host, k, warmup,
+                                                                                 input_scale))
         if not finite:  # False: not finite (the kernel checked); None: not checked yet
             check_gradient_finite(grad_x, _reference.host_trace(host, grad_x.dtype)[0])
         return (grad_x,) + (None,) * 9
@@ -225,11 +227,11 @@ def spikes_with_host_grad(
     this is :func:`spikes_with_tssl_grad` on the materialised trace (also where ``h`` is not in ``x``'s
     float32/float64 compute dtype).
     """
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     check_ablation(k.ablation, k.reset, warmup)
     if not (torch.is_grad_enabled() and x.requires_grad):
         return host.spikes if host.spikes.dtype == x.dtype else host.spikes.to(x.dtype)
-    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    dtype = compute_dtype(x.dtype)
     if host.h.dtype != dtype or not _op._plain_eager(x):
         u, du, o = _reference.host_trace(host, dtype)
         return spikes_with_tssl_grad(x, u, du, o, k, warmup=warmup, input_scale=input_scale, impl=impl)
@@ -252,7 +254,7 @@ def last_impl(device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Option
 
 def resolve_impl(x: Tensor, impl: str = "auto") -> str:
     """The implementation a :func:`tssl_lif` call on ``x`` with this ``impl`` would use now."""
-    check_impl(impl, _impl.names())
+    _impl.check_impl(impl)
     return _impl.select(impl, x).name
 
 

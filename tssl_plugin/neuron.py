@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from . import _impl
 from ._validation import (
-    check_bool, check_choice, check_impl, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
+    check_bool, check_choice, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
 )
 from .functional import tssl_lif
 from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation
@@ -57,7 +57,7 @@ class TSSLNeuron(nn.Module):
         check_choice(output, "output", OUTPUTS)
         check_choice(reset, "reset", RESETS)
         check_bool(warmup, "warmup")
-        check_impl(impl, _impl.names())
+        _impl.check_impl(impl)
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
         check_ablation(ablation, reset, warmup)

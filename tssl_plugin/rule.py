@@ -102,14 +102,12 @@ factor 1 changes no bit.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple
 
 from torch import Tensor
 
+from ._types import Param
 from ._validation import as_param, check_choice, check_sensitivity_cap, check_warmup_width
-
-#: a neuron parameter: one number for all neurons, or a tensor broadcastable to the neuron shape.
-Param = Union[float, Tensor]
 
 #: reset rules, the paper's (``"zero"``) first.
 RESETS = ("zero", "subtract", "subtract_after_leak", "none")

@@ -38,12 +38,12 @@ sequence starts from :func:`initial_state`. Detaching the state (its
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar
 
 import torch
 from torch import Tensor
 
-from ._impl import _ReferenceImpl, call
+from ._impl import Implementation, _ReferenceImpl, call
 from ._impl._op import _plain_eager
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
@@ -66,21 +66,24 @@ def initial_state(like: Tensor) -> StepState:
     return StepState(torch.zeros_like(like))
 
 
-def _run(method: str, like: Tensor, *args: Any) -> Any:
-    """``method`` (``step_forward`` or ``step_backward``, see :mod:`tssl_plugin._impl`) of the implementation
-    ``impl="auto"`` picks for ``like``'s device and dtype: one fused kernel (C on the CPU, Triton on CUDA).
-    While anything traces (``torch.compile``), or a backward builds a graph of its own
+R = TypeVar("R")
+
+
+def _run(like: Tensor, run: Callable[[Implementation], R]) -> R:
+    """``run(impl)`` (``impl.step_forward`` or ``impl.step_backward``, see :mod:`tssl_plugin._impl`) with the
+    implementation ``impl="auto"`` picks for ``like``'s device and dtype: one fused kernel (C on the CPU, Triton
+    on CUDA). While anything traces (``torch.compile``), or a backward builds a graph of its own
     (``create_graph=True``), the reference's PyTorch operations, which the compiler fuses itself."""
     if _plain_eager(like) and not torch.is_grad_enabled():
-        return call("auto", like, method, *args)
-    return getattr(_ReferenceImpl, method)(*args)
+        return call("auto", like, run)
+    return run(_ReferenceImpl)
 
 
 def next_state(state: StepState, o: Tensor, inv_tau_s: Param) -> StepState:
     """The state after a step with spikes ``o`` when no gradient is needed: the trace alone advances."""
     trace = state.trace.detach()
     with torch.no_grad():
-        return StepState(_run("step_forward", trace, o, trace, inv_tau_s, None)[1])
+        return StepState(_run(trace, lambda i: i.step_forward(o, trace, inv_tau_s, None))[1])
 
 
 class _StepNode(torch.autograd.Function):
@@ -90,7 +93,7 @@ class _StepNode(torch.autograd.Function):
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
                 mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
         ctx.set_materialize_grads(False)
-        spike, s = _run("step_forward", trace_in, o, trace_in, k.inv_tau_s, x_t.dtype)
+        spike, s = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, x_t.dtype))
         ctx.save_for_backward(u, du, o, s)
         ctx.meta = (k, warmup, input_scale)
         return spike, None if mem is None else mem.clone(), s
@@ -99,8 +102,8 @@ class _StepNode(torch.autograd.Function):
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
         u, du, o, s = ctx.saved_tensors
         k, warmup, input_scale = ctx.meta
-        grad_x, delta, finite = _run("step_backward", u, g_spike, g_trace, u, du, o, s, k, warmup, g_mem,
-                                     input_scale)
+        grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, o, s, k, warmup, g_mem,
+                                                                  input_scale))
         if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
             check_gradient_finite(grad_x, u)
         return grad_x, delta, None, None, None, None, None, None, None
@@ -144,5 +147,5 @@ def tssl_step(
         return (spike, mem_out), StepState(s_out)
     trace = state.trace.detach()
     with torch.no_grad():
-        spike, s = _run("step_forward", trace, o, trace, k.inv_tau_s, x_t.dtype)
+        spike, s = _run(trace, lambda i: i.step_forward(o, trace, k.inv_tau_s, x_t.dtype))
     return (spike, mem), StepState(s)

@@ -1,6 +1,6 @@
 """Interchangeable implementations of the TSSL-BP recursions, and the one dispatch point.
 
-Every implementation provides the op's two entry points (what
+:class:`Implementation` is the contract: exactly what production calls. The op's two entry points (what
 ``tssl_lif`` runs; outputs in ``x``'s dtype, on ``x``'s device):
 
 ``forward_op(x, params, psc_output) -> a or o``
@@ -10,19 +10,16 @@ Every implementation provides the op's two entry points (what
     packed parameter table holds it);
 ``backward_op(grad, x, params, warmup, psc_output) -> dL/dx``
     the TSSL-BP input gradient, recomputing the forward trace from ``x``
-    (the op saves only ``x``),
+    (the op saves only ``x``);
 
-and, with the constants given as :class:`~tssl_plugin.rule.LIFConstants`
-(float32/float64):
+the adapters' backward, with the constants given as :class:`~tssl_plugin.rule.LIFConstants`:
 
-``forward(x, k, save) -> (o, s, saved)``
-    spikes ``o`` (bool) and trace ``s``; ``saved`` is what ``backward`` needs;
-``backward(grad, saved, k, warmup, psc_output) -> grad_x``;
-``backward_from_trace(grad, u, du, o, k, warmup, psc_output) -> grad_x``
+``backward_from_trace(grad, u, du, o, k, warmup) -> grad_x``
     the same from a forward trace computed elsewhere (the adapters run their
-    library's own forward arithmetic and hand over ``u``, ``du``, ``o``);
+    library's own forward arithmetic and hand over ``u``, ``du``, ``o``; the
+    gradient is taken with respect to the spikes);
 ``backward_from_host(grad, host, k, warmup, scale) -> (grad_x, finite)``
-    the same (``dL/do`` given) from what a host's forward returns
+    the same from what a host's forward returns
     (:class:`~tssl_plugin._impl.reference.HostTrace`: charged membrane,
     membranes, spikes), ``grad_x`` times ``scale``; the fused CPU kernel
     computes :func:`~tssl_plugin._impl.reference.host_trace` inside, the others
@@ -39,38 +36,72 @@ fused pass in the fused implementations:
     ``grad_x`` times ``scale``; ``finite`` is True/False where the
     implementation checked ``grad_x`` while writing it, else None.
 
-``reference`` (plain PyTorch, :mod:`tssl_plugin._impl.reference`) is the ground
+:data:`BACKENDS` lists the implementations, the devices each runs and how each loads:
+``reference`` (plain PyTorch, :mod:`tssl_plugin._impl.reference`, any device) is the ground
 truth every other implementation is tested against. ``cpu``
 (:mod:`tssl_plugin._impl.cpu`, a C kernel built at first use) and ``triton``
 (:mod:`tssl_plugin._impl.triton_impl`, CUDA) are fused versions.
 
-``impl="auto"`` takes the first implementation in ``_AUTO_ORDER`` that loads
-and can run the input. When none can (no C compiler, no Triton on CUDA, a
+``impl="auto"`` takes the first fused implementation in :data:`BACKENDS` that serves the input's device,
+loads and can run the input. When none can (no C compiler, no Triton on CUDA, a
 device without a fused kernel), or when the chosen one fails at run time (a
 kernel that does not compile for this GPU), it runs ``reference`` and warns
 once, with the reason. :func:`last_used` tells which implementation ran.
+
+Not dispatched: the backward of a loss placed on the membrane (``spikes_with_tssl_grad`` with ``mem``)
+always runs the reference's loop, because it needs the rule's extra term (the membrane loss added to
+each step's carry), which the fused sequence kernels do not take.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Protocol, Tuple, TypeVar
 
 import torch
 from torch import Tensor
 
-from .._validation import check_finite
+from .._types import compute_dtype
+from .._validation import check_choice, check_finite
 from ..rule import LIFConstants, lif_constants
 from . import reference as _ref
+
+#: Triton's interpreter runs its kernels on CPU tensors; triton reads this variable when it is first imported.
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+class Implementation(Protocol):
+    """What production calls on an implementation (see the module docstring for each entry point)."""
+
+    name: str
+
+    def available(self, x: Tensor) -> bool: ...
+
+    def forward_op(self, x: Tensor, params: Tuple[Any, ...], psc_output: bool) -> Tensor: ...
+
+    def backward_op(self, grad: Tensor, x: Tensor, params: Tuple[Any, ...], warmup: bool,
+                    psc_output: bool) -> Tensor: ...
+
+    def backward_from_trace(self, grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants,
+                            warmup: bool) -> Tensor: ...
+
+    def backward_from_host(self, grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool,
+                           scale: Any) -> Tuple[Tensor, Optional[bool]]: ...
+
+    def step_forward(self, o: Tensor, s: Tensor, inv_tau_s: Any,
+                     spike_dtype: Optional[torch.dtype]) -> Tuple[Optional[Tensor], Tensor]: ...
+
+    def step_backward(self, G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
+                      k: LIFConstants, warmup: bool, extra: Optional[Tensor],
+                      scale: Any) -> Tuple[Tensor, Tensor, Optional[bool]]: ...
 
 
 def backward_from_host_trace(impl: Any, grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool,
                              scale: Any) -> Tuple[Tensor, None]:
     """``backward_from_host`` of an implementation without a fused one: ``impl.backward_from_trace`` on the
     trace :func:`~tssl_plugin._impl.reference.host_trace` materialises, times ``scale`` (not checked: None)."""
-    dtype = host.h.dtype if host.h.dtype in (torch.float32, torch.float64) else torch.float32
-    u, du, o = _ref.host_trace(host, dtype)
-    return impl.backward_from_trace(grad, u, du, o, k, warmup, False) * scale, None
+    u, du, o = _ref.host_trace(host, compute_dtype(host.h.dtype))
+    return impl.backward_from_trace(grad, u, du, o, k, warmup) * scale, None
 
 
 class _ReferenceImpl:
@@ -82,7 +113,7 @@ class _ReferenceImpl:
 
     @staticmethod
     def _constants(x: Tensor, params) -> Tuple[Tensor, LIFConstants]:
-        xc = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        xc = x.to(compute_dtype(x.dtype))
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)
 
@@ -101,22 +132,9 @@ class _ReferenceImpl:
         return _ref.backward_sequence(grad.to(xc.dtype), tr, k, warmup, psc_output).to(x.dtype)
 
     @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        tr = _ref.forward_sequence(x, k)
-        saved = (tr.u, tr.du, tr.o) if save else ()
-        return tr.o, tr.s, saved
-
-    @staticmethod
-    def backward(grad: Tensor, saved, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        if len(saved) == 1:  # only x: recompute the trace
-            tr = _ref.forward_sequence(saved[0], k)
-            saved = (tr.u, tr.du, tr.o)
-        return _ReferenceImpl.backward_from_trace(grad, *saved, k, warmup, psc_output)
-
-    @staticmethod
-    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
         s = _ref.spike_trace(o, k.inv_tau_s, u.dtype)
-        return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, psc_output)
+        return _ref.backward_sequence(grad, _ref.ForwardTrace(o, u, du, s), k, warmup, False)
 
     @staticmethod
     def backward_from_host(grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool, scale: Any):
@@ -135,77 +153,96 @@ class _ReferenceImpl:
         return grad_x * scale, delta, None
 
 
-_REGISTRY: Dict[str, Callable[[], Any]] = {"reference": lambda: _ReferenceImpl}
-#: order in which ``impl="auto"`` tries the implementations.
-_AUTO_ORDER = ["reference"]
-#: (device type, dtype) -> the implementation ``auto`` resolved to.
-_AUTO_CHOICE: Dict[Tuple[str, torch.dtype], Any] = {}
-#: (implementation, device type) -> why it failed at run time; ``auto`` no longer picks it there.
-_RUNTIME_FAILURES: Dict[Tuple[str, str], str] = {}
-#: fallback reasons already warned about.
-_WARNED: set = set()
-#: (device type, dtype) -> name of the implementation that ran last.
-_LAST_USED: Dict[Tuple[str, torch.dtype], str] = {}
+def _load_reference() -> Implementation:
+    return _ReferenceImpl
 
 
-def register(name: str, loader: Callable[[], Any], auto_priority: Optional[int] = None) -> None:
-    """Register an implementation; ``loader`` returns it or raises ImportError."""
-    _REGISTRY[name] = loader
-    if auto_priority is not None and name not in _AUTO_ORDER:
-        _AUTO_ORDER.insert(auto_priority, name)
-    _AUTO_CHOICE.clear()
-
-
-def _load_cpu():
+def _load_cpu() -> Implementation:
     from . import cpu
 
     return cpu.loader()
 
 
-def _load_triton():
+def _load_triton() -> Implementation:
     from . import triton_impl
 
     return triton_impl.loader()
 
 
-register("cpu", _load_cpu, auto_priority=0)
-register("triton", _load_triton, auto_priority=1)
-#: what each fused implementation serves (a loader failure there means a fallback for that device).
-_SERVES = {"cpu": ("cpu",), "triton": ("cuda",)}
+class Backend(NamedTuple):
+    """One implementation: its ``impl=`` name, the device types it serves (None: any device, the fallback) and
+    its loader (returns the implementation, or raises: ImportError when it is not installed or cannot be built)."""
+
+    name: str
+    devices: Optional[Tuple[str, ...]]
+    load: Callable[[], Implementation]
+
+
+#: every implementation; ``impl="auto"`` tries the fused ones (those with devices) in this order.
+BACKENDS: Tuple[Backend, ...] = (
+    Backend("reference", None, _load_reference),
+    Backend("cpu", ("cpu",), _load_cpu),
+    Backend("triton", ("cuda", "cpu") if TRITON_INTERPRET else ("cuda",), _load_triton),
+)
+
+
+class _DispatchState:
+    """What the dispatch remembers between calls (one instance, :data:`_STATE`)."""
+
+    def __init__(self) -> None:
+        #: (device type, dtype) -> the implementation ``auto`` resolved to.
+        self.auto_choice: Dict[Tuple[str, torch.dtype], Implementation] = {}
+        #: (implementation, device type) -> why it failed at run time; ``auto`` no longer picks it there.
+        self.runtime_failures: Dict[Tuple[str, str], str] = {}
+        #: fallback reasons already warned about.
+        self.warned: set = set()
+        #: (device type, dtype) -> name of the implementation that ran last.
+        self.last_used: Dict[Tuple[str, torch.dtype], str] = {}
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+_STATE = _DispatchState()
+
+
+def _backend(name: str) -> Backend:
+    return next(b for b in BACKENDS if b.name == name)
 
 
 def names() -> Tuple[str, ...]:
     """Names accepted by ``impl=``."""
-    return ("auto",) + tuple(_REGISTRY)
+    return ("auto",) + tuple(b.name for b in BACKENDS)
+
+
+def check_impl(name: object) -> str:
+    """``impl=`` must name a registered implementation or ``"auto"`` (ValueError naming the choices)."""
+    return check_choice(name, "impl", names())
 
 
 def _warn_fallback(device_type: str, reason: str) -> None:
     key = (device_type, reason)
-    if key in _WARNED:
+    if key in _STATE.warned:
         return
-    _WARNED.add(key)
+    _STATE.warned.add(key)
     warnings.warn(f"tssl_plugin: impl='auto' on {device_type} runs the plain-PyTorch 'reference' implementation "
                   f"(slower): {reason}", RuntimeWarning, stacklevel=4)
 
 
-def _resolve_auto(x: Tensor):
+def _resolve_auto(x: Tensor) -> Implementation:
     reasons = []
-    for cand in _AUTO_ORDER:
-        if cand == "reference":
-            continue
-        serves = x.device.type in _SERVES.get(cand, (x.device.type,))
-        if not serves and not (cand == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
-            continue  # e.g. no C kernel build for a CUDA input (the interpreter runs Triton on the CPU)
-        failed = _RUNTIME_FAILURES.get((cand, x.device.type))
+    for backend in BACKENDS:
+        if backend.devices is None or x.device.type not in backend.devices:
+            continue  # the fallback, or not for this device (e.g. no C kernel build for a CUDA input)
+        failed = _STATE.runtime_failures.get((backend.name, x.device.type))
         if failed is not None:
             reasons.append(failed)
             continue
         try:
-            impl = _REGISTRY[cand]()
+            impl = backend.load()
         except Exception as err:  # not installed (ImportError), or installed but broken: never a crash here
-            if serves:
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                reasons.append(f"impl {cand!r} is not available ({first})")
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            reasons.append(f"impl {backend.name!r} is not available ({first})")
             continue
         if impl.available(x):
             return impl
@@ -214,8 +251,8 @@ def _resolve_auto(x: Tensor):
     return _ReferenceImpl
 
 
-def select(name: str, x: Tensor):
-    """Resolve ``impl=name`` for input ``x`` to an implementation object.
+def select(name: str, x: Tensor) -> Implementation:
+    """Resolve ``impl=name`` for input ``x`` to an implementation.
 
     ``auto`` is resolved once per device type and dtype (and warns once when
     it falls back to the reference). A named implementation that cannot run
@@ -223,13 +260,11 @@ def select(name: str, x: Tensor):
     """
     if name == "auto":
         key = (x.device.type, x.dtype)
-        impl = _AUTO_CHOICE.get(key)
+        impl = _STATE.auto_choice.get(key)
         if impl is None:
-            impl = _AUTO_CHOICE[key] = _resolve_auto(x)
+            impl = _STATE.auto_choice[key] = _resolve_auto(x)
         return impl
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown impl {name!r}; expected one of {', '.join(names())}")
-    impl = _REGISTRY[name]()
+    impl = _backend(check_impl(name)).load()
     if not impl.available(x):
         raise ValueError(f"impl {name!r} cannot run on this input ({x.device.type}, {x.dtype})")
     return impl
@@ -237,11 +272,13 @@ def select(name: str, x: Tensor):
 
 #: errors that are about the input or the machine's memory, never a reason to change implementation.
 _NOT_A_FALLBACK = (ValueError, TypeError, MemoryError, torch.OutOfMemoryError)
+R = TypeVar("R")
 
 
-def call(name: str, x: Tensor, method: str, *args: Any) -> Any:
-    """Run ``method`` of the implementation ``impl=name`` selects for ``x``, falling back for ``auto``.
+def call(name: str, x: Tensor, run: Callable[[Implementation], R]) -> R:
+    """``run(impl)`` with the implementation ``impl=name`` selects for ``x``, falling back for ``auto``.
 
+    ``run`` calls one entry point of :class:`Implementation`, e.g. ``lambda impl: impl.forward_op(x, p, psc)``.
     If the implementation ``auto`` chose raises at run time (say, a Triton
     kernel that does not compile for this GPU), the call warns once, runs the
     reference instead, and ``auto`` stops choosing that implementation on this
@@ -249,33 +286,31 @@ def call(name: str, x: Tensor, method: str, *args: Any) -> Any:
     """
     impl = select(name, x)
     try:
-        out = getattr(impl, method)(*args)
+        out = run(impl)
     except _NOT_A_FALLBACK:
         raise
     except Exception as err:  # a fused implementation that cannot run here
         if name != "auto" or impl is _ReferenceImpl:
             raise
         reason = f"impl {impl.name!r} failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:300]})"
-        _RUNTIME_FAILURES[(impl.name, x.device.type)] = reason
-        _AUTO_CHOICE.clear()
+        _STATE.runtime_failures[(impl.name, x.device.type)] = reason
+        _STATE.auto_choice.clear()
         _warn_fallback(x.device.type, reason)
         impl = _ReferenceImpl
-        out = getattr(impl, method)(*args)
-    _LAST_USED[(x.device.type, x.dtype)] = impl.name
+        out = run(impl)
+    _STATE.last_used[(x.device.type, x.dtype)] = impl.name
     return out
 
 
 def last_used(device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Optional[str]:
     """Name of the implementation that ran the last op call for inputs of this device type and dtype."""
-    return _LAST_USED.get((torch.device(device).type, dtype))
+    return _STATE.last_used.get((torch.device(device).type, dtype))
 
 
 def _reset_for_tests() -> None:
     """Forget choices, failures, warnings given and what ran (tests simulate missing compilers)."""
-    _AUTO_CHOICE.clear()
-    _RUNTIME_FAILURES.clear()
-    _WARNED.clear()
-    _LAST_USED.clear()
+    _STATE.clear()
 
 
-__all__ = ["LIFConstants", "register", "names", "select", "call", "last_used"]
+__all__ = ["LIFConstants", "Implementation", "Backend", "BACKENDS", "names", "check_impl", "select", "call",
+           "last_used"]

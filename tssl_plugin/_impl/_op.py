@@ -53,9 +53,8 @@ import torch
 from torch import Tensor
 
 from . import call
+from .._types import Param
 from ..rule import SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants
-
-Param = Any
 
 
 def _split(values: Sequence[Param]) -> Tuple[List[Optional[Tensor]], List[float]]:
@@ -83,17 +82,15 @@ def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optiona
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
              scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float,
              sensitivity_cap: float, ablation: str) -> Tensor:
-    return call(impl, x, "forward_op", x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
-                                                   sensitivity_cap, ablation),
-                psc_output)
+    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation)
+    return call(impl, x, lambda i: i.forward_op(x, params, psc_output))
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
               impl: str, warmup_width: float, sensitivity_cap: float, ablation: str) -> Tensor:
-    return call(impl, x, "backward_op", grad, x, _params(tau_m, tau_s, threshold, scalars, reset, warmup_width,
-                                                         sensitivity_cap, ablation),
-                warmup, psc_output)
+    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation)
+    return call(impl, x, lambda i: i.backward_op(grad, x, params, warmup, psc_output))
 
 
 @torch.library.custom_op("tssl_plugin::lif", mutates_args=())
@@ -154,8 +151,9 @@ def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
     inv_tau_m, inv_tau_s, threshold, warmup_level, cap = _join(
         (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap), scalars)
-    k = LIFConstants(inv_tau_m, inv_tau_s, threshold, warmup_level, reset, float(warmup_width), cap, ablation)
-    return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False).to(grad.dtype).contiguous()
+    k = LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=inv_tau_s, threshold=threshold, warmup_level=warmup_level,
+                     reset=reset, warmup_width=float(warmup_width), sensitivity_cap=cap, ablation=ablation)
+    return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup)).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
@@ -169,7 +167,7 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     """``backward_from_trace`` of the implementation ``impl`` selects; through the registered operator
     whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
     if _plain_eager(u):
-        return call(impl, u, "backward_from_trace", grad, u, du, o, k, warmup, False)
+        return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup))
     tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap))
     return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, k.warmup_width,
                              tensors[4], k.ablation)

@@ -41,21 +41,24 @@ import torch
 from torch import Tensor
 
 from ._params import RESET_CODES, c_defines, pack_params, param_table, step_row, step_table
+from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, Param, compute_dtype
 from .._validation import raise_non_finite
-from ..rule import LIFConstants, Param
+from ..rule import LIFConstants
 from .reference import HostTrace
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
-_BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines()]
+#: the version of the entry points' argument lists (the argtypes in :func:`_declare`), bumped when one
+#: changes; its one definition: the C file gets it as ``-DTSSL_ABI_VERSION`` and returns it from
+#: ``tssl_abi_version()``, which :func:`load` compares with this (a library built otherwise is refused).
+ABI_VERSION = 4
+_BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines(),
+               f"-DTSSL_ABI_VERSION={ABI_VERSION}"]
 #: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
 #: only (no runtime library), plain.
 _FLAG_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-fopenmp-simd"], [])
 #: below this many elements per thread the kernels run single-threaded.
 _MIN_PER_THREAD = 1 << 16
-
-#: the C file's tssl_abi_version(): bumped when an entry point's arguments change.
-ABI_VERSION = 4
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -265,11 +268,6 @@ def _threads(numel: int) -> int:
     return max(1, min(torch.get_num_threads(), numel // _MIN_PER_THREAD))
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32 and half precision run in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _fn(kind: str, dtype: torch.dtype):
     return getattr(load(), f"tssl_{kind}_{'f32' if dtype == torch.float32 else 'f64'}")
 
@@ -308,13 +306,13 @@ class CpuImpl:
 
     @staticmethod
     def available(x: Tensor) -> bool:
-        return x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+        return x.device.type == "cpu" and x.dtype in FLOAT_DTYPES
 
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
-        cd = _compute_dtype(x.dtype)
+        cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
                                         sensitivity_cap, ablation)
@@ -325,36 +323,21 @@ class CpuImpl:
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
-        cd = _compute_dtype(x.dtype)
+        cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
                                         sensitivity_cap, ablation)
         gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, reset, warmup, psc_output)
         return gx if gx.dtype == x.dtype else gx.to(x.dtype)
 
-    # ----- the implementation interface of tssl_plugin._impl (float32/float64, constants as LIFConstants)
+    # ----- the adapters' backward (constants as LIFConstants)
     @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        xc = x.contiguous()
-        o = torch.empty(xc.shape, dtype=torch.bool)
-        s = torch.empty_like(xc)
-        table, per_neuron = pack_params(k, xc)
-        _forward(xc, o.view(torch.uint8), None, s, table, per_neuron, k.reset)
-        return o, s, ((xc,) if save else ())
-
-    @staticmethod
-    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        (x,) = saved
-        table, per_neuron = pack_params(k, x)
-        return _backward(grad, x, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output)
-
-    @staticmethod
-    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
         uc = u.contiguous()
         duc = du.to(uc.dtype).contiguous()
         oc = o.to(torch.bool).contiguous()
         table, per_neuron = pack_params(k, uc)
-        return _backward(grad, uc, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output)
+        return _backward(grad, uc, None, uc, duc, oc, table, per_neuron, k.reset, warmup, False)
 
     @staticmethod
     def backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: bool, scale: Any):
@@ -399,7 +382,7 @@ def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: 
 
 def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor]) -> bool:
     """The step kernels take this step: float32/float64 ``u``, bool spikes, the other tensors shaped like ``u``."""
-    return (u.dtype in (torch.float32, torch.float64) and o.dtype == torch.bool
+    return (u.dtype in COMPUTE_DTYPES and o.dtype == torch.bool
             and all(t is None or t.shape == u.shape for t in (o, *others)))
 
 

@@ -56,27 +56,31 @@ every kernel variant is compiled for sm_80 and sm_90 in a CPU-only test.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .._optional import require
+from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, compute_dtype
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
+from . import TRITON_INTERPRET
 from ._params import RESET_CODES, ROW, pack_params, param_table, step_row, step_table
 
 triton = require("triton", "triton")
 tl = triton.language
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: neurons per program of the forward and two-pass backward kernels.
 BLOCK = 256
+#: neurons per program of the one-pass backward (one per thread of its 4 warps), whatever T. Compiled for
+#: sm_90 (float32, warm-up on; ``cuobjdump -res-usage`` on the cubin, one run) it took 32 registers per
+#: thread at T=4, 89 at T=16 and 178 at T=32, with no spills (float64 spilled at T=32, hence its lower
+#: limit); 256 neurons per program took about twice the registers and spilled at T=32. Not tuned on a GPU.
+ONE_PASS_BLOCK = 128
 #: the backward holds the trace in registers (one pass) up to this many time steps (half that for
 #: float64, whose values take two registers each; see one_pass_max_t).
 ONE_PASS_MAX_T = 32
-_NATIVE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # The table layout and the reset codes, from their one definition (_params.py), as constexpr globals.
 ROW_INV_TAU_M = tl.constexpr(ROW["inv_tau_m"])
@@ -185,6 +189,26 @@ def _warmup_surrogate(G, u, th, width):
 
 
 @triton.jit
+def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, cap, a_c, a_j,
+                    RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr):
+    """One step of the backward walk over time, shared by both backward kernels (reference.backward_sequence):
+    the upstream ``G`` (``g``, or for a PSC output its adjoint ``acc = g its + (1 - its) acc``), the carry
+    ``h = delta[t]`` from ``delta[t+1]``, and ``dL/dx[t]`` (the warm-up surrogate where ``warm``).
+
+    Returns ``(dL/dx[t], h, acc)``."""
+    if PSC:
+        acc = g * its + decs * acc
+        G = acc
+    else:
+        G = g
+    h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
+    out = h
+    if WARMUP:
+        out = tl.where(warm, _warmup_surrogate(G, u, th, ww), h)
+    return out, h, acc
+
+
+@triton.jit
 def _forward_kernel(x_ptr, spikes_ptr, trace_ptr, table_ptr, nonfinite_ptr, T, N,
                     RESET: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
                     STORE_SPIKES: tl.constexpr, STORE_TRACE: tl.constexpr, FINITE_MAX: tl.constexpr,
@@ -253,15 +277,8 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
         flags = tl.load(flags_ptr + idx, mask=mask, other=0)
         of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
-        if PSC:
-            acc = g * its + decs * acc
-            G = acc
-        else:
-            G = g
-        h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
-        out = h
-        if WARMUP:
-            out = tl.where((flags & 2) != 0, _warmup_surrogate(G, u, th, ww), h)
+        out, h, acc = _walk_back_step(g, h, acc, u, du, of, (flags & 2) != 0, itm, beta, its, decs, th, thb, ww,
+                                      cap, a_c, a_j, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -309,15 +326,8 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
         else:
             u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
             du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
-        if PSC:
-            acc = g * its + decs * acc
-            G = acc
-        else:
-            G = g
-        h = _carry_step(G, h, u, du, fired_seq[T - 1 - i], itm, beta, th, thb, cap, a_c, a_j, RESET)
-        out = h
-        if WARMUP:
-            out = tl.where(warm_seq[T - 1 - i], _warmup_surrogate(G, u, th, ww), h)
+        out, h, acc = _walk_back_step(g, h, acc, u, du, fired_seq[T - 1 - i], warm_seq[T - 1 - i], itm, beta, its,
+                                      decs, th, thb, ww, cap, a_c, a_j, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -372,11 +382,6 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     tl.store(gx_ptr + offs, out * tl.load(scale_ptr).to(STATE), mask=mask)
 
 
-def _state(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the recursions run in: float64 for float64 input, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _tl(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -384,18 +389,6 @@ def _tl(dtype: torch.dtype):
 def one_pass_max_t(state: torch.dtype) -> int:
     """Largest T the one-pass backward takes for this state dtype (longer sequences take two passes)."""
     return ONE_PASS_MAX_T // 2 if state == torch.float64 else ONE_PASS_MAX_T
-
-
-def one_pass_block(T: int) -> int:
-    """Neurons per program of the one-pass backward (one per thread of its 4 warps).
-
-    Compiled for sm_90 (float32, warm-up on; ``cuobjdump -res-usage`` on the
-    cubin, one run) it took 32 registers per thread at T=4, 89 at T=16 and 178
-    at T=32, with no spills (float64 spilled at T=32, hence its lower limit);
-    256 neurons per program took about twice the registers and spilled at
-    T=32. Not tuned on a GPU.
-    """
-    return 128
 
 
 class Launch(NamedTuple):
@@ -411,7 +404,7 @@ def forward_launch(x: Tensor, spikes: Optional[Tensor], trace: Optional[Tensor],
                    per_neuron: bool, reset: str, nonfinite: Tensor) -> Launch:
     """The forward launch for contiguous ``x`` ``[T, ...]``; ``spikes`` and/or ``trace`` receive the outputs."""
     T, N = x.shape[0], x[0].numel()
-    state = _state(x.dtype)
+    state = compute_dtype(x.dtype)
     placeholder = trace if spikes is None else spikes  # the output not stored is never dereferenced
     return Launch(
         _forward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
@@ -437,11 +430,10 @@ def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, sp
     first = x if recompute else u
     second = u if recompute else spikes
     modes = dict(RECOMPUTE=recompute, RESET=RESET_CODES[reset], WARMUP=warmup, PSC=psc, PER_NEURON=per_neuron,
-                 STATE=_tl(_state(like.dtype)))
+                 STATE=_tl(compute_dtype(like.dtype)))
     if flags is None:
-        block = one_pass_block(T)
-        return Launch(_backward_one_pass_kernel, (max(1, triton.cdiv(N, block)),),
-                      (first, second, grad, u, du, gx, table, N), dict(T=T, **modes, BLOCK=block))
+        return Launch(_backward_one_pass_kernel, (max(1, triton.cdiv(N, ONE_PASS_BLOCK)),),
+                      (first, second, grad, u, du, gx, table, N), dict(T=T, **modes, BLOCK=ONE_PASS_BLOCK))
     return Launch(_backward_two_pass_kernel, (max(1, triton.cdiv(N, BLOCK)),),
                   (first, second, grad, u, du, flags, gx, table, T, N), dict(**modes, BLOCK=BLOCK))
 
@@ -542,14 +534,14 @@ class TritonImpl:
 
     @staticmethod
     def available(x: Tensor) -> bool:
-        return x.dtype in _NATIVE and (x.is_cuda or (_INTERPRET and x.device.type == "cpu"))
+        return x.dtype in FLOAT_DTYPES and (x.is_cuda or (TRITON_INTERPRET and x.device.type == "cpu"))
 
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
                                         warmup_width, sensitivity_cap, ablation)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
@@ -559,35 +551,19 @@ class TritonImpl:
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
         tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], _state(xc.dtype), xc.device,
+        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
                                         warmup_width, sensitivity_cap, ablation)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 
-    # ----- the implementation interface of tssl_plugin._impl (constants given as LIFConstants)
+    # ----- the adapters' backward (constants as LIFConstants)
     @staticmethod
-    def forward(x: Tensor, k: LIFConstants, save: bool):
-        xc = x.contiguous()
-        o = torch.empty(xc.shape, dtype=torch.uint8, device=xc.device)
-        s = torch.empty(xc.shape, dtype=_state(xc.dtype), device=xc.device)
-        table, per_neuron = pack_params(k, s)
-        TritonImpl._forward(xc, o, s, table, per_neuron, k.reset)
-        return o.view(torch.bool), s, ((xc,) if save else ())
-
-    @staticmethod
-    def backward(grad: Tensor, saved: Sequence[Tensor], k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        (x,) = saved
-        table, per_neuron = pack_params(k, x[:0].to(_state(x.dtype)))
-        return TritonImpl._backward(grad, x, None, None, None, table, per_neuron, k.reset, warmup, psc_output,
-                                    out_dtype=x.dtype)
-
-    @staticmethod
-    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool, psc_output: bool) -> Tensor:
-        sd = _state(u.dtype)
+    def backward_from_trace(grad, u, du, o, k: LIFConstants, warmup: bool) -> Tensor:
+        sd = compute_dtype(u.dtype)
         uc, duc = u.to(sd).contiguous(), du.to(sd).contiguous()
         oc = o.to(torch.bool).contiguous().view(torch.uint8)
         table, per_neuron = pack_params(k, uc[:0])
-        return TritonImpl._backward(grad, None, uc, duc, oc, table, per_neuron, k.reset, warmup, psc_output,
+        return TritonImpl._backward(grad, None, uc, duc, oc, table, per_neuron, k.reset, warmup, False,
                                     out_dtype=grad.dtype)
 
     @staticmethod
@@ -601,7 +577,7 @@ class TritonImpl:
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):
         from . import _ReferenceImpl
 
-        if s.dtype not in (torch.float32, torch.float64) or o.dtype != torch.bool or o.shape != s.shape:
+        if s.dtype not in COMPUTE_DTYPES or o.dtype != torch.bool or o.shape != s.shape:
             return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
         sc = s.contiguous()
         its, per_neuron = step_row(inv_tau_s, sc)
@@ -615,7 +591,7 @@ class TritonImpl:
         from . import _ReferenceImpl
 
         dt = u.dtype
-        if (isinstance(scale, Tensor) or dt not in (torch.float32, torch.float64) or o.dtype != torch.bool
+        if (isinstance(scale, Tensor) or dt not in COMPUTE_DTYPES or o.dtype != torch.bool
                 or any(t is not None and t.shape != u.shape for t in (G, h, du, o, s, extra))):
             return _ReferenceImpl.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
         uc = u.contiguous()
@@ -644,7 +620,7 @@ class TritonImpl:
         """``x`` given: recompute ``u``, ``du``; else ``u``, ``du``, ``o`` are the trace."""
         recompute = x is not None
         like = x if recompute else u
-        sd = _state(like.dtype)
+        sd = compute_dtype(like.dtype)
         g = grad.contiguous()
         T, dev = like.shape[0], like.device
         gx = torch.empty(like.shape, dtype=out_dtype, device=dev)

@@ -26,14 +26,16 @@
 #include <omp.h>
 #endif
 
-#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(ROW_SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH)
-#error "build through tssl_plugin._impl.cpu, which passes the table layout and constants as -D flags"
+#if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(ROW_SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH) \
+    || !defined(TSSL_ABI_VERSION)
+#error "build through tssl_plugin._impl.cpu, which passes the table layout, the ABI version and constants as -D flags"
 #endif
 
 /* neurons per block: the unit of the block-local state arrays and of the threads' work */
 #define BLOCK 512
 
-int tssl_abi_version(void) { return 4; }
+/* the entry points' argument lists are those of tssl_plugin._impl.cpu.ABI_VERSION (passed as -DTSSL_ABI_VERSION) */
+int tssl_abi_version(void) { return TSSL_ABI_VERSION; }
 
 #define REAL float
 #define SUF f32
