@@ -5,17 +5,15 @@ The forward pass is snnTorch's, bit for bit (spikes, membranes, dtypes,
 state handling); only the gradient changes. With ``tau_m = 1/(1 - beta)``
 (``1/tau_m = 1 - beta``) and the snnTorch threshold, the gradient of a step
 loop equals the core op ``tssl_lif(x, tau_m, tau_s, threshold,
-output="spike", reset=...)`` run over the same input currents:
+output="spike", reset=...)`` run over the same input currents (the rule of each
+reset: :mod:`tssl_plugin.rule` and docs/algorithm.md; the step arithmetic: :mod:`._snntorch_forward`):
 
 * ``reset_mechanism="zero"``: exact TSSL-BP (the paper's rule, ``reset="zero"``).
 * ``reset_mechanism="subtract"`` (snnTorch's default): EXTENSION, not the
-  paper. With ``reset_delay=True`` snnTorch computes
-  ``u[t+1] = beta u[t] + x[t+1] - theta o[t]`` (the core's
-  ``"subtract_after_leak"``); with ``reset_delay=False``
-  ``u[t+1] = beta (u[t] - theta o[t]) + x[t+1]`` (the core's ``"subtract"``).
-  Both use ``delta[t] = c[t] (G[t] + theta/tau_m h) + beta h``, with ``du``
-  measured from the membrane after the subtraction (docs/algorithm.md).
-* ``reset_mechanism="none"``: the no-reset limit ``delta[t] = c[t] G[t] + beta h`` (extension).
+  paper: the core's ``"subtract_after_leak"`` with ``reset_delay=True``
+  (snnTorch subtracts on the step after the spike) and ``"subtract"`` with
+  ``reset_delay=False``.
+* ``reset_mechanism="none"``: the core's ``"none"``, the no-reset limit (extension).
 * a ``reset_mechanism`` set after construction: snnTorch keeps the state
   function it chose at construction and applies the new mechanism only in the
   ``reset_delay=False`` correction; the rule follows the resulting reset

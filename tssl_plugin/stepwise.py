@@ -17,20 +17,10 @@ node runs one step of the recursion (:func:`tssl_plugin._impl.reference.carry_st
 fused kernel per step for the forward bookkeeping (the trace's step) and one for the backward (C on the
 CPU, Triton on CUDA; ``step_forward`` and ``step_backward`` of :mod:`tssl_plugin._impl`), chosen by device
 as the whole-sequence op chooses; under ``torch.compile`` the reference's operations, which the compiler
-fuses:
-
-.. math::
-
-    \delta[t] = c[t] \bigl(G[t] + J(h, u[t])\bigr) + \mathrm{leak}(o[t])\, h
-        + \frac{\partial L}{\partial \mathrm{mem}[t]}
-
-with :math:`G[t] = \partial L/\partial o[t]` arriving through the spike
-output (spike output mode) and a loss placed directly on the returned
-membrane entering :math:`\delta[t]` before it is carried back. So a step loop
-gets exactly the gradients of the whole-sequence op
-(:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``), which
-:func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole
-sequence the host ran at once.
+fuses. The step is the rule of :mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss
+placed on the returned membrane, added to ``delta[t]`` before it is carried back. So a step loop gets exactly
+the gradients of the whole-sequence op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
+which :func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole sequence the host ran at once.
 
 A state continues a sequence only while the caller hands it back; a new
 sequence starts from :func:`initial_state`. Detaching the state (its

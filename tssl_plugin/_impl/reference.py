@@ -8,24 +8,9 @@ element-wise over the neurons. Parameters (``inv_tau_m``, ``inv_tau_s``,
 ``threshold``, ``warmup_level``) are Python floats or tensors that broadcast
 to ``neuron_shape``; the warm-up width ``warmup_width`` is a float.
 
-Forward (one step, membrane ``v`` after the previous reset, trace ``s``)::
-
-    du[t] = x[t] - v * inv_tau_m
-    u[t]  = v + du[t]              (- threshold * o[t-1] for "subtract_after_leak")
-    o[t]  = u[t] > threshold
-    v     = reset(u[t], o[t])
-    s     = s + (o[t] - s) * inv_tau_s
-
-Backward (one step, walked from t = T-1 down to 0 with carry ``h``)::
-
-    c[t]     = a_c * crossed(o[t]) * min(1 / du[t], cap)   (0 where du[t] < 0; cap 8 by default)
-    delta[t] = c[t] * (G[t] + a_J * J(h, u[t])) + leak(o[t]) * h
-    dL/dx[t] = G[t] sigma'((u[t] - threshold)/w)/w where s[t] < warmup_level, else delta[t]
-    h        = delta[t]
-
-with the reset-dependent intra-neuron term ``J`` and leak path given in
-:func:`carry_step`; ``a_c = a_J = 1`` except in an ablation (``k.ablation``,
-:func:`tssl_plugin.rule.ablation_gains`).
+Forward and backward follow the formulas of :mod:`tssl_plugin.rule` step by step (:func:`carry_step` is
+one step of the backward walk); the ablation gains ``a_c``, ``a_J`` are
+:func:`tssl_plugin.rule.ablation_gains`.
 """
 from __future__ import annotations
 
@@ -202,22 +187,7 @@ def carry_step(
 
     ``G`` is the error reaching the spike at this step (PSC-filtered, or dL/do
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
-    step). With ``c = a_c spike_sensitivity(crossed(o, u, du, k), du, k.sensitivity_cap)``
-    and ``beta = 1 - inv_tau_m``::
-
-        zero:                 delta = c (G + a_J h u inv_tau_m) + (1 - o) beta h
-        subtract:             delta = c (G - a_J beta threshold h) + beta h
-        subtract_after_leak:  delta = c (G - a_J threshold h) + beta h
-        none:                 delta = c G + beta h
-
-    where ``(a_c, a_J) = ablation_gains(k.ablation)``: ``(1, 1)`` for the rule itself, ``a_J = 0``
-    without the intra-neuron term (``"no_intra"``), ``a_c = 0`` without any gradient at spikes
-    (``"no_spike_timing"``: ``delta = 0``, the warm-up surrogate alone remains).
-
-    ``zero`` is the paper's rule; the others are this project's extensions
-    (:mod:`tssl_plugin.rule`, docs/algorithm.md): ``c`` is the spike's local
-    derivative inside the membrane's own recursion, whose subtraction removes
-    :func:`tssl_plugin.rule.subtracted_next` from the next step's membrane.
+    step): ``delta[t]`` of :mod:`tssl_plugin.rule` for ``k.reset`` and ``k.ablation``.
     ``grad_x`` is ``delta`` except where the warm-up replaces it
     (``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
     the carry is never replaced.
