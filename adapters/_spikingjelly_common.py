@@ -62,6 +62,7 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
+from tssl_plugin._types import compute_dtype
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
                                      values_readable)
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
@@ -188,7 +189,8 @@ def _leaky(tau_m: Any) -> bool:
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
-    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    """The dtype the rule runs in for ``x`` (:func:`tssl_plugin._types.compute_dtype` of its dtype)."""
+    return compute_dtype(x.dtype)
 
 
 MEMBRANE_LOSS_ERROR = (
