@@ -1,0 +1,90 @@
+"""Continue a `tssl-bench` run from one of its checkpoints with one change, and print what each epoch does.
+
+Written to look for the cause of the converted SpikingJelly Fashion-MNIST CNN's drift (docs/benchmarks.md,
+"The paper's table": its second convolution fired more every epoch while its accuracy fell). It loads a
+checkpoint written by `tssl-bench` (``DIR/checkpoints/<backend>-seed<N>.pt``, or a copy of one), rebuilds the
+run's network from ``DIR/config.json`` with one variant, and trains on for ``--epochs`` epochs with the run's
+own epoch loop (`benchmarks.epoch.train_epoch`, same data order, optimiser state and learning rate), printing
+per epoch the training and test accuracy and the firing rate of each layer. Nothing is written.
+
+Variants (``--variant``):
+
+* ``default``: the run's own settings;
+* ``sigmoid``: SpikingJelly's ``Sigmoid`` surrogate on the same network, weights and loss (the control);
+* ``cap1``: ``convert(..., sensitivity_cap=1)`` (``c <= 1/threshold``);
+* ``w1``: ``warmup_width=1.0``;
+* ``no_intra``: ``ablation="no_intra"``.
+
+``--offset X`` adds ``X`` to every weight of synapse ``--layer`` (0-based, default 1: the second
+convolution) before training, so a layer can be started saturated, as the drifted run's was.
+
+Usage::
+
+    python tools/drift_probe.py --run DIR --checkpoint FILE --epochs 1 --variant default [--offset 0.01] [--lr X]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from tssl_plugin.benchmarks import backends as B, data as D, models as M
+from tssl_plugin.benchmarks.config import read_config
+from tssl_plugin.benchmarks.epoch import evaluate, train_epoch
+from tssl_plugin.benchmarks.losses import loss_for
+from tssl_plugin.benchmarks.optimizer import make_optimizer
+
+VARIANTS = ("default", "sigmoid", "cap1", "w1", "no_intra")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="the tssl-bench output folder (its config.json)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint of that run (or a copy of one)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--variant", choices=VARIANTS, default="default")
+    p.add_argument("--offset", type=float, default=0.0, help="added to every weight of synapse --layer first")
+    p.add_argument("--layer", type=int, default=1, help="which synapse --offset shifts (0-based)")
+    p.add_argument("--lr", type=float, default=None, help="another learning rate than the run's")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    cfg = read_config(Path(a.run), "--run")
+    if a.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=a.lr)
+    if a.variant == "w1":
+        cfg = dataclasses.replace(cfg, warmup_width=1.0)
+    if a.variant == "no_intra":
+        cfg = dataclasses.replace(cfg, ablation="no_intra")
+    (name,) = cfg.backends
+    tssl = B.resolve([name])[0]
+    backend = B.resolve(["spikingjelly:sigmoid"])[0] if a.variant == "sigmoid" else tssl
+    ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, limit_train=cfg.limit_train,
+                        limit_test=cfg.limit_test, normalize=cfg.normalize)
+    arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
+    ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset,
+                       sensitivity_cap=1.0 if a.variant == "cap1" else None)
+    weights = M.initial_weights(arch, ds.in_shape, 0, cfg.init_gain, init=cfg.init)
+    net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
+                        native_between=cfg.native_between, ablation=cfg.ablation)
+    opt = make_optimizer(cfg, net.parameters())
+    state = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    with torch.no_grad():
+        net.synapses()[a.layer].weight.add_(a.offset)
+    loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
+    device = torch.device("cpu")
+    start = state["epoch"]
+    print(f"{a.variant}, offset {a.offset:g} on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
+    for epoch in range(start, start + a.epochs):
+        m = train_epoch(net, net, opt, ds, cfg, loss, epoch, 0, device, 1, 0, True)
+        acc, _ = evaluate(net, net, ds, cfg, device, 1, 0, arch)
+        rates = " / ".join(f"{r:.3f}" for r in m["firing_rates"])
+        print(f"{a.variant} epoch {epoch + 1}: train {m['train_accuracy']:.4f} test {acc:.4f} "
+              f"firing rates {rates} ({m['seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
