@@ -34,6 +34,29 @@
 /* neurons per block: the unit of the block-local state arrays and of the threads' work */
 #define BLOCK 512
 
+/* acc_ |= CALL for the units [0, n) split over nthreads (at most n) threads, OpenMP when compiled with it;
+ * CALL reads its range as b0_, b1_. The caller declares `int acc_ = 0;` (a _Pragma cannot take the name). */
+#ifdef _OPENMP
+#define PARALLEL_RANGES(n, nthreads, CALL)                                                                     \
+    do {                                                                                                        \
+        int nt_ = (int64_t)(nthreads) > (int64_t)(n) ? (int)(n) : (nthreads);                                  \
+        if (nt_ < 1) nt_ = 1;                                                                                   \
+        _Pragma("omp parallel num_threads(nt_) if (nt_ > 1) reduction(| : acc_)")                               \
+        {                                                                                                       \
+            const int64_t tid_ = omp_get_thread_num(), nth_ = omp_get_num_threads();                            \
+            const int64_t b0_ = (int64_t)(n) * tid_ / nth_, b1_ = (int64_t)(n) * (tid_ + 1) / nth_;             \
+            acc_ |= (CALL);                                                                                     \
+        }                                                                                                       \
+    } while (0)
+#else
+#define PARALLEL_RANGES(n, nthreads, CALL)                                                                     \
+    do {                                                                                                        \
+        const int64_t b0_ = 0, b1_ = (int64_t)(n);                                                              \
+        (void)(nthreads);                                                                                       \
+        acc_ |= (CALL);                                                                                         \
+    } while (0)
+#endif
+
 /* the entry points' argument lists are those of tssl_plugin._impl.cpu.ABI_VERSION (passed as -DTSSL_ABI_VERSION) */
 int tssl_abi_version(void) { return TSSL_ABI_VERSION; }
 

@@ -354,21 +354,10 @@ static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REA
 int FN(tssl_fwd)(int64_t T, int64_t N, const REAL *x, uint8_t *spikes, REAL *spikes_real, REAL *trace,
                  const REAL *table, int per_neuron, int reset, int nthreads)
 {
-    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
-    int bad = 0;
-    if (nthreads > nblk) nthreads = (int)nblk;
-    if (nthreads < 1) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : bad)
-    {
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        bad |= FN(fwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, x, spikes, spikes_real, trace, table,
-                             per_neuron, reset);
-    }
-#else
-    bad = FN(fwd_range)(T, N, 0, nblk, x, spikes, spikes_real, trace, table, per_neuron, reset);
-#endif
-    return bad;
+    int acc_ = 0;
+    PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
+                    FN(fwd_range)(T, N, b0_, b1_, x, spikes, spikes_real, trace, table, per_neuron, reset));
+    return acc_;
 }
 
 /* Backward: returns 1 if a scratch buffer could not be allocated, else 0. */
@@ -376,21 +365,10 @@ int FN(tssl_bwd)(int64_t T, int64_t N, const REAL *g, const REAL *x, const REAL 
                  const uint8_t *o, REAL *gx, const REAL *table, int per_neuron, int reset, int warmup, int psc,
                  int nthreads)
 {
-    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
-    int err = 0;
-    if (nthreads > nblk) nthreads = (int)nblk;
-    if (nthreads < 1) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
-    {
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, x, u, du, o, 0, gx, table,
-                             per_neuron, reset, warmup, psc);
-    }
-#else
-    err = FN(bwd_range)(T, N, 0, nblk, g, x, u, du, o, 0, gx, table, per_neuron, reset, warmup, psc);
-#endif
-    return err;
+    int acc_ = 0;
+    PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
+                    FN(bwd_range)(T, N, b0_, b1_, g, x, u, du, o, 0, gx, table, per_neuron, reset, warmup, psc));
+    return acc_;
 }
 
 /* Backward from a host's forward (reference.host_trace computed per block, never stored), dL/do given,
@@ -400,22 +378,11 @@ int FN(tssl_bwd_host)(int64_t T, int64_t N, const REAL *g, const REAL *h, const 
                       const REAL *spikes, double shift, REAL *gx, const REAL *table, int per_neuron, int reset,
                       int warmup, double scale, int nthreads)
 {
-    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
     const FN(host_trace) host = {h, v0, v_seq, spikes, (REAL)shift, (REAL)scale};
-    int err = 0;
-    if (nthreads > nblk) nthreads = (int)nblk;
-    if (nthreads < 1) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : err)
-    {
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        err |= FN(bwd_range)(T, N, nblk * tid / nt, nblk * (tid + 1) / nt, g, 0, 0, 0, 0, &host, gx, table,
-                             per_neuron, reset, warmup, 0);
-    }
-#else
-    err = FN(bwd_range)(T, N, 0, nblk, g, 0, 0, 0, 0, &host, gx, table, per_neuron, reset, warmup, 0);
-#endif
-    return err;
+    int acc_ = 0;
+    PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
+                    FN(bwd_range)(T, N, b0_, b1_, g, 0, 0, 0, 0, &host, gx, table, per_neuron, reset, warmup, 0));
+    return acc_;
 }
 
 #include "tssl_cpu_step.h"

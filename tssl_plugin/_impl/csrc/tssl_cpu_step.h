@@ -132,16 +132,8 @@ static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, 
 void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike, const REAL *its,
                        int per_neuron, int nthreads)
 {
-    if (nthreads < 1) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-    {
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        FN(step_fwd_range)(N * tid / nt, N * (tid + 1) / nt, o, s, s_out, spike, its, per_neuron);
-    }
-#else
-    FN(step_fwd_range)(0, N, o, s, s_out, spike, its, per_neuron);
-#endif
+    int acc_ = 0;
+    PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, s, s_out, spike, its, per_neuron), 0));
 }
 
 /* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, o, s. Returns 1 if a gx
@@ -150,20 +142,10 @@ int FN(tssl_step_bwd)(int64_t N, const REAL *G, const REAL *h, const REAL *extra
                       const uint8_t *o, const REAL *s, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
                       int reset, int warmup, double scale, int nthreads)
 {
-    const int64_t nblk = (N + BLOCK - 1) / BLOCK;
     const REAL sc = (REAL)scale; /* rounded to REAL, as a Python number multiplying a tensor is */
-    int bad = 0;
-    if (nthreads > nblk) nthreads = (int)nblk;
-    if (nthreads < 1) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(| : bad)
-    {
-        const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        bad |= FN(step_bwd_range)(N, nblk * tid / nt, nblk * (tid + 1) / nt, G, h, extra, u, du, o, s, gx, delta,
-                                  table, per_neuron, reset, warmup, sc);
-    }
-#else
-    bad = FN(step_bwd_range)(N, 0, nblk, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, reset, warmup, sc);
-#endif
-    return bad;
+    int acc_ = 0;
+    PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
+                    FN(step_bwd_range)(N, b0_, b1_, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, reset,
+                                       warmup, sc));
+    return acc_;
 }
