@@ -175,8 +175,10 @@ def test_damaged_config_and_checkpoint_are_named(tmp_path, capsys):
 
 def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path):
     out = tmp_path / "run"
+    # 5000 epochs: the run is still going when this (polling) process, which a loaded machine can stall for
+    # seconds, sees the first checkpoint; with 50 the small run once finished first (exit 0, no Ctrl-C)
     cmd = [sys.executable, "-m", "tssl_plugin.benchmarks", "--backends", "native:tssl,snntorch:atan",
-           "--limit-train", "512", "--limit-test", "64", "--hidden", "32", "--epochs", "50", "--seeds", "1",
+           "--limit-train", "512", "--limit-test", "64", "--hidden", "32", "--epochs", "5000", "--seeds", "1",
            "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
