@@ -9,7 +9,7 @@ import torch
 
 from tssl_plugin.functional import lif_constants, tssl_lif
 from tssl_plugin._impl import _ReferenceImpl
-from tssl_plugin._impl.reference import forward_sequence
+from tssl_plugin._impl.reference import HostTrace, forward_sequence
 from tssl_plugin.rule import OUTPUTS, RESETS
 
 DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
@@ -427,3 +427,18 @@ def step_cases(impl_obj, device="cpu", full=True):
     k = _step_constants("numbers", "zero", shape, torch.float32, device)
     gx, _, finite = impl_obj.step_backward(G, h, u, du, o, s, k, True, None, 1.0)
     assert finite in (None, False) and bool(torch.isnan(gx[1, 2]))
+
+
+def host_case(T, shape, dtype, seed, shift=-0.2, threshold=1.0):
+    """A hard-reset IF forward as a host runs it: h = v_prev + x, spikes h >= V_th, v = V_r where fired."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(T, *shape, generator=gen, dtype=torch.float64).to(dtype) * 0.9 - 0.1
+    v = torch.full(shape, shift, dtype=dtype) + torch.rand(shape, generator=gen, dtype=torch.float64).to(dtype) * 0.3
+    v0, hs, spikes, v_seq = v, [], [], []
+    for t in range(T):
+        h = v + x[t]
+        s = (h >= threshold + shift).to(dtype)
+        v = torch.where(s != 0, torch.full_like(h, shift), h)
+        hs.append(h), spikes.append(s), v_seq.append(v)
+    g = torch.randn(T, *shape, generator=gen, dtype=torch.float64).to(dtype)
+    return HostTrace(torch.stack(hs), v0, torch.stack(v_seq), torch.stack(spikes), shift), g

@@ -16,27 +16,14 @@ from tssl_plugin._impl.reference import HostTrace, host_trace
 from tssl_plugin.functional import lif_constants, spikes_with_host_grad, spikes_with_tssl_grad
 from tssl_plugin.rule import RESETS
 
+from impl_cases import host_case
+
 try:
     cpu.load()
     HAVE_CPU = True
 except ImportError:
     HAVE_CPU = False
 needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="C kernel could not be built here")
-
-
-def host_case(T, shape, dtype, seed, shift=-0.2, threshold=1.0):
-    """A hard-reset IF forward as a host runs it: h = v_prev + x, spikes h >= V_th, v = V_r where fired."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(T, *shape, generator=gen, dtype=torch.float64).to(dtype) * 0.9 - 0.1
-    v = torch.full(shape, shift, dtype=dtype) + torch.rand(shape, generator=gen, dtype=torch.float64).to(dtype) * 0.3
-    v0, hs, spikes, v_seq = v, [], [], []
-    for t in range(T):
-        h = v + x[t]
-        s = (h >= threshold + shift).to(dtype)
-        v = torch.where(s != 0, torch.full_like(h, shift), h)
-        hs.append(h), spikes.append(s), v_seq.append(v)
-    g = torch.randn(T, *shape, generator=gen, dtype=torch.float64).to(dtype)
-    return HostTrace(torch.stack(hs), v0, torch.stack(v_seq), torch.stack(spikes), shift), g
 
 
 def test_host_trace_is_the_definition():

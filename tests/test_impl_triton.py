@@ -117,6 +117,19 @@ def test_backward_from_trace_matches_reference(kernel, impl_obj, reset):
 
 
 @interpreter
+@pytest.mark.parametrize("reset", RESETS)
+def test_backward_from_host_matches_reference(kernel, impl_obj, reset):
+    """A SpikingJelly multi-step node's backward on CUDA: the host's forward, the trace built from it."""
+    from tssl_plugin._impl import _ReferenceImpl
+
+    host, g = cases.host_case(4, (3, 40), F64, 300 + RESETS.index(reset))
+    k = lif_constants(host.h, 4.0, 3.0, 1.0, reset)
+    got, _ = impl_obj.backward_from_host(g, host, k, True, 0.5)
+    want, _ = _ReferenceImpl.backward_from_host(g, host, k, True, 0.5)
+    torch.testing.assert_close(got, want, **cases.tol(F64))
+
+
+@interpreter
 @pytest.mark.parametrize("seed, dtype, reset, output", **cases.params(cases.WIDTH_CASES))
 def test_warmup_width_matches_reference(kernel, seed, dtype, reset, output):
     cases.warmup_width_case("triton", seed, dtype, reset, output, **SMALL)
