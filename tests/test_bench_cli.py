@@ -173,21 +173,32 @@ def test_damaged_config_and_checkpoint_are_named(tmp_path, capsys):
     assert "--threshold" in _one_line_error(capsys)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, so that Python installs its KeyboardInterrupt handler
+    (a process started in the background by a non-interactive shell inherits SIGINT ignored, and so would the
+    tssl-bench child: the signal would be lost and the run would go on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path):
     out = tmp_path / "run"
-    # 5000 epochs: the run is still going when this (polling) process, which a loaded machine can stall for
-    # seconds, sees the first checkpoint; with 50 the small run once finished first (exit 0, no Ctrl-C)
+    # 5000 epochs: the run is still going when this (polling) process sees the first checkpoint
     cmd = [sys.executable, "-m", "tssl_plugin.benchmarks", "--backends", "native:tssl,snntorch:atan",
            "--limit-train", "512", "--limit-test", "64", "--hidden", "32", "--epochs", "5000", "--seeds", "1",
            "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    first = out / "checkpoints" / "native_tssl-seed0.pt"
-    deadline = time.time() + 120
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), preexec_fn=_default_sigint)
+    try:
+        first = out / "checkpoints" / "native_tssl-seed0.pt"
+        deadline = time.time() + 120
+        while not first.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines == [f"tssl-bench: interrupted; the finished epochs are saved in {out}; continue with: "
