@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -38,15 +38,24 @@ from .summary import shared_code, write_summary
 __all__ = ["run_benchmark", "run_one"]
 
 
+def build_network(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Config, device: torch.device,
+                  ncfg: Optional[M.NeuronCfg] = None) -> Tuple[M.SpikingNet, torch.optim.Optimizer]:
+    """A run's network for ``backend`` from its initial weights for ``seed``, on ``device``, and its optimiser.
+
+    ``ncfg``: other neuron constants than ``cfg``'s (for example a sensitivity cap), as tools/drift_probe.py uses.
+    """
+    ncfg = ncfg or M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset)
+    weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
+    net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
+                        native_between=cfg.native_between, ablation=cfg.ablation).to(device)
+    return net, make_optimizer(cfg, net.parameters())
+
+
 def run_one(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cfg: Config, out: Path,
             device: torch.device, rank: int, world: int, writer: Optional[R.JsonlWriter], quiet: bool,
             stop_after_epochs: Optional[int] = None) -> List[Dict[str, Any]]:
     """Train one backend with one seed (resuming from its checkpoint if any); returns the epoch records."""
-    ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset)
-    weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
-    net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
-                        native_between=cfg.native_between, ablation=cfg.ablation).to(device)
-    opt = make_optimizer(cfg, net.parameters())
+    net, opt = build_network(backend, seed, ds, arch, cfg, device)
     loss_name = loss_for(cfg.loss, backend, ds.temporal)
     records: List[Dict[str, Any]] = []
     # in every record: a resumed run may continue on another machine, or with other code

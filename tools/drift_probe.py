@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 from tssl_plugin.benchmarks import backends as B, data as D, models as M
+from tssl_plugin.benchmarks.checkpoints import load_checkpoint
 from tssl_plugin.benchmarks.config import read_config
 from tssl_plugin.benchmarks.epoch import evaluate, train_epoch
 from tssl_plugin.benchmarks.losses import loss_for
-from tssl_plugin.benchmarks.optimizer import make_optimizer
+from tssl_plugin.benchmarks.train import build_network
 
 VARIANTS = ("default", "sigmoid", "cap1", "w1", "no_intra")
 
@@ -65,17 +66,14 @@ def main() -> None:
     arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
     ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset,
                        sensitivity_cap=1.0 if a.variant == "cap1" else None)
-    weights = M.initial_weights(arch, ds.in_shape, 0, cfg.init_gain, init=cfg.init)
-    net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
-                        native_between=cfg.native_between, ablation=cfg.ablation)
-    opt = make_optimizer(cfg, net.parameters())
-    state = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    device = torch.device("cpu")
+    net, opt = build_network(backend, 0, ds, arch, cfg, device, ncfg)
+    state = load_checkpoint(Path(a.checkpoint), device)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     with torch.no_grad():
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
-    device = torch.device("cpu")
     start = state["epoch"]
     print(f"{a.variant}, offset {a.offset:g} on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     for epoch in range(start, start + a.epochs):
