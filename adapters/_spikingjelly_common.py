@@ -63,11 +63,11 @@ import torch
 from torch import Tensor
 
 from tssl_plugin._types import compute_dtype
-from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
+from tssl_plugin._validation import (check_optional_sensitivity_cap, check_tau_s, check_warmup_width,
                                      values_readable)
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin._impl.reference import host_trace
-from tssl_plugin.rule import WARMUP_WIDTH, check_ablation, lif_constants
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup, lif_constants, warmup_gate
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
 from ._convert import observe_firing, sensitivity_cap_for
@@ -100,7 +100,7 @@ def check_binary_surrogate(surrogate_function: Any, where: str) -> None:
         raise ValueError(f"{where}: {NON_BINARY}")
 
 
-def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: bool,
+def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: float, warmup: Warmup,
               warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
               ablation: str = "none") -> None:
     """Warn about ignored SpikingJelly arguments and set the TSSL-BP attributes of a new node."""
@@ -110,7 +110,7 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
     if detach_reset:
         warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
     node.tau_s = check_tau_s(tau_s)
-    node.warmup = check_bool(warmup, "warmup")
+    node.warmup = check_warmup(warmup)
     node.warmup_width = check_warmup_width(warmup_width)
     node.sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     node.ablation = check_ablation(ablation, None, node.warmup)
@@ -299,7 +299,7 @@ class TSSLNodeMixin:
     """
 
     tau_s: float = 3.0
-    warmup: bool = True
+    warmup: Warmup = True
     warmup_width: float = WARMUP_WIDTH  # also what a node pickled before the option existed gets
     sensitivity_cap: Optional[float] = None  # in units of 1/threshold (relative to v_reset); None: by reset
     ablation: str = "none"  # a part of the rule switched off (tssl_plugin.rule.ABLATIONS), for measurements
@@ -345,7 +345,7 @@ class TSSLNodeMixin:
 
     def _tssl_check_common(self) -> None:
         check_tau_s(self.tau_s)
-        check_bool(self.warmup, "warmup")
+        check_warmup(self.warmup)
         check_warmup_width(self.warmup_width)
         check_optional_sensitivity_cap(self.sensitivity_cap)
         self._lib_check()
@@ -366,9 +366,10 @@ class TSSLNodeMixin:
         v_prev = previous_membranes(v0, v_post) if self._tssl_leak_learns() else None
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         k = lif_constants(current, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
+                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
+                          warmup_gate(self.warmup) or "trace")
         # the trace (u = h - V_r, du = h - v_prev, o = spikes != 0) is built inside the core's backward
-        out = spikes_with_host_grad(current, HostTrace(h, v0, v_post, spikes, vr), k, warmup=self.warmup,
+        out = spikes_with_host_grad(current, HostTrace(h, v0, v_post, spikes, vr), k, warmup=self.warmup is not False,
                                     input_scale=scale)
         observe_firing(self, spikes, steps=spikes.shape[0])
         self._tssl_guard_membrane(current)
@@ -391,10 +392,11 @@ class TSSLNodeMixin:
             h = self._lib_charge(x.detach().unsqueeze(0), v0, v_post)
             u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), _compute_dtype(x))
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation)
+                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
+                          warmup_gate(self.warmup) or "trace")
         current, scale = self._tssl_input(x, v0, vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
-                                               warmup=self.warmup, input_scale=scale)
+                                               warmup=self.warmup is not False, input_scale=scale)
         observe_firing(self, o[0])
         self._tssl_guard_membrane(out)
         return out.to(spike.dtype)

@@ -56,10 +56,10 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_sequence, check_tau_s,
+from tssl_plugin._validation import (check_optional_sensitivity_cap, check_sequence, check_tau_s,
                                      check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, check_ablation, warmup_level
+from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, warmup_gate, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
@@ -222,7 +222,7 @@ def _warn_spike_grad(stacklevel: int = 3) -> None:
                   UserWarning, stacklevel=stacklevel)
 
 
-def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau_s: float, warmup: bool,
+def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau_s: float, warmup: Warmup,
                  warmup_width: float, sensitivity_cap: Optional[float], ablation: str) -> None:
     """The end of a TSSL-BP layer's constructor, after snnTorch's: refuse what it cannot honour (and take the
     half-built layer out of ``snn.SpikingNeuron.instances``), warn about an ignored ``spike_grad``, set the
@@ -265,11 +265,11 @@ class TSSLLeaky(snn.Leaky):
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
-                 reset_delay=True, *, tau_s: float = 3.0, warmup: bool = True,
+                 reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = True,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         tau_s = check_tau_s(tau_s)
-        warmup = check_bool(warmup, "warmup")
+        warmup = check_warmup(warmup)
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
         check_ablation(ablation, None, warmup)
@@ -279,7 +279,7 @@ class TSSLLeaky(snn.Leaky):
         _finish_init(self, spike_grad, surrogate_disable, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     # -- TSSL state ---------------------------------------------------------------------------
-    def _tssl_setup(self, tau_s: float, warmup: bool, warmup_width: float,
+    def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
                     sensitivity_cap: Optional[float], ablation: str = "none") -> None:
         self.tau_s = tau_s
         self.warmup = warmup
@@ -324,12 +324,17 @@ class TSSLLeaky(snn.Leaky):
         """``1/tau_m = 1 - beta`` (beta clamped to [0, 1] as snnTorch does)."""
         return 1 - self.beta.detach().clamp(0, 1)
 
+    def _tssl_gate(self) -> str:
+        """The warm-up gate ``warmup`` names (``"trace"`` when the warm-up is off: the level is then unused)."""
+        return warmup_gate(self.warmup) or "trace"
+
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         inv_tau_m = self._inv_tau_m().to(like.dtype)
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
         return LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=1.0 / self.tau_s, threshold=threshold,
-                            warmup_level=warmup_level(self.tau_s), reset=reset, warmup_width=self.warmup_width,
+                            warmup_level=warmup_level(self.tau_s, self._tssl_gate()), reset=reset,
+                            warmup_width=self.warmup_width,
                             sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
                             ablation=self.ablation)
 
@@ -384,7 +389,7 @@ class TSSLLeaky(snn.Leaky):
         mem = self.mem
         k = self._constants(st.u, mode, reset_val)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
-                                         st.du, st.o, None, k, warmup=self.warmup)
+                                         st.du, st.o, None, k, warmup=self.warmup is not False)
         if torch.is_grad_enabled() and x.requires_grad:
             observe_firing(self, st.o)
         mem_out = st.mem
@@ -401,7 +406,7 @@ class TSSLLeaky(snn.Leaky):
         o, _, u, du, v, mems = (torch.stack(z) for z in zip(*steps))
         k = self._constants(u, mode, reset_val)
         x = self._current(x_seq, v.detach())
-        spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup)
+        spk = spikes_with_tssl_grad(x, u.detach(), du.detach(), o, k, warmup=self.warmup is not False)
         if spk.requires_grad:
             observe_firing(self, o, steps=o.shape[0])
         return spk.to(torch.float32), mems
@@ -467,6 +472,7 @@ class _LeakyRule:
     _check_options = TSSLLeaky._check_options
     _current = TSSLLeaky._current
     _inv_tau_m = TSSLLeaky._inv_tau_m
+    _tssl_gate = TSSLLeaky._tssl_gate
     _constants = TSSLLeaky._constants
     _tssl_step = TSSLLeaky._tssl_step
     _begin_step = TSSLLeaky._begin_step
@@ -534,9 +540,9 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
     def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
-                 warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+                 warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        warmup = check_bool(warmup, "warmup")
+        warmup = check_warmup(warmup)
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
         check_ablation(ablation, None, warmup)
@@ -558,7 +564,7 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
         """TSSLLeaky's constants with the trace's ``1/tau_s = 1 - alpha`` (the synapse's own PSC constant)."""
         inv_tau_s = (1 - self.alpha.detach().clamp(0, 1)).to(like.dtype)
         k = TSSLLeaky._constants(self, like, mode, reset_val)
-        return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s))
+        return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s, self._tssl_gate()))
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, input_, syn=None, mem=None):
@@ -661,7 +667,7 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
     return reason or NOT_SUPPORTED.get(name, "no TSSL-BP version yet")
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
             ablation: str = "none") -> nn.Module:
     """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic`` and ``Lapicque`` to its TSSL-BP
@@ -697,7 +703,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
-    warmup = check_bool(warmup, "warmup")
+    warmup = check_warmup(warmup)
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, None, warmup)

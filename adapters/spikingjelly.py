@@ -49,8 +49,8 @@ from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
 from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,  # noqa: E402
                        tssl_class_for, watch_firing)
-from tssl_plugin._validation import check_bool, check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
-from tssl_plugin.rule import WARMUP_WIDTH, check_ablation  # noqa: E402
+from tssl_plugin._validation import check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup  # noqa: E402
 
 from ._spikingjelly_common import node_mapping  # noqa: E402
 
@@ -135,7 +135,7 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
         invalidate(model)
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup_width: float = WARMUP_WIDTH,
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
             ablation: str = "none") -> nn.Module:
     """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,
@@ -166,7 +166,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: bool = True, warmup
     """
     check_convert_args(model, strict)
     tau_s = check_tau_s(tau_s)
-    check_bool(warmup, "warmup")
+    check_warmup(warmup)
     warmup_width = check_warmup_width(warmup_width)
     sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, None, warmup)

@@ -88,12 +88,15 @@ class Backend:
                                          f"0.0.0.0.14 has none); install with: pip install 'spikingjelly>=2'")
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
-              warmup_width: float = WARMUP_WIDTH, native_between: str = "psc", ablation: str = "none"):
+              warmup_width: float = WARMUP_WIDTH, native_between: str = "psc", ablation: str = "none",
+              warmup_gate: str = "trace"):
         """The network for this backend, starting from ``weights``.
 
         ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) and ``ablation``
         (a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) apply to every
-        TSSL-BP layer: the native network's and the adapter-converted ones. ``native_between``
+        TSSL-BP layer: the native network's and the adapter-converted ones. ``warmup_gate`` (where the warm-up
+        applies, ``tssl_plugin.rule.WARMUP_GATES``) applies to the adapter-converted layers; the native network
+        runs the core op, which keeps the reference's gate. ``native_between``
         (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
@@ -115,7 +118,8 @@ class Backend:
         if self.uses_adapter:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
-            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup, warmup_width=warmup_width, exclude=exclude,
+            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup and warmup_gate, warmup_width=warmup_width,
+                            exclude=exclude,
                             ablation=ablation, **cfg.convert_options())
         return net
 

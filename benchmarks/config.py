@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tssl_plugin.rule import ABLATIONS, WARMUP_WIDTH
+from tssl_plugin.rule import ABLATIONS, WARMUP_GATES, WARMUP_WIDTH
 
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
@@ -69,6 +69,8 @@ class Config:
     schedule: str = "cosine"
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # TSSL-BP's warm-up surrogate width (absent from older config.json files)
+    # where the adapters' warm-up applies (tssl_plugin.rule.WARMUP_GATES); absent from older files, which ran "trace"
+    warmup_gate: str = "trace"
     ablation: str = "none"  # a part of TSSL-BP switched off (tssl_plugin.rule.ABLATIONS; absent from older files)
     encoding: str = "psc"
     native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
@@ -142,6 +144,9 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
          f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
     choice(cfg.ablation, "--ablation", ABLATIONS)
+    choice(cfg.warmup_gate, "--warmup-gate", WARMUP_GATES)
+    need(cfg.warmup_gate == "trace" or cfg.warmup is not False, "--warmup-gate",
+         "sets where the warm-up applies, which --no-warmup turns off; drop one of the two")
     need(cfg.ablation != "no_spike_timing" or cfg.warmup is not False, "--ablation",
          "no_spike_timing keeps only the warm-up surrogate, which --no-warmup turns off; drop one of the two")
     choice(cfg.native_between, "--native-between", list(NATIVE_BETWEEN))

@@ -10,7 +10,7 @@ import torch
 from tssl_plugin.functional import lif_constants, tssl_lif
 from tssl_plugin._impl import _ReferenceImpl
 from tssl_plugin._impl.reference import HostTrace, forward_sequence
-from tssl_plugin.rule import OUTPUTS, RESETS
+from tssl_plugin.rule import OUTPUTS, RESETS, warmup_level
 
 DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
 #: how far an implementation's output and gradient may be from the reference's, per input dtype (relative and
@@ -215,6 +215,31 @@ def warmup_width_from_trace(impl_obj, reset, width=0.7, T=8, shape=(3, 20), devi
     check_from_trace(impl_obj, g, *_reference_trace(x, k), k)
 
 
+#: ``(seed, reset, output)`` of the warm-up gate checks.
+GATE_CASES = [(450 + i, r, o) for i, (r, o) in enumerate(itertools.product(RESETS, OUTPUTS))]
+
+
+def warmup_gate_case(impl, seed, reset, output, T=8, shape=(3, 20), device="cpu"):
+    """``warmup="silent"`` through the whole-sequence op, where it changes the reference's gradient."""
+    x, g = random_case(T, shape, F64, seed, device)
+    x = 1.5 * x
+    check_against_reference(impl, x, g, reset=reset, output=output, warmup="silent")
+    assert not torch.equal(run("reference", x, g, reset=reset, output=output, warmup="silent")[1],
+                           run("reference", x, g, reset=reset, output=output)[1])
+
+
+def warmup_gate_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
+    """The warm-up gate ``"silent"`` (every step without a spike) through the from-trace entry point, on input that
+    makes neurons fire and then stay silent, where it changes the reference's gradient."""
+    x, g = random_case(T, shape, F64, 440, device)
+    x = 1.5 * x
+    k = lif_constants(x, reset=reset, warmup_gate="silent")
+    u, du, o = _reference_trace(x, k)
+    check_from_trace(impl_obj, g, u, du, o, k)
+    trace_gate = _ReferenceImpl.backward_from_trace(g, u, du, o, lif_constants(x, reset=reset), True)
+    assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), trace_gate), reset
+
+
 def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
     """Every reset and output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry
     point, with ``width``."""
@@ -397,6 +422,8 @@ def step_cases(impl_obj, device="cpu", full=True):
         if (ablation == "no_intra" and reset == "none") or (ablation == "no_spike_timing" and not warmup):
             ablation = "none"
         k = k._replace(ablation=ablation)
+        if i % 5 == 2:  # the warm-up gate "silent": every step without a spike
+            k = k._replace(warmup_level=warmup_level(1.0, "silent"))
         oc, start = o.cpu(), (u - du).cpu()
         assert bool((oc & (start > 1.2)).any()) and bool((oc & (start <= 0.8)).any()) and bool((oc & (du.cpu() < 0)).any())
         h = h if has_h else None
@@ -407,10 +434,10 @@ def step_cases(impl_obj, device="cpu", full=True):
                                          extra=extra)
         want_gx = want_gx * scale
         gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
-        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation)
+        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_level)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
         assert torch.equal(delta, want_delta), mode
-        warm = (s < k.warmup_level) if warmup else torch.zeros_like(o)
+        warm = ((s < k.warmup_level) & ~o) if warmup else torch.zeros_like(o)
         assert torch.equal(gx[~warm], want_gx[~warm]), mode
         torch.testing.assert_close(gx, want_gx, **tol(dtype), msg=lambda m: f"{mode}: {m}")
         assert finite in (None, True), mode

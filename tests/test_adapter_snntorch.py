@@ -171,8 +171,8 @@ def test_forward_bit_identical_variants(dtype):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reset,delay,core", CONFIGS, ids=CONFIG_IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("warmup,width", [(True, 0.2), (False, 0.2), (True, 0.7)],
-                         ids=["warmup", "no-warmup", "warmup-width0.7"])
+@pytest.mark.parametrize("warmup,width", [(True, 0.2), (False, 0.2), (True, 0.7), ("silent", 0.2)],
+                         ids=["warmup", "no-warmup", "warmup-width0.7", "warmup-silent"])
 @pytest.mark.parametrize("explicit", [True, False], ids=["mem", "init_hidden"])
 def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup, width, explicit):
     lif = TSSLLeaky(beta=0.8, reset_mechanism=reset, reset_delay=delay, warmup=warmup, init_hidden=not explicit,

@@ -141,6 +141,9 @@ CONFIGS = [  # (node kind, decay_input, v_reset, warmup, warm-up width)
     ("lif", True, 0.0, True, 0.7),  # a width other than the reference's, for each node class
     ("if", None, None, True, 1.2),
     ("plif", False, -0.5, True, 0.5),
+    ("lif", False, 0.0, "silent", 0.2),  # the warm-up gate "silent", for each node class and reset
+    ("if", None, None, "silent", 0.2),
+    ("plif", True, -0.5, "silent", 0.2),
 ]
 
 

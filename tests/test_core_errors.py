@@ -50,7 +50,8 @@ def test_non_finite_input_names_which(value, word):
         (dict(output="psp"), "unknown output 'psp'"),
         (dict(reset="soft"), "unknown reset 'soft'"),
         (dict(impl="cuda-magic"), "unknown impl 'cuda-magic'"),
-        (dict(warmup="yes"), "warmup must be a bool"),
+        (dict(warmup="yes"), "warmup must be True, False or one of 'trace', 'silent' .*got str 'yes'"),
+        (dict(warmup=1), "warmup must be True, False or one of .*got int 1"),
         (dict(tau_m="5"), "tau_m must be a number or a tensor"),
         (dict(warmup_width=0.0), "warmup_width must be a finite number > 0"),
         (dict(warmup_width=-0.5), r"warmup_width must be a finite number > 0 .*got -0.5"),
@@ -77,7 +78,7 @@ def test_module_checks_at_construction():
         TSSLNeuron(reset="hard")
     with pytest.raises(ValueError, match="tau_m must be > 1"):
         TSSLNeuron(tau_m=0.9)
-    with pytest.raises(TypeError, match="warmup must be a bool"):
+    with pytest.raises(TypeError, match="warmup must be True, False or one of"):
         TSSLNeuron(warmup="no")  # was silently True
     with pytest.raises(ValueError, match="unknown impl 'nonsense'"):
         TSSLNeuron(impl="nonsense")  # was accepted until the first forward

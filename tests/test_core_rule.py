@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import tssl_plugin
 from tssl_plugin import functional, rule
@@ -84,3 +85,33 @@ def test_warmup_width_is_a_constant_of_the_layer_and_a_row_of_the_table():
     assert per_neuron and table[_params.ROW["warmup_width"]].tolist() == [0.7, 0.7, 0.7]
     table, per_neuron = _params.pack_params(rule.lif_constants(x, warmup_width=3), x)
     assert not per_neuron and table[_params.ROW["warmup_width"]].item() == 3.0
+
+
+def _fires_once_then_stays_silent(warmup):
+    """Input gradient of one neuron (tau_m 5, tau_s 3, T 5, reset to zero, spike output) that fires at step 1 and
+    stays below the threshold at steps 2-4, under an error asking for a spike at every step (dL/do = -1)."""
+    x = torch.tensor([0.6, 0.6, 0.3, 0.3, 0.3], dtype=torch.float64).view(5, 1).requires_grad_()
+    o = functional.tssl_lif(x, 5.0, 3.0, 1.0, output="spike", warmup=warmup, impl="reference")
+    assert o.flatten().tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    (g,) = torch.autograd.grad(o, x, -torch.ones_like(o))
+    return g.flatten()
+
+
+def test_the_trace_gate_leaves_the_steps_after_a_spike_without_gradient():
+    """The cause of the converted SpikingJelly CNN's drift (docs/algorithm.md, "The warm-up gate"): under the
+    reference's gate the trace stays above 1/(4 tau_s) for the rest of a T = 5 window after a spike, so the error at
+    the steps where a spike is missing reaches the input only at and before the spike it already has."""
+    g = _fires_once_then_stays_silent(True)
+    assert g[2:].abs().max() == 0 and g[1] < 0
+
+
+def test_the_silent_gate_gives_every_step_without_a_spike_the_warm_up_surrogate():
+    """``warmup="silent"``: the same spike-step gradient, and the warm-up surrogate (asking for more input: the error
+    is negative) at the silent steps after the spike; False and True keep their meaning."""
+    trace, silent, off = (_fires_once_then_stays_silent(w) for w in ("trace", "silent", False))
+    assert torch.equal(trace, _fires_once_then_stays_silent(True))
+    assert silent[1] == trace[1] and (silent[2:] < 0).all()
+    assert off[2:].abs().max() == 0 and off[0] != silent[0]  # step 0: the warm-up under both gates, none without
+    k = rule.lif_constants(torch.zeros(1, 1), warmup_gate="silent")
+    assert k.warmup_level == float("inf") and rule.warmup_gate("silent") == "silent" and rule.warmup_gate(True) == "trace"
+    assert rule.warmup_gate(False) is None

@@ -39,7 +39,8 @@ def test_host_trace_is_the_definition():
 def test_cpu_kernel_equals_the_materialised_trace(dtype):
     for i, (reset, warmup, scale) in enumerate(itertools.product(RESETS, (True, False), (1.0, 0.5))):
         host, g = host_case(9, (5, 130), dtype, i)
-        k = lif_constants(host.h, 4.0 if i % 2 else float("inf"), 3.0, 1.0, reset, warmup_width=0.3)
+        k = lif_constants(host.h, 4.0 if i % 2 else float("inf"), 3.0, 1.0, reset, warmup_width=0.3,
+                          warmup_gate="silent" if i % 4 == 1 else "trace")
         u, du, o = host_trace(host, dtype)
         got, finite = cpu.CpuImpl.backward_from_host(g, host, k, warmup, scale)
         assert finite is True and got.dtype == dtype
@@ -131,8 +132,10 @@ def test_nan_in_the_membrane_names_the_layer_input():
         out.backward(g)
 
 
-def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces():
-    """A converted multi-step node: the same input gradient as the core op on the trace built in Python."""
+@pytest.mark.parametrize("gate", ["trace", "silent"])
+def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
+    """A converted multi-step node: the same input gradient as the core op on the trace built in Python, for
+    each warm-up gate."""
     sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
     from tssl_plugin.adapters._convert import sensitivity_cap_for
     from tssl_plugin.adapters._spikingjelly_common import _leaky
@@ -143,7 +146,7 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces():
                              lambda: sj_neuron.LIFNode(tau=2.0, v_reset=None, v_threshold=0.7, step_mode="m")),
                             charges):
         host_node = make()
-        node = convert(torch.nn.Sequential(make()))[0]
+        node = convert(torch.nn.Sequential(make()), warmup=gate)[0]
         gen = torch.Generator().manual_seed(8)
         x = (torch.rand(7, 3, 11, generator=gen) * 1.2).requires_grad_()
         g = torch.randn(7, 3, 11, generator=gen)
@@ -160,6 +163,6 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces():
         assert torch.equal(h, node._lib_charge(x.detach(), v0, v_post))
         u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), torch.float32)
         cap = sensitivity_cap_for(reset, node.sensitivity_cap, _leaky(tau_m)) / thr
-        k = lif_constants(u, tau_m, node.tau_s, thr, reset, node.warmup_width, cap)
+        k = lif_constants(u, tau_m, node.tau_s, thr, reset, node.warmup_width, cap, warmup_gate=gate)
         (want,) = torch.autograd.grad(spikes_with_tssl_grad(x, u, du, o, k, input_scale=scale), x, g)
         assert torch.equal(got, want)

@@ -65,9 +65,16 @@ def test_warmup_width_per_neuron_matches_reference():
 
 
 @needs_cpu
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.GATE_CASES))
+def test_warmup_gate_silent_matches_reference(seed, reset, output):
+    cases.warmup_gate_case("cpu", seed, reset, output)
+
+
+@needs_cpu
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace],
-                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing"])
+@pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace,
+                                   cases.warmup_gate_from_trace],
+                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent"])
 def test_option_from_trace_matches_reference(check, reset):
     check(cpu.CpuImpl, reset)
 

@@ -143,6 +143,18 @@ def test_warmup_width_per_neuron_and_from_trace_match_reference(kernel, impl_obj
 
 
 @interpreter
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.GATE_CASES))
+def test_warmup_gate_silent_matches_reference(kernel, seed, reset, output):
+    cases.warmup_gate_case("triton", seed, reset, output, **SMALL)
+
+
+@interpreter
+@pytest.mark.parametrize("reset", RESETS)
+def test_warmup_gate_from_trace_matches_reference(kernel, impl_obj, reset):
+    cases.warmup_gate_from_trace(impl_obj, reset, **SMALL)
+
+
+@interpreter
 @pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
 def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
     cases.sensitivity_cap_case("triton", seed, reset, output, **SMALL)

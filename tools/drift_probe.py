@@ -15,6 +15,10 @@ Variants (``--variant``):
 * ``w1``: ``warmup_width=1.0``;
 * ``no_intra``: ``ablation="no_intra"``.
 
+``--sigmoid-at K[,K...]`` (with ``default``, ``cap1``, ``w1`` or ``no_intra``): the neuron layers ``K``
+(0-based) keep SpikingJelly's ``Sigmoid`` surrogate and only the others are converted, to find which layer's
+gradient makes the difference.
+
 ``--offset X`` adds ``X`` to every weight of synapse ``--layer`` (0-based, default 1: the second
 convolution) before training, so a layer can be started saturated, as the drifted run's was.
 
@@ -49,6 +53,7 @@ def main() -> None:
     p.add_argument("--offset", type=float, default=0.0, help="added to every weight of synapse --layer first")
     p.add_argument("--layer", type=int, default=1, help="which synapse --offset shifts (0-based)")
     p.add_argument("--lr", type=float, default=None, help="another learning rate than the run's")
+    p.add_argument("--sigmoid-at", default="", help="neuron layers (0-based, comma-separated) left on the surrogate")
     a = p.parse_args()
     torch.set_num_threads(1)
     cfg = read_config(Path(a.run), "--run")
@@ -67,7 +72,16 @@ def main() -> None:
     ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset,
                        sensitivity_cap=1.0 if a.variant == "cap1" else None)
     device = torch.device("cpu")
-    net, opt = build_network(backend, 0, ds, arch, cfg, device, ncfg)
+    keep = [int(k) for k in a.sigmoid_at.split(",") if k]
+    if keep and a.variant == "sigmoid":
+        p.error("--sigmoid-at mixes the surrogate into a TSSL-BP variant; with --variant sigmoid every layer has it")
+    net, opt = build_network(B.resolve(["spikingjelly:sigmoid"])[0] if keep else backend, 0, ds, arch, cfg,
+                             device, ncfg)
+    if keep:
+        from tssl_plugin.adapters import spikingjelly as adapter
+
+        adapter.convert(net, tau_s=cfg.tau_s, warmup=cfg.warmup and cfg.warmup_gate, warmup_width=cfg.warmup_width,
+                        exclude=[net.neurons()[k] for k in keep], ablation=cfg.ablation, **ncfg.convert_options())
     state = load_checkpoint(Path(a.checkpoint), device)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -75,7 +89,7 @@ def main() -> None:
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
-    print(f"{a.variant}, offset {a.offset:g} on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
+    print(f"{a.variant}, surrogate at neuron layers {keep}, offset {a.offset:g} on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     for epoch in range(start, start + a.epochs):
         m = train_epoch(net, net, opt, ds, cfg, loss, epoch, 0, device, 1, 0, True)
         acc, _ = evaluate(net, net, ds, cfg, device, 1, 0, arch)

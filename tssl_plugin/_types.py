@@ -12,6 +12,9 @@ from torch import Tensor
 
 #: a neuron parameter: one number for all neurons, or a tensor broadcastable to the neuron shape.
 Param = Union[float, Tensor]
+#: the adapters' ``warmup`` option: True (the reference's warm-up, gate ``"trace"``), False (none), or a gate's
+#: name (``tssl_plugin.rule.WARMUP_GATES``).
+Warmup = Union[bool, str]
 
 #: floating dtypes the core accepts as input.
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -25,4 +28,4 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-__all__ = ["Param", "FLOAT_DTYPES", "COMPUTE_DTYPES", "compute_dtype"]
+__all__ = ["Param", "Warmup", "FLOAT_DTYPES", "COMPUTE_DTYPES", "compute_dtype"]

@@ -16,13 +16,14 @@ from . import _impl
 from ._impl import _op
 from ._impl import reference as _reference
 from ._impl.reference import HostTrace
-from ._types import compute_dtype
+from ._types import Warmup, compute_dtype
 from ._validation import (
-    as_param, check_bool, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
+    as_param, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
 )
 from .rule import (
-    OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, lif_constants,
+    OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, check_warmup, lif_constants,
+    warmup_gate,
 )
 
 __all__ = [
@@ -37,7 +38,7 @@ def tssl_lif(
     tau_s: Param = 3.0,
     threshold: Param = 1.0,
     *,
-    warmup: bool = True,
+    warmup: Warmup = True,
     output: str = "psc",
     reset: str = "zero",
     impl: str = "auto",
@@ -58,8 +59,10 @@ def tssl_lif(
             per-neuron tensor broadcastable to ``x.shape[1:]``.
         tau_s: synaptic (PSC) time constant (>= 1), number or per-neuron tensor.
         threshold: firing threshold (> 0), number or per-neuron tensor. Fires where ``u > threshold``.
-        warmup: reference behaviour (True): silent steps (``s < 1/(4 tau_s)``)
-            get a sigmoid-derivative surrogate; False is the pure rule.
+        warmup: reference behaviour (True, or ``"trace"``): steps without a spike while the trace is
+            low (``s < 1/(4 tau_s)``) get a sigmoid-derivative surrogate; ``"silent"`` (an extension,
+            the adapters' gate): every step without a spike gets it; False is the pure rule
+            (:data:`~tssl_plugin.rule.WARMUP_GATES`).
         output: ``"psc"`` returns the post-synaptic current ``a`` (the paper's
             layer output); ``"spike"`` returns spikes ``o`` and treats the
             incoming gradient as ``dL/do`` (used in place of ``G``).
@@ -93,7 +96,7 @@ def tssl_lif(
     """
     check_sequence(x, finite=False)  # NaN/inf: checked by the implementation while it reads x
     check_choice(output, "output", OUTPUTS)
-    check_bool(warmup, "warmup")
+    gate = warmup_gate(check_warmup(warmup))
     check_choice(reset, "reset", RESETS)
     _impl.check_impl(impl)
     shape = x.shape[1:]
@@ -103,7 +106,8 @@ def tssl_lif(
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, reset, warmup)
-    return _op.lif(x, tm, ts, th, reset, warmup, output == "psc", impl, width, cap, ablation)
+    return _op.lif(x, tm, ts, th, reset, gate is not None, output == "psc", impl, width, cap, ablation,
+                   gate or "trace")
 
 
 class _TraceGradFunction(torch.autograd.Function):

@@ -8,10 +8,11 @@ from torch import Tensor, nn
 
 from . import _impl
 from ._validation import (
-    check_bool, check_choice, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
+    check_choice, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
 )
 from .functional import tssl_lif
-from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation
+from ._types import Warmup
+from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation, check_warmup
 
 __all__ = ["TSSLNeuron"]
 
@@ -45,7 +46,7 @@ class TSSLNeuron(nn.Module):
         tau_s: Param = 3.0,
         threshold: Param = 1.0,
         *,
-        warmup: bool = True,
+        warmup: Warmup = True,
         output: str = "psc",
         reset: str = "zero",
         impl: str = "auto",
@@ -56,7 +57,7 @@ class TSSLNeuron(nn.Module):
         super().__init__()
         check_choice(output, "output", OUTPUTS)
         check_choice(reset, "reset", RESETS)
-        check_bool(warmup, "warmup")
+        check_warmup(warmup)
         _impl.check_impl(impl)
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_sensitivity_cap(sensitivity_cap)

@@ -68,8 +68,8 @@ spike through the leak and through the subtraction, which removes
 :math:`\Delta u[t]` is measured from the membrane after the subtraction.
 With ``c <= 1/threshold`` the carry's factor at a spike, :math:`\beta - c\vartheta`
 (``subtract_after_leak``), stays within :math:`[\beta - 1, \beta]`. With
-the warm-up (``warmup=True``, the reference's behaviour), steps whose trace is
-still below :math:`1/(4\tau_s)` (:func:`warmup_level`) get a sigmoid-derivative
+the warm-up (``warmup=True``, the reference's behaviour), steps without a spike whose trace is
+still below the warm-up level :math:`\ell` (:func:`warmup_level`) get a sigmoid-derivative
 surrogate instead, of width :math:`w` (``warmup_width``, default
 :data:`WARMUP_WIDTH` = 0.2, the reference's value; other widths are this
 project's extension):
@@ -77,9 +77,21 @@ project's extension):
 .. math::
 
     \frac{\partial L}{\partial x[t]} = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{w}\Bigr) / w
-    \quad \text{where } s[t] < \frac{1}{4 \tau_s},
+    \quad \text{where } o[t] = 0 \text{ and } s[t] < \ell,
 
-with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced.
+with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced. The gate
+(:data:`WARMUP_GATES`) sets :math:`\ell`:
+
+* ``"trace"`` (the reference): :math:`\ell = 1/(4\tau_s)`, so the surrogate covers a neuron's steps
+  before its first spike and after a long silence. A spike step always has :math:`s[t] \ge 1/\tau_s`,
+  so there the condition :math:`o[t] = 0` changes nothing.
+* ``"silent"`` (this project's extension, the adapters' choice): :math:`\ell = \infty`, every step
+  without a spike. Under ``"trace"`` a neuron that has fired gets no gradient at the later steps where
+  it stays silent until its trace decays (at ``tau_s`` 3 that takes 4 steps, the whole of a T = 5
+  window), so an error asking for more spikes there can only reach the input through the timing of
+  the spikes it already has: it raises the input at those earlier steps, every batch, whatever the loss
+  does. In the converted SpikingJelly Fashion-MNIST CNN this made the hidden layers fire more every
+  epoch (docs/algorithm.md, "The warm-up gate").
 The neuron parameters receive no gradient.
 
 Ablations (``ablation``, :data:`ABLATIONS`; for measuring what each part of the rule contributes,
@@ -102,11 +114,12 @@ factor 1 changes no bit.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Tuple
 
 from torch import Tensor
 
-from ._types import Param
+from ._types import Param, Warmup
 from ._validation import as_param, check_choice, check_sensitivity_cap, check_warmup_width
 
 #: reset rules, the paper's (``"zero"``) first.
@@ -117,8 +130,11 @@ OUTPUTS = ("psc", "spike")
 SENSITIVITY_CAP = 8.0
 #: width of the warm-up sigmoid surrogate: the reference's value, the default of every ``warmup_width``.
 WARMUP_WIDTH = 0.2
-#: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)``.
+#: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)`` (gate ``"trace"``).
 WARMUP_LEVEL_DIVISOR = 4.0
+#: where the warm-up surrogate applies (:func:`warmup_level`): ``"trace"`` (the reference: steps without
+#: a spike while the trace is below ``1/(4 tau_s)``) or ``"silent"`` (every step without a spike).
+WARMUP_GATES = ("trace", "silent")
 #: ablations of the rule's parts (module docstring), the full rule (``"none"``) first.
 ABLATIONS = ("none", "no_intra", "no_spike_timing")
 
@@ -129,16 +145,36 @@ class LIFConstants(NamedTuple):
     inv_tau_m: Param  # 1/tau_m; 0 for a non-leaky (IF) neuron
     inv_tau_s: Param  # 1/tau_s
     threshold: Param
-    warmup_level: Param  # 1 / (4 tau_s)
+    warmup_level: Param  # 1 / (4 tau_s), or inf for the gate "silent" (warmup_level)
     reset: str
     warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
     ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
 
 
-def warmup_level(tau_s: Param) -> Param:
-    """The trace level below which the warm-up surrogate applies: ``1 / (4 tau_s)``."""
+def warmup_level(tau_s: Param, gate: str = "trace") -> Param:
+    """The trace level below which a step without a spike gets the warm-up surrogate: ``1 / (4 tau_s)``
+    for the gate ``"trace"`` (the reference), infinity for ``"silent"`` (every such step)."""
+    if gate == "silent":
+        return math.inf
     return 1.0 / (WARMUP_LEVEL_DIVISOR * tau_s)
+
+
+def check_warmup(warmup: object, name: str = "warmup") -> Warmup:
+    """``warmup`` if it is True, False or a gate's name (:data:`WARMUP_GATES`); otherwise one-line error."""
+    if isinstance(warmup, bool) or (isinstance(warmup, str) and warmup in WARMUP_GATES):
+        return warmup  # type: ignore[return-value]
+    raise TypeError(  # a TypeError as when only bools were accepted
+        f"{name} must be True, False or one of {', '.join(map(repr, WARMUP_GATES))} (where the warm-up surrogate "
+        f"applies), got {type(warmup).__name__} {warmup!r}")
+
+
+def warmup_gate(warmup: Warmup) -> Optional[str]:
+    """The gate (:data:`WARMUP_GATES`) an already checked ``warmup`` option means: ``None`` (no warm-up) for
+    False, ``"trace"`` (the reference's) for True, the gate itself for a gate's name."""
+    if warmup is False:
+        return None
+    return "trace" if warmup is True else str(warmup)
 
 
 def ablation_gains(ablation: str) -> Tuple[float, float]:
@@ -183,6 +219,7 @@ def lif_constants(
     warmup_width: float = WARMUP_WIDTH,
     sensitivity_cap: float = SENSITIVITY_CAP,
     ablation: str = "none",
+    warmup_gate: str = "trace",
 ) -> LIFConstants:
     """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
 
@@ -194,20 +231,22 @@ def lif_constants(
     ``w`` of the warm-up surrogate, is one finite number > 0 for the layer, and so is
     ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8). ``ablation`` is one of
     :data:`ABLATIONS`, checked against ``reset`` here and against the warm-up where that is known
-    (:func:`check_ablation`).
+    (:func:`check_ablation`). ``warmup_gate`` (:data:`WARMUP_GATES`) sets the warm-up level
+    (:func:`warmup_level`).
     """
     check_choice(reset, "reset", RESETS)
     check_ablation(ablation, reset, None)
+    check_choice(warmup_gate, "warmup_gate", WARMUP_GATES)
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
     shape = x.shape[1:]
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts, warmup_gate), reset, width, cap, ablation)
 
 
 __all__ = [
-    "Param", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR", "ABLATIONS",
-    "LIFConstants", "warmup_level", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
+    "Param", "Warmup", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR", "WARMUP_GATES",
+    "ABLATIONS", "LIFConstants", "warmup_level", "check_warmup", "warmup_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
 ]

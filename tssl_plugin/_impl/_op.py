@@ -3,10 +3,10 @@
 Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
 
 ``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-warmup_width=0.2, sensitivity_cap=8, ablation="none") -> Tensor``
+warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace") -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
 ``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
-impl, warmup_width=0.2, sensitivity_cap=8, ablation="none")``
+impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace")``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
 ``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
 reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none")``
@@ -16,8 +16,9 @@ reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none")``
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
 None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
-``warmup_width``, ``sensitivity_cap`` and ``ablation`` (the warm-up surrogate's width, the cap of
-``c``, and a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) come last, with the
+``warmup_width``, ``sensitivity_cap``, ``ablation`` and ``warmup_gate`` (the warm-up surrogate's width, the
+cap of ``c``, a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``, and where the warm-up applies,
+``tssl_plugin.rule.WARMUP_GATES``) come last, with the
 reference's rule as their defaults, so calls written before they existed keep their meaning. Both
 have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
@@ -72,24 +73,24 @@ def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tupl
 
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
             scalars: List[float], reset: str, warmup_width: float,
-            sensitivity_cap: float, ablation: str) -> Tuple[Any, Any, Any, str, float, float, str]:
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)``, what the implementations'
-    op entry points take."""
+            sensitivity_cap: float, ablation: str, warmup_gate: str) -> Tuple[Any, Any, Any, str, float, float, str, str]:
+    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate)``, what the
+    implementations' op entry points take."""
     return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap),
-            ablation)
+            ablation, warmup_gate)
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
              scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float,
-             sensitivity_cap: float, ablation: str) -> Tensor:
-    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation)
+             sensitivity_cap: float, ablation: str, warmup_gate: str) -> Tensor:
+    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate)
     return call(impl, x, lambda i: i.forward_op(x, params, psc_output))
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-              impl: str, warmup_width: float, sensitivity_cap: float, ablation: str) -> Tensor:
-    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation)
+              impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str) -> Tensor:
+    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate)
     return call(impl, x, lambda i: i.backward_op(grad, x, params, warmup, psc_output))
 
 
@@ -97,15 +98,15 @@ def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[
 def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
            scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
            warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-           ablation: str = "none") -> Tensor:
+           ablation: str = "none", warmup_gate: str = "trace") -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
     return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                    ablation)
+                    ablation, warmup_gate)
 
 
 @lif_op.register_fake
 def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH,
-              sensitivity_cap=SENSITIVITY_CAP, ablation="none"):
+              sensitivity_cap=SENSITIVITY_CAP, ablation="none", warmup_gate="trace"):
     return x.new_empty(x.shape)
 
 
@@ -113,31 +114,31 @@ def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, im
 def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                     threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
                     psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH,
-                    sensitivity_cap: float = SENSITIVITY_CAP, ablation: str = "none") -> Tensor:
+                    sensitivity_cap: float = SENSITIVITY_CAP, ablation: str = "none",
+                    warmup_gate: str = "trace") -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
     return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width,
-                     sensitivity_cap, ablation)
+                     sensitivity_cap, ablation, warmup_gate)
 
 
 @lif_backward_op.register_fake
 def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                       warmup_width=WARMUP_WIDTH, sensitivity_cap=SENSITIVITY_CAP, ablation="none"):
+                       warmup_width=WARMUP_WIDTH, sensitivity_cap=SENSITIVITY_CAP, ablation="none",
+                       warmup_gate="trace"):
     return x.new_empty(x.shape)
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-    x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = \
-        inputs
+    x, tau_m, tau_s, threshold, *config = inputs
     ctx.save_for_backward(x, tau_m, tau_s, threshold)
-    ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)
+    ctx.config = tuple(config)  # (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
+    # warmup_gate)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
     x, tau_m, tau_s, threshold = ctx.saved_tensors
-    scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = ctx.config
-    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                             warmup_width, sensitivity_cap, ablation)
-    return (grad_x,) + (None,) * 11
+    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, *ctx.config)
+    return (grad_x,) + (None,) * (3 + len(ctx.config))
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
@@ -179,20 +180,18 @@ class _EagerLif(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                 threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-                impl: str, warmup_width: float, sensitivity_cap: float, ablation: str) -> Tensor:
+                impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str) -> Tensor:
         out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                       ablation)
+                       ablation, warmup_gate)
         ctx.save_for_backward(x, tau_m, tau_s, threshold)
-        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)
+        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation, warmup_gate)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
         x, tau_m, tau_s, threshold = ctx.saved_tensors
-        scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation = ctx.config
-        grad_x = _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                           warmup_width, sensitivity_cap, ablation)
-        return (grad_x,) + (None,) * 11
+        grad_x = _backward(grad, x, tau_m, tau_s, threshold, *ctx.config)
+        return (grad_x,) + (None,) * (3 + len(ctx.config))
 
 
 def _plain_eager(x: Tensor) -> bool:
@@ -208,12 +207,14 @@ def _plain_eager(x: Tensor) -> bool:
 
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
         impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-        ablation: str = "none") -> Tensor:
+        ablation: str = "none", warmup_gate: str = "trace") -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
     tensors, scalars = _split((tau_m, tau_s, threshold))
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
             return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width,
-                                   sensitivity_cap, ablation)
-        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap, ablation)
-    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation)
+                                   sensitivity_cap, ablation, warmup_gate)
+        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap, ablation,
+                        warmup_gate)
+    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
+                  warmup_gate)

@@ -180,14 +180,14 @@ def _key_part(p: Param):
 def param_table(
     tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
     device: torch.device, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-    ablation: str = "none",
+    ablation: str = "none", warmup_gate: str = "trace",
 ) -> Tuple[Tensor, bool]:
     """The packed table for these parameters (checked, cached; see the module docstring).
 
     Numbers must already be checked (``_validation.check_param``,
     ``check_warmup_width``); tensors are checked here when they are packed.
     """
-    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation)
+    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation, warmup_gate)
     try:
         key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
@@ -200,7 +200,7 @@ def param_table(
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
     k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap,
-                      ablation=ablation)
+                      ablation=ablation, warmup_gate=warmup_gate)
     table, per_neuron = pack_params(k, like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it

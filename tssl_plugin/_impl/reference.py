@@ -189,7 +189,7 @@ def carry_step(
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
     step): ``delta[t]`` of :mod:`tssl_plugin.rule` for ``k.reset`` and ``k.ablation``.
     ``grad_x`` is ``delta`` except where the warm-up replaces it
-    (``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
+    (no spike and ``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
     the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
     ``delta`` before it is carried back, and to ``grad_x``.
@@ -218,7 +218,7 @@ def carry_step(
     surrogate = warmup_surrogate(G, u, k.threshold, k.warmup_width)
     if extra is not None:
         surrogate = surrogate + extra
-    grad_x = torch.where(s < k.warmup_level, surrogate, delta)
+    grad_x = torch.where((s < k.warmup_level) & (of == 0), surrogate, delta)
     return grad_x, delta
 
 

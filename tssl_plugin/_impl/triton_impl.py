@@ -16,7 +16,7 @@ step (float32, PSC output):
   12 bytes, 20 per training step.
 * backward, larger T (:func:`_backward_two_pass_kernel`): phase 1 (forward in
   time) reads ``x`` and writes ``u``, ``du`` and a flag byte (bit 0: fired,
-  bit 1: warm-up applies, ``s < 1/(4 tau_s)``); ``du`` goes into the output
+  bit 1: warm-up applies, no spike and ``s`` below its level); ``du`` goes into the output
   buffer ``dL/dx`` when the dtypes agree (each element is read back before it
   is overwritten), so the scratch is ``u`` + flags, 5 bytes per element, alive
   only during this backward. Phase 2 (backward in time) reads ``g``, ``u``,
@@ -261,7 +261,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
             fired = tl.load(spikes_ptr + idx, mask=mask, other=0) != 0
             of = tl.where(fired, 1.0, 0.0).to(STATE)
         s = s + (of - s) * its
-        flags = (fired.to(tl.uint8) + 2 * (s < wl).to(tl.uint8)).to(tl.uint8)
+        flags = (fired.to(tl.uint8) + 2 * ((s < wl) & (of == 0)).to(tl.uint8)).to(tl.uint8)
         tl.store(flags_ptr + idx, flags, mask=mask)
         idx += N
     tl.debug_barrier()
@@ -311,7 +311,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
             of = tl.where(fired, 1.0, 0.0).to(STATE)
         s = s + (of - s) * its
         fired_seq = fired_seq + (of,)
-        warm_seq = warm_seq + (s < wl,)
+        warm_seq = warm_seq + ((s < wl) & (of == 0),)
         idx += N
 
     # backward in time: the TSSL-BP rule
@@ -353,7 +353,7 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
                           scale_ptr, N, RESET: tl.constexpr, WARMUP: tl.constexpr, HAS_H: tl.constexpr,
                           HAS_EXTRA: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
                           BLOCK: tl.constexpr):
-    """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where s < its level) times
+    """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where no spike and s < its level) times
     scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -378,7 +378,7 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
         if HAS_EXTRA:
             sur = sur + e
         s = tl.load(s_ptr + offs, mask=mask, other=1.0).to(STATE)
-        out = tl.where(s < wl, sur, delta)
+        out = tl.where((s < wl) & (of == 0), sur, delta)
     tl.store(gx_ptr + offs, out * tl.load(scale_ptr).to(STATE), mask=mask)
 
 
@@ -539,20 +539,20 @@ class TritonImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 

@@ -89,7 +89,7 @@ static inline __attribute__((always_inline)) REAL FN(surrogate)(REAL G, REAL u, 
  * (a compile-time constant at every call, so the rule's branches vanish from the vectorized loop).
  * Forward outputs ([T, N], each optional): spikes as bytes and/or as REAL 0/1, the trace s.
  * Backward scratch (block-local [T, BLOCK], optional): u, du, the spike as 0/1, and the warm-up
- * flag (s < warmup_level) as 0/1. `check`: returns a sum that is NaN if an input was NaN or inf. */
+ * flag (no spike and s < warmup_level) as 0/1. `check`: returns a sum that is NaN if an input was NaN or inf. */
 static inline __attribute__((always_inline)) REAL FN(fwd_block)(
     int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict x,
     uint8_t *restrict spikes, REAL *restrict spikes_real, REAL *restrict trace, const int check,
@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) REAL FN(fwd_block)(
             if (trace) trace[at + j] = sn;
             if (u_sc) {
                 u_sc[as + j] = u; du_sc[as + j] = du; fired_sc[as + j] = of;
-                warm_sc[as + j] = sn < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
+                warm_sc[as + j] = (sn < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0) ? (REAL)1 : (REAL)0;
             }
         }
     }
@@ -278,7 +278,7 @@ static inline __attribute__((always_inline)) REAL FN(bwd_blocks)(
                 for (int64_t j = 0; j < nb; ++j) {
                     const REAL of = st[j] != (REAL)0 ? (REAL)1 : (REAL)0;
                     sv[j] = sv[j] + (of - sv[j]) * TB(ROW_INV_TAU_S, j);
-                    warm_sc[t * BLOCK + j] = sv[j] < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
+                    warm_sc[t * BLOCK + j] = (sv[j] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0) ? (REAL)1 : (REAL)0;
                     u_sc[t * BLOCK + j] = ht[j] - shift;
                     du_sc[t * BLOCK + j] = ht[j] - vp[j];
                     fired_sc[t * BLOCK + j] = of;
@@ -293,7 +293,7 @@ static inline __attribute__((always_inline)) REAL FN(bwd_blocks)(
                 for (int64_t j = 0; j < nb; ++j) {
                     const REAL of = o[t * N + n0 + j] ? (REAL)1 : (REAL)0;
                     sv[j] = sv[j] + (of - sv[j]) * TB(ROW_INV_TAU_S, j);
-                    warm_sc[t * BLOCK + j] = sv[j] < TB(ROW_WARMUP_LEVEL, j) ? (REAL)1 : (REAL)0;
+                    warm_sc[t * BLOCK + j] = (sv[j] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0) ? (REAL)1 : (REAL)0;
                     u_sc[t * BLOCK + j] = u[t * N + n0 + j];
                     du_sc[t * BLOCK + j] = du[t * N + n0 + j];
                     fired_sc[t * BLOCK + j] = of;

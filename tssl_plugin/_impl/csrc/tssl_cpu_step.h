@@ -32,7 +32,7 @@ static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const R
 }
 
 /* Backward of block [n0, n0 + nb), reference.carry_step: delta = c (G + J(h, u)) + leak(o) h (+ extra), and
- * grad_x = delta, or the warm-up surrogate (+ extra) where s < warmup_level, times `scale` (a product by 1
+ * grad_x = delta, or the warm-up surrogate (+ extra) where no spike and s < warmup_level, times `scale` (a product by 1
  * is exact). `reset`, `warmup`, `has_h` (h is the carry
  * delta[t+1]; without one delta = c G) and `has_extra` (a loss on the membrane) are compile-time constants
  * at every call. Returns a sum that is NaN if a grad_x written is NaN or inf. */
@@ -63,7 +63,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
         if (warmup) {
             REAL sur = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
             if (has_extra) sur = sur + extra[i];
-            out = s[i] < TB(ROW_WARMUP_LEVEL, j) ? sur : delta;
+            out = (s[i] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0) ? sur : delta;
         }
         out = out * scale;
         gx[i] = out;
