@@ -95,13 +95,13 @@ class Backend:
         ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) and ``ablation``
         (a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) apply to every
         TSSL-BP layer: the native network's and the adapter-converted ones. ``warmup_gate`` (where the warm-up
-        applies, ``tssl_plugin.rule.WARMUP_GATES``) applies to the adapter-converted layers; the native network
-        runs the core op, which keeps the reference's gate. ``native_between``
+        applies, ``tssl_plugin.rule.WARMUP_GATES``) too. ``native_between``
         (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
         if self.library == "native":
-            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width,
+            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup and warmup_gate,
+                                       warmup_width=warmup_width,
                                        between=native_between, ablation=ablation)
         if self.library == "snntorch":
             from snntorch import surrogate

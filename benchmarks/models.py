@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tssl_plugin.rule import WARMUP_WIDTH
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup
 
 __all__ = [
     "Layer", "Arch", "NeuronCfg", "ARCHITECTURES", "make_arch", "initial_weights", "layer_input_shapes",
@@ -282,7 +282,7 @@ class NativeNet(SpikingNet):
 
     output_kind = "psc"
 
-    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
+    def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: Warmup = True,
                  warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> None:
         super().__init__()
         from tssl_plugin import TSSLNeuron
@@ -328,7 +328,7 @@ class NativeNet(SpikingNet):
         return x, spikes
 
 
-def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: bool = True,
+def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: Warmup = True,
                  warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> SpikingNet:
     """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC), with TSSL-BP's
     warm-up surrogate (``warmup``) of width ``warmup_width``; ``between`` (:data:`NATIVE_BETWEEN`) is what

@@ -205,7 +205,7 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             f"{_OPT_NAMES.get(cfg.optimizer, cfg.optimizer)} lr {cfg.lr} ({cfg.schedule}, weight decay "
             f"{cfg.resolved_weight_decay()}), weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
             f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
-            f"TSSL-BP warm-up {f'width {cfg.warmup_width}' if cfg.warmup else 'off'}, "
+            f"TSSL-BP warm-up {f'width {cfg.warmup_width}, gate {cfg.warmup_gate}' if cfg.warmup else 'off'}, "
             + (f"TSSL-BP ablation {cfg.ablation}, " if cfg.ablation != "none" else "")
             + f"encoding={cfg.encoding}, init={cfg.init} (gain {cfg.init_gain}), normalize={cfg.normalize}"
             + (f", native:tssl passes {cfg.native_between}s between layers" if cfg.native_between != "psc" else "")

@@ -140,6 +140,40 @@ def test_ablation_option_reaches_the_layers_config_and_summary(tmp_path, capsys,
     assert "--ablation" in err and "--no-warmup" in err and len(err.splitlines()) == 1
 
 
+def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, capsys):
+    """--warmup-gate silent reaches every TSSL-BP layer (the native network's and the converted ones), is recorded
+    in config.json and the summary, and is refused in one line with --no-warmup."""
+    from tssl_plugin.benchmarks import backends as B
+    from tssl_plugin.benchmarks.config import config_from_json
+
+    out = tmp_path / "run"
+    assert cli.main(TINY + ["--warmup-gate", "silent", "--out", str(out)]) == 0
+    assert "gate silent" in (out / "summary.md").read_text()
+    cfg = config_from_json(json.loads((out / "config.json").read_text()), "config.json")
+    assert cfg.warmup_gate == "silent"
+    from tssl_plugin.benchmarks import data as D, models as M
+    from tssl_plugin.benchmarks.train import build_network
+
+    ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, limit_train=cfg.limit_train,
+                        limit_test=cfg.limit_test, normalize=cfg.normalize)
+    arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
+    for name in ("native:tssl", "snntorch:tssl", "spikingjelly:tssl"):
+        backend = B.resolve([name])[0]
+        try:
+            backend.check_available()
+        except B.BackendUnavailable:
+            continue
+        net, _ = build_network(backend, 0, ds, arch, cfg, torch.device("cpu"))
+        assert [n.warmup for n in net.neurons()] == ["silent"] * len(net.neurons()), name
+    capsys.readouterr()
+    assert cli.main(TINY + ["--warmup-gate", "silent", "--no-warmup", "--out", str(tmp_path / "bad")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--warmup-gate" in err and "--no-warmup" in err and len(err.splitlines()) == 1
+    old = dict(json.loads((out / "config.json").read_text()))
+    del old["warmup_gate"]  # written before the option existed: those runs used the reference's gate
+    assert config_from_json(old, "old/config.json").warmup_gate == "trace"
+
+
 def test_config_json_without_warmup_width_loads_with_the_default():
     """config.json files written before --warmup-width existed resume with the reference's width."""
     from tssl_plugin.benchmarks.config import as_dict, config_from_json
