@@ -12,7 +12,8 @@ otherwise, in one of three variants:
   never saturate).
 
 ``--warmup-width W`` passes ``warmup_width=W`` (the width of TSSL-BP's warm-up
-surrogate; 0.2, the reference's, by default) to both ``convert`` calls.
+surrogate; 0.2, the reference's, by default) to both ``convert`` calls, and ``--warmup-gate G``
+``warmup=G`` (where the warm-up applies, ``tssl_plugin.rule.WARMUP_GATES``; without it, the adapters' default).
 
 Networks (sklearn's 8x8 digits, the image repeated over T steps as direct input):
 
@@ -55,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tssl_plugin.rule import WARMUP_WIDTH
+from tssl_plugin.rule import WARMUP_GATES, WARMUP_WIDTH
 
 from .activity import ModuleActivityMeter
 from .options import Parser
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-width", type=float, default=WARMUP_WIDTH, metavar="W",
                    help="convert(..., warmup_width=W): width of TSSL-BP's warm-up surrogate, > 0 (0.2 is the "
                         "reference's)")
+    p.add_argument("--warmup-gate", default=None, choices=list(WARMUP_GATES),
+                   help="convert(..., warmup=G): where TSSL-BP's warm-up surrogate applies (default: the adapters')")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None,
@@ -144,6 +147,7 @@ def _resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str], folder: 
         saved = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(saved, dict) or "library" not in saved or "losses" not in saved:
             raise ValueError("not the options of tssl-bench hosts")
+        saved.setdefault("warmup_gate", "trace")  # saved before the option existed: the runs used the reference's gate
         args = argparse.Namespace(**{**vars(parser.parse_args([])), **saved})
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(f"--resume: cannot read {path} ({err}); it is damaged or not from tssl-bench hosts") from None
@@ -214,10 +218,13 @@ def build_net(library: str, variant: str, reset: Optional[str], args: argparse.N
     else:
         net = SpikingJellyTutorialNet(args.hidden, args.tau, reset)
         from tssl_plugin.adapters import spikingjelly as adapter  # type: ignore[no-redef]
+    options: Dict[str, Any] = {"warmup_width": args.warmup_width}
+    if args.warmup_gate is not None:
+        options["warmup"] = args.warmup_gate
     if variant == "tssl":
-        adapter.convert(net, warmup_width=args.warmup_width)
+        adapter.convert(net, **options)
     elif variant == "tssl+host":
-        adapter.convert(net, warmup_width=args.warmup_width, exclude=[net.output_neuron()])
+        adapter.convert(net, exclude=[net.output_neuron()], **options)
     return net
 
 
@@ -283,7 +290,20 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             **meter.synops(len(yte)),
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
             "warmup_width": None if variant == "host" else args.warmup_width,
+            "warmup_gate": None if variant == "host" else _gate(args.warmup_gate, net),
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
+
+
+def _gate(option: Optional[str], net: nn.Module) -> Optional[str]:
+    """The warm-up gate the converted layers ran with: ``option``, or the adapters' default read from a layer."""
+    from tssl_plugin.rule import warmup_gate
+
+    if option is not None:
+        return option
+    for m in net.modules():
+        if hasattr(m, "warmup_width") and hasattr(m, "warmup"):
+            return warmup_gate(m.warmup)
+    return None
 
 
 def summarize(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
