@@ -44,6 +44,7 @@ from torch import Tensor
 
 from tssl_plugin._optional import require
 from tssl_plugin._validation import check_optional_sensitivity_cap, check_tau_s, check_warmup_width
+from ._convert import ADAPTER_WARMUP
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup
 
 from ._snntorch_forward import lapicque_current, lapicque_step, recurrent_step, synaptic_step
@@ -70,7 +71,7 @@ class TSSLRLeaky(_LeakyRule, snn.RLeaky):
     def __init__(self, beta, V=1.0, all_to_all=True, linear_features=None, conv2d_channels=None, kernel_size=None,
                  threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False, inhibition=False,
                  learn_beta=False, learn_threshold=False, learn_recurrent=True, reset_mechanism="subtract",
-                 state_quant=False, output=False, reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = True,
+                 state_quant=False, output=False, reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
@@ -116,7 +117,7 @@ class TSSLRSynaptic(_LeakyRule, snn.RSynaptic):
                  kernel_size=None, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False, learn_recurrent=True,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
-                 warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
+                 warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         tssl = _tssl_args(3.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: the synapse's own (property)
         super().__init__(alpha, beta, V, all_to_all, linear_features, conv2d_channels, kernel_size, threshold,
@@ -167,7 +168,7 @@ class TSSLLapicque(_LeakyRule, snn.Lapicque):
     def __init__(self, beta=False, R=False, C=False, time_step=1, threshold=1.0, spike_grad=None,
                  surrogate_disable=False, init_hidden=False, inhibition=False, learn_beta=False,
                  learn_threshold=False, reset_mechanism="subtract", state_quant=False, output=False, *,
-                 tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
+                 tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
         tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, R, C, time_step, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,

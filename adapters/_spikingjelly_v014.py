@@ -19,6 +19,7 @@ from torch import Tensor
 
 from spikingjelly.activation_based import neuron, surrogate
 
+from ._convert import ADAPTER_WARMUP
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup
 
 from ._spikingjelly_common import DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, charge_steps, init_tssl
@@ -85,7 +86,7 @@ class TSSLLIFNode(_V014Engine, TSSLNodeMixin, neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: Warmup = True,
+                 tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
@@ -122,7 +123,7 @@ class TSSLIFNode(_V014Engine, TSSLNodeMixin, neuron.IFNode):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "torch",
-                 store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = True,
+                 store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, backend, store_v_seq)
@@ -154,7 +155,7 @@ class TSSLParametricLIFNode(_V014Engine, TSSLNodeMixin, neuron.ParametricLIFNode
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "torch", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: Warmup = True,
+                 tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,

@@ -17,6 +17,7 @@ from torch import Tensor
 from spikingjelly.activation_based import functional as sjf
 from spikingjelly.activation_based import neuron, surrogate
 
+from ._convert import ADAPTER_WARMUP
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup
 
 from ._spikingjelly_common import (DETACH_RESET_NOTE, SpikingJellyVersion, TSSLNodeMixin, _compute_dtype, charge_steps,
@@ -96,7 +97,7 @@ class TSSLLIFNode(_V2Engine, TSSLNodeMixin, neuron.LIFNode):
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
-                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = True,
+                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
@@ -127,7 +128,7 @@ class TSSLIFNode(_V2Engine, TSSLNodeMixin, neuron.IFNode):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False, *,
-                 tau_s: float = 3.0, warmup: Warmup = True,
+                 tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode, store_v_seq)
@@ -157,7 +158,7 @@ class TSSLParametricLIFNode(_V2Engine, TSSLNodeMixin, neuron.ParametricLIFNode):
 
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Any = 0.0, surrogate_function: Any = None, detach_reset: bool = False,
-                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = True,
+                 step_mode: str = "s", store_v_seq: bool = False, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(init_tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset,
@@ -215,7 +216,7 @@ class TSSLCUBALIFNode(_V2Engine, TSSLNodeMixin, neuron.CUBALIFNode):
     _tssl_cuba: Any = None  # (c0, c_seq, single) of the running call, between _lib_run and _tssl_input
 
     def __init__(self, c_decay: float = 0.5, v_decay: float = 0.75, v_threshold: float = 0.5,
-                 v_reset: Any = 0.0, surrogate_function: Any = None, *, warmup: Warmup = True,
+                 v_reset: Any = 0.0, surrogate_function: Any = None, *, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         super().__init__(c_decay, v_decay, v_threshold, v_reset, surrogate.Rect())
@@ -362,7 +363,7 @@ class TSSLSimpleLIFNode(_SimpleEngine, TSSLNodeMixin, neuron.SimpleLIFNode):
 
     def __init__(self, tau: float, decay_input: bool, v_threshold: float = 1.0, v_reset: float = 0.0,
                  surrogate_function: Any = None, detach_reset: bool = False, step_mode: str = "s", *,
-                 tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
+                 tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)
@@ -374,7 +375,7 @@ class TSSLSimpleIFNode(_SimpleEngine, TSSLNodeMixin, neuron.SimpleIFNode):
     _TSSL_KIND = "if"
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Any = 0.0, surrogate_function: Any = None,
-                 detach_reset: bool = False, step_mode: str = "s", *, tau_s: float = 3.0, warmup: Warmup = True,
+                 detach_reset: bool = False, step_mode: str = "s", *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None):
         super().__init__(v_threshold, v_reset, surrogate.Sigmoid(), detach_reset, step_mode)
         init_tssl(self, surrogate_function, detach_reset, tau_s, warmup, warmup_width, sensitivity_cap)

@@ -62,7 +62,7 @@ from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, warmup_gate, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
+from ._convert import (ADAPTER_WARMUP, Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
                        original_class, sensitivity_cap_for, tssl_class_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
@@ -265,7 +265,7 @@ class TSSLLeaky(snn.Leaky):
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
                  state_quant=False, output=False, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
-                 reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = True,
+                 reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
         tau_s = check_tau_s(tau_s)
@@ -333,7 +333,7 @@ class TSSLLeaky(snn.Leaky):
         threshold = self.threshold.detach().to(like.dtype)
         reset = core_reset(mode, self.reset_delay, reset_val)
         return LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=1.0 / self.tau_s, threshold=threshold,
-                            warmup_level=warmup_level(self.tau_s, self._tssl_gate()), reset=reset,
+                            warmup_level=warmup_level(self.tau_s), warmup_gate=self._tssl_gate(), reset=reset,
                             warmup_width=self.warmup_width,
                             sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
                             ablation=self.ablation)
@@ -540,7 +540,7 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
     def __init__(self, alpha, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_alpha=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
-                 warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
+                 warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
         warmup = check_warmup(warmup)
         warmup_width = check_warmup_width(warmup_width)
@@ -564,7 +564,7 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
         """TSSLLeaky's constants with the trace's ``1/tau_s = 1 - alpha`` (the synapse's own PSC constant)."""
         inv_tau_s = (1 - self.alpha.detach().clamp(0, 1)).to(like.dtype)
         k = TSSLLeaky._constants(self, like, mode, reset_val)
-        return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s, self._tssl_gate()))
+        return k._replace(inv_tau_s=inv_tau_s, warmup_level=warmup_level(1.0 / inv_tau_s))
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, input_, syn=None, mem=None):
@@ -667,7 +667,7 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
     return reason or NOT_SUPPORTED.get(name, "no TSSL-BP version yet")
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
             ablation: str = "none") -> nn.Module:
     """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic`` and ``Lapicque`` to its TSSL-BP

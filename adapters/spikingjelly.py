@@ -47,8 +47,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import (Exclude, check_convert_args, excluded_ids, nothing_to_convert, original_class,  # noqa: E402
-                       tssl_class_for, watch_firing)
+from ._convert import (ADAPTER_WARMUP, Exclude, check_convert_args, excluded_ids, nothing_to_convert,  # noqa: E402
+                       original_class, tssl_class_for, watch_firing)
 from tssl_plugin._validation import check_optional_sensitivity_cap, check_tau_s, check_warmup_width  # noqa: E402
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup  # noqa: E402
 
@@ -135,7 +135,7 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
         invalidate(model)
 
 
-def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = True, warmup_width: float = WARMUP_WIDTH,
+def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
             ablation: str = "none") -> nn.Module:
     """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,

@@ -25,7 +25,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from tssl_plugin.rule import WARMUP_WIDTH
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup
 
 from . import models
 
@@ -89,18 +89,19 @@ class Backend:
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
               warmup_width: float = WARMUP_WIDTH, native_between: str = "psc", ablation: str = "none",
-              warmup_gate: str = "trace"):
+              warmup_gate: Optional[str] = None):
         """The network for this backend, starting from ``weights``.
 
         ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) and ``ablation``
         (a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) apply to every
         TSSL-BP layer: the native network's and the adapter-converted ones. ``warmup_gate`` (where the warm-up
-        applies, ``tssl_plugin.rule.WARMUP_GATES``) too. ``native_between``
+        applies, ``tssl_plugin.rule.WARMUP_GATES``) too; None leaves each its default (the core op's is the
+        reference's ``"trace"``, the adapters' their own). ``native_between``
         (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
         if self.library == "native":
-            return models.build_native(arch, in_shape, weights, cfg, warmup=warmup and warmup_gate,
+            return models.build_native(arch, in_shape, weights, cfg, warmup=_warmup(warmup, warmup_gate),
                                        warmup_width=warmup_width,
                                        between=native_between, ablation=ablation)
         if self.library == "snntorch":
@@ -118,10 +119,15 @@ class Backend:
         if self.uses_adapter:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
-            adapter.convert(net, tau_s=cfg.tau_s, warmup=warmup and warmup_gate, warmup_width=warmup_width,
-                            exclude=exclude,
+            gate = {} if warmup and warmup_gate is None else {"warmup": _warmup(warmup, warmup_gate)}
+            adapter.convert(net, tau_s=cfg.tau_s, warmup_width=warmup_width, exclude=exclude, **gate,
                             ablation=ablation, **cfg.convert_options())
         return net
+
+
+def _warmup(warmup: bool, gate: Optional[str]) -> Warmup:
+    """The ``warmup=`` argument for on/off ``warmup`` and ``gate`` (None: the default gate, ``True``)."""
+    return False if not warmup else (gate or True)
 
 
 #: snnTorch surrogate factories (``snntorch.surrogate.<name>()``), deterministic ones with defaults.

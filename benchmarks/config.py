@@ -69,8 +69,9 @@ class Config:
     schedule: str = "cosine"
     warmup: bool = True
     warmup_width: float = WARMUP_WIDTH  # TSSL-BP's warm-up surrogate width (absent from older config.json files)
-    # where the adapters' warm-up applies (tssl_plugin.rule.WARMUP_GATES); absent from older files, which ran "trace"
-    warmup_gate: str = "trace"
+    # where TSSL-BP's warm-up applies (tssl_plugin.rule.WARMUP_GATES); None: each backend's default (the core op's
+    # "trace", the adapters' own). Absent from files written before the option existed, which ran "trace".
+    warmup_gate: Optional[str] = None
     ablation: str = "none"  # a part of TSSL-BP switched off (tssl_plugin.rule.ABLATIONS; absent from older files)
     encoding: str = "psc"
     native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
@@ -144,8 +145,9 @@ def config_problems(cfg: Config) -> List[str]:
     need(_number(cfg.warmup_width) and cfg.warmup_width > 0, "--warmup-width",
          f"must be a finite number > 0 (the warm-up surrogate's width), got {cfg.warmup_width!r}")
     choice(cfg.ablation, "--ablation", ABLATIONS)
-    choice(cfg.warmup_gate, "--warmup-gate", WARMUP_GATES)
-    need(cfg.warmup_gate == "trace" or cfg.warmup is not False, "--warmup-gate",
+    if cfg.warmup_gate is not None:
+        choice(cfg.warmup_gate, "--warmup-gate", WARMUP_GATES)
+    need(cfg.warmup_gate is None or cfg.warmup is not False, "--warmup-gate",
          "sets where the warm-up applies, which --no-warmup turns off; drop one of the two")
     need(cfg.ablation != "no_spike_timing" or cfg.warmup is not False, "--ablation",
          "no_spike_timing keeps only the warm-up surrogate, which --no-warmup turns off; drop one of the two")
@@ -176,6 +178,8 @@ def config_from_json(data: Any, source: str) -> Config:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)} (written by another version of tssl-bench?)")
+    if "warmup_gate" not in data:  # written before the option existed: every backend ran the reference's gate
+        data = {**data, "warmup_gate": "trace"}
     try:
         return Config(**data)
     except TypeError as err:

@@ -198,6 +198,8 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
     """The human-readable summary tables with their context (``notes``: lines printed under the heading;
     ``code``: what every record says ran, machine.code_info)."""
     seeds = sorted({s for r in runs for s in r["seeds"]})
+    gate = getattr(cfg, "warmup_gate", None) or "each backend's default"
+    warmup = f"width {cfg.warmup_width}, gate {gate}" if cfg.warmup else "off"
     text = (f"# tssl-bench results\n\n" + "".join(f"{n}\n\n" for n in notes)
             + f"Data set `{ds.name}` ({len(ds.y_train)} train / {len(ds.y_test)} test; {ds.source}), network "
             f"`{arch.name}` ({'x'.join(map(str, ds.in_shape))}-{arch.describe()}), T={cfg.steps}, "
@@ -205,7 +207,7 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             f"{_OPT_NAMES.get(cfg.optimizer, cfg.optimizer)} lr {cfg.lr} ({cfg.schedule}, weight decay "
             f"{cfg.resolved_weight_decay()}), weights clipped to ±{cfg.weight_clip}, grad norm ≤ {cfg.grad_clip}, "
             f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
-            f"TSSL-BP warm-up {f'width {cfg.warmup_width}, gate {cfg.warmup_gate}' if cfg.warmup else 'off'}, "
+            f"TSSL-BP warm-up {warmup}, "
             + (f"TSSL-BP ablation {cfg.ablation}, " if cfg.ablation != "none" else "")
             + f"encoding={cfg.encoding}, init={cfg.init} (gain {cfg.init_gain}), normalize={cfg.normalize}"
             + (f", native:tssl passes {cfg.native_between}s between layers" if cfg.native_between != "psc" else "")

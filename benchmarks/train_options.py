@@ -90,7 +90,8 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
              "(0.2 is the reference's; wider is an extension)")
     add("--warmup-gate", default=d.warmup_gate, choices=list(WARMUP_GATES),
         help="where TSSL-BP's warm-up surrogate applies in every TSSL-BP backend: trace (the reference's: steps "
-             "without a spike while the trace is below 1/(4 tau_s)) or silent (every step without a spike)")
+             "without a spike while the trace is below 1/(4 tau_s)) or silent (every step without a spike); "
+             "default: each backend's own (native:tssl the reference's, the adapters silent)")
     add("--ablation", default=d.ablation, choices=list(ABLATIONS),
         help="switch a part of TSSL-BP off in every TSSL-BP backend, to measure what it contributes (not a "
              "recommendation; docs/algorithm.md, Ablations): no_intra drops the intra-neuron (reset-timing) "

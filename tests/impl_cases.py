@@ -10,7 +10,7 @@ import torch
 from tssl_plugin.functional import lif_constants, tssl_lif
 from tssl_plugin._impl import _ReferenceImpl
 from tssl_plugin._impl.reference import HostTrace, forward_sequence
-from tssl_plugin.rule import OUTPUTS, RESETS, warmup_level
+from tssl_plugin.rule import OUTPUTS, RESETS
 
 DATA = Path(__file__).parent / "data" / "tssl_reference_public.pt"
 #: how far an implementation's output and gradient may be from the reference's, per input dtype (relative and
@@ -25,10 +25,10 @@ def tol(dtype):
 
 
 def op_params(tau_m=5.0, tau_s=3.0, threshold=1.0, reset="zero", warmup_width=0.2, sensitivity_cap=8.0,
-              ablation="none"):
+              ablation="none", warmup_gate="trace"):
     """The ``params`` tuple the implementations' ``forward_op`` and ``backward_op`` take (``lif_constants``'s
     defaults)."""
-    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation)
+    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate)
 
 
 def saved_for_backward(impl, x):
@@ -423,7 +423,7 @@ def step_cases(impl_obj, device="cpu", full=True):
             ablation = "none"
         k = k._replace(ablation=ablation)
         if i % 5 == 2:  # the warm-up gate "silent": every step without a spike
-            k = k._replace(warmup_level=warmup_level(1.0, "silent"))
+            k = k._replace(warmup_gate="silent")
         oc, start = o.cpu(), (u - du).cpu()
         assert bool((oc & (start > 1.2)).any()) and bool((oc & (start <= 0.8)).any()) and bool((oc & (du.cpu() < 0)).any())
         h = h if has_h else None
@@ -434,10 +434,11 @@ def step_cases(impl_obj, device="cpu", full=True):
                                          extra=extra)
         want_gx = want_gx * scale
         gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
-        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_level)
+        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
         assert torch.equal(delta, want_delta), mode
-        warm = ((s < k.warmup_level) & ~o) if warmup else torch.zeros_like(o)
+        # where the warm-up's exp enters: its steps, and with the gate "silent" every step without a spike
+        warm = (((s < k.warmup_level) | (k.warmup_gate == "silent")) & ~o) if warmup else torch.zeros_like(o)
         assert torch.equal(gx[~warm], want_gx[~warm]), mode
         torch.testing.assert_close(gx, want_gx, **tol(dtype), msg=lambda m: f"{mode}: {m}")
         assert finite in (None, True), mode

@@ -14,6 +14,7 @@ from snntorch import surrogate, utils  # noqa: E402
 from tssl_plugin._impl.reference import (  # noqa: E402
     LIFConstants, backward_sequence, carry_step, forward_sequence, spike_trace,
 )
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
@@ -84,8 +85,9 @@ class HiddenNet(nn.Module):
         return torch.stack(spk_rec), torch.stack(mem_rec)
 
 
-def sequence_reference(net, x, core_reset, warmup=True, warmup_width=0.2, ablation="none"):
-    """The same network written with the core whole-sequence op (tau_m = 1/(1-beta))."""
+def sequence_reference(net, x, core_reset, warmup=ADAPTER_WARMUP, warmup_width=0.2, ablation="none"):
+    """The same network written with the core whole-sequence op (tau_m = 1/(1-beta)), with the adapters' warm-up
+    gate by default."""
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
     kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
@@ -204,10 +206,10 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(21)).double()
     spk, _ = step_loop(lif, x)
     (g,) = torch.autograd.grad(spk, x, gy.float())
-    o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core)
+    o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core, warmup=ADAPTER_WARMUP)
     assert torch.equal(spk.double(), o)
     # the cap is per neuron here (cap / threshold): the core's rule through the adapters' trace op
-    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core)._replace(
+    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core, warmup_gate=ADAPTER_WARMUP)._replace(
         sensitivity_cap=sensitivity_cap_for(core, None) / thr)
     tr = forward_sequence(x.detach(), k)
     g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
@@ -778,7 +780,8 @@ def test_reset_mechanism_changed_after_construction(built, changed, delay):
     (g_step,) = torch.autograd.grad(s1, x, gy)
     core = core_reset(built, delay, changed)
     tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
-    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=sensitivity_cap_for(core, None))
+    o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=sensitivity_cap_for(core, None),
+                 warmup=ADAPTER_WARMUP)
     assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
     (g_core,) = torch.autograd.grad(o, x, gy.double())
     torch.testing.assert_close(g_step, g_core, **tol(torch.float64))

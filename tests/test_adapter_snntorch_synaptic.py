@@ -9,6 +9,7 @@ from torch import nn
 snn = pytest.importorskip("snntorch")
 
 from tssl_plugin import psp  # noqa: E402
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP
 from tssl_plugin.adapters.snntorch import TSSLSynaptic, convert, revert  # noqa: E402
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
@@ -66,7 +67,7 @@ def test_synaptic_current_gets_the_core_gradient_through_its_filter():
     g = torch.randn_like(spk).double()  # float32 values: exact through snnTorch's float32 spikes
     (spk.double() * g).sum().backward()
     syn_leaf = syn.detach().clone().requires_grad_()
-    out = tssl_lif(syn_leaf, 1 / (1 - 0.8), 1 / (1 - 0.7), THETA, output="spike", reset="zero",
+    out = tssl_lif(syn_leaf, 1 / (1 - 0.8), 1 / (1 - 0.7), THETA, output="spike", reset="zero", warmup=ADAPTER_WARMUP,
                    sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
     assert torch.equal(out.detach(), spk.double())
     (out * g).sum().backward()
@@ -167,7 +168,7 @@ def test_learnable_alpha_and_beta():
 
 
 def test_trace_constant_is_the_synapses_own():
-    layer = convert(nn.Sequential(snn.Synaptic(alpha=0.75, beta=0.9)), tau_s=7.0)[0]
+    layer = convert(nn.Sequential(snn.Synaptic(alpha=0.75, beta=0.9)), tau_s=7.0, warmup="trace")[0]
     assert float(layer.tau_s) == pytest.approx(4.0)  # 1/(1 - 0.75), not convert's 7
     layer.alpha.fill_(0.5)
     assert float(layer.tau_s) == pytest.approx(2.0)

@@ -19,6 +19,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate  
 from tssl_plugin.adapters.spikingjelly import (  # noqa: E402
     SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, TSSLParametricLIFNode, convert, revert,
 )
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 
@@ -492,7 +493,7 @@ def test_ablation_gradient_equals_core_op(ablation, mode, v_reset):
     assert converted.ablation == ablation and f"ablation='{ablation}'" in repr(converted)
     (g_conv,) = torch.autograd.grad(run(converted.double(), x, mode), x, gy)
     reset = "subtract" if v_reset is None else "zero"
-    kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None))
+    kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None), warmup=ADAPTER_WARMUP)
     (g_core,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, ablation=ablation, **kw), x, gy)
     (g_full,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, **kw), x, gy)
     torch.testing.assert_close(g, g_core, rtol=1e-10, atol=1e-12)
@@ -618,7 +619,7 @@ def test_plif_leak_gets_the_leak_current_gradient(decay_input, v_reset):
     x_scaled = x * q if decay_input else x
     xc = x_scaled.clone().requires_grad_()
     reset = "zero" if v_reset == 0.0 else "subtract"
-    o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset=reset,
+    o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
                       sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     (g_current,) = torch.autograd.grad(o_core, xc, gy)  # dL/dI
     dI_dq = (x - v_prev) if decay_input else -v_prev

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tssl_plugin import psp
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
 from tssl_plugin.benchmarks import models as M
@@ -53,7 +54,7 @@ def test_synaptic_host_network_is_the_native_network(name, arch):
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(6) % 10
     seq = encode(x, 12, "psc", cfg.tau_s, False)
-    native = B.BACKENDS["native:tssl"].build(a, (1, 8, 8), w, cfg)
+    native = B.BACKENDS["native:tssl"].build(a, (1, 8, 8), w, cfg, warmup_gate=ADAPTER_WARMUP)  # the adapters' gate
     host = B.BACKENDS[name].build(a, (1, 8, 8), w, cfg)
     assert [p.shape for p in native.parameters()] == [p.shape for p in host.parameters()]
     out_n, spk_n = native(seq)
@@ -77,7 +78,7 @@ def test_synaptic_backends_are_listed_and_train_on_digits(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["--backends", ",".join(names), "--out", str(out), "--limit-train", "160", "--limit-test",
                      "60", "--hidden", "32", "--epochs", "1", "--seeds", "1", "--batch-size", "16", "--lr", "1e-2",
-                     "--quiet"]) == 0
+                     "--warmup-gate", ADAPTER_WARMUP, "--quiet"]) == 0  # one gate for every backend
     recs = report.read_jsonl(out / "results.jsonl")
     runs = {r["backend"]: r for r in recs}
     assert set(runs) == set(names)

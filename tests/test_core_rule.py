@@ -113,5 +113,6 @@ def test_the_silent_gate_gives_every_step_without_a_spike_the_warm_up_surrogate(
     assert silent[1] == trace[1] and (silent[2:] < 0).all()
     assert off[2:].abs().max() == 0 and off[0] != silent[0]  # step 0: the warm-up under both gates, none without
     k = rule.lif_constants(torch.zeros(1, 1), warmup_gate="silent")
-    assert k.warmup_level == float("inf") and rule.warmup_gate("silent") == "silent" and rule.warmup_gate(True) == "trace"
+    assert k.warmup_gate == "silent" and k.warmup_level == rule.warmup_level(3.0)
+    assert rule.warmup_gate("silent") == "silent" and rule.warmup_gate(True) == "trace"
     assert rule.warmup_gate(False) is None

@@ -32,7 +32,8 @@ def test_continues_the_run_one_epoch_per_line(run, variant, epochs):
     r = _probe(run, "--variant", variant, "--epochs", str(epochs))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith(f"{variant}, offset 0 on synapse 1, from epoch 1")
+    assert lines[0].startswith(f"{variant}, warm-up gate default, surrogate at neuron layers [], offset 0 on synapse 1, "
+                               "from epoch 1")
     assert [ln.split(":")[0] for ln in lines[1:]] == [f"{variant} epoch {e}" for e in range(2, 2 + epochs)]
     assert all("firing rates" in ln for ln in lines[1:])
 
@@ -44,3 +45,12 @@ def test_an_offset_changes_what_the_layer_fires(run):
         assert r.returncode == 0, r.stderr
         rates[offset] = float(r.stdout.split("firing rates ")[1].split(" / ")[0])
     assert rates["0.5"] > rates["0"] + 0.1  # lr 0: the offset alone moved the first layer's rate
+
+
+def test_warmup_gate_and_surrogate_layers_are_applied(run):
+    """--warmup-gate silent and --sigmoid-at 1 (the second layer on the surrogate) are named and run."""
+    r = _probe(run, "--warmup-gate", "silent", "--sigmoid-at", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("default, warm-up gate silent, surrogate at neuron layers [1],")
+    r = _probe(run, "--variant", "sigmoid", "--sigmoid-at", "1")
+    assert r.returncode != 0 and "--sigmoid-at" in r.stderr

@@ -19,6 +19,8 @@ Variants (``--variant``):
 (0-based) keep SpikingJelly's ``Sigmoid`` surrogate and only the others are converted, to find which layer's
 gradient makes the difference.
 
+``--warmup-gate G``: the TSSL-BP layers' warm-up gate (``trace``, ``silent``; tssl_plugin.rule.WARMUP_GATES).
+
 ``--offset X`` adds ``X`` to every weight of synapse ``--layer`` (0-based, default 1: the second
 convolution) before training, so a layer can be started saturated, as the drifted run's was.
 
@@ -40,6 +42,7 @@ from tssl_plugin.benchmarks.config import read_config
 from tssl_plugin.benchmarks.epoch import evaluate, train_epoch
 from tssl_plugin.benchmarks.losses import loss_for
 from tssl_plugin.benchmarks.train import build_network
+from tssl_plugin.rule import WARMUP_GATES
 
 VARIANTS = ("default", "sigmoid", "cap1", "w1", "no_intra")
 
@@ -53,12 +56,15 @@ def main() -> None:
     p.add_argument("--offset", type=float, default=0.0, help="added to every weight of synapse --layer first")
     p.add_argument("--layer", type=int, default=1, help="which synapse --offset shifts (0-based)")
     p.add_argument("--lr", type=float, default=None, help="another learning rate than the run's")
+    p.add_argument("--warmup-gate", default=None, choices=WARMUP_GATES, help="another warm-up gate than the run's")
     p.add_argument("--sigmoid-at", default="", help="neuron layers (0-based, comma-separated) left on the surrogate")
     a = p.parse_args()
     torch.set_num_threads(1)
     cfg = read_config(Path(a.run), "--run")
     if a.lr is not None:
         cfg = dataclasses.replace(cfg, lr=a.lr)
+    if a.warmup_gate is not None:
+        cfg = dataclasses.replace(cfg, warmup_gate=a.warmup_gate)
     if a.variant == "w1":
         cfg = dataclasses.replace(cfg, warmup_width=1.0)
     if a.variant == "no_intra":
@@ -80,7 +86,8 @@ def main() -> None:
     if keep:
         from tssl_plugin.adapters import spikingjelly as adapter
 
-        adapter.convert(net, tau_s=cfg.tau_s, warmup=cfg.warmup and cfg.warmup_gate, warmup_width=cfg.warmup_width,
+        gate = {} if cfg.warmup and cfg.warmup_gate is None else {"warmup": cfg.warmup and (cfg.warmup_gate or True)}
+        adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, **gate,
                         exclude=[net.neurons()[k] for k in keep], ablation=cfg.ablation, **ncfg.convert_options())
     state = load_checkpoint(Path(a.checkpoint), device)
     net.load_state_dict(state["model"])
@@ -89,7 +96,8 @@ def main() -> None:
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
-    print(f"{a.variant}, surrogate at neuron layers {keep}, offset {a.offset:g} on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
+    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, surrogate at neuron layers {keep}, offset {a.offset:g} "
+          f"on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     for epoch in range(start, start + a.epochs):
         m = train_epoch(net, net, opt, ds, cfg, loss, epoch, 0, device, 1, 0, True)
         acc, _ = evaluate(net, net, ds, cfg, device, 1, 0, arch)

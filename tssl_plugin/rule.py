@@ -69,29 +69,31 @@ spike through the leak and through the subtraction, which removes
 With ``c <= 1/threshold`` the carry's factor at a spike, :math:`\beta - c\vartheta`
 (``subtract_after_leak``), stays within :math:`[\beta - 1, \beta]`. With
 the warm-up (``warmup=True``, the reference's behaviour), steps without a spike whose trace is
-still below the warm-up level :math:`\ell` (:func:`warmup_level`) get a sigmoid-derivative
-surrogate instead, of width :math:`w` (``warmup_width``, default
-:data:`WARMUP_WIDTH` = 0.2, the reference's value; other widths are this
+still below :math:`1/(4\tau_s)` (:func:`warmup_level`; a spike step always has
+:math:`s[t] \ge 1/\tau_s`) get a sigmoid-derivative surrogate instead, of width :math:`w`
+(``warmup_width``, default :data:`WARMUP_WIDTH` = 0.2, the reference's value; other widths are this
 project's extension):
 
 .. math::
 
-    \frac{\partial L}{\partial x[t]} = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{w}\Bigr) / w
-    \quad \text{where } o[t] = 0 \text{ and } s[t] < \ell,
+    S[t] = G[t]\, \sigma'\Bigl(\frac{u[t] - \vartheta}{w}\Bigr) / w, \qquad
+    \frac{\partial L}{\partial x[t]} = S[t]
+    \quad \text{where } o[t] = 0 \text{ and } s[t] < \frac{1}{4\tau_s},
 
-with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced. The gate
-(:data:`WARMUP_GATES`) sets :math:`\ell`:
+with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced. That is the gate
+``"trace"`` (:data:`WARMUP_GATES`). The gate ``"silent"`` (this project's extension, the adapters'
+default) also gives the other steps without a spike the surrogate, added to the carried error:
 
-* ``"trace"`` (the reference): :math:`\ell = 1/(4\tau_s)`, so the surrogate covers a neuron's steps
-  before its first spike and after a long silence. A spike step always has :math:`s[t] \ge 1/\tau_s`,
-  so there the condition :math:`o[t] = 0` changes nothing.
-* ``"silent"`` (this project's extension, the adapters' choice): :math:`\ell = \infty`, every step
-  without a spike. Under ``"trace"`` a neuron that has fired gets no gradient at the later steps where
-  it stays silent until its trace decays (at ``tau_s`` 3 that takes 4 steps, the whole of a T = 5
-  window), so an error asking for more spikes there can only reach the input through the timing of
-  the spikes it already has: it raises the input at those earlier steps, every batch, whatever the loss
-  does. In the converted SpikingJelly Fashion-MNIST CNN this made the hidden layers fire more every
-  epoch (docs/algorithm.md, "The warm-up gate").
+.. math::
+
+    \frac{\partial L}{\partial x[t]} = \delta[t] + S[t]
+    \quad \text{where } o[t] = 0 \text{ and } s[t] \ge \frac{1}{4\tau_s}.
+
+Under ``"trace"`` a neuron that has fired gets nothing but the carried error at the later steps where it
+stays silent until its trace decays (at ``tau_s`` 3 that takes 4 steps, the whole of a T = 5 window), so
+an error asking for spikes there reaches the input only through the timing of the spikes it already has,
+at and before them, every batch. In the converted SpikingJelly Fashion-MNIST CNN this made the hidden
+layers fire more every epoch (docs/algorithm.md, "The warm-up gate").
 The neuron parameters receive no gradient.
 
 Ablations (``ablation``, :data:`ABLATIONS`; for measuring what each part of the rule contributes,
@@ -114,7 +116,6 @@ factor 1 changes no bit.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional, Tuple
 
 from torch import Tensor
@@ -132,8 +133,8 @@ SENSITIVITY_CAP = 8.0
 WARMUP_WIDTH = 0.2
 #: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)`` (gate ``"trace"``).
 WARMUP_LEVEL_DIVISOR = 4.0
-#: where the warm-up surrogate applies (:func:`warmup_level`): ``"trace"`` (the reference: steps without
-#: a spike while the trace is below ``1/(4 tau_s)``) or ``"silent"`` (every step without a spike).
+#: where the warm-up surrogate applies: ``"trace"`` (the reference: steps without a spike while the trace is
+#: below ``1/(4 tau_s)``) or ``"silent"`` (also every other step without a spike, added to the carried error).
 WARMUP_GATES = ("trace", "silent")
 #: ablations of the rule's parts (module docstring), the full rule (``"none"``) first.
 ABLATIONS = ("none", "no_intra", "no_spike_timing")
@@ -145,18 +146,16 @@ class LIFConstants(NamedTuple):
     inv_tau_m: Param  # 1/tau_m; 0 for a non-leaky (IF) neuron
     inv_tau_s: Param  # 1/tau_s
     threshold: Param
-    warmup_level: Param  # 1 / (4 tau_s), or inf for the gate "silent" (warmup_level)
+    warmup_level: Param  # 1 / (4 tau_s)
     reset: str
     warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
     ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
+    warmup_gate: str = "trace"  # one of WARMUP_GATES: "silent" adds the surrogate at the other silent steps
 
 
-def warmup_level(tau_s: Param, gate: str = "trace") -> Param:
-    """The trace level below which a step without a spike gets the warm-up surrogate: ``1 / (4 tau_s)``
-    for the gate ``"trace"`` (the reference), infinity for ``"silent"`` (every such step)."""
-    if gate == "silent":
-        return math.inf
+def warmup_level(tau_s: Param) -> Param:
+    """The trace level below which a step without a spike gets the warm-up surrogate alone: ``1 / (4 tau_s)``."""
     return 1.0 / (WARMUP_LEVEL_DIVISOR * tau_s)
 
 
@@ -231,7 +230,7 @@ def lif_constants(
     ``w`` of the warm-up surrogate, is one finite number > 0 for the layer, and so is
     ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8). ``ablation`` is one of
     :data:`ABLATIONS`, checked against ``reset`` here and against the warm-up where that is known
-    (:func:`check_ablation`). ``warmup_gate`` (:data:`WARMUP_GATES`) sets the warm-up level
+    (:func:`check_ablation`). ``warmup_gate`` (:data:`WARMUP_GATES`) says where the warm-up applies
     (:func:`warmup_level`).
     """
     check_choice(reset, "reset", RESETS)
@@ -243,7 +242,7 @@ def lif_constants(
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts, warmup_gate), reset, width, cap, ablation)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation, warmup_gate)
 
 
 __all__ = [

@@ -9,7 +9,7 @@ warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace") -> Te
 impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace")``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
 ``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
-reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none")``
+reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace")``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
     the four constants are per-neuron tensors or None (then ``scalars[i]``).
@@ -148,18 +148,20 @@ lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
 def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
                       scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float,
-                      sensitivity_cap: Optional[Tensor] = None, ablation: str = "none") -> Tensor:
+                      sensitivity_cap: Optional[Tensor] = None, ablation: str = "none",
+                      warmup_gate: str = "trace") -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
     inv_tau_m, inv_tau_s, threshold, warmup_level, cap = _join(
         (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap), scalars)
     k = LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=inv_tau_s, threshold=threshold, warmup_level=warmup_level,
-                     reset=reset, warmup_width=float(warmup_width), sensitivity_cap=cap, ablation=ablation)
+                     reset=reset, warmup_width=float(warmup_width), sensitivity_cap=cap, ablation=ablation,
+                     warmup_gate=warmup_gate)
     return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup)).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
 def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
-                         impl, warmup_width, sensitivity_cap=None, ablation="none"):
+                         impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace"):
     return u.new_empty(u.shape, dtype=grad.dtype)
 
 
@@ -171,7 +173,7 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
         return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup))
     tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap))
     return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, k.warmup_width,
-                             tensors[4], k.ablation)
+                             tensors[4], k.ablation, k.warmup_gate)
 
 
 class _EagerLif(torch.autograd.Function):

@@ -44,6 +44,7 @@ ROWS: Tuple[str, ...] = (
     "sensitivity_cap",    # cap of the spike-time sensitivity c = min(1/du, cap)
     "spike_timing_gain",  # a_c: factor on c, 1 (0 for the ablation "no_spike_timing", rule.ablation_gains)
     "intra_gain",         # a_J: factor on the intra-neuron term, 1 (0 for the ablation "no_intra")
+    "silent_gain",        # a_S: 1 for the warm-up gate "silent" (the surrogate added at the other silent steps), else 0
 )
 #: row name -> row number.
 ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
@@ -68,6 +69,7 @@ def row_values(k: LIFConstants) -> List[Param]:
         "sensitivity_cap": k.sensitivity_cap,
         "spike_timing_gain": spike_timing_gain,
         "intra_gain": intra_gain,
+        "silent_gain": 1.0 if k.warmup_gate == "silent" else 0.0,
     }
     return [values[name] for name in ROWS]
 
@@ -114,7 +116,7 @@ def step_table(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
             return torch.tensor([float(v) for v in row_values(k)], dtype=like.dtype, device=like.device), False
         return torch.stack([torch.as_tensor(v).to(like.device, like.dtype).reshape(())
                             for v in row_values(k)]), False
-    key = (tuple(_value_key(v) for v in base), k.ablation, like.dtype)  # the ablation sets two rows
+    key = (tuple(_value_key(v) for v in base), k.ablation, k.warmup_gate, like.dtype)  # ablation, gate: 3 rows
     with _LOCK:
         table = _STEP_TABLES.get(key)
     if table is None:

@@ -189,8 +189,9 @@ def carry_step(
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
     step): ``delta[t]`` of :mod:`tssl_plugin.rule` for ``k.reset`` and ``k.ablation``.
     ``grad_x`` is ``delta`` except where the warm-up replaces it
-    (no spike and ``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``;
-    the carry is never replaced.
+    (no spike and ``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``,
+    and, for the gate ``k.warmup_gate == "silent"``, ``delta`` plus that surrogate at the other steps
+    without a spike; the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
     ``delta`` before it is carried back, and to ``grad_x``.
     """
@@ -215,11 +216,14 @@ def carry_step(
         delta = delta + extra
     if not warmup:
         return delta, delta
-    surrogate = warmup_surrogate(G, u, k.threshold, k.warmup_width)
-    if extra is not None:
-        surrogate = surrogate + extra
-    grad_x = torch.where((s < k.warmup_level) & (of == 0), surrogate, delta)
-    return grad_x, delta
+    pure = warmup_surrogate(G, u, k.threshold, k.warmup_width)
+    surrogate = pure if extra is None else pure + extra
+    warm = (s < k.warmup_level) & (of == 0)
+    if k.warmup_gate == "silent":
+        delta_out = delta + (1 - of) * pure  # the membrane loss is in delta already
+    else:
+        delta_out = delta
+    return torch.where(warm, surrogate, delta_out), delta
 
 
 def backward_sequence(

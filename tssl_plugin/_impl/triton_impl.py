@@ -94,6 +94,7 @@ ROW_WARMUP_WIDTH = tl.constexpr(ROW["warmup_width"])
 ROW_SENSITIVITY_CAP = tl.constexpr(ROW["sensitivity_cap"])
 ROW_SPIKE_TIMING_GAIN = tl.constexpr(ROW["spike_timing_gain"])
 ROW_INTRA_GAIN = tl.constexpr(ROW["intra_gain"])
+ROW_SILENT_GAIN = tl.constexpr(ROW["silent_gain"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
@@ -113,7 +114,7 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 @triton.jit
 def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
     """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, beta th, warm-up level and width,
-    sensitivity cap, ablation gains a_c and a_J."""
+    sensitivity cap, ablation gains a_c and a_J, and the warm-up gate's a_S."""
     return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
@@ -124,7 +125,8 @@ def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr,
             _load_param(table_ptr, ROW_WARMUP_WIDTH, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_SENSITIVITY_CAP, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_SPIKE_TIMING_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
-            _load_param(table_ptr, ROW_INTRA_GAIN, n_neurons, offs, mask, PER_NEURON, STATE))
+            _load_param(table_ptr, ROW_INTRA_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_SILENT_GAIN, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -189,11 +191,12 @@ def _warmup_surrogate(G, u, th, width):
 
 
 @triton.jit
-def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, cap, a_c, a_j,
+def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, cap, a_c, a_j, a_s,
                     RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr):
     """One step of the backward walk over time, shared by both backward kernels (reference.backward_sequence):
     the upstream ``G`` (``g``, or for a PSC output its adjoint ``acc = g its + (1 - its) acc``), the carry
-    ``h = delta[t]`` from ``delta[t+1]``, and ``dL/dx[t]`` (the warm-up surrogate where ``warm``).
+    ``h = delta[t]`` from ``delta[t+1]``, and ``dL/dx[t]`` (the warm-up surrogate where ``warm``; for the gate
+    "silent", ``a_s = 1``, ``h`` plus the surrogate at the other steps without a spike).
 
     Returns ``(dL/dx[t], h, acc)``."""
     if PSC:
@@ -204,7 +207,8 @@ def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, w
     h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
     out = h
     if WARMUP:
-        out = tl.where(warm, _warmup_surrogate(G, u, th, ww), h)
+        sur = _warmup_surrogate(G, u, th, ww)
+        out = tl.where(warm, sur, h + a_s * (1.0 - of) * sur)
     return out, h, acc
 
 
@@ -244,7 +248,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -278,7 +282,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         flags = tl.load(flags_ptr + idx, mask=mask, other=0)
         of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, of, (flags & 2) != 0, itm, beta, its, decs, th, thb, ww,
-                                      cap, a_c, a_j, RESET, WARMUP, PSC)
+                                      cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -289,7 +293,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
@@ -327,7 +331,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
             u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
             du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, fired_seq[T - 1 - i], warm_seq[T - 1 - i], itm, beta, its,
-                                      decs, th, thb, ww, cap, a_c, a_j, RESET, WARMUP, PSC)
+                                      decs, th, thb, ww, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -357,7 +361,7 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j = _backward_params(table_ptr, N, offs, mask, PER_NEURON,
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON,
                                                                          STATE)
     G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
@@ -374,11 +378,12 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     tl.store(delta_ptr + offs, delta, mask=mask)
     out = delta
     if WARMUP:
-        sur = _warmup_surrogate(G, u, th, ww)
+        pure = _warmup_surrogate(G, u, th, ww)
+        sur = pure
         if HAS_EXTRA:
-            sur = sur + e
+            sur = pure + e
         s = tl.load(s_ptr + offs, mask=mask, other=1.0).to(STATE)
-        out = tl.where((s < wl) & (of == 0), sur, delta)
+        out = tl.where((s < wl) & (of == 0), sur, delta + a_s * (1.0 - of) * pure)
     tl.store(gx_ptr + offs, out * tl.load(scale_ptr).to(STATE), mask=mask)
 
 

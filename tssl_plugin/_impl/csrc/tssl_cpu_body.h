@@ -164,7 +164,7 @@ static inline __attribute__((always_inline)) REAL FN(bwd_block)(
             REAL out = delta;
             if (warmup) {
                 const REAL sur = FN(surrogate)(G, u, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
-                out = warm_sc[as + j] != (REAL)0 ? sur : delta;
+                out = warm_sc[as + j] != (REAL)0 ? sur : delta + TB(ROW_SILENT_GAIN, j) * ((REAL)1 - of) * sur;
             }
             if (scaled) {
                 out = out * scale;

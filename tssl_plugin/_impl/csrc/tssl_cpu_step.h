@@ -32,7 +32,8 @@ static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const R
 }
 
 /* Backward of block [n0, n0 + nb), reference.carry_step: delta = c (G + J(h, u)) + leak(o) h (+ extra), and
- * grad_x = delta, or the warm-up surrogate (+ extra) where no spike and s < warmup_level, times `scale` (a product by 1
+ * grad_x = delta, or the warm-up surrogate (+ extra) where no spike and s < warmup_level (delta + the surrogate at the other
+ * steps without a spike for the gate "silent"), times `scale` (a product by 1
  * is exact). `reset`, `warmup`, `has_h` (h is the carry
  * delta[t+1]; without one delta = c G) and `has_extra` (a loss on the membrane) are compile-time constants
  * at every call. Returns a sum that is NaN if a grad_x written is NaN or inf. */
@@ -61,9 +62,11 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
         delta_out[i] = delta;
         REAL out = delta;
         if (warmup) {
-            REAL sur = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
-            if (has_extra) sur = sur + extra[i];
-            out = (s[i] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0) ? sur : delta;
+            const REAL pure = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
+            const REAL sur = has_extra ? pure + extra[i] : pure;
+            /* the gate "silent" (silent_gain 1) adds the surrogate at the other steps without a spike */
+            out = (s[i] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0)
+                      ? sur : delta + TB(ROW_SILENT_GAIN, j) * ((REAL)1 - of) * pure;
         }
         out = out * scale;
         gx[i] = out;
