@@ -149,12 +149,6 @@ def test_warmup_gate_silent_matches_reference(kernel, seed, reset, output):
 
 
 @interpreter
-@pytest.mark.parametrize("reset", RESETS)
-def test_warmup_gate_from_trace_matches_reference(kernel, impl_obj, reset):
-    cases.warmup_gate_from_trace(impl_obj, reset, **SMALL)
-
-
-@interpreter
 @pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
 def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
     cases.sensitivity_cap_case("triton", seed, reset, output, **SMALL)
@@ -162,8 +156,10 @@ def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
 
 @interpreter
 @pytest.mark.parametrize("reset", RESETS)
-def test_sensitivity_cap_per_neuron_and_crossing_from_trace_match_reference(kernel, impl_obj, reset):
-    cases.sensitivity_cap_from_trace(impl_obj, reset, **SMALL)
+@pytest.mark.parametrize("check", [cases.sensitivity_cap_from_trace, cases.warmup_gate_from_trace],
+                         ids=["per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent"])
+def test_option_from_trace_matches_reference(kernel, impl_obj, check, reset):
+    check(impl_obj, reset, **SMALL)
 
 
 @interpreter
