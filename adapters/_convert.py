@@ -26,11 +26,13 @@ __all__ = ["ADAPTER_WARMUP", "Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_co
            "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
            "watch_firing"]
 
-#: the adapters' warm-up gate (``warmup=``, :data:`tssl_plugin.rule.WARMUP_GATES`): the surrogate at every step
-#: without a spike. The reference's ``"trace"`` leaves a neuron that has fired without gradient at the silent
-#: steps that follow while its trace stays high, and the converted SpikingJelly Fashion-MNIST CNN drifted
-#: from it (docs/algorithm.md, "The warm-up gate", has the measurements). ``warmup=True`` gives the reference's.
-ADAPTER_WARMUP = "silent"
+#: the adapters' warm-up gate (``warmup=``, :data:`tssl_plugin.rule.WARMUP_GATES`): ``"auto"``, the surrogate at
+#: every step without a spike for a leaky neuron (``"silent"``) and the reference's gate for one without leak.
+#: The reference's ``"trace"`` leaves a neuron that has fired without gradient at the silent steps that follow
+#: while its trace stays high, and the converted SpikingJelly Fashion-MNIST CNN drifted from it; a recurrent
+#: integrate-and-fire network trained worse with ``"silent"`` (docs/algorithm.md, "The warm-up gate", has the
+#: measurements). ``warmup=True`` gives the reference's everywhere.
+ADAPTER_WARMUP = "auto"
 
 #: the adapters' cap on the spike-time sensitivity ``c = min(1/du, cap / threshold)``, in units of
 #: ``1/threshold``, for the resets by subtraction and for integrate-and-fire neurons (no leak); a leaky

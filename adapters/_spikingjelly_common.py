@@ -67,7 +67,8 @@ from tssl_plugin._validation import (check_optional_sensitivity_cap, check_tau_s
                                      values_readable)
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin._impl.reference import host_trace
-from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup, lif_constants, warmup_gate
+from tssl_plugin.rule import (WARMUP_WIDTH, Warmup, check_ablation, check_warmup, lif_constants, resolve_gate,
+                              warmup_gate)
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
 from ._convert import observe_firing, sensitivity_cap_for
@@ -352,6 +353,11 @@ class TSSLNodeMixin:
         check_ablation(self.ablation, self._tssl_mapping()[3], self.warmup)
 
     # ----- step modes --------------------------------------------------------
+    def _tssl_gate(self, tau_m: Any) -> str:
+        """The warm-up gate this node runs (``"auto"`` resolved by its leak, read from the mapping without a host
+        sync; ``"trace"`` when the warm-up is off: the gate is then unused)."""
+        return resolve_gate(warmup_gate(self.warmup) or "trace", 1.0 if _leaky(tau_m) else 0.0)
+
     def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:
             raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
@@ -367,7 +373,7 @@ class TSSLNodeMixin:
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
         k = lif_constants(current, tau_m, self.tau_s, thr, reset, self.warmup_width,
                           sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                          warmup_gate(self.warmup) or "trace")
+                          self._tssl_gate(tau_m))
         # the trace (u = h - V_r, du = h - v_prev, o = spikes != 0) is built inside the core's backward
         out = spikes_with_host_grad(current, HostTrace(h, v0, v_post, spikes, vr), k, warmup=self.warmup is not False,
                                     input_scale=scale)
@@ -393,7 +399,7 @@ class TSSLNodeMixin:
             u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), _compute_dtype(x))
         k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
                           sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                          warmup_gate(self.warmup) or "trace")
+                          self._tssl_gate(tau_m))
         current, scale = self._tssl_input(x, v0, vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup is not False, input_scale=scale)

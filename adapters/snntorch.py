@@ -59,7 +59,8 @@ from tssl_plugin._optional import require
 from tssl_plugin._validation import (check_optional_sensitivity_cap, check_sequence, check_tau_s,
                                      check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, warmup_gate, warmup_level
+from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, resolve_gate, warmup_gate,
+                              warmup_level)
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import (ADAPTER_WARMUP, Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
@@ -73,7 +74,7 @@ __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapi
            "unsupported_options"]
 
 _TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref",
-               "_tssl_watch")
+               "_tssl_watch", "_tssl_gate_cache")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -325,8 +326,19 @@ class TSSLLeaky(snn.Leaky):
         return 1 - self.beta.detach().clamp(0, 1)
 
     def _tssl_gate(self) -> str:
-        """The warm-up gate ``warmup`` names (``"trace"`` when the warm-up is off: the level is then unused)."""
-        return warmup_gate(self.warmup) or "trace"
+        """The warm-up gate this layer runs: ``warmup``'s, with ``"auto"`` resolved by whether ``beta < 1`` anywhere
+        (read once per value of ``beta``, not at every step: no host sync per step on a GPU); ``"trace"`` when the
+        warm-up is off (the gate is then unused)."""
+        gate = warmup_gate(self.warmup) or "trace"
+        if gate != "auto":
+            return gate
+        beta = self.beta
+        key = (beta.data_ptr(), beta._version, beta.device)
+        cached = self.__dict__.get("_tssl_gate_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, resolve_gate("auto", self._inv_tau_m()))
+            self.__dict__["_tssl_gate_cache"] = cached
+        return cached[1]
 
     def _constants(self, like: Tensor, mode: str, reset_val: Optional[str]) -> LIFConstants:
         inv_tau_m = self._inv_tau_m().to(like.dtype)
@@ -440,6 +452,7 @@ class TSSLLeaky(snn.Leaky):
                              for k, b in state["_buffers"].items()}
         state["_tssl_state"] = None
         state["_tssl_mem_ref"] = None
+        state.pop("_tssl_gate_cache", None)  # keyed by a tensor's address: recomputed after loading
         spec = _surrogate_spec(state.get("spike_grad"))
         if spec is not None:
             state["spike_grad"] = _SurrogateRef(*spec)

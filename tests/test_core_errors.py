@@ -50,7 +50,7 @@ def test_non_finite_input_names_which(value, word):
         (dict(output="psp"), "unknown output 'psp'"),
         (dict(reset="soft"), "unknown reset 'soft'"),
         (dict(impl="cuda-magic"), "unknown impl 'cuda-magic'"),
-        (dict(warmup="yes"), "warmup must be True, False or one of 'trace', 'silent' .*got str 'yes'"),
+        (dict(warmup="yes"), "warmup must be True, False or one of 'trace', 'silent', 'auto' .*got str 'yes'"),
         (dict(warmup=1), "warmup must be True, False or one of .*got int 1"),
         (dict(tau_m="5"), "tau_m must be a number or a tensor"),
         (dict(warmup_width=0.0), "warmup_width must be a finite number > 0"),

@@ -116,3 +116,15 @@ def test_the_silent_gate_gives_every_step_without_a_spike_the_warm_up_surrogate(
     assert k.warmup_gate == "silent" and k.warmup_level == rule.warmup_level(3.0)
     assert rule.warmup_gate("silent") == "silent" and rule.warmup_gate(True) == "trace"
     assert rule.warmup_gate(False) is None
+
+
+def test_the_auto_gate_is_silent_where_the_neurons_leak():
+    """``"auto"`` (the adapters' default): ``"silent"`` for leaky neurons, the reference's ``"trace"`` for
+    integrate-and-fire ones (no leak anywhere in the layer), resolved when the constants are built."""
+    x = torch.zeros(2, 3)
+    assert rule.lif_constants(x, tau_m=5.0, warmup_gate="auto").warmup_gate == "silent"
+    assert rule.lif_constants(x, tau_m=float("inf"), warmup_gate="auto").warmup_gate == "trace"
+    assert rule.lif_constants(x, tau_m=torch.tensor([float("inf"), 4.0, float("inf")]), warmup_gate="auto").warmup_gate == "silent"
+    assert rule.lif_constants(x, tau_m=float("inf"), warmup_gate="silent").warmup_gate == "silent"
+    if_neuron = _fires_once_then_stays_silent  # the same neuron as above with tau_m 5: "auto" is "silent" there
+    assert torch.equal(if_neuron("auto"), if_neuron("silent"))

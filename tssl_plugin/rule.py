@@ -134,8 +134,9 @@ WARMUP_WIDTH = 0.2
 #: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)`` (gate ``"trace"``).
 WARMUP_LEVEL_DIVISOR = 4.0
 #: where the warm-up surrogate applies: ``"trace"`` (the reference: steps without a spike while the trace is
-#: below ``1/(4 tau_s)``) or ``"silent"`` (also every other step without a spike, added to the carried error).
-WARMUP_GATES = ("trace", "silent")
+#: below ``1/(4 tau_s)``), ``"silent"`` (also every other step without a spike, added to the carried error), or
+#: ``"auto"`` (``"silent"`` for a leaky neuron, ``"trace"`` for one without leak: :func:`resolve_gate`).
+WARMUP_GATES = ("trace", "silent", "auto")
 #: ablations of the rule's parts (module docstring), the full rule (``"none"``) first.
 ABLATIONS = ("none", "no_intra", "no_spike_timing")
 
@@ -151,7 +152,7 @@ class LIFConstants(NamedTuple):
     warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
     ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
-    warmup_gate: str = "trace"  # one of WARMUP_GATES: "silent" adds the surrogate at the other silent steps
+    warmup_gate: str = "trace"  # "trace" or "silent" (adds the surrogate at the other silent steps); never "auto"
 
 
 def warmup_level(tau_s: Param) -> Param:
@@ -174,6 +175,20 @@ def warmup_gate(warmup: Warmup) -> Optional[str]:
     if warmup is False:
         return None
     return "trace" if warmup is True else str(warmup)
+
+
+def resolve_gate(gate: str, inv_tau_m: Param) -> str:
+    """The gate a layer runs: ``gate``, or for ``"auto"`` ``"silent"`` where the neurons leak and the reference's
+    ``"trace"`` where none does (``inv_tau_m`` 0 everywhere: integrate-and-fire). Measured in host setups
+    (docs/algorithm.md, "The warm-up gate"): ``"silent"`` keeps leaky networks from drifting and costs them nothing,
+    while a recurrent integrate-and-fire network trained worse with it."""
+    if gate != "auto":
+        return gate
+    if isinstance(inv_tau_m, Tensor):
+        leaky = bool((inv_tau_m != 0).any())
+    else:
+        leaky = float(inv_tau_m) != 0.0
+    return "silent" if leaky else "trace"
 
 
 def ablation_gains(ablation: str) -> Tuple[float, float]:
@@ -242,10 +257,11 @@ def lif_constants(
     tm = as_param(tau_m, "tau_m", shape, x)
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation, warmup_gate)
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation,
+                        resolve_gate(warmup_gate, 1.0 / tm))
 
 
 __all__ = [
     "Param", "Warmup", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR", "WARMUP_GATES",
-    "ABLATIONS", "LIFConstants", "warmup_level", "check_warmup", "warmup_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
+    "ABLATIONS", "LIFConstants", "warmup_level", "check_warmup", "warmup_gate", "resolve_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
 ]
