@@ -287,6 +287,8 @@ class TSSLLeaky(snn.Leaky):
         self.warmup_width = warmup_width
         self.sensitivity_cap = sensitivity_cap
         self.ablation = ablation
+        self.__dict__.pop("_tssl_gate_cache", None)
+        self._tssl_gate()  # resolves "auto" now, in eager mode, for the compiled steps to read
         self._tssl_clear()
 
     def _tssl_clear(self) -> None:
@@ -332,9 +334,11 @@ class TSSLLeaky(snn.Leaky):
         gate = warmup_gate(self.warmup) or "trace"
         if gate != "auto":
             return gate
+        cached = self.__dict__.get("_tssl_gate_cache")
+        if cached is not None and torch.compiler.is_compiling():
+            return cached[1]  # resolved at setup or by an eager step (reading beta here would break the graph)
         beta = self.beta
         key = (beta.data_ptr(), beta._version, beta.device)
-        cached = self.__dict__.get("_tssl_gate_cache")
         if cached is None or cached[0] != key:
             cached = (key, resolve_gate("auto", self._inv_tau_m()))
             self.__dict__["_tssl_gate_cache"] = cached
