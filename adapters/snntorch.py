@@ -456,7 +456,6 @@ class TSSLLeaky(snn.Leaky):
                              for k, b in state["_buffers"].items()}
         state["_tssl_state"] = None
         state["_tssl_mem_ref"] = None
-        state.pop("_tssl_gate_cache", None)  # keyed by a tensor's address: recomputed after loading
         spec = _surrogate_spec(state.get("spike_grad"))
         if spec is not None:
             state["spike_grad"] = _SurrogateRef(*spec)

@@ -873,3 +873,20 @@ def test_bad_sensitivity_cap_is_one_line_error(bad, error):
         convert(Net(), sensitivity_cap=bad)
     with pytest.raises(error, match="sensitivity_cap must be"):
         TSSLLeaky(beta=0.9, sensitivity_cap=bad)
+
+
+def test_auto_warmup_gate_follows_the_leak_and_survives_copies():
+    """``warmup="auto"`` (convert's default): the gate "silent" for ``beta < 1``, the reference's for a layer
+    without leak (``beta = 1``); resolved at setup (compiled steps read it), again when ``beta`` changes, and
+    kept by copies and pickles."""
+    leaky = convert(nn.Sequential(snn.Leaky(beta=0.9)))[0]
+    no_leak = convert(nn.Sequential(snn.Leaky(beta=1.0)))[0]
+    assert leaky.warmup == "auto" and leaky._tssl_gate() == "silent" and no_leak._tssl_gate() == "trace"
+    x = torch.ones(1, 3)
+    k = no_leak._constants(x, "subtract", None)
+    assert k.warmup_gate == "trace"
+    with torch.no_grad():
+        no_leak.beta.fill_(0.5)  # an in-place change of beta resolves the gate again
+    assert no_leak._tssl_gate() == "silent" and no_leak._constants(x, "subtract", None).warmup_gate == "silent"
+    assert copy.deepcopy(leaky).__dict__["_tssl_gate_cache"][1] == "silent"
+    assert convert(nn.Sequential(snn.Leaky(beta=0.9)), warmup=True)[0]._tssl_gate() == "trace"
