@@ -60,9 +60,10 @@ def tssl_lif(
         tau_s: synaptic (PSC) time constant (>= 1), number or per-neuron tensor.
         threshold: firing threshold (> 0), number or per-neuron tensor. Fires where ``u > threshold``.
         warmup: reference behaviour (True, or ``"trace"``): steps without a spike while the trace is
-            low (``s < 1/(4 tau_s)``) get a sigmoid-derivative surrogate; ``"silent"`` (an extension,
-            the adapters' gate): every step without a spike gets it; False is the pure rule
-            (:data:`~tssl_plugin.rule.WARMUP_GATES`).
+            low (``s < 1/(4 tau_s)``) get a sigmoid-derivative surrogate; ``"silent"`` (an extension):
+            every other step without a spike gets it too, added to the carried error; ``"auto"`` (the
+            adapters' default): ``"silent"`` where the neurons leak, ``"trace"`` where none does; False is
+            the pure rule (:data:`~tssl_plugin.rule.WARMUP_GATES`).
         output: ``"psc"`` returns the post-synaptic current ``a`` (the paper's
             layer output); ``"spike"`` returns spikes ``o`` and treats the
             incoming gradient as ``dL/do`` (used in place of ``G``).

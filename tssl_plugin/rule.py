@@ -81,8 +81,9 @@ project's extension):
     \quad \text{where } o[t] = 0 \text{ and } s[t] < \frac{1}{4\tau_s},
 
 with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced. That is the gate
-``"trace"`` (:data:`WARMUP_GATES`). The gate ``"silent"`` (this project's extension, the adapters'
-default) also gives the other steps without a spike the surrogate, added to the carried error:
+``"trace"`` (:data:`WARMUP_GATES`). The gate ``"silent"`` (this project's extension) also gives the other
+steps without a spike the surrogate, added to the carried error (``"auto"``, the adapters' default, is
+``"silent"`` for leaky neurons and ``"trace"`` for integrate-and-fire ones: :func:`resolve_gate`):
 
 .. math::
 
