@@ -29,7 +29,7 @@ from tssl_plugin.rule import WARMUP_WIDTH, Warmup
 
 from . import models
 
-__all__ = ["Backend", "BACKENDS", "BackendUnavailable", "resolve", "backend_names", "DEFAULT_BACKENDS"]
+__all__ = ["Backend", "BACKENDS", "BackendUnavailable", "resolve", "backend_names", "DEFAULT_BACKENDS", "warmup_kwargs"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -101,9 +101,8 @@ class Backend:
         """
         self.check_available()
         if self.library == "native":
-            return models.build_native(arch, in_shape, weights, cfg, warmup=_warmup(warmup, warmup_gate),
-                                       warmup_width=warmup_width,
-                                       between=native_between, ablation=ablation)
+            return models.build_native(arch, in_shape, weights, cfg, warmup_width=warmup_width,
+                                       between=native_between, ablation=ablation, **warmup_kwargs(warmup, warmup_gate))
         if self.library == "snntorch":
             from snntorch import surrogate
 
@@ -119,15 +118,19 @@ class Backend:
         if self.uses_adapter:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
-            gate = {} if warmup and warmup_gate is None else {"warmup": _warmup(warmup, warmup_gate)}
-            adapter.convert(net, tau_s=cfg.tau_s, warmup_width=warmup_width, exclude=exclude, **gate,
+            adapter.convert(net, tau_s=cfg.tau_s, warmup_width=warmup_width, exclude=exclude,
+                            **warmup_kwargs(warmup, warmup_gate),
                             ablation=ablation, **cfg.convert_options())
         return net
 
 
-def _warmup(warmup: bool, gate: Optional[str]) -> Warmup:
-    """The ``warmup=`` argument for on/off ``warmup`` and ``gate`` (None: the default gate, ``True``)."""
-    return False if not warmup else (gate or True)
+def warmup_kwargs(warmup: bool, gate: Optional[str]) -> Dict[str, Warmup]:
+    """The ``warmup=`` keyword for a TSSL-BP layer or ``convert`` from the harness's on/off ``warmup`` and ``gate``:
+    none when the warm-up is on with no gate named (each keeps its default: the core op's reference gate, the
+    adapters' own), else ``warmup=False`` or ``warmup=gate``."""
+    if warmup and gate is None:
+        return {}
+    return {"warmup": gate if warmup else False}
 
 
 #: snnTorch surrogate factories (``snntorch.surrogate.<name>()``), deterministic ones with defaults.

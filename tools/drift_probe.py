@@ -86,9 +86,8 @@ def main() -> None:
     if keep:
         from tssl_plugin.adapters import spikingjelly as adapter
 
-        gate = {} if cfg.warmup and cfg.warmup_gate is None else {"warmup": cfg.warmup and (cfg.warmup_gate or True)}
-        adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, **gate,
-                        exclude=[net.neurons()[k] for k in keep], ablation=cfg.ablation, **ncfg.convert_options())
+        adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, exclude=[net.neurons()[k] for k in keep],
+                        ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate), **ncfg.convert_options())
     state = load_checkpoint(Path(a.checkpoint), device)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
