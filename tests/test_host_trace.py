@@ -69,6 +69,24 @@ def test_cpu_kernel_per_neuron_params_t1_and_noncontiguous():
 
 
 @needs_cpu
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpu_kernel_reads_non_contiguous_inputs_it_had_to_copy(dtype):
+    """Every input laid out time-last (as snnTorch's StateLeaky returns its membrane, ``permute(2, 0, 1)``): the
+    kernel reads the contiguous copies it makes, kept alive through the call (copies made inside the argument
+    list were freed before the kernel ran, and it read another tensor's memory)."""
+    host, g = host_case(7, (16, 130), dtype, 3)
+    k = lif_constants(host.h, 4.0, 3.0, 1.0, "zero", warmup_gate="silent")
+    time_last = lambda t: t.permute(*range(1, t.dim()), 0).contiguous().permute(-1, *range(t.dim() - 1))  # noqa
+    strided = HostTrace(time_last(host.h), host.v0.t().contiguous().t(), time_last(host.v_seq),
+                        time_last(host.spikes), host.shift)
+    assert not strided.v_seq.is_contiguous() and not strided.spikes.is_contiguous()
+    want, _ = cpu.CpuImpl.backward_from_host(g, host, k, True, 1.0)
+    for _ in range(3):
+        got, _ = cpu.CpuImpl.backward_from_host(time_last(g), strided, k, True, 1.0)
+        assert torch.equal(got, want)
+
+
+@needs_cpu
 def test_cpu_kernel_other_dtypes_materialise_the_trace():
     """Spikes or membranes in another dtype than h (a host's float16 spikes): the materialised trace's result."""
     host, g = host_case(5, (3, 7), torch.float32, 3)

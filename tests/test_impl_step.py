@@ -42,6 +42,22 @@ def test_cpu_step_kernels_threads_and_sizes(monkeypatch):
         torch.testing.assert_close(gx, want_gx, rtol=1e-12, atol=1e-12)
 
 
+def test_cpu_step_kernels_read_non_contiguous_inputs_they_had_to_copy():
+    """``du``, ``o`` and ``s`` laid out column-major: the kernels read the contiguous copies they make, kept alive
+    through the call (copies made inside the argument list were freed before the kernel ran)."""
+    impl = _cpu()
+    G, h, extra, u, du, o, s = cases._step_inputs((64, 130), torch.float64, 5, "cpu")
+    k = lif_constants(u.unsqueeze(0), reset="zero", warmup_gate="silent")
+    column_major = lambda t: t.t().contiguous().t()  # noqa: E731
+    want = impl.step_backward(G, h, u, du, o, s, k, True, extra, 1.0)
+    want_fwd = impl.step_forward(o, s, 1 / 3, torch.float64)
+    for _ in range(3):
+        got = impl.step_backward(G, h, u, column_major(du), column_major(o), column_major(s), k, True, extra, 1.0)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        got_fwd = impl.step_forward(column_major(o), s, 1 / 3, torch.float64)
+        assert torch.equal(got_fwd[0], want_fwd[0]) and torch.equal(got_fwd[1], want_fwd[1])
+
+
 def test_step_node_dispatches_to_the_fused_kernel():
     _cpu()
     x = torch.rand(4, 6, dtype=torch.float64, requires_grad=True)

@@ -368,12 +368,13 @@ def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: 
         return backward_from_host_trace(CpuImpl, grad, host, k, warmup, scale)
     hc = h.contiguous()
     table, per_neuron = pack_params(k, hc)
-    g = _as(grad, dt)
+    # named, not converted inline: a temporary made in the argument list is freed before the kernel reads it
+    g, v0c, vc, oc = _as(grad, dt), _as(v0, dt), _as(v_seq, dt), _as(spikes, dt)
     T, N = hc.shape[0], hc[0].numel()
     gx = torch.empty_like(hc)
     err = _fn("bwd_host", dt)(
-        T, N, g.data_ptr(), hc.data_ptr(), _as(v0, dt).data_ptr(), _as(v_seq, dt).data_ptr(),
-        _as(spikes, dt).data_ptr(), float(host.shift), gx.data_ptr(), table.data_ptr(), int(per_neuron),
+        T, N, g.data_ptr(), hc.data_ptr(), v0c.data_ptr(), vc.data_ptr(),
+        oc.data_ptr(), float(host.shift), gx.data_ptr(), table.data_ptr(), int(per_neuron),
         RESET_CODES[k.reset], int(warmup), float(scale), _threads(hc.numel()))
     if err & 1:
         raise MemoryError("TSSL-BP CPU kernel could not allocate its scratch buffer")
@@ -400,11 +401,11 @@ def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[
 
     if not _step_native(s, o):
         return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
-    sc = s.contiguous()
+    sc, oc = s.contiguous(), o.contiguous()  # named: an inline temporary is freed before the kernel reads it
     its, per_neuron = step_row(inv_tau_s, sc)
     s_next = torch.empty_like(sc)
     spike = torch.empty_like(sc) if spike_dtype == sc.dtype else None
-    _fn("step_fwd", sc.dtype)(sc.numel(), o.contiguous().data_ptr(), sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
+    _fn("step_fwd", sc.dtype)(sc.numel(), oc.data_ptr(), sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
                               its.data_ptr(), int(per_neuron), _threads(sc.numel()))
     if spike is None and spike_dtype is not None:
         spike = o.to(spike_dtype)
@@ -424,11 +425,12 @@ def _step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tens
     uc = u.contiguous()
     Gc = torch.zeros_like(uc) if G is None else _as(G, dt)
     hc, ec = _as(h, dt), _as(extra, dt)
+    duc, oc, sc = _as(du, dt), o.contiguous(), _as(s, dt)  # named: an inline temporary is freed before the call
     table, per_neuron = step_table(k, uc)
     gx, delta = torch.empty_like(uc), torch.empty_like(uc)
     bad = _fn("step_bwd", dt)(
-        uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), _as(du, dt).data_ptr(),
-        o.contiguous().data_ptr(), _as(s, dt).data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
+        uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), duc.data_ptr(),
+        oc.data_ptr(), sc.data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
         int(per_neuron), RESET_CODES[k.reset], int(warmup), float(scale), _threads(uc.numel()))
     return gx, delta, not bad
 
