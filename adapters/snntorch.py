@@ -1,5 +1,6 @@
 r"""TSSL-BP gradients for snnTorch's ``Leaky`` and ``Synaptic`` neurons: :class:`TSSLLeaky`,
-:class:`TSSLSynaptic` (its LIF part is the rule below on the synaptic current), :func:`convert`, :func:`revert`.
+:class:`TSSLSynaptic` (its LIF part is the rule below on the synaptic current), :func:`convert`, :func:`revert`
+(the other neurons: :mod:`._snntorch_neurons`, :mod:`._snntorch_stateleaky`).
 
 The forward pass is snnTorch's, bit for bit (spikes, membranes, dtypes,
 state handling); only the gradient changes. With ``tau_m = 1/(1 - beta)``
@@ -70,8 +71,8 @@ from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_res
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")
 
-__all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "convert", "revert",
-           "unsupported_options"]
+__all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "TSSLStateLeaky",
+           "TSSLLinearLeaky", "convert", "revert", "unsupported_options"]
 
 _TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref",
                "_tssl_watch", "_tssl_gate_cache")
@@ -79,6 +80,8 @@ _TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation",
 
 def unsupported_options(module: nn.Module) -> List[str]:
     """Why ``module`` (an snnTorch Leaky) cannot use TSSL-BP: one message per refused option, [] if none."""
+    if isinstance(module, snn.StateLeaky) and not module.output:
+        return []  # no spikes (the membrane alone): the layer stays snnTorch's, every spike option inert
     msgs = []
     if getattr(module, "inhibition", False):
         msgs.append("inhibition=True: TSSL-BP has no rule for winner-take-all inhibition; "
@@ -166,7 +169,8 @@ def _lapicque_options(module: nn.Module) -> List[str]:
 
 #: host class -> how snnTorch messages name it (the most derived known class first).
 _HOST_NAMES = ((snn.RSynaptic, "snn.RSynaptic"), (snn.RLeaky, "snn.RLeaky"), (snn.Lapicque, "snn.Lapicque"),
-               (snn.Synaptic, "snn.Synaptic"), (snn.Leaky, "snn.Leaky"))
+               (snn.Synaptic, "snn.Synaptic"), (snn.Leaky, "snn.Leaky"), (snn.LinearLeaky, "snn.LinearLeaky"),
+               (snn.StateLeaky, "snn.StateLeaky"))
 
 
 def _host_name(module: nn.Module) -> str:
@@ -642,10 +646,11 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
 
 
 from ._snntorch_neurons import TSSLLapicque, TSSLRLeaky, TSSLRSynaptic  # noqa: E402  (they build on the above)
+from ._snntorch_stateleaky import TSSLLinearLeaky, TSSLStateLeaky  # noqa: E402
 
 #: snnTorch class -> TSSL-BP class (exact types), and back.
 _TO_TSSL = {snn.Leaky: TSSLLeaky, snn.Synaptic: TSSLSynaptic, snn.RLeaky: TSSLRLeaky, snn.RSynaptic: TSSLRSynaptic,
-            snn.Lapicque: TSSLLapicque}
+            snn.Lapicque: TSSLLapicque, snn.StateLeaky: TSSLStateLeaky, snn.LinearLeaky: TSSLLinearLeaky}
 _FROM_TSSL = {v: k for k, v in _TO_TSSL.items()}
 
 #: the methods that make up a supported class's forward: a subclass overriding one is refused (its override
@@ -661,9 +666,6 @@ NOT_SUPPORTED = {
     "AssociativeLeaky": "refused: a matrix-valued associative-memory (SSM) state, not an LIF membrane",
     "SLSTM": "refused: its membrane is a gated LSTM cell state, not an LIF membrane",
     "SConv2dLSTM": "refused: its membrane is a gated convolutional LSTM cell state, not an LIF membrane",
-    "StateLeaky": "not yet: a whole-sequence causal-convolution membrane with no reset (core reset='none' "
-                  "could express it)",
-    "LinearLeaky": "not yet: StateLeaky's whole-sequence membrane behind a linear layer",
     "LeakyParallel": "not yet: a whole-sequence torch.nn.RNN membrane with its own fused linear layer",
 }
 
@@ -686,16 +688,16 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
             ablation: str = "none") -> nn.Module:
-    """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic`` and ``Lapicque`` to its TSSL-BP
-    version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`, :class:`TSSLRSynaptic`,
-    :class:`TSSLLapicque`), in place.
+    """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``, ``Lapicque``, ``StateLeaky`` and
+    ``LinearLeaky`` to its TSSL-BP version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`,
+    :class:`TSSLRSynaptic`, :class:`TSSLLapicque`, :class:`TSSLStateLeaky`, :class:`TSSLLinearLeaky`), in place.
 
     The same module objects stay in the model (their class changes), so
     optimizers, hooks and ``snn.SpikingNeuron.instances`` stay valid. A
     subclass of one of these converts too (to a class deriving from the
     TSSL-BP version and the subclass) unless it overrides a part of the forward
     (:data:`FORWARD_METHODS`); then it is left alone, and the warning names the
-    method. Other snnTorch neurons (``Alpha``, ``StateLeaky``, ...) are left alone
+    method. Other snnTorch neurons (``Alpha``, ``LeakyParallel``, ...) are left alone
     with one warning listing each with its reason (:data:`NOT_SUPPORTED`);
     ``strict=True`` raises ``TypeError`` instead. A model with none of the
     supported neurons at all (a plain network, or a SpikingJelly model) gets a
@@ -739,7 +741,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
         elif reason is not None or _snntorch_neuron(m):
             others.append(f"{name or '<root>'} ({type(m).__name__}: {_why_not(m, reason)})")
     if not others and not any(isinstance(m, tuple(_TO_TSSL)) for m in model.modules()):  # excluded ones count
-        nothing_to_convert(model, "snn.Leaky, Synaptic, RLeaky, RSynaptic or Lapicque", "snntorch", strict)
+        nothing_to_convert(model, "snn.Leaky, Synaptic, RLeaky, RSynaptic, Lapicque, StateLeaky or LinearLeaky",
+                           "snntorch", strict)
     if others:
         msg = ("TSSL-BP convert: left unchanged (still snnTorch surrogate gradients): " + "; ".join(others))
         if strict:

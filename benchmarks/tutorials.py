@@ -22,6 +22,9 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
 * ``snntorch-tutorial-5``: MNIST, ``Linear(784, 1000) - Leaky(0.95) - Linear(1000, 10) - Leaky(0.95)``,
   step loop with explicit membranes, the image as direct input at each of T = 25 steps,
   ``sum_t CrossEntropy(mem_out[t], y)``, Adam 5e-4, batch 128.
+* ``snntorch-tutorial-8`` (``tutorial_8_snntorch_linearleaky``): MNIST, ``Linear(784, 1000) -
+  StateLeaky(0.95) - Linear(1000, 10) - StateLeaky(0.95)`` (whole-sequence neurons, ``channels=1``), the image
+  repeated over T = 5 steps, ``sum_t CrossEntropy(mem_out[t], y)``, Adam 5e-4, batch 128.
 * ``snntorch-tutorial-6``: MNIST, ``Conv(1,12,5) - MaxPool(2) - Leaky - Conv(12,64,5) - MaxPool(2) - Leaky -
   Linear(1024, 10) - Leaky``, ``beta = 0.5``, ``fast_sigmoid(slope=25)``, ``init_hidden=True``,
   T = 50, ``SF.ce_rate_loss()``, Adam 1e-2, batch 128.
@@ -120,6 +123,23 @@ class _Tutorial5Net(nn.Module):
             spk_rec.append(spk2)
             mem_rec.append(mem2)
         return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+class _Tutorial8Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        snn, _ = _snn()
+        self.fc1, self.lif1 = nn.Linear(784, 1000), snn.StateLeaky(beta=0.95, channels=1)
+        self.fc2, self.lif2 = nn.Linear(1000, 10), snn.StateLeaky(beta=0.95, channels=1)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        spk1, _ = self.lif1(self.fc1(x))
+        return self.lif2(self.fc2(spk1))
+
+
+def _run_sequence(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+    """The whole sequence at once: the image repeated over T steps, ``[T, N, 784]`` (tutorial 8's ``expand``)."""
+    return net(x.flatten(1).unsqueeze(0).expand(steps, -1, -1))
 
 
 class _QuickstartFCNet(nn.Module):
@@ -282,6 +302,9 @@ def _mse_rate(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
 SETUPS: Dict[str, Setup] = {
     "snntorch-tutorial-5": Setup(
         "snntorch", "mnist", 25, 128, lambda a: _Tutorial5Net(), _run_explicit, _mem_ce, _adam(5e-4),
+        lambda net: net.lif2),
+    "snntorch-tutorial-8": Setup(
+        "snntorch", "mnist", 5, 128, lambda a: _Tutorial8Net(), _run_sequence, _mem_ce, _adam(5e-4),
         lambda net: net.lif2),
     "snntorch-tutorial-6": Setup(
         "snntorch", "mnist", 50, 128,

@@ -115,3 +115,19 @@ def test_sequential_fashion_mnist_setups_convert_every_ifnode_and_train(name):
     from tssl_plugin.adapters.spikingjelly import convert
     convert(net)
     assert not any(type(m) is neuron.IFNode for m in net.modules())  # the recurrent container's node too
+
+
+def test_tutorial_8_setup_converts_its_stateleaky_layers_and_trains():
+    """snnTorch tutorial 8 (StateLeaky, whole sequences): both layers convert, with no warning, and train."""
+    import warnings
+
+    import snntorch as snn
+    from tssl_plugin.adapters.snntorch import TSSLStateLeaky, convert
+
+    net = tutorials.SETUPS["snntorch-tutorial-8"].build(tutorials.build_parser().parse_args([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(net)
+    assert [type(m) for m in net.modules() if isinstance(m, snn.StateLeaky)] == [TSSLStateLeaky] * 2
+    rec = _train_on_random_images("snntorch-tutorial-8", 256)
+    assert rec["steps"] == 5 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
