@@ -107,7 +107,7 @@ class _StateLeakyRule:
         current = self._current(x, mem)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return spk
-        m = mem.detach()
+        m = mem.detach().contiguous()  # snnTorch's is time-last in memory: one copy serves as h and v
         k = self._constants(current)
         out = spikes_with_host_grad(current, HostTrace(m, torch.zeros_like(m[0]), m, spk, 0.0), k,
                                     warmup=self.warmup is not False)

@@ -666,6 +666,8 @@ NOT_SUPPORTED = {
     "AssociativeLeaky": "refused: a matrix-valued associative-memory (SSM) state, not an LIF membrane",
     "SLSTM": "refused: its membrane is a gated LSTM cell state, not an LIF membrane",
     "SConv2dLSTM": "refused: its membrane is a gated convolutional LSTM cell state, not an LIF membrane",
+    "DeltaLeaky": "refused: it fires where the membrane's change |mem[t] - mem[t-1]| exceeds delta_threshold, not "
+                  "where the membrane crosses a threshold; TSSL-BP's spike-time sensitivity 1/du needs the crossing",
     "LeakyParallel": "not yet: a whole-sequence torch.nn.RNN membrane with its own fused linear layer",
 }
 
@@ -682,6 +684,8 @@ def _snntorch_neuron(module: nn.Module) -> bool:
 
 def _why_not(module: nn.Module, reason: Optional[str]) -> str:
     name = type(module).__name__
+    if type(module).__module__.startswith("snntorch.") and name in NOT_SUPPORTED:
+        return NOT_SUPPORTED[name]  # snnTorch's own class: the reason in its terms, not a subclass's
     return reason or NOT_SUPPORTED.get(name, "no TSSL-BP version yet")
 
 

@@ -122,6 +122,18 @@ def test_exotic_charges_are_left_with_a_one_line_reason():
         convert(nn.Sequential(neuron.QIFNode()), strict=True)
 
 
+def test_spiking_rnn_cells_are_left_with_one_reason_each():
+    """SpikingJelly's ``rnn.SpikingLSTM`` (its ``spiking_lstm_sequential_mnist.py`` example): its spikes are gates,
+    not LIF neurons; listed once (not again for the cells inside it), and a cell used on its own is listed too."""
+    rnn = pytest.importorskip("spikingjelly.activation_based.rnn")
+    net = nn.Sequential(rnn.SpikingLSTM(6, 4, 1), nn.Linear(4, 3), rnn.SpikingGRUCell(3, 3), neuron.LIFNode())
+    with pytest.warns(UserWarning) as rec:
+        convert(net)
+    msg = next(str(w.message) for w in rec if "left unchanged" in str(w.message))
+    assert "0 (SpikingLSTM: refused: a spiking recurrent cell" in msg and "2 (SpikingGRUCell: refused" in msg
+    assert "0.cells" not in msg and type(net[3]) is TSSLLIFNode
+
+
 class PlainLIF(neuron.LIFNode):
     """A user's subclass that adds an attribute and a method: converts."""
 
