@@ -73,7 +73,10 @@ class _StateLeakyRule:
         self.ablation = ablation
 
     def _check_options(self, steps: int) -> None:
-        _refuse(self)
+        if torch.compiler.is_compiling():
+            TSSLLeaky._check_options(self)  # the options' types only: a compiled graph reads no tensor's value
+        else:
+            _refuse(self)
         if not torch.compiler.is_compiling() and not bool(torch.all(self.tau.detach() > 0)):
             raise ValueError(f"TSSL-BP cannot be used with this {type(self).__name__}: beta > 1 (tau <= 0) makes the "
                              f"membrane grow without bound; use 0 <= beta < 1")
@@ -107,9 +110,13 @@ class _StateLeakyRule:
         current = self._current(x, mem)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return spk
-        m = mem.detach().contiguous()  # snnTorch's is time-last in memory: one copy serves as h and v
+        # snnTorch's membrane is time-last in memory: one contiguous copy serves as h and v, and the spikes go out
+        # contiguous, so the next layer's reshape is a view and autograd saves one copy of them, not two; v0 is
+        # one broadcast zero (saved for the backward at 4 bytes)
+        m = mem.detach().contiguous()
         k = self._constants(current)
-        out = spikes_with_host_grad(current, HostTrace(m, torch.zeros_like(m[0]), m, spk, 0.0), k,
+        v0 = m.new_zeros(()).expand(m.shape[1:])
+        out = spikes_with_host_grad(current, HostTrace(m, v0, m, spk.contiguous(), 0.0), k,
                                     warmup=self.warmup is not False)
         observe_firing(self, spk, steps=spk.shape[0])
         return out.to(spk.dtype)

@@ -7,6 +7,8 @@ shape, pixel values in [0, 1]):
 * ``snntorch-fc``: snnTorch tutorial 5, ``784-1000-10`` ``snn.Leaky`` step loop, ``sum_t CE(mem[t], y)``, Adam;
 * ``snntorch-cnn``: snnTorch tutorial 6, ``Conv(1,12,5)-Conv(12,64,5)-Linear(1024,10)``, ``init_hidden``,
   ``ce_rate_loss``, Adam;
+* ``snntorch-stateleaky``: snnTorch tutorial 8, ``784-1000-10`` whole-sequence ``snn.StateLeaky`` layers,
+  ``sum_t CE(mem[t], y)``, Adam;
 * ``spikingjelly-fc``: two multi-step ``LIFNode`` layers, ``64-1000-10`` (hosts.py), firing-rate MSE, Adam;
 * ``spikingjelly-cnn``: SpikingJelly's Fashion-MNIST CNN example, multi-step ``IFNode``, with ``--channels``
   channels (the example's 128 by default; fewer keep a CPU run short), firing-rate MSE, SGD.
@@ -44,6 +46,7 @@ class GridNet:
 NETS: Dict[str, GridNet] = {
     "snntorch-fc": GridNet("snntorch", "snntorch-tutorial-5", (1, 28, 28)),
     "snntorch-cnn": GridNet("snntorch", "snntorch-tutorial-6", (1, 28, 28)),
+    "snntorch-stateleaky": GridNet("snntorch", "snntorch-tutorial-8", (1, 28, 28)),
     "spikingjelly-fc": GridNet("spikingjelly", None, (8, 8)),
     "spikingjelly-cnn": GridNet("spikingjelly", "spikingjelly-conv-fashion-mnist", (1, 28, 28)),
 }

@@ -113,6 +113,38 @@ def test_converted_recurrent_snntorch_loop_compiles_to_one_graph(hidden):
     assert net.lif1.recurrent.weight.grad.abs().sum() > 0
 
 
+class StateLeakyNet(nn.Module):
+    """snnTorch tutorial 8's network (whole-sequence StateLeaky layers), small."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.lif1 = nn.Linear(12, 16), snn.StateLeaky(beta=0.9, channels=1)
+        self.fc2, self.lif2 = nn.Linear(16, 5), snn.StateLeaky(beta=0.9, channels=1)
+
+    def forward(self, x):
+        spk1, _ = self.lif1(self.fc1(x))
+        return self.lif2(self.fc2(spk1))[0]
+
+
+def test_converted_stateleaky_net_compiles_to_one_graph():
+    if not hasattr(snn, "StateLeaky"):
+        pytest.skip("this snnTorch has no StateLeaky (added in 1.0)")
+    from tssl_plugin.adapters import snntorch as adapter
+
+    x = torch.rand(8, 4, 12, generator=torch.Generator().manual_seed(1)) * 3
+    torch.manual_seed(0)
+    net = adapter.convert(StateLeakyNet())
+    with torch.no_grad():
+        net.fc2.weight.mul_(4.0)  # so that the output layer fires
+    graphs, breaks, reasons = _graphs(net, x)
+    assert (graphs, breaks) == (1, 0), reasons
+    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
+    assert torch.equal(y, yc) and y.sum() > 0
+    for a, b in zip(g, gc):
+        torch.testing.assert_close(a, b)
+    assert net.fc1.weight.grad.abs().sum() > 0
+
+
 #: SpikingJelly nodes the adapter converts, as a researcher builds them.
 SJ_NODES = {
     "lif": lambda neuron: neuron.LIFNode(tau=2.0),

@@ -141,7 +141,7 @@ def test_host_step_grid_prints_a_row_per_point(capsys):
     assert _rc(["speed", "host-step", "--grid", "--nets", "snntorch-rnn"]) != 0
 
 
-@pytest.mark.parametrize("net", ["snntorch-cnn", "spikingjelly-fc"])
+@pytest.mark.parametrize("net", ["snntorch-cnn", "snntorch-stateleaky", "spikingjelly-fc"])
 def test_host_step_grid_converts_only_the_converted_variant(net):
     import argparse
 
