@@ -25,6 +25,10 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
 * ``snntorch-tutorial-8`` (``tutorial_8_snntorch_linearleaky``): MNIST, ``Linear(784, 1000) -
   StateLeaky(0.95) - Linear(1000, 10) - StateLeaky(0.95)`` (whole-sequence neurons, ``channels=1``), the image
   repeated over T = 5 steps, ``sum_t CrossEntropy(mem_out[t], y)``, Adam 5e-4, batch 128.
+* ``snntorch-regression-2`` (``tutorial_regression_2``, its MNIST classifier): ``Linear(784, 128) -
+  RLeaky(0.9, linear_features=128) - Linear(128, 10) - RLeaky(0.9, linear_features=10)`` (spikes fed back
+  through a linear layer, snnTorch's defaults: reset by subtraction one step late), T = 10, the image as
+  direct input, ``SF.mse_count_loss(0.8, 0.2)``, Adam 1e-3, batch 128.
 * ``snntorch-tutorial-6``: MNIST, ``Conv(1,12,5) - MaxPool(2) - Leaky - Conv(12,64,5) - MaxPool(2) - Leaky -
   Linear(1024, 10) - Leaky``, ``beta = 0.5``, ``fast_sigmoid(slope=25)``, ``init_hidden=True``,
   T = 50, ``SF.ce_rate_loss()``, Adam 1e-2, batch 128.
@@ -140,6 +144,26 @@ class _Tutorial8Net(nn.Module):
 def _run_sequence(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
     """The whole sequence at once: the image repeated over T steps, ``[T, N, 784]`` (tutorial 8's ``expand``)."""
     return net(x.flatten(1).unsqueeze(0).expand(steps, -1, -1))
+
+
+class _RecurrentMnistNet(nn.Module):
+    """snnTorch's ``tutorial_regression_2`` classifier: two ``RLeaky`` layers with all-to-all recurrence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        snn, _ = _snn()
+        self.fc1, self.rlif1 = nn.Linear(784, 128), snn.RLeaky(beta=0.9, linear_features=128)
+        self.fc2, self.rlif2 = nn.Linear(128, 10), snn.RLeaky(beta=0.9, linear_features=10)
+
+    def forward(self, x: Tensor, steps: int) -> Tuple[Tensor, None]:
+        spk1, mem1 = self.rlif1.init_rleaky()
+        spk2, mem2 = self.rlif2.init_rleaky()
+        spk_rec = []
+        for _ in range(steps):
+            spk1, mem1 = self.rlif1(self.fc1(x), spk1, mem1)
+            spk2, mem2 = self.rlif2(self.fc2(spk1), spk2, mem2)
+            spk_rec.append(spk2)
+        return torch.stack(spk_rec), None
 
 
 class _QuickstartFCNet(nn.Module):
@@ -306,6 +330,9 @@ SETUPS: Dict[str, Setup] = {
     "snntorch-tutorial-8": Setup(
         "snntorch", "mnist", 5, 128, lambda a: _Tutorial8Net(), _run_sequence, _mem_ce, _adam(5e-4),
         lambda net: net.lif2),
+    "snntorch-regression-2": Setup(
+        "snntorch", "mnist", 10, 128, lambda a: _RecurrentMnistNet(), _run_explicit,
+        _sf("mse_count_loss", correct_rate=0.8, incorrect_rate=0.2), _adam(1e-3), lambda net: net.rlif2),
     "snntorch-tutorial-6": Setup(
         "snntorch", "mnist", 50, 128,
         lambda a: _snntorch_cnn(12, 64, 0.5, _snn()[1].fast_sigmoid(slope=25)), _run_init_hidden,

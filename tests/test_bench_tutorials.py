@@ -131,3 +131,18 @@ def test_tutorial_8_setup_converts_its_stateleaky_layers_and_trains():
     assert [type(m) for m in net.modules() if isinstance(m, snn.StateLeaky)] == [TSSLStateLeaky] * 2
     rec = _train_on_random_images("snntorch-tutorial-8", 256)
     assert rec["steps"] == 5 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
+
+
+def test_regression_2_setup_converts_its_recurrent_layers_and_trains():
+    """snnTorch's tutorial_regression_2 classifier (RLeaky, all-to-all recurrence): both layers convert, no warning."""
+    import warnings
+
+    from tssl_plugin.adapters.snntorch import TSSLRLeaky, convert
+
+    net = tutorials.SETUPS["snntorch-regression-2"].build(tutorials.build_parser().parse_args([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(net)
+    assert type(net.rlif1) is TSSLRLeaky and type(net.rlif2) is TSSLRLeaky
+    rec = _train_on_random_images("snntorch-regression-2", 256)
+    assert rec["steps"] == 10 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
