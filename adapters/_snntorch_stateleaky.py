@@ -32,13 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import check_optional_sensitivity_cap, check_tau_s, check_warmup_width
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
-from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, resolve_gate, warmup_gate
-from tssl_plugin.rule import warmup_level
+from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 
 from ._convert import ADAPTER_WARMUP, observe_firing, sensitivity_cap_for
-from .snntorch import TSSLLeaky, _finish_init, _refuse
+from ._snntorch_neurons import _tssl_args
+from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad, store_options
 
 snn = require("snntorch", "snntorch")
 
@@ -66,11 +65,7 @@ class _StateLeakyRule:
 
     def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
                     sensitivity_cap: Optional[float], ablation: str = "none") -> None:
-        self.tau_s = tau_s
-        self.warmup = warmup
-        self.warmup_width = warmup_width
-        self.sensitivity_cap = sensitivity_cap
-        self.ablation = ablation
+        store_options(self, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
     def _check_options(self, steps: int) -> None:
         if torch.compiler.is_compiling():
@@ -125,8 +120,6 @@ class _StateLeakyRule:
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        from .snntorch import _restore_spike_grad
-
         _restore_spike_grad(self)
 
     extra_repr = TSSLLeaky.extra_repr
@@ -149,8 +142,7 @@ class TSSLStateLeaky(_StateLeakyRule, snn.StateLeaky):
                  learn_graded_spikes_factor=False, kernel_truncation_steps=None, *, tau_s: float = 3.0,
                  warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        tssl = (check_tau_s(tau_s), check_warmup(warmup), check_warmup_width(warmup_width),
-                check_optional_sensitivity_cap(sensitivity_cap), check_ablation(ablation, None, warmup))
+        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, channels, threshold, spike_grad, surrogate_disable, learn_beta, learn_threshold,
                          state_quant, output, graded_spikes_factor, learn_graded_spikes_factor,
                          kernel_truncation_steps)
@@ -180,8 +172,7 @@ class TSSLLinearLeaky(_StateLeakyRule, snn.LinearLeaky):
                  state_quant=False, output=True, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  kernel_truncation_steps=None, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        tssl = (check_tau_s(tau_s), check_warmup(warmup), check_warmup_width(warmup_width),
-                check_optional_sensitivity_cap(sensitivity_cap), check_ablation(ablation, None, warmup))
+        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, in_features, out_features, bias, device, dtype, threshold, spike_grad,
                          surrogate_disable, learn_beta, learn_threshold, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, kernel_truncation_steps)

@@ -242,6 +242,17 @@ def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau
     layer._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
 
 
+def store_options(layer: nn.Module, tau_s: float, warmup: Warmup, warmup_width: float,
+                  sensitivity_cap: Optional[float], ablation: str) -> None:
+    """Set a TSSL-BP layer's (already checked) options as plain attributes (not buffers: ``state_dict`` keys
+    stay snnTorch's)."""
+    layer.tau_s = tau_s
+    layer.warmup = warmup
+    layer.warmup_width = warmup_width
+    layer.sensitivity_cap = sensitivity_cap
+    layer.ablation = ablation
+
+
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
     """``a`` is ``b`` or an alias of it (``b.detach()``): same storage, offset, shape and strides."""
     if a is b:
@@ -286,11 +297,7 @@ class TSSLLeaky(snn.Leaky):
     # -- TSSL state ---------------------------------------------------------------------------
     def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
                     sensitivity_cap: Optional[float], ablation: str = "none") -> None:
-        self.tau_s = tau_s
-        self.warmup = warmup
-        self.warmup_width = warmup_width
-        self.sensitivity_cap = sensitivity_cap
-        self.ablation = ablation
+        store_options(self, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         self.__dict__.pop("_tssl_gate_cache", None)
         self._tssl_gate()  # resolves "auto" now, in eager mode, for the compiled steps to read
         self._tssl_clear()

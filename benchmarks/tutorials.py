@@ -29,6 +29,10 @@ Debian's ``dataset-fashion-mnist``, pixel values in [0, 1]):
   RLeaky(0.9, linear_features=128) - Linear(128, 10) - RLeaky(0.9, linear_features=10)`` (spikes fed back
   through a linear layer, snnTorch's defaults: reset by subtraction one step late), T = 10, the image as
   direct input, ``SF.mse_count_loss(0.8, 0.2)``, Adam 1e-3, batch 128.
+* ``snntorch-bsnn-fashion-mnist`` (``tutorial_BSNN``): Fashion-MNIST in [-1, 1], ``[BinaryConv3x3 - BN -
+  MaxPool(2) - Leaky] x 2`` (16 and 32 channels, weights ``sign(w)`` with a straight-through gradient) ``-
+  BinaryLinear(800, 10) - Dropout(0.33) - Leaky`` (the tutorial's convolutions do not pad), ``beta = 0.44``, thresholds 2.36 / 7.99 / 3.85 (the
+  tutorial's tuned values), T = 10, ``CrossEntropy(sum_t spk[t], y)``, Adam 7.1e-3, batch 64.
 * ``snntorch-tutorial-6``: MNIST, ``Conv(1,12,5) - MaxPool(2) - Leaky - Conv(12,64,5) - MaxPool(2) - Leaky -
   Linear(1024, 10) - Leaky``, ``beta = 0.5``, ``fast_sigmoid(slope=25)``, ``init_hidden=True``,
   T = 50, ``SF.ce_rate_loss()``, Adam 1e-2, batch 128.
@@ -164,6 +168,74 @@ class _RecurrentMnistNet(nn.Module):
             spk2, mem2 = self.rlif2(self.fc2(spk1), spk2, mem2)
             spk_rec.append(spk2)
         return torch.stack(spk_rec), None
+
+
+class _SignWithStraightThrough(torch.autograd.Function):
+    """``sign(w)`` clamped to {-1, 1} forward, the identity backward (the straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor) -> Tensor:
+        return w.sign().clamp(min=-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clone()
+
+
+class _BinaryConv2d(nn.Conv2d):
+    def forward(self, x: Tensor) -> Tensor:  # as the tutorial's: its padding="same" argument is not applied
+        return F.conv2d(x, _SignWithStraightThrough.apply(self.weight))
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.weight)
+
+
+class _BinaryLinear(nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, _SignWithStraightThrough.apply(self.weight), self.bias)
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+class _BinarySnn(nn.Module):
+    """snnTorch's ``tutorial_BSNN``: binary-weight convolutions (sign, straight-through), batch norm, max pooling
+    and ``snn.Leaky`` layers with the tutorial's tuned thresholds and ``beta``; dropout before the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        snn, _ = _snn()
+        beta = 0.44154740154430405
+        self.conv1, self.bn1 = _BinaryConv2d(1, 16, 3, padding="same", bias=False), nn.BatchNorm2d(16)
+        self.lif1 = snn.Leaky(beta=beta, threshold=2.3599835635698114)
+        self.conv2, self.bn2 = _BinaryConv2d(16, 32, 3, padding="same", bias=False), nn.BatchNorm2d(32)
+        self.lif2 = snn.Leaky(beta=beta, threshold=7.985043705972782)
+        self.fc = _BinaryLinear(32 * 5 * 5, 10)  # 28 -> conv 26 -> pool 13 -> conv 11 -> pool 5
+        self.dropout = nn.Dropout(0.3276864426153669)
+        self.lif3 = snn.Leaky(beta=beta, threshold=3.849629060468402)
+
+    def forward(self, x: Tensor, steps: int) -> Tuple[Tensor, Tensor]:
+        mem1, mem2, mem3 = self.lif1.init_leaky(), self.lif2.init_leaky(), self.lif3.init_leaky()
+        spk_rec, mem_rec = [], []
+        for _ in range(steps):
+            spk1, mem1 = self.lif1(F.max_pool2d(self.bn1(self.conv1(x)), 2), mem1)
+            spk2, mem2 = self.lif2(F.max_pool2d(self.bn2(self.conv2(spk1)), 2), mem2)
+            spk3, mem3 = self.lif3(self.dropout(self.fc(spk2.flatten(1))), mem3)
+            spk_rec.append(spk3)
+            mem_rec.append(mem3)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def _run_signed(net: nn.Module, x: Tensor, steps: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+    """Pixels normalised to [-1, 1] (the tutorial's ``Normalize((0.5,), (0.5,))``), the image at every step."""
+    return net(x * 2 - 1, steps)
+
+
+def _count_ce(spk: Tensor, mem: Optional[Tensor], y: Tensor) -> Tensor:
+    """``CrossEntropy(sum_t spk[t], y)``: the spike counts as logits."""
+    return F.cross_entropy(spk.sum(0), y)
 
 
 class _QuickstartFCNet(nn.Module):
@@ -333,6 +405,9 @@ SETUPS: Dict[str, Setup] = {
     "snntorch-regression-2": Setup(
         "snntorch", "mnist", 10, 128, lambda a: _RecurrentMnistNet(), _run_explicit,
         _sf("mse_count_loss", correct_rate=0.8, incorrect_rate=0.2), _adam(1e-3), lambda net: net.rlif2),
+    "snntorch-bsnn-fashion-mnist": Setup(
+        "snntorch", "fashion-mnist", 10, 64, lambda a: _BinarySnn(), _run_signed, _count_ce,
+        _adam(0.00713202055922571), lambda net: net.lif3),
     "snntorch-tutorial-6": Setup(
         "snntorch", "mnist", 50, 128,
         lambda a: _snntorch_cnn(12, 64, 0.5, _snn()[1].fast_sigmoid(slope=25)), _run_init_hidden,

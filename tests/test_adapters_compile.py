@@ -34,6 +34,18 @@ def _eager_and_compiled(module, x, params, reset=lambda: None):
     return out
 
 
+def _one_graph_with_the_eager_results(net, x):
+    """Assert that ``net(x)`` compiles to one graph with no break and that the compiled run gives the eager
+    output and parameter gradients (output nonzero); returns the eager gradients."""
+    graphs, breaks, reasons = _graphs(net, x)
+    assert (graphs, breaks) == (1, 0), reasons
+    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
+    assert torch.equal(y, yc) and y.sum() > 0
+    for a, b in zip(g, gc):
+        torch.testing.assert_close(a, b)
+    return g
+
+
 class SnnTorchLoop(nn.Module):
     """snnTorch's tutorial network in its step loop (the host's defaults: reset by subtraction)."""
 
@@ -63,12 +75,7 @@ def test_converted_snntorch_loop_compiles_to_one_graph(leaky):
     host = SnnTorchLoop(**leaky)
     assert _graphs(host, x)[:2] == (1, 0)  # what the unconverted model gives
     net = adapter.convert(SnnTorchLoop(**leaky))
-    graphs, breaks, reasons = _graphs(net, x)
-    assert (graphs, breaks) == (1, 0), reasons
-    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
-    assert torch.equal(y, yc) and y.sum() > 0
-    for a, b in zip(g, gc):
-        torch.testing.assert_close(a, b)
+    g = _one_graph_with_the_eager_results(net, x)
     assert any(a.abs().sum() > 0 for a in g)
 
 
@@ -104,12 +111,7 @@ def test_converted_recurrent_snntorch_loop_compiles_to_one_graph(hidden):
     x = torch.rand(8, 4, 12, generator=torch.Generator().manual_seed(1)) * 6
     assert _graphs(SnnTorchRecurrentLoop(hidden), x)[:2] == (1, 0)  # what the unconverted model gives
     net = adapter.convert(SnnTorchRecurrentLoop(hidden))
-    graphs, breaks, reasons = _graphs(net, x)
-    assert (graphs, breaks) == (1, 0), reasons
-    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
-    assert torch.equal(y, yc) and y.sum() > 0
-    for a, b in zip(g, gc):
-        torch.testing.assert_close(a, b)
+    _one_graph_with_the_eager_results(net, x)
     assert net.lif1.recurrent.weight.grad.abs().sum() > 0
 
 
@@ -136,12 +138,7 @@ def test_converted_stateleaky_net_compiles_to_one_graph():
     net = adapter.convert(StateLeakyNet())
     with torch.no_grad():
         net.fc2.weight.mul_(4.0)  # so that the output layer fires
-    graphs, breaks, reasons = _graphs(net, x)
-    assert (graphs, breaks) == (1, 0), reasons
-    (y, g), (yc, gc) = _eager_and_compiled(net, x, list(net.parameters()))
-    assert torch.equal(y, yc) and y.sum() > 0
-    for a, b in zip(g, gc):
-        torch.testing.assert_close(a, b)
+    _one_graph_with_the_eager_results(net, x)
     assert net.fc1.weight.grad.abs().sum() > 0
 
 

@@ -146,3 +146,15 @@ def test_regression_2_setup_converts_its_recurrent_layers_and_trains():
     assert type(net.rlif1) is TSSLRLeaky and type(net.rlif2) is TSSLRLeaky
     rec = _train_on_random_images("snntorch-regression-2", 256)
     assert rec["steps"] == 10 and rec["finite_loss"] and len(rec["firing_rates"]) == 2
+
+
+def test_bsnn_setup_converts_and_trains():
+    """snnTorch's tutorial_BSNN (binary weights, thresholds 2.4-8, count cross-entropy): all three Leaky convert."""
+    from tssl_plugin.adapters.snntorch import TSSLLeaky
+
+    rec = _train_on_random_images("snntorch-bsnn-fashion-mnist", 128)
+    assert rec["steps"] == 10 and rec["finite_loss"] and len(rec["firing_rates"]) == 3
+    net = tutorials.SETUPS["snntorch-bsnn-fashion-mnist"].build(tutorials.build_parser().parse_args([]))
+    from tssl_plugin.adapters.snntorch import convert
+    convert(net)
+    assert [type(m) for m in (net.lif1, net.lif2, net.lif3)] == [TSSLLeaky] * 3
