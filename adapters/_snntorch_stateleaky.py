@@ -35,7 +35,7 @@ from tssl_plugin._optional import require
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 
-from ._convert import ADAPTER_WARMUP, observe_firing, sensitivity_cap_for
+from ._convert import ADAPTER_WARMUP, observe_firing, sensitivity_cap_for, warmup_width_for
 from ._snntorch_neurons import _tssl_args
 from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad, store_options
 
@@ -89,7 +89,7 @@ class _StateLeakyRule:
         return LIFConstants(inv_tau_m=(1 - self._decay().detach()).to(like.dtype), inv_tau_s=1.0 / self.tau_s,
                             threshold=threshold, warmup_level=warmup_level(self.tau_s),
                             warmup_gate=resolve_gate(gate, 1.0),  # tau > 0: every StateLeaky leaks
-                            reset="none", warmup_width=self.warmup_width,
+                            reset="none", warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for("none", self.sensitivity_cap) / threshold,
                             ablation=self.ablation)
 

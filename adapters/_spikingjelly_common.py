@@ -67,11 +67,11 @@ from tssl_plugin._validation import (check_optional_sensitivity_cap, check_tau_s
                                      values_readable)
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin._impl.reference import host_trace
-from tssl_plugin.rule import (WARMUP_WIDTH, Warmup, check_ablation, check_warmup, lif_constants, resolve_gate,
+from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, lif_constants, resolve_gate,
                               warmup_gate)
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-from ._convert import observe_firing, sensitivity_cap_for
+from ._convert import observe_firing, sensitivity_cap_for, warmup_width_for
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "charge_steps", "previous_membranes",
@@ -358,6 +358,13 @@ class TSSLNodeMixin:
         sync; ``"trace"`` when the warm-up is off: the gate is then unused)."""
         return resolve_gate(warmup_gate(self.warmup) or "trace", 1.0 if _leaky(tau_m) else 0.0)
 
+    def _tssl_constants(self, like: Tensor, tau_m: Any, thr: float, reset: str) -> LIFConstants:
+        """The rule's constants of this node (``thr``: the threshold measured from the reset value): the
+        warm-up width and the sensitivity cap in units of it (:mod:`._convert`)."""
+        return lif_constants(like, tau_m, self.tau_s, thr, reset, warmup_width_for(self.warmup_width, thr),
+                             sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
+                             self._tssl_gate(tau_m))
+
     def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:
             raise TypeError(f"{type(self).__name__}.forward takes one input tensor")
@@ -371,9 +378,7 @@ class TSSLNodeMixin:
             h = self._lib_charge(x_seq.detach(), v0, v_post)
         v_prev = previous_membranes(v0, v_post) if self._tssl_leak_learns() else None
         current, scale = self._tssl_input(x_seq, v_prev, vr, scale)
-        k = lif_constants(current, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                          self._tssl_gate(tau_m))
+        k = self._tssl_constants(current, tau_m, thr, reset)
         # the trace (u = h - V_r, du = h - v_prev, o = spikes != 0) is built inside the core's backward
         out = spikes_with_host_grad(current, HostTrace(h, v0, v_post, spikes, vr), k, warmup=self.warmup is not False,
                                     input_scale=scale)
@@ -397,9 +402,7 @@ class TSSLNodeMixin:
         with torch.no_grad():
             h = self._lib_charge(x.detach().unsqueeze(0), v0, v_post)
             u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), _compute_dtype(x))
-        k = lif_constants(u, tau_m, self.tau_s, thr, reset, self.warmup_width,
-                          sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                          self._tssl_gate(tau_m))
+        k = self._tssl_constants(u, tau_m, thr, reset)
         current, scale = self._tssl_input(x, v0, vr, scale)
         (out, _), self._tssl_state = tssl_step(current, state, u[0], du[0], o[0], v_post[0], k,
                                                warmup=self.warmup is not False, input_scale=scale)

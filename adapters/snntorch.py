@@ -65,7 +65,7 @@ from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import (ADAPTER_WARMUP, Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
-                       original_class, sensitivity_cap_for, tssl_class_for, watch_firing)
+                       original_class, sensitivity_cap_for, tssl_class_for, warmup_width_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -361,7 +361,7 @@ class TSSLLeaky(snn.Leaky):
         reset = core_reset(mode, self.reset_delay, reset_val)
         return LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=1.0 / self.tau_s, threshold=threshold,
                             warmup_level=warmup_level(self.tau_s), warmup_gate=self._tssl_gate(), reset=reset,
-                            warmup_width=self.warmup_width,
+                            warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
                             ablation=self.ablation)
 

@@ -197,6 +197,26 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
     torch.testing.assert_close(g_seq, g_step, rtol=1e-12 if dtype == torch.float64 else 1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("reset,delay,_", CONFIGS, ids=CONFIG_IDS)
+def test_the_gradient_scales_with_the_membrane(reset, delay, _):
+    """Input and threshold times 4 (snnTorch's tutorial_BSNN sets thresholds of 2.4-8): the same spikes, and
+    every input gradient divided by 4, because the warm-up width is in units of the threshold as the cap is in
+    units of 1/threshold (an absolute width left those layers almost without warm-up gradient)."""
+    x = make_x(T=16, dtype=torch.float64, scale=1.6, seed=30)
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(31)).double()
+    grads, spikes = [], []
+    for k in (1.0, 4.0):
+        lif = TSSLLeaky(beta=0.8, threshold=k, reset_mechanism=reset, reset_delay=delay)
+        xk = (x * k).requires_grad_()
+        spk, _ = step_loop(lif, xk)
+        (g,) = torch.autograd.grad(spk, xk, gy.float())
+        grads.append(g * k)
+        spikes.append(spk)
+    assert torch.equal(spikes[0], spikes[1]) and 0 < spikes[0].sum() < spikes[0].numel()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+    assert grads[0].abs().sum() > 0
+
+
 @pytest.mark.parametrize("reset,delay,core", [CONFIGS[0], CONFIGS[2]], ids=["zero", "subtract"])
 def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     beta = torch.linspace(0.6, 0.95, 9, dtype=torch.float64)
@@ -208,9 +228,10 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     (g,) = torch.autograd.grad(spk, x, gy.float())
     o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core, warmup=ADAPTER_WARMUP)
     assert torch.equal(spk.double(), o)
-    # the cap is per neuron here (cap / threshold): the core's rule through the adapters' trace op
+    # the cap (cap / threshold) and the warm-up width (width * threshold) are per neuron here: the core's rule
+    # through the adapters' trace op
     k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core, warmup_gate=ADAPTER_WARMUP)._replace(
-        sensitivity_cap=sensitivity_cap_for(core, None) / thr)
+        sensitivity_cap=sensitivity_cap_for(core, None) / thr, warmup_width=0.2 * thr)
     tr = forward_sequence(x.detach(), k)
     g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
     torch.testing.assert_close(g, g_core, rtol=1e-12, atol=1e-12)

@@ -188,7 +188,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     tau_m = tau if kind != "if" else math.inf
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
-                      warmup_width=width,
+                      warmup_width=width * (1.0 - vr),  # in units of the threshold from the reset value
                       sensitivity_cap=sensitivity_cap_for(reset, None, leaky=kind != "if") / (1.0 - vr))
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())

@@ -84,7 +84,7 @@ def test_membrane_part_is_the_core_op_on_the_synaptic_current(v_reset):
     c_leaf = c.clone().requires_grad_()
     reset = "subtract" if v_reset is None else "zero"
     out = tssl_lif(c_leaf - vr * (1 - v_decay), 1 / (1 - v_decay), 1 / (1 - c_decay), 1.0 - vr, output="spike",
-                   warmup=ADAPTER_WARMUP,
+                   warmup=ADAPTER_WARMUP, warmup_width=0.2 * (1.0 - vr),  # in units of the threshold
                    reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     assert torch.equal(out.detach(), spk)
     (out * g).sum().backward()

@@ -88,12 +88,13 @@ def test_trace_backward_op(impl):
     per_neuron = lif_constants(x, torch.tensor([3.0, 5.0, 4.0, 7.0]), 2.0, torch.tensor([0.5, 1.0, 1.5, 0.8]),
                                "subtract", warmup_width=0.6)
     for k in (lif_constants(x, 5.0, 3.0, 1.0, "zero"), per_neuron,
-              per_neuron._replace(sensitivity_cap=1.0 / per_neuron.threshold)):
+              per_neuron._replace(sensitivity_cap=1.0 / per_neuron.threshold),
+              per_neuron._replace(warmup_width=0.2 * per_neuron.threshold)):  # the adapters' width: w theta
         tr = forward_sequence(x, k)
-        consts = tuple(k)[:4] + (k.sensitivity_cap,)
+        consts = tuple(k)[:4] + (k.sensitivity_cap, k.warmup_width)
         tensors = [c if isinstance(c, torch.Tensor) else None for c in consts]
         scalars = [0.0 if isinstance(c, torch.Tensor) else float(c) for c in consts]
-        args = (g, tr.u, tr.du, tr.o, *tensors[:4], scalars, k.reset, True, impl, k.warmup_width, tensors[4])
+        args = (g, tr.u, tr.du, tr.o, *tensors[:4], scalars, k.reset, True, impl, tensors[5], tensors[4])
         opcheck(torch.ops.tssl_plugin.trace_backward.default, args)
         eager = _op.trace_backward(g, tr.u, tr.du, tr.o, k, True, impl)
         assert torch.equal(torch.ops.tssl_plugin.trace_backward(*args), eager) and eager.abs().sum() > 0

@@ -12,7 +12,9 @@ impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace")
 reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace")``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
-    the four constants are per-neuron tensors or None (then ``scalars[i]``).
+    the four constants, ``warmup_width`` and ``sensitivity_cap`` are tensors or None (then ``scalars[i]``,
+    in the order ``inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap, warmup_width``: the
+    adapters' width is in units of a threshold that may be a tensor).
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
 None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
@@ -147,14 +149,14 @@ lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
 @torch.library.custom_op("tssl_plugin::trace_backward", mutates_args=())
 def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
-                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: float,
+                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: Optional[Tensor],
                       sensitivity_cap: Optional[Tensor] = None, ablation: str = "none",
                       warmup_gate: str = "trace") -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
-    inv_tau_m, inv_tau_s, threshold, warmup_level, cap = _join(
-        (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap), scalars)
+    inv_tau_m, inv_tau_s, threshold, warmup_level, cap, width = _join(
+        (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap, warmup_width), scalars)
     k = LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=inv_tau_s, threshold=threshold, warmup_level=warmup_level,
-                     reset=reset, warmup_width=float(warmup_width), sensitivity_cap=cap, ablation=ablation,
+                     reset=reset, warmup_width=width, sensitivity_cap=cap, ablation=ablation,
                      warmup_gate=warmup_gate)
     return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup)).to(grad.dtype).contiguous()
 
@@ -171,8 +173,9 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
     if _plain_eager(u):
         return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup))
-    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap))
-    return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, k.warmup_width,
+    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap,
+                               k.warmup_width))
+    return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, tensors[5],
                              tensors[4], k.ablation, k.warmup_gate)
 
 
