@@ -266,8 +266,8 @@ class TSSLLeaky(snn.Leaky):
 
     Same constructor as ``snn.Leaky`` plus ``tau_s`` (PSC time constant of the
     internal trace used by the warm-up, >= 1), ``warmup`` (the reference
-    warm-up surrogate for silent neurons) and ``warmup_width`` (its width,
-    > 0; default 0.2, the reference's), ``sensitivity_cap`` and ``ablation`` (a part of the rule
+    warm-up surrogate for silent neurons) and ``warmup_width`` (its width in units of the threshold,
+    > 0; default 0.2, the reference's at threshold 1), ``sensitivity_cap`` and ``ablation`` (a part of the rule
     switched off, for measurements: :func:`tssl_plugin.functional.tssl_lif`). Same ``(spk, mem)`` return
     contract, buffers and ``state_dict`` keys.
     """
@@ -721,7 +721,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     TSSL-BP and the output layer with its ``spike_grad`` (the recipe for
     losses that never saturate, such as ``ce_rate_loss``). A name or module
     not in the model is an error. ``tau_s``, ``warmup`` and ``warmup_width``
-    (the warm-up surrogate's width, default 0.2, the reference's) are set on
+    (the warm-up surrogate's width in units of each layer's threshold, default 0.2, the reference's at
+    threshold 1: :func:`._convert.warmup_width_for`) are set on
     every converted layer, including layers an earlier ``convert`` converted:
     calling ``convert`` again applies the new options; a Synaptic or RSynaptic
     layer's warm-up trace uses its own synapse's ``tau_s = 1/(1 - alpha)`` instead of ``tau_s``.

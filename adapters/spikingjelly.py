@@ -151,7 +151,8 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     ``state_dict`` keys, hooks and references stay valid; ``reset_net``,
     ``set_step_mode`` and ``layer.*`` containers keep working. Nodes already
     converted get the new ``tau_s``/``warmup``/``warmup_width`` (the width of
-    the warm-up surrogate, default 0.2, the reference's)/``sensitivity_cap`` (the
+    the warm-up surrogate in units of the threshold relative to ``v_reset``, default 0.2, the reference's at
+    SpikingJelly's defaults)/``sensitivity_cap`` (the
     cap on the spike-time sensitivity ``c = min(1/du, sensitivity_cap / threshold)``,
     threshold relative to ``v_reset``; default None: 1 for the soft reset and for nodes without leak (IF),
     the reference's 8 for a leaky node's hard reset, docs/algorithm.md). Other neuron types are left

@@ -197,6 +197,26 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     torch.testing.assert_close(g, g_core, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("v_reset", [0.0, None], ids=["hard", "soft"])
+def test_the_gradient_scales_with_the_membrane(v_reset):
+    """Input, threshold and reset value times 4: the same spikes and every input gradient divided by 4 (the
+    warm-up width is in units of the threshold from the reset value, as the cap is in units of its inverse)."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(16, 4, 9, generator=gen, dtype=torch.float64) * 1.6 - 0.1
+    gy = torch.randn(16, 4, 9, generator=gen, dtype=torch.float64)
+    grads, spikes = [], []
+    for k in (1.0, 4.0):
+        node = convert(neuron.LIFNode(tau=2.5, v_threshold=k, v_reset=None if v_reset is None else v_reset * k,
+                                      step_mode="m")).double()
+        xk = (x * k).requires_grad_()
+        o = node(xk)
+        (g,) = torch.autograd.grad(o, xk, gy)
+        grads.append(g * k)
+        spikes.append(o)
+    assert torch.equal(spikes[0], spikes[1]) and 0 < spikes[0].sum() < spikes[0].numel()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
 def test_an_output_neuron_that_fired_early_is_asked_for_its_missing_later_spikes():
     """Issue 19 item 3: the regression test of the converted Fashion-MNIST CNN's drift, at its cause.
 
