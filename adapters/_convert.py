@@ -29,7 +29,8 @@ __all__ = ["ADAPTER_WARMUP", "Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_co
 #: the adapters' warm-up gate (``warmup=``, :data:`tssl_plugin.rule.WARMUP_GATES`): ``"auto"``, the surrogate at
 #: every step without a spike for a leaky neuron (``"silent"``) and the reference's gate for one without leak.
 #: The reference's ``"trace"`` leaves a neuron that has fired without gradient at the silent steps that follow
-#: while its trace stays high, and the converted SpikingJelly Fashion-MNIST CNN drifted from it; a recurrent
+#: while its trace stays high, and the converted SpikingJelly Fashion-MNIST CNN's fully connected layer drifted
+#: from it (its second convolution drifts at the full budget with either gate, for a cause not found); a recurrent
 #: integrate-and-fire network trained worse with ``"silent"`` (docs/algorithm.md, "The warm-up gate", has the
 #: measurements). ``warmup=True`` gives the reference's everywhere.
 ADAPTER_WARMUP = "auto"

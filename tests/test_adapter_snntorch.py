@@ -11,14 +11,12 @@ snn = pytest.importorskip("snntorch")
 import snntorch.functional as SF  # noqa: E402
 from snntorch import surrogate, utils  # noqa: E402
 
-from tssl_plugin._impl.reference import (  # noqa: E402
-    LIFConstants, backward_sequence, carry_step, forward_sequence, spike_trace,
-)
+from tssl_plugin._impl.reference import backward_sequence, forward_sequence  # noqa: E402
 from tssl_plugin.adapters._convert import ADAPTER_WARMUP
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
-from tssl_plugin.functional import spikes_with_tssl_grad, tssl_lif  # noqa: E402
+from tssl_plugin.functional import tssl_lif  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 

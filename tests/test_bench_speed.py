@@ -1,8 +1,6 @@
 """tssl-bench speed and its sub-commands (layer, mlp-step, scaling, gpu-layer, host-step), and the one timer they share."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest

@@ -106,7 +106,6 @@ def test_tutorial_pop_setups_train_converted_with_one_step(name):
 
 @pytest.mark.parametrize("name", ["spikingjelly-rsnn-fmnist-plain", "spikingjelly-rsnn-fmnist-fb"])
 def test_sequential_fashion_mnist_setups_convert_every_ifnode_and_train(name):
-    import torch
     from spikingjelly.activation_based import neuron
 
     rec = _train_on_random_images(name, 300)
