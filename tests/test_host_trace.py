@@ -155,7 +155,7 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
     """A converted multi-step node: the same input gradient as the core op on the trace built in Python, for
     each warm-up gate."""
     sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
-    from tssl_plugin.adapters._convert import sensitivity_cap_for
+    from tssl_plugin.adapters._convert import sensitivity_cap_for, warmup_width_for
     from tssl_plugin.adapters._spikingjelly_common import _leaky
     from tssl_plugin.adapters.spikingjelly import convert
 
@@ -181,6 +181,7 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
         assert torch.equal(h, node._lib_charge(x.detach(), v0, v_post))
         u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), torch.float32)
         cap = sensitivity_cap_for(reset, node.sensitivity_cap, _leaky(tau_m)) / thr
-        k = lif_constants(u, tau_m, node.tau_s, thr, reset, node.warmup_width, cap, warmup_gate=gate)
+        k = lif_constants(u, tau_m, node.tau_s, thr, reset, warmup_width_for(node.warmup_width, thr), cap,
+                          warmup_gate=gate)
         (want,) = torch.autograd.grad(spikes_with_tssl_grad(x, u, du, o, k, input_scale=scale), x, g)
         assert torch.equal(got, want)
