@@ -32,8 +32,8 @@ def test_continues_the_run_one_epoch_per_line(run, variant, epochs):
     r = _probe(run, "--variant", variant, "--epochs", str(epochs))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith(f"{variant}, warm-up gate default, surrogate at neuron layers [], offset 0 on synapse 1, "
-                               "from epoch 1")
+    assert lines[0].startswith(f"{variant}, warm-up gate default, surrogate at neuron layers [], set [], offset 0 "
+                               "on synapse 1, from epoch 1")
     assert [ln.split(":")[0] for ln in lines[1:]] == [f"{variant} epoch {e}" for e in range(2, 2 + epochs)]
     assert all("firing rates" in ln for ln in lines[1:])
 
@@ -54,3 +54,16 @@ def test_warmup_gate_and_surrogate_layers_are_applied(run):
     assert r.stdout.startswith("default, warm-up gate silent, surrogate at neuron layers [1],")
     r = _probe(run, "--variant", "sigmoid", "--sigmoid-at", "1")
     assert r.returncode != 0 and "--sigmoid-at" in r.stderr
+
+
+def test_set_at_changes_one_layers_rule(run):
+    """--set-at K:OPTION=VALUE sets an option on one converted layer: a wrong option value fails in that layer's
+    checks, a malformed item is a usage error, and a valid one runs."""
+    r = _probe(run, "--set-at", '1:ablation="no_intra"', "--set-at", "1:sensitivity_cap=1.0")
+    assert r.returncode == 0, r.stderr
+    assert "set ['1:ablation=\"no_intra\"', '1:sensitivity_cap=1.0']" in r.stdout
+    r = _probe(run, "--set-at", "1:sensitivity_cap=-1")
+    assert r.returncode != 0 and "sensitivity_cap" in r.stderr
+    r = _probe(run, "--set-at", "nonsense")
+    assert r.returncode == 2 and "--set-at" in r.stderr
+

@@ -19,6 +19,9 @@ Variants (``--variant``):
 (0-based) keep SpikingJelly's ``Sigmoid`` surrogate and only the others are converted, to find which layer's
 gradient makes the difference.
 
+``--set-at K:OPTION=VALUE`` (repeatable): one converted neuron layer's option (a JSON value), to change a part
+of the rule in that layer alone, e.g. ``--set-at 2:ablation='"no_intra"'`` or ``--set-at 2:sensitivity_cap=1.0``.
+
 ``--warmup-gate G``: the TSSL-BP layers' warm-up gate (``trace``, ``silent``; tssl_plugin.rule.WARMUP_GATES).
 
 ``--offset X`` adds ``X`` to every weight of synapse ``--layer`` (0-based, default 1: the second
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
@@ -58,6 +62,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="another learning rate than the run's")
     p.add_argument("--warmup-gate", default=None, choices=WARMUP_GATES, help="another warm-up gate than the run's")
     p.add_argument("--sigmoid-at", default="", help="neuron layers (0-based, comma-separated) left on the surrogate")
+    p.add_argument("--set-at", action="append", default=[], metavar="K:OPTION=VALUE",
+                   help="one converted neuron layer's option (JSON value), e.g. 2:ablation=\"no_intra\", "
+                        "2:sensitivity_cap=1.0, 2:warmup=false: a part of the rule changed in that layer alone")
     a = p.parse_args()
     torch.set_num_threads(1)
     cfg = read_config(Path(a.run), "--run")
@@ -88,6 +95,12 @@ def main() -> None:
 
         adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, exclude=[net.neurons()[k] for k in keep],
                         ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate), **ncfg.convert_options())
+    for item in a.set_at:
+        where, _, option = item.partition(":")
+        key, sep, value = option.partition("=")
+        if not sep or not where.isdigit():
+            p.error(f"--set-at {item!r}: expected K:OPTION=VALUE, e.g. 2:sensitivity_cap=1.0")
+        setattr(net.neurons()[int(where)], key, json.loads(value))
     state = load_checkpoint(Path(a.checkpoint), device)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -95,7 +108,8 @@ def main() -> None:
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
-    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, surrogate at neuron layers {keep}, offset {a.offset:g} "
+    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, surrogate at neuron layers {keep}, "
+          f"set {a.set_at}, offset {a.offset:g} "
           f"on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     for epoch in range(start, start + a.epochs):
         m = train_epoch(net, net, opt, ds, cfg, loss, epoch, 0, device, 1, 0, True)
