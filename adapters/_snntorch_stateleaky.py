@@ -72,9 +72,9 @@ class _StateLeakyRule:
             TSSLLeaky._check_options(self)  # the options' types only: a compiled graph reads no tensor's value
         else:
             _refuse(self)
-        if not torch.compiler.is_compiling() and not bool(torch.all(self.tau.detach() > 0)):
-            raise ValueError(f"TSSL-BP cannot be used with this {type(self).__name__}: beta > 1 (tau <= 0) makes the "
-                             f"membrane grow without bound; use 0 <= beta < 1")
+            if not bool(torch.all(self.tau.detach() > 0)):
+                raise ValueError(f"TSSL-BP cannot be used with this {type(self).__name__}: beta > 1 (tau <= 0) makes "
+                                 f"the membrane grow without bound; use 0 <= beta < 1")
         why = truncation_refusal(self, steps)
         if why is not None:
             raise ValueError(f"TSSL-BP cannot be used with this {type(self).__name__}: {why}")
@@ -100,8 +100,11 @@ class _StateLeakyRule:
         previous = torch.cat((torch.zeros_like(mem[:1]), mem[:-1])).detach()
         return x + self._decay().to(x.dtype) * previous
 
-    def _tssl_spikes(self, x: Tensor, mem: Tensor, spk: Tensor) -> Tensor:
-        """``spk`` (the host's spikes of membrane ``mem`` driven by ``x``) with the TSSL-BP gradient to ``x``."""
+    def _tssl_spikes(self, x: Tensor, mem: Tensor) -> Tensor:
+        """The host's spikes of membrane ``mem`` (driven by ``x``), snnTorch's ``fire`` times its spike factor as
+        its forward computes them, with the TSSL-BP gradient to ``x``."""
+        with torch.no_grad():
+            spk = self.fire(mem.detach()) * self.graded_spikes_factor
         current = self._current(x, mem)
         if not (torch.is_grad_enabled() and current.requires_grad):
             return spk
@@ -154,9 +157,7 @@ class TSSLStateLeaky(_StateLeakyRule, snn.StateLeaky):
             return snn.StateLeaky.forward(self, input_)
         self._check_options(input_.shape[0])
         mem = self._base_state_function(input_)
-        with torch.no_grad():
-            spk = self.fire(mem.detach()) * self.graded_spikes_factor
-        self.spk = self._tssl_spikes(input_, mem, spk)
+        self.spk = self._tssl_spikes(input_, mem)
         return self.spk, mem
 
 
@@ -187,7 +188,5 @@ class TSSLLinearLeaky(_StateLeakyRule, snn.LinearLeaky):
         current = self.linear(input_.reshape(-1, self.linear.in_features))
         current = current.reshape(num_steps, batch, self.linear.out_features)
         self.mem = self._base_state_function(current)
-        with torch.no_grad():
-            spk = self.fire(self.mem.detach()) * self.graded_spikes_factor
-        self.spk = self._tssl_spikes(current, self.mem, spk)
+        self.spk = self._tssl_spikes(current, self.mem)
         return self.spk, self.mem

@@ -117,18 +117,25 @@ NOT_SUPPORTED = {
     "SlidingPSN": "refused: parallel spiking neuron, no membrane recursion or reset",
     "RAFNode": "refused: resonate-and-fire, an oscillating two-variable membrane; " + _LINEAR,
 }
-_GATES = ("refused: a spiking recurrent cell (activation_based.rnn) whose spikes are its gates, each a surrogate "
-          "spike function of a weighted sum, with no membrane or reset; TSSL-BP's rule is for LIF neurons")
-NOT_SUPPORTED.update({name: _GATES for name in ("SpikingLSTM", "SpikingLSTMCell", "SpikingVanillaRNN",
-                                                  "SpikingVanillaRNNCell", "SpikingGRU", "SpikingGRUCell")})
+#: SpikingJelly's spiking recurrent cells (``activation_based.rnn``), refused with one reason.
+SPIKING_RNNS = ("SpikingLSTM", "SpikingLSTMCell", "SpikingVanillaRNN", "SpikingVanillaRNNCell", "SpikingGRU",
+                "SpikingGRUCell")
+NOT_SUPPORTED.update(dict.fromkeys(SPIKING_RNNS, (
+    "refused: a spiking recurrent cell (activation_based.rnn) whose spikes are its gates, each a surrogate spike "
+    "function of a weighted sum, with no membrane or reset; TSSL-BP's rule is for LIF neurons")))
+
+
+def _is_spiking_rnn(module: nn.Module) -> bool:
+    cls = type(module)
+    return cls.__module__.startswith("spikingjelly.activation_based.rnn") and cls.__name__ in SPIKING_RNNS
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
     cls = type(module)
     if "NonSpiking" in cls.__name__:
         return False  # readouts without spikes: nothing to convert
-    if cls.__module__.startswith("spikingjelly.activation_based.rnn") and cls.__name__ in NOT_SUPPORTED:
-        return True  # the spiking recurrent cells (their own cells inside them are listed once, with them)
+    if _is_spiking_rnn(module):
+        return True  # listed once, with the cells inside it skipped (convert)
     bases = tuple(b for b in (getattr(_sjn, "BaseNode", None), getattr(_sjn, "SimpleBaseNode", None)) if b)
     if bases and isinstance(module, bases):
         return True
@@ -196,7 +203,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
             continue  # a cell inside a spiking RNN already listed
         elif reason is not None or _is_spiking_neuron(module):
             unsupported.append(f"{label} ({cls.__name__}: {reason or NOT_SUPPORTED.get(cls.__name__, NOT_YET)})")
-            if NOT_SUPPORTED.get(cls.__name__) == _GATES:
+            if _is_spiking_rnn(module):
                 cells.append(label)
     if not unsupported and not any(isinstance(m, tuple(_TO_TSSL)) for m in model.modules()):
         nothing_to_convert(model, "LIFNode, IFNode, ParametricLIFNode or another supported node", "spikingjelly",

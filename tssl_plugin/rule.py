@@ -150,7 +150,7 @@ class LIFConstants(NamedTuple):
     threshold: Param
     warmup_level: Param  # 1 / (4 tau_s)
     reset: str
-    warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w
+    warmup_width: Param = WARMUP_WIDTH  # w of sigma'((u - theta)/w)/w; the adapters' w theta may be a tensor
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
     ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
     warmup_gate: str = "trace"  # "trace" or "silent" (adds the surrogate at the other silent steps); never "auto"

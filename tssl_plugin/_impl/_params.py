@@ -40,7 +40,7 @@ ROWS: Tuple[str, ...] = (
     "threshold",          # theta
     "threshold_x_membrane_decay",  # beta theta: what a "subtract" spike removes from the next step's membrane
     "warmup_level",       # 1 / (4 tau_s)
-    "warmup_width",       # w of the warm-up surrogate sigma'((u - theta)/w)/w (one value per layer)
+    "warmup_width",       # w of the warm-up surrogate sigma'((u - theta)/w)/w (per neuron where w theta is)
     "sensitivity_cap",    # cap of the spike-time sensitivity c = min(1/du, cap)
     "spike_timing_gain",  # a_c: factor on c, 1 (0 for the ablation "no_spike_timing", rule.ablation_gains)
     "intra_gain",         # a_J: factor on the intra-neuron term, 1 (0 for the ablation "no_intra")

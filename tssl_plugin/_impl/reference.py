@@ -6,7 +6,8 @@ every other implementation (fused CPU, Triton) is tested against this file.
 Shapes are time-first: sequences are ``[T, *neuron_shape]``; every formula is
 element-wise over the neurons. Parameters (``inv_tau_m``, ``inv_tau_s``,
 ``threshold``, ``warmup_level``) are Python floats or tensors that broadcast
-to ``neuron_shape``; the warm-up width ``warmup_width`` is a float.
+to ``neuron_shape``; the warm-up width ``warmup_width`` is a float, or a tensor where an adapter
+scales it by a tensor threshold.
 
 Forward and backward follow the formulas of :mod:`tssl_plugin.rule` step by step (:func:`carry_step` is
 one step of the backward walk); the ablation gains ``a_c``, ``a_J`` are
