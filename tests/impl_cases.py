@@ -25,10 +25,10 @@ def tol(dtype):
 
 
 def op_params(tau_m=5.0, tau_s=3.0, threshold=1.0, reset="zero", warmup_width=0.2, sensitivity_cap=8.0,
-              ablation="none", warmup_gate="trace"):
+              ablation="none", warmup_gate="trace", warmup_floor=True):
     """The ``params`` tuple the implementations' ``forward_op`` and ``backward_op`` take (``lif_constants``'s
     defaults)."""
-    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate)
+    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)
 
 
 def saved_for_backward(impl, x):
@@ -240,6 +240,38 @@ def warmup_gate_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
     assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), trace_gate), reset
 
 
+#: ``(seed, reset, output)`` of the warm-up floor checks.
+FLOOR_CASES = [(470 + i, r, o) for i, (r, o) in enumerate(itertools.product(RESETS, OUTPUTS))]
+
+
+def _far_below(x):
+    """``x`` shifted so that many neurons stay far (more than 8 warm-up widths) below the threshold while others
+    fire."""
+    return 2.0 * x - 0.9
+
+
+def warmup_floor_case(impl, seed, reset, output, T=8, shape=(3, 20), device="cpu"):
+    """``warmup_floor=False`` (the gate ``"silent"`` too) through the whole-sequence op, where it changes the
+    reference's gradient: a neuron far below the threshold gets nothing instead of ``G sigma'(8)/w``."""
+    x, g = random_case(T, shape, F64, seed, device)
+    x = _far_below(x)
+    for gate in ("trace", "silent"):
+        check_against_reference(impl, x, g, reset=reset, output=output, warmup=gate, warmup_floor=False)
+        assert not torch.equal(run("reference", x, g, reset=reset, output=output, warmup=gate, warmup_floor=False)[1],
+                               run("reference", x, g, reset=reset, output=output, warmup=gate)[1])
+
+
+def warmup_floor_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
+    """``warmup_floor=False`` through the from-trace entry point, where it changes the reference's gradient."""
+    x, g = random_case(T, shape, F64, 460, device)
+    x = _far_below(x)
+    k = lif_constants(x, reset=reset, warmup_floor=False)
+    u, du, o = _reference_trace(x, k)
+    check_from_trace(impl_obj, g, u, du, o, k)
+    floor = _ReferenceImpl.backward_from_trace(g, u, du, o, lif_constants(x, reset=reset), True)
+    assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), floor), reset
+
+
 def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
     """Every reset and output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry
     point, with ``width``."""
@@ -424,6 +456,9 @@ def step_cases(impl_obj, device="cpu", full=True):
         k = k._replace(ablation=ablation)
         if i % 5 == 2:  # the warm-up gate "silent": every step without a spike
             k = k._replace(warmup_gate="silent")
+        if i % 4 == 1:  # no floor under the warm-up surrogate (its clamp at 40 widths instead of 8)
+            k = k._replace(warmup_floor=False)
+            u = torch.where(o, u, u - 4.5)  # silent neurons from within to beyond 8 widths (4.8) below the threshold
         oc, start = o.cpu(), (u - du).cpu()
         assert bool((oc & (start > 1.2)).any()) and bool((oc & (start <= 0.8)).any()) and bool((oc & (du.cpu() < 0)).any())
         h = h if has_h else None
@@ -434,7 +469,7 @@ def step_cases(impl_obj, device="cpu", full=True):
                                          extra=extra)
         want_gx = want_gx * scale
         gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
-        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate)
+        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate, k.warmup_floor)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
         assert torch.equal(delta, want_delta), mode
         # where the warm-up's exp enters: its steps, and with the gate "silent" every step without a spike

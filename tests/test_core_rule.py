@@ -128,3 +128,50 @@ def test_the_auto_gate_is_silent_where_the_neurons_leak():
     assert rule.lif_constants(x, tau_m=float("inf"), warmup_gate="silent").warmup_gate == "silent"
     if_neuron = _fires_once_then_stays_silent  # the same neuron as above with tau_m 5: "auto" is "silent" there
     assert torch.equal(if_neuron("auto"), if_neuron("silent"))
+
+
+X_FAR = [-4.0, 0.0, 0.0, 0.0, 2.5]
+
+
+def _far_below_gradient(**kw):
+    """dL/dx of one silent neuron whose membrane is 0.14 to 5 below the threshold (1) at steps 0-4, upstream 1."""
+    x = torch.tensor(X_FAR, dtype=torch.float64).reshape(5, 1).requires_grad_()
+    o = functional.tssl_lif(x, output="spike", **kw)
+    assert o.sum() == 0
+    (g,) = torch.autograd.grad(o, x, torch.ones_like(o))
+    return g.flatten()
+
+
+@pytest.mark.parametrize("width", [0.2, 0.05])
+def test_the_reference_warm_up_has_a_floor_far_below_the_threshold(width):
+    """Issue 19 item 3, the cause of the converted SpikingJelly CNN's drift (docs/algorithm.md, "The warm-up
+    floor"): the reference clamps the sigmoid's argument at 8 widths, so a neuron however far below the threshold
+    passes ``sigma'(8)/w`` of its error to its input (the narrower the surrogate, the larger). Summed over a layer's
+    silent neurons that is a straight-through gradient. ``warmup_floor=False`` clamps at 40 widths instead: the
+    surrogate decays to zero (``sigma'(40) ~ 4e-18``), and near the threshold nothing changes."""
+    e = torch.exp(torch.tensor(-8.0, dtype=torch.float64))
+    floor = e / (1 + e) ** 2 / width  # sigma'(8) / w
+    with_floor = _far_below_gradient(warmup_width=width)
+    without = _far_below_gradient(warmup_width=width, warmup_floor=False)
+    u, v = [], 0.0
+    for x in X_FAR:  # the membrane, beta 0.8, never reset
+        v = 0.8 * v + x
+        u.append(v)
+    u = torch.tensor(u, dtype=torch.float64)
+    far = (1.0 - u) / width > 8
+    assert far.any() and (~far).any()
+    torch.testing.assert_close(with_floor[far], floor.expand(int(far.sum())), rtol=1e-12, atol=0)
+    z = torch.exp(-((1.0 - u[far]) / width).clamp(max=rule.WARMUP_BOUND_NO_FLOOR))  # decays with the distance
+    torch.testing.assert_close(without[far], z / (1 + z) ** 2 / width, rtol=1e-9, atol=0)
+    assert (without[far] < floor / 1000).all()
+    torch.testing.assert_close(without[~far], with_floor[~far], rtol=1e-12, atol=0)  # unchanged near it
+    k = rule.lif_constants(torch.zeros(1, 1), warmup_floor=False)
+    assert rule.warmup_bound(k) == rule.WARMUP_BOUND_NO_FLOOR and rule.warmup_bound(k._replace(warmup_floor=True)) == 8
+
+
+def test_warmup_floor_must_be_a_bool():
+    with pytest.raises(TypeError, match="warmup_floor"):
+        functional.tssl_lif(torch.zeros(2, 3), warmup_floor="no")
+    with pytest.raises(TypeError, match="warmup_floor"):
+        tssl_plugin.TSSLNeuron(warmup_floor=1)
+    assert "warmup_floor=False" in repr(tssl_plugin.TSSLNeuron(warmup_floor=False))

@@ -71,10 +71,17 @@ def test_warmup_gate_silent_matches_reference(seed, reset, output):
 
 
 @needs_cpu
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.FLOOR_CASES))
+def test_warmup_without_floor_matches_reference(seed, reset, output):
+    cases.warmup_floor_case("cpu", seed, reset, output)
+
+
+@needs_cpu
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace,
-                                   cases.warmup_gate_from_trace],
-                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent"])
+                                   cases.warmup_gate_from_trace, cases.warmup_floor_from_trace],
+                         ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent",
+                              "warmup-without-floor"])
 def test_option_from_trace_matches_reference(check, reset):
     check(cpu.CpuImpl, reset)
 

@@ -149,6 +149,12 @@ def test_warmup_gate_silent_matches_reference(kernel, seed, reset, output):
 
 
 @interpreter
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.FLOOR_CASES))
+def test_warmup_without_floor_matches_reference(kernel, seed, reset, output):
+    cases.warmup_floor_case("triton", seed, reset, output, **SMALL)
+
+
+@interpreter
 @pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
 def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
     cases.sensitivity_cap_case("triton", seed, reset, output, **SMALL)
@@ -156,8 +162,9 @@ def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
 
 @interpreter
 @pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("check", [cases.sensitivity_cap_from_trace, cases.warmup_gate_from_trace],
-                         ids=["per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent"])
+@pytest.mark.parametrize("check", [cases.sensitivity_cap_from_trace, cases.warmup_gate_from_trace,
+                                   cases.warmup_floor_from_trace],
+                         ids=["per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent", "warmup-without-floor"])
 def test_option_from_trace_matches_reference(kernel, impl_obj, check, reset):
     check(impl_obj, reset, **SMALL)
 

@@ -18,7 +18,7 @@ from ._impl import reference as _reference
 from ._impl.reference import HostTrace
 from ._types import Warmup, compute_dtype
 from ._validation import (
-    as_param, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
+    as_param, check_bool, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
     check_sequence, check_warmup_width,
 )
 from .rule import (
@@ -45,6 +45,7 @@ def tssl_lif(
     warmup_width: float = WARMUP_WIDTH,
     sensitivity_cap: float = SENSITIVITY_CAP,
     ablation: str = "none",
+    warmup_floor: bool = True,
 ) -> Tensor:
     """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
 
@@ -86,6 +87,10 @@ def tssl_lif(
             contributes (docs/algorithm.md, "Ablations"; not a recommendation): ``"no_intra"`` drops
             the intra-neuron (reset-timing) term, ``"no_spike_timing"`` every gradient at spikes, which
             leaves the warm-up surrogate alone (needs ``warmup=True``); :mod:`tssl_plugin.rule`.
+        warmup_floor: True (the reference's): the warm-up sigmoid's argument is clamped at 8 widths, so a
+            silent neuron however far below the threshold gets at least ``G sigma'(8)/w``; False (an
+            extension, the adapters' default): no floor, the surrogate decays to zero far below the
+            threshold (docs/algorithm.md, "The warm-up floor").
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
@@ -107,8 +112,9 @@ def tssl_lif(
     width = check_warmup_width(warmup_width)
     cap = check_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, reset, warmup)
+    floor = check_bool(warmup_floor, "warmup_floor")
     return _op.lif(x, tm, ts, th, reset, gate is not None, output == "psc", impl, width, cap, ablation,
-                   gate or "trace")
+                   gate or "trace", floor)
 
 
 class _TraceGradFunction(torch.autograd.Function):

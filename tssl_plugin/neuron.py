@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from . import _impl
 from ._validation import (
-    check_choice, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
+    check_bool, check_choice, check_param, check_param_values, check_sensitivity_cap, check_warmup_width,
 )
 from .functional import tssl_lif
 from ._types import Warmup
@@ -29,7 +29,7 @@ class TSSLNeuron(nn.Module):
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
             to the input's ``x.shape[1:]`` (stored as buffers, so they follow
             ``.to()`` and appear in the state_dict).
-        warmup, output, reset, impl, warmup_width, sensitivity_cap, ablation: see
+        warmup, output, reset, impl, warmup_width, sensitivity_cap, ablation, warmup_floor: see
             :func:`~tssl_plugin.functional.tssl_lif`.
 
     Shape: input ``[T, N, ...]`` (time-first), output the same.
@@ -39,6 +39,7 @@ class TSSLNeuron(nn.Module):
     warmup_width: float = WARMUP_WIDTH
     sensitivity_cap: float = SENSITIVITY_CAP
     ablation: str = "none"
+    warmup_floor: bool = True
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class TSSLNeuron(nn.Module):
         warmup_width: float = WARMUP_WIDTH,
         sensitivity_cap: float = SENSITIVITY_CAP,
         ablation: str = "none",
+        warmup_floor: bool = True,
     ) -> None:
         super().__init__()
         check_choice(output, "output", OUTPUTS)
@@ -62,6 +64,7 @@ class TSSLNeuron(nn.Module):
         warmup_width = check_warmup_width(warmup_width)
         sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
         check_ablation(ablation, reset, warmup)
+        warmup_floor = check_bool(warmup_floor, "warmup_floor")
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
         for name, value in params.items():
             if isinstance(value, Tensor):
@@ -76,6 +79,7 @@ class TSSLNeuron(nn.Module):
         self.warmup_width = warmup_width
         self.sensitivity_cap = sensitivity_cap
         self.ablation = ablation
+        self.warmup_floor = warmup_floor
         self.output = output
         self.reset = reset
         self.impl = impl
@@ -85,6 +89,7 @@ class TSSLNeuron(nn.Module):
             x, self.tau_m, self.tau_s, self.threshold,
             warmup=self.warmup, output=self.output, reset=self.reset, impl=self.impl,
             warmup_width=self.warmup_width, sensitivity_cap=self.sensitivity_cap, ablation=self.ablation,
+            warmup_floor=self.warmup_floor,
         )
 
     def extra_repr(self) -> str:
@@ -97,4 +102,5 @@ class TSSLNeuron(nn.Module):
             f"output={self.output!r}, "
             f"reset={self.reset!r}"
             + (f", ablation={self.ablation!r}" if self.ablation != "none" else "")
+            + ("" if self.warmup_floor else ", warmup_floor=False")
         )

@@ -80,7 +80,13 @@ project's extension):
     \frac{\partial L}{\partial x[t]} = S[t]
     \quad \text{where } o[t] = 0 \text{ and } s[t] < \frac{1}{4\tau_s},
 
-with the sigmoid's argument clamped to [-8, 8]; the carry is never replaced. That is the gate
+with the sigmoid's argument clamped to :math:`[-b, b]`; the carry is never replaced. The reference clamps at
+:math:`b = 8` (:data:`WARMUP_BOUND`), which leaves a floor: every silent neuron more than :math:`8w` below the
+threshold, however far, gets :math:`G\,\sigma'(8)/w \approx 3.4 \cdot 10^{-4}\,G/w`. ``warmup_floor=False``
+(this project's extension; the adapters' default) clamps at :math:`b = 40` (:data:`WARMUP_BOUND_NO_FLOOR`,
+where :math:`\sigma' \approx 4 \cdot 10^{-18}` and the exponential stays finite in float32), so the surrogate
+decays to zero far below the threshold, as the hosts' sigmoid surrogates do (docs/algorithm.md, "The warm-up
+floor"). That is the gate
 ``"trace"`` (:data:`WARMUP_GATES`). The gate ``"silent"`` (this project's extension) also gives the other
 steps without a spike the surrogate, added to the carried error (``"auto"``, the adapters' default, is
 ``"silent"`` for leaky neurons and ``"trace"`` for integrate-and-fire ones: :func:`resolve_gate`):
@@ -122,7 +128,7 @@ from typing import NamedTuple, Optional, Tuple
 from torch import Tensor
 
 from ._types import Param, Warmup
-from ._validation import as_param, check_choice, check_sensitivity_cap, check_warmup_width
+from ._validation import as_param, check_bool, check_choice, check_sensitivity_cap, check_warmup_width
 
 #: reset rules, the paper's (``"zero"``) first.
 RESETS = ("zero", "subtract", "subtract_after_leak", "none")
@@ -132,6 +138,11 @@ OUTPUTS = ("psc", "spike")
 SENSITIVITY_CAP = 8.0
 #: width of the warm-up sigmoid surrogate: the reference's value, the default of every ``warmup_width``.
 WARMUP_WIDTH = 0.2
+#: the reference's clamp of the warm-up sigmoid's argument, ``[-8, 8]``: it leaves a floor ``sigma'(8)/w``.
+WARMUP_BOUND = 8.0
+#: the clamp without that floor (``warmup_floor=False``): ``sigma'(40) ~ 4e-18``, and ``exp(40)`` squared stays
+#: finite in float32.
+WARMUP_BOUND_NO_FLOOR = 40.0
 #: the warm-up applies where the trace ``s < 1 / (WARMUP_LEVEL_DIVISOR * tau_s)`` (gate ``"trace"``).
 WARMUP_LEVEL_DIVISOR = 4.0
 #: where the warm-up surrogate applies: ``"trace"`` (the reference: steps without a spike while the trace is
@@ -154,6 +165,13 @@ class LIFConstants(NamedTuple):
     sensitivity_cap: Param = SENSITIVITY_CAP  # c = min(1/du, cap) at a spike
     ablation: str = "none"  # one of ABLATIONS: a part of the rule switched off (measurements only)
     warmup_gate: str = "trace"  # "trace" or "silent" (adds the surrogate at the other silent steps); never "auto"
+    warmup_floor: bool = True  # the reference's clamp at 8 (a floor sigma'(8)/w far below threshold); False: none
+
+
+def warmup_bound(k: LIFConstants) -> float:
+    """The clamp of the warm-up sigmoid's argument for constants ``k``: :data:`WARMUP_BOUND` (the reference's,
+    with its floor) or :data:`WARMUP_BOUND_NO_FLOOR`."""
+    return WARMUP_BOUND if k.warmup_floor else WARMUP_BOUND_NO_FLOOR
 
 
 def warmup_level(tau_s: Param) -> Param:
@@ -235,6 +253,7 @@ def lif_constants(
     sensitivity_cap: float = SENSITIVITY_CAP,
     ablation: str = "none",
     warmup_gate: str = "trace",
+    warmup_floor: bool = True,
 ) -> LIFConstants:
     """Validate the neuron parameters against input ``x`` and turn them into recursion constants.
 
@@ -247,9 +266,11 @@ def lif_constants(
     ``sensitivity_cap`` (default :data:`SENSITIVITY_CAP`, the reference's 8). ``ablation`` is one of
     :data:`ABLATIONS`, checked against ``reset`` here and against the warm-up where that is known
     (:func:`check_ablation`). ``warmup_gate`` (:data:`WARMUP_GATES`) says where the warm-up applies
-    (:func:`warmup_level`).
+    (:func:`warmup_level`); ``warmup_floor`` (a bool) whether its sigmoid keeps the reference's floor far below
+    the threshold (:data:`WARMUP_BOUND`).
     """
     check_choice(reset, "reset", RESETS)
+    check_bool(warmup_floor, "warmup_floor")
     check_ablation(ablation, reset, None)
     check_choice(warmup_gate, "warmup_gate", WARMUP_GATES)
     width = check_warmup_width(warmup_width)
@@ -259,10 +280,11 @@ def lif_constants(
     ts = as_param(tau_s, "tau_s", shape, x)
     th = as_param(threshold, "threshold", shape, x)
     return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation,
-                        resolve_gate(warmup_gate, 1.0 / tm))
+                        resolve_gate(warmup_gate, 1.0 / tm), warmup_floor)
 
 
 __all__ = [
-    "Param", "Warmup", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_LEVEL_DIVISOR", "WARMUP_GATES",
+    "Param", "Warmup", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_BOUND", "WARMUP_BOUND_NO_FLOOR",
+    "warmup_bound", "WARMUP_LEVEL_DIVISOR", "WARMUP_GATES",
     "ABLATIONS", "LIFConstants", "warmup_level", "check_warmup", "warmup_gate", "resolve_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
 ]

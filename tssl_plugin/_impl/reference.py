@@ -22,7 +22,8 @@ from torch import Tensor
 
 # The rule's constants and types live in the public module tssl_plugin.rule; they are
 # re-exported here for the code that imports them from the reference.
-from ..rule import RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, ablation_gains, subtracted_next
+from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_BOUND, WARMUP_WIDTH, LIFConstants, Param, ablation_gains,
+                    subtracted_next, warmup_bound)
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
@@ -167,9 +168,11 @@ def crossed(of: Tensor, u: Tensor, du: Tensor, k: LIFConstants) -> Tensor:
     return of * (u - du <= k.threshold).to(of.dtype)
 
 
-def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param, width: float = WARMUP_WIDTH) -> Tensor:
-    """``G * sigma'((u - threshold)/w) / w`` with the argument clamped to [-8, 8] (``w = width``, default 0.2)."""
-    z = torch.exp(torch.clamp((threshold - u) / width, -8.0, 8.0))
+def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param, width: float = WARMUP_WIDTH,
+                     bound: float = WARMUP_BOUND) -> Tensor:
+    """``G * sigma'((u - threshold)/w) / w`` with the argument clamped to ``[-bound, bound]`` (``w = width``,
+    default 0.2; ``bound`` 8, the reference's, or 40 without its floor: :func:`tssl_plugin.rule.warmup_bound`)."""
+    z = torch.exp(torch.clamp((threshold - u) / width, -bound, bound))
     return G * z / ((1 + z) * (1 + z) * width)
 
 
@@ -217,7 +220,7 @@ def carry_step(
         delta = delta + extra
     if not warmup:
         return delta, delta
-    pure = warmup_surrogate(G, u, k.threshold, k.warmup_width)
+    pure = warmup_surrogate(G, u, k.threshold, k.warmup_width, warmup_bound(k))
     surrogate = pure if extra is None else pure + extra
     warm = (s < k.warmup_level) & (of == 0)
     if k.warmup_gate == "silent":

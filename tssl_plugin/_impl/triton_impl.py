@@ -95,6 +95,7 @@ ROW_SENSITIVITY_CAP = tl.constexpr(ROW["sensitivity_cap"])
 ROW_SPIKE_TIMING_GAIN = tl.constexpr(ROW["spike_timing_gain"])
 ROW_INTRA_GAIN = tl.constexpr(ROW["intra_gain"])
 ROW_SILENT_GAIN = tl.constexpr(ROW["silent_gain"])
+ROW_WARMUP_BOUND = tl.constexpr(ROW["warmup_bound"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
@@ -114,7 +115,7 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 @triton.jit
 def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
     """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, beta th, warm-up level and width,
-    sensitivity cap, ablation gains a_c and a_J, and the warm-up gate's a_S."""
+    sensitivity cap, ablation gains a_c and a_J, the warm-up gate's a_S and the warm-up bound b."""
     return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
@@ -126,7 +127,8 @@ def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr,
             _load_param(table_ptr, ROW_SENSITIVITY_CAP, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_SPIKE_TIMING_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INTRA_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
-            _load_param(table_ptr, ROW_SILENT_GAIN, n_neurons, offs, mask, PER_NEURON, STATE))
+            _load_param(table_ptr, ROW_SILENT_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_WARMUP_BOUND, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -179,19 +181,21 @@ def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.co
 
 
 @triton.jit
-def _warmup_surrogate(G, u, th, width):
-    """G * sigma'((u - th) / width) / width with the argument clamped to [-8, 8] (reference.warmup_surrogate).
+def _warmup_surrogate(G, u, th, width, bound):
+    """G * sigma'((u - th) / width) / width with the argument clamped to [-bound, bound]
+    (reference.warmup_surrogate).
 
-    ``width`` is the table's warm-up width row: a run-time value, so every width runs the same compiled kernel.
+    ``width`` and ``bound`` are the table's warm-up rows: run-time values, so every width and bound runs the same
+    compiled kernel.
     """
     a = (th - u) / width
-    a = tl.minimum(tl.maximum(a, -8.0), 8.0)
+    a = tl.minimum(tl.maximum(a, -bound), bound)
     z = tl.exp(a)
     return G * z / ((1.0 + z) * (1.0 + z) * width)
 
 
 @triton.jit
-def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, cap, a_c, a_j, a_s,
+def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, wb, cap, a_c, a_j, a_s,
                     RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr):
     """One step of the backward walk over time, shared by both backward kernels (reference.backward_sequence):
     the upstream ``G`` (``g``, or for a PSC output its adjoint ``acc = g its + (1 - its) acc``), the carry
@@ -207,7 +211,7 @@ def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, w
     h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
     out = h
     if WARMUP:
-        sur = _warmup_surrogate(G, u, th, ww)
+        sur = _warmup_surrogate(G, u, th, ww, wb)
         out = tl.where(warm, sur, h + a_s * (1.0 - of) * sur)
     return out, h, acc
 
@@ -248,7 +252,8 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
+                                                                                     PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -282,7 +287,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         flags = tl.load(flags_ptr + idx, mask=mask, other=0)
         of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, of, (flags & 2) != 0, itm, beta, its, decs, th, thb, ww,
-                                      cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
+                                      wb, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -293,7 +298,8 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
+                                                                                     PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
@@ -331,7 +337,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
             u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
             du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, fired_seq[T - 1 - i], warm_seq[T - 1 - i], itm, beta, its,
-                                      decs, th, thb, ww, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
+                                      decs, th, thb, ww, wb, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -361,8 +367,8 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s = _backward_params(table_ptr, N, offs, mask, PER_NEURON,
-                                                                         STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
+                                                                                     PER_NEURON, STATE)
     G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
     du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
@@ -378,7 +384,7 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     tl.store(delta_ptr + offs, delta, mask=mask)
     out = delta
     if WARMUP:
-        pure = _warmup_surrogate(G, u, th, ww)
+        pure = _warmup_surrogate(G, u, th, ww, wb)
         sur = pure
         if HAS_EXTRA:
             sur = pure + e
@@ -544,20 +550,20 @@ class TritonImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 

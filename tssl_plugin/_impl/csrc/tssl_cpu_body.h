@@ -9,7 +9,7 @@
 /* parameter `row` (ROW_<NAME>) of neuron j of the block */
 #define TB(row, j) table[(row) * row_stride + (j)]
 
-/* exp(a) for a in [-8, 8] (the warm-up clamps its argument), branch-free so it
+/* exp(a) for a in [-40, 40] (the warm-up clamps its argument to [-b, b], b = 8 or 40), branch-free so it
  * vectorizes: a = k ln2 + r, |r| <= ln2/2, k rounded with the 1.5*2^m shifter
  * (whose low mantissa bits then hold k), exp(r) by its Taylor polynomial (degree 12 for double,
  * 7 for float: truncation below 0.1 ulp for |r| <= ln2/2), times 2^k from the exponent bits. */
@@ -76,11 +76,11 @@ static inline __attribute__((always_inline)) REAL FN(carry)(REAL c, REAL G, REAL
     return c * G + beta * hh;
 }
 
-/* reference.warmup_surrogate: G sigma'((u - th)/w)/w, the argument clamped to [-8, 8]. */
-static inline __attribute__((always_inline)) REAL FN(surrogate)(REAL G, REAL u, REAL th, REAL w)
+/* reference.warmup_surrogate: G sigma'((u - th)/w)/w, the argument clamped to [-b, b] (row warmup_bound). */
+static inline __attribute__((always_inline)) REAL FN(surrogate)(REAL G, REAL u, REAL th, REAL w, REAL b)
 {
     REAL a = (th - u) / w;
-    a = a < (REAL)-8 ? (REAL)-8 : (a > (REAL)8 ? (REAL)8 : a);
+    a = a < -b ? -b : (a > b ? b : a);
     const REAL z = FN(exp_clamped)(a);
     return G * z / (((REAL)1 + z) * ((REAL)1 + z) * w);
 }
@@ -163,7 +163,8 @@ static inline __attribute__((always_inline)) REAL FN(bwd_block)(
             h[j] = delta;
             REAL out = delta;
             if (warmup) {
-                const REAL sur = FN(surrogate)(G, u, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
+                const REAL sur = FN(surrogate)(G, u, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j),
+                                                    TB(ROW_WARMUP_BOUND, j));
                 out = warm_sc[as + j] != (REAL)0 ? sur : delta + TB(ROW_SILENT_GAIN, j) * ((REAL)1 - of) * sur;
             }
             if (scaled) {

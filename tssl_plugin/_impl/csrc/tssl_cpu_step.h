@@ -62,7 +62,8 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
         delta_out[i] = delta;
         REAL out = delta;
         if (warmup) {
-            const REAL pure = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j));
+            const REAL pure = FN(surrogate)(G, uu, TB(ROW_THRESHOLD, j), TB(ROW_WARMUP_WIDTH, j),
+                                             TB(ROW_WARMUP_BOUND, j));
             const REAL sur = has_extra ? pure + extra[i] : pure;
             /* the gate "silent" (silent_gain 1) adds the surrogate at the other steps without a spike */
             out = (s[i] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0)
