@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tssl_plugin.firing_watch import FiringWatch
 from tssl_plugin.rule import SENSITIVITY_CAP
 
-__all__ = ["ADAPTER_WARMUP", "Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
+__all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
            "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
            "warmup_width_for", "watch_firing"]
 
@@ -40,6 +40,13 @@ ADAPTER_WARMUP = "auto"
 #: neuron's reset to zero keeps the reference's 8. Measured in host setups (docs/algorithm.md, "The
 #: sensitivity cap"): with 8 a subtraction network does not train, and an IF network trails its surrogate.
 SUBTRACTION_SENSITIVITY_CAP = 1.0
+
+#: the adapters' ``warmup_floor`` (:func:`tssl_plugin.functional.tssl_lif`): False, no floor under the warm-up
+#: surrogate. The reference clamps its sigmoid's argument at 8 widths, so every silent neuron, however far below the
+#: threshold, passes at least ``sigma'(8)/w`` (0.0017 at w = 0.2) of its error to its input: summed over a layer's
+#: silent neurons that acts as a straight-through gradient, and in the converted SpikingJelly Fashion-MNIST CNN it
+#: drove the second convolution's firing rate up (docs/algorithm.md, "The warm-up floor", has the measurements).
+ADAPTER_WARMUP_FLOOR = False
 
 
 def warmup_width_for(width: float, threshold: Any) -> Any:

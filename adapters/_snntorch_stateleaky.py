@@ -35,7 +35,7 @@ from tssl_plugin._optional import require
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 
-from ._convert import ADAPTER_WARMUP, observe_firing, sensitivity_cap_for, warmup_width_for
+from ._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, observe_firing, sensitivity_cap_for, warmup_width_for
 from ._snntorch_neurons import _tssl_args
 from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad, store_options
 
@@ -62,6 +62,7 @@ class _StateLeakyRule:
     warmup_width: float = WARMUP_WIDTH
     sensitivity_cap: Optional[float] = None
     ablation: str = "none"
+    warmup_floor: bool = ADAPTER_WARMUP_FLOOR
 
     def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
                     sensitivity_cap: Optional[float], ablation: str = "none") -> None:
@@ -91,7 +92,7 @@ class _StateLeakyRule:
                             warmup_gate=resolve_gate(gate, 1.0),  # tau > 0: every StateLeaky leaks
                             reset="none", warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for("none", self.sensitivity_cap) / threshold,
-                            ablation=self.ablation)
+                            ablation=self.ablation, warmup_floor=self.warmup_floor)
 
     def _current(self, x: Tensor, mem: Tensor) -> Tensor:
         """The tensor that receives ``dL/dx``: ``x``, plus the leak current ``d mem[t-1]`` when ``tau`` learns."""

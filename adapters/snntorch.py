@@ -57,15 +57,15 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import (check_optional_sensitivity_cap, check_sequence, check_tau_s,
+from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_sequence, check_tau_s,
                                      check_warmup_width)
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, resolve_gate, warmup_gate,
                               warmup_level)
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import (ADAPTER_WARMUP, Exclude, check_convert_args, excluded_ids, nothing_to_convert, observe_firing,
-                       original_class, sensitivity_cap_for, tssl_class_for, warmup_width_for, watch_firing)
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids,
+                       nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for, warmup_width_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -74,7 +74,7 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "TSSLStateLeaky",
            "TSSLLinearLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "_tssl_state", "_tssl_mem_ref",
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "_tssl_state", "_tssl_mem_ref",
                "_tssl_watch", "_tssl_gate_cache")
 
 
@@ -277,6 +277,8 @@ class TSSLLeaky(snn.Leaky):
     #: in units of 1/threshold; also what a layer pickled before the option existed gets.
     sensitivity_cap: Optional[float] = None
     ablation: str = "none"
+    #: the warm-up surrogate's floor (:data:`._convert.ADAPTER_WARMUP_FLOOR`); ``convert(warmup_floor=...)`` sets it.
+    warmup_floor: bool = ADAPTER_WARMUP_FLOOR
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
@@ -363,7 +365,7 @@ class TSSLLeaky(snn.Leaky):
                             warmup_level=warmup_level(self.tau_s), warmup_gate=self._tssl_gate(), reset=reset,
                             warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
-                            ablation=self.ablation)
+                            ablation=self.ablation, warmup_floor=self.warmup_floor)
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -492,6 +494,7 @@ class _LeakyRule:
     #: the class defaults, so a layer pickled before an option existed loads with its default.
     warmup_width: float = WARMUP_WIDTH
     sensitivity_cap: Optional[float] = None
+    warmup_floor: bool = ADAPTER_WARMUP_FLOOR
 
     _tssl_setup = TSSLLeaky._tssl_setup
     _tssl_clear = TSSLLeaky._tssl_clear
@@ -698,7 +701,7 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
-            ablation: str = "none") -> nn.Module:
+            ablation: str = "none", warmup_floor: bool = ADAPTER_WARMUP_FLOOR) -> nn.Module:
     """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``, ``Lapicque``, ``StateLeaky`` and
     ``LinearLeaky`` to its TSSL-BP version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`,
     :class:`TSSLRSynaptic`, :class:`TSSLLapicque`, :class:`TSSLStateLeaky`, :class:`TSSLLinearLeaky`), in place.
@@ -729,9 +732,12 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     ``ablation`` switches a part of the rule off in every converted layer, to measure what it
     contributes (:func:`tssl_plugin.functional.tssl_lif`; docs/algorithm.md, "Ablations"; ``"no_intra"``
     is refused at a layer's first step if its ``reset_mechanism`` is ``"none"``).
+    ``warmup_floor`` (default False, :data:`._convert.ADAPTER_WARMUP_FLOOR`): True keeps the reference's floor
+    under the warm-up surrogate (:func:`tssl_plugin.functional.tssl_lif`).
     Returns ``model``.
     """
     check_convert_args(model, strict)
+    warmup_floor = check_bool(warmup_floor, "warmup_floor")
     tau_s = check_tau_s(tau_s)
     warmup = check_warmup(warmup)
     warmup_width = check_warmup_width(warmup_width)
@@ -766,6 +772,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
         m.__class__ = new_cls
     for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        m.warmup_floor = warmup_floor
         watch_firing(m, names[id(m)])
     return model
 

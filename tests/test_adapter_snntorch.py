@@ -12,7 +12,7 @@ import snntorch.functional as SF  # noqa: E402
 from snntorch import surrogate, utils  # noqa: E402
 
 from tssl_plugin._impl.reference import backward_sequence, forward_sequence  # noqa: E402
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
@@ -89,7 +89,8 @@ def sequence_reference(net, x, core_reset, warmup=ADAPTER_WARMUP, warmup_width=0
     tau_m = 1.0 / (1.0 - net.lif1.beta.double().item())
     thr = net.lif1.threshold.item()
     kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
-              sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr, ablation=ablation)
+              warmup_floor=ADAPTER_WARMUP_FLOOR, sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr,
+              ablation=ablation)
     o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
     return tssl_lif(net.fc2(o1), tau_m, 3.0, thr, **kw)
@@ -184,7 +185,7 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
     (g_step,) = torch.autograd.grad(spk, x, gy.float())
     tau_m = 1.0 / (1.0 - lif.beta.double().item())  # beta is stored as float32
     o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width,
-                 sensitivity_cap=sensitivity_cap_for(core, None))
+                 sensitivity_cap=sensitivity_cap_for(core, None), warmup_floor=ADAPTER_WARMUP_FLOOR)
     assert torch.equal(spk.to(dtype), o)
     (g_core,) = torch.autograd.grad(o, x, gy)
     torch.testing.assert_close(g_step, g_core, **tol(dtype))
@@ -224,11 +225,13 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(21)).double()
     spk, _ = step_loop(lif, x)
     (g,) = torch.autograd.grad(spk, x, gy.float())
-    o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core, warmup=ADAPTER_WARMUP)
+    o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core, warmup=ADAPTER_WARMUP,
+                 warmup_floor=ADAPTER_WARMUP_FLOOR)
     assert torch.equal(spk.double(), o)
     # the cap (cap / threshold) and the warm-up width (width * threshold) are per neuron here: the core's rule
     # through the adapters' trace op
-    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core, warmup_gate=ADAPTER_WARMUP)._replace(
+    k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core, warmup_gate=ADAPTER_WARMUP,
+                      warmup_floor=ADAPTER_WARMUP_FLOOR)._replace(
         sensitivity_cap=sensitivity_cap_for(core, None) / thr, warmup_width=0.2 * thr)
     tr = forward_sequence(x.detach(), k)
     g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
@@ -800,7 +803,7 @@ def test_reset_mechanism_changed_after_construction(built, changed, delay):
     core = core_reset(built, delay, changed)
     tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
     o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=sensitivity_cap_for(core, None),
-                 warmup=ADAPTER_WARMUP)
+                 warmup=ADAPTER_WARMUP, warmup_floor=ADAPTER_WARMUP_FLOOR)
     assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
     (g_core,) = torch.autograd.grad(o, x, gy.double())
     torch.testing.assert_close(g_step, g_core, **tol(torch.float64))
@@ -909,3 +912,26 @@ def test_auto_warmup_gate_follows_the_leak_and_survives_copies():
     assert no_leak._tssl_gate() == "silent" and no_leak._constants(x, "subtract", None).warmup_gate == "silent"
     assert copy.deepcopy(leaky).__dict__["_tssl_gate_cache"][1] == "silent"
     assert convert(nn.Sequential(snn.Leaky(beta=0.9)), warmup=True)[0]._tssl_gate() == "trace"
+
+
+@pytest.mark.parametrize("floor", [None, True])
+def test_the_adapters_warm_up_has_no_floor_unless_asked(floor):
+    """The adapters' default ``warmup_floor=False`` (docs/algorithm.md, "The warm-up floor"): a converted Leaky's
+    silent steps far below the threshold get the core op's ``warmup_floor=False`` gradient; ``convert(...,
+    warmup_floor=True)`` the reference's floor ``G sigma'(8)/w``."""
+    kw = {} if floor is None else {"warmup_floor": floor}
+    lif = convert(nn.Sequential(snn.Leaky(beta=0.8)), **kw)[0].double()
+    x = torch.tensor([-4.0, 0.0, 0.0, 0.0, 2.5], dtype=torch.float64).reshape(5, 1).requires_grad_()
+    mem, spikes = lif.init_leaky(), []
+    for t in range(5):
+        spk, mem = lif(x[t], mem)
+        spikes.append(spk)
+    spikes = torch.stack(spikes)
+    assert spikes.sum() == 0
+    (g,) = torch.autograd.grad(spikes, x, torch.ones_like(spikes))
+    xc = x.detach().clone().requires_grad_()
+    o = tssl_lif(xc, 5.0, 3.0, 1.0, output="spike", reset="subtract_after_leak", warmup=ADAPTER_WARMUP,
+                 warmup_floor=bool(floor), sensitivity_cap=sensitivity_cap_for("subtract_after_leak", None))
+    (g_core,) = torch.autograd.grad(o, xc, torch.ones_like(o))
+    torch.testing.assert_close(g, g_core, rtol=1e-6, atol=0)  # beta is stored in float32
+    assert (g[:4].abs() < 1e-3).all() if floor is None else (g[:4] > 1e-3).all()

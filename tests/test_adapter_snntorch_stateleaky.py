@@ -13,6 +13,7 @@ snn = pytest.importorskip("snntorch")
 if not hasattr(snn, "StateLeaky"):
     pytest.skip("this snnTorch has no StateLeaky (added in 1.0)", allow_module_level=True)
 
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP_FLOOR  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLinearLeaky, TSSLStateLeaky, convert, revert  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 
@@ -46,7 +47,7 @@ def core_grad(x, tau, gy, **kw):
     """``dL/dx`` of the core op on the recurrence the layer's convolution computes."""
     d = torch.exp(-1.0 / tau.detach().double())
     xc = x.detach().clone().requires_grad_()
-    out = tssl_lif(xc, 1 / (1 - d), 3.0, 1.0, output="spike", reset="none", **kw)
+    out = tssl_lif(xc, 1 / (1 - d), 3.0, 1.0, output="spike", reset="none", warmup_floor=ADAPTER_WARMUP_FLOOR, **kw)
     (g,) = torch.autograd.grad(out, xc, gy)
     return out, g
 

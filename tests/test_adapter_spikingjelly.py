@@ -19,7 +19,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate  
 from tssl_plugin.adapters.spikingjelly import (  # noqa: E402
     SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, TSSLParametricLIFNode, convert, revert,
 )
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 from tssl_plugin.loss import KernelLoss  # noqa: E402
@@ -189,7 +189,8 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
                       warmup_width=width * (1.0 - vr),  # in units of the threshold from the reset value
-                      sensitivity_cap=sensitivity_cap_for(reset, None, leaky=kind != "if") / (1.0 - vr))
+                      sensitivity_cap=sensitivity_cap_for(reset, None, leaky=kind != "if") / (1.0 - vr),
+                      warmup_floor=ADAPTER_WARMUP_FLOOR)
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())
     assert 0 < o.sum() < o.numel() * 0.7
@@ -539,7 +540,8 @@ def test_ablation_gradient_equals_core_op(ablation, mode, v_reset):
     assert converted.ablation == ablation and f"ablation='{ablation}'" in repr(converted)
     (g_conv,) = torch.autograd.grad(run(converted.double(), x, mode), x, gy)
     reset = "subtract" if v_reset is None else "zero"
-    kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None), warmup=ADAPTER_WARMUP)
+    kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None), warmup=ADAPTER_WARMUP,
+              warmup_floor=ADAPTER_WARMUP_FLOOR)
     (g_core,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, ablation=ablation, **kw), x, gy)
     (g_full,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, **kw), x, gy)
     torch.testing.assert_close(g, g_core, rtol=1e-10, atol=1e-12)
@@ -666,6 +668,7 @@ def test_plif_leak_gets_the_leak_current_gradient(decay_input, v_reset):
     xc = x_scaled.clone().requires_grad_()
     reset = "zero" if v_reset == 0.0 else "subtract"
     o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
+                      warmup_floor=ADAPTER_WARMUP_FLOOR,
                       sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     (g_current,) = torch.autograd.grad(o_core, xc, gy)  # dL/dI
     dI_dq = (x - v_prev) if decay_input else -v_prev
@@ -747,3 +750,27 @@ def test_inf_reaching_a_converted_layer_raises_in_backward(mode):
     out = net(x) if mode == "m" else torch.stack([net(x[t]) for t in range(x.shape[0])])
     with pytest.raises(ValueError, match=r"(NaN|inf) .*reached"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("floor", [None, True, False])
+def test_the_adapters_warm_up_has_no_floor_unless_asked(floor):
+    """Issue 19 item 3, the cause of the full-budget drift of the converted Fashion-MNIST CNN's second convolution
+    (docs/algorithm.md, "The warm-up floor"): the reference's warm-up gives every silent neuron at least
+    ``G sigma'(8)/w`` however far below the threshold; summed over the fully connected layer's silent neurons that
+    raised the convolution below it every epoch. The adapters' default (``warmup_floor=False``) is the core op's
+    ``warmup_floor=False``; ``convert(warmup_floor=True)`` gives the reference's."""
+    kw = {} if floor is None else {"warmup_floor": floor}
+    node = convert(neuron.LIFNode(tau=5.0, step_mode="m"), **kw).double()
+    assert node.warmup_floor is (False if floor is None else floor)
+    x = torch.tensor([-4.0, 0.0, 0.0, 0.0, 2.5], dtype=torch.float64).reshape(5, 1, 1).requires_grad_()
+    spikes = node(x)
+    assert spikes.sum() == 0
+    (g,) = torch.autograd.grad(spikes, x, torch.ones_like(spikes))
+    xc = (x.detach() / 5.0).requires_grad_()  # decay_input=True: the core op's input is x / tau
+    want_floor = bool(floor)
+    o = tssl_lif(xc, 5.0, 3.0, 1.0, output="spike", warmup=ADAPTER_WARMUP, warmup_floor=want_floor)
+    (g_core,) = torch.autograd.grad(o, xc, torch.ones_like(o))
+    torch.testing.assert_close(g, g_core / 5.0, rtol=1e-12, atol=0)
+    o_other = tssl_lif(xc, 5.0, 3.0, 1.0, output="spike", warmup=ADAPTER_WARMUP, warmup_floor=not want_floor)
+    assert not torch.equal(g_core, torch.autograd.grad(o_other, xc, torch.ones_like(o))[0])
+    assert "warmup_floor" not in revert(node).__dict__

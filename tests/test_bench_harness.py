@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
 from tssl_plugin.benchmarks.config import Config, config_problems
@@ -301,7 +301,8 @@ def test_native_between_spike_is_the_library_network(name):
     target = torch.rand(5, 6, 10, generator=torch.Generator().manual_seed(1))
     cfg = M.NeuronCfg(sensitivity_cap=1.0)  # the same cap on both sides (each has its own default)
     native = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, cfg, native_between="spike",
-                                             warmup_gate=ADAPTER_WARMUP)  # the adapters' gate, for equal gradients
+                                             warmup_gate=ADAPTER_WARMUP,  # the adapters' gate and floor,
+                                             warmup_floor=ADAPTER_WARMUP_FLOOR)  # for equal gradients
     lib = B.BACKENDS[name].build(arch, (1, 8, 8), w, cfg)
     out_n, spk_n = native(x)
     out_l, spk_l = lib(x)

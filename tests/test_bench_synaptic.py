@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tssl_plugin import psp
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
 from tssl_plugin.benchmarks import models as M
@@ -54,7 +54,8 @@ def test_synaptic_host_network_is_the_native_network(name, arch):
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(6) % 10
     seq = encode(x, 12, "psc", cfg.tau_s, False)
-    native = B.BACKENDS["native:tssl"].build(a, (1, 8, 8), w, cfg, warmup_gate=ADAPTER_WARMUP)  # the adapters' gate
+    native = B.BACKENDS["native:tssl"].build(a, (1, 8, 8), w, cfg, warmup_gate=ADAPTER_WARMUP,  # the adapters' gate
+                                             warmup_floor=ADAPTER_WARMUP_FLOOR)
     host = B.BACKENDS[name].build(a, (1, 8, 8), w, cfg)
     assert [p.shape for p in native.parameters()] == [p.shape for p in host.parameters()]
     out_n, spk_n = native(seq)
