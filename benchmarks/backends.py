@@ -89,20 +89,23 @@ class Backend:
 
     def build(self, arch: models.Arch, in_shape, weights, cfg: models.NeuronCfg, *, warmup: bool = True,
               warmup_width: float = WARMUP_WIDTH, native_between: str = "psc", ablation: str = "none",
-              warmup_gate: Optional[str] = None):
+              warmup_gate: Optional[str] = None, warmup_floor: Optional[bool] = None):
         """The network for this backend, starting from ``weights``.
 
         ``warmup`` and ``warmup_width`` (TSSL-BP's warm-up surrogate and its width) and ``ablation``
         (a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``) apply to every
         TSSL-BP layer: the native network's and the adapter-converted ones. ``warmup_gate`` (where the warm-up
         applies, ``tssl_plugin.rule.WARMUP_GATES``) too; None leaves each its default (the core op's is the
-        reference's ``"trace"``, the adapters' their own). ``native_between``
+        reference's ``"trace"``, the adapters' their own), and ``warmup_floor`` (None: the core op's True, the
+        adapters' False). ``native_between``
         (:data:`models.NATIVE_BETWEEN`): what the native network passes between layers.
         """
         self.check_available()
         if self.library == "native":
+            floor = {} if warmup_floor is None else {"warmup_floor": warmup_floor}
             return models.build_native(arch, in_shape, weights, cfg, warmup_width=warmup_width,
-                                       between=native_between, ablation=ablation, **warmup_kwargs(warmup, warmup_gate))
+                                       between=native_between, ablation=ablation, **warmup_kwargs(warmup, warmup_gate),
+                                       **floor)
         if self.library == "snntorch":
             from snntorch import surrogate
 
@@ -120,6 +123,7 @@ class Backend:
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
             adapter.convert(net, tau_s=cfg.tau_s, warmup_width=warmup_width, exclude=exclude,
                             **warmup_kwargs(warmup, warmup_gate),
+                            **({} if warmup_floor is None else {"warmup_floor": warmup_floor}),
                             ablation=ablation, **cfg.convert_options())
         return net
 

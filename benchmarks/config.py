@@ -72,6 +72,10 @@ class Config:
     # where TSSL-BP's warm-up applies (tssl_plugin.rule.WARMUP_GATES); None: each backend's default (the core op's
     # "trace", the adapters' own). Absent from files written before the option existed, which ran "trace".
     warmup_gate: Optional[str] = None
+    # whether TSSL-BP's warm-up surrogate keeps the reference's floor (tssl_plugin.functional.tssl_lif); None: each
+    # backend's default (the core op's True, the adapters' False). Absent from files written before the option
+    # existed, which ran with the floor everywhere.
+    warmup_floor: Optional[bool] = None
     ablation: str = "none"  # a part of TSSL-BP switched off (tssl_plugin.rule.ABLATIONS; absent from older files)
     encoding: str = "psc"
     native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
@@ -147,6 +151,7 @@ def config_problems(cfg: Config) -> List[str]:
     choice(cfg.ablation, "--ablation", ABLATIONS)
     if cfg.warmup_gate is not None:
         choice(cfg.warmup_gate, "--warmup-gate", WARMUP_GATES)
+    need(cfg.warmup_floor in (None, True, False), "--warmup-floor", f"must be on or off, got {cfg.warmup_floor!r}")
     need(cfg.warmup_gate is None or cfg.warmup is not False, "--warmup-gate",
          "sets where the warm-up applies, which --no-warmup turns off; drop one of the two")
     need(cfg.ablation != "no_spike_timing" or cfg.warmup is not False, "--ablation",
@@ -180,6 +185,8 @@ def config_from_json(data: Any, source: str) -> Config:
         raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)} (written by another version of tssl-bench?)")
     if "warmup_gate" not in data:  # written before the option existed: every backend ran the reference's gate
         data = {**data, "warmup_gate": "trace"}
+    if "warmup_floor" not in data:  # written before the option existed: every backend ran with the floor
+        data = {**data, "warmup_floor": True}
     try:
         return Config(**data)
     except TypeError as err:

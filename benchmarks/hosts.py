@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference's)")
     p.add_argument("--warmup-gate", default=None, choices=list(WARMUP_GATES),
                    help="convert(..., warmup=G): where TSSL-BP's warm-up surrogate applies (default: the adapters')")
+    p.add_argument("--warmup-floor", default=None, choices=("on", "off"),
+                   help="convert(..., warmup_floor=on|off): whether TSSL-BP's warm-up surrogate keeps the reference's "
+                        "floor far below the threshold (default: the adapters', off)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None,
@@ -148,6 +151,7 @@ def _resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str], folder: 
         if not isinstance(saved, dict) or "library" not in saved or "losses" not in saved:
             raise ValueError("not the options of tssl-bench hosts")
         saved.setdefault("warmup_gate", "trace")  # saved before the option existed: the runs used the reference's gate
+        saved.setdefault("warmup_floor", "on")  # likewise: the runs had the floor
         args = argparse.Namespace(**{**vars(parser.parse_args([])), **saved})
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(f"--resume: cannot read {path} ({err}); it is damaged or not from tssl-bench hosts") from None
@@ -221,6 +225,8 @@ def build_net(library: str, variant: str, reset: Optional[str], args: argparse.N
     options: Dict[str, Any] = {"warmup_width": args.warmup_width}
     if args.warmup_gate is not None:
         options["warmup"] = args.warmup_gate
+    if args.warmup_floor is not None:
+        options["warmup_floor"] = args.warmup_floor == "on"
     if variant == "tssl":
         adapter.convert(net, **options)
     elif variant == "tssl+host":
@@ -291,7 +297,16 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             "steps": T, "epochs": args.epochs, "lr": args.lr, "hidden": args.hidden,
             "warmup_width": None if variant == "host" else args.warmup_width,
             "warmup_gate": None if variant == "host" else _gate(args.warmup_gate, net),
+            "warmup_floor": None if variant == "host" else _floor(net),
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
+
+
+def _floor(net: nn.Module) -> Optional[bool]:
+    """Whether the converted layers ran with the warm-up floor (read from a converted layer; None if none is)."""
+    for m in net.modules():
+        if hasattr(type(m), "warmup_floor"):  # a TSSL-BP layer
+            return bool(m.warmup_floor)
+    return None
 
 
 def _gate(option: Optional[str], net: nn.Module) -> Optional[str]:

@@ -283,7 +283,8 @@ class NativeNet(SpikingNet):
     output_kind = "psc"
 
     def __init__(self, arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: Warmup = True,
-                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> None:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none",
+                 warmup_floor: bool = True) -> None:
         super().__init__()
         from tssl_plugin import TSSLNeuron
 
@@ -300,7 +301,8 @@ class NativeNet(SpikingNet):
                 last = sum(spiking) == n_neurons - 1  # the output layer always gives its PSC (the read-out)
                 ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc" if last else between,
                                       reset=reset, warmup=warmup, warmup_width=warmup_width,
-                                      sensitivity_cap=cfg.native_sensitivity_cap(), ablation=ablation))
+                                      sensitivity_cap=cfg.native_sensitivity_cap(), ablation=ablation,
+                                      warmup_floor=warmup_floor))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))
@@ -329,13 +331,14 @@ class NativeNet(SpikingNet):
 
 
 def build_native(arch: Arch, in_shape, weights: List[Tensor], cfg: NeuronCfg, *, warmup: Warmup = True,
-                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none") -> SpikingNet:
+                 warmup_width: float = WARMUP_WIDTH, between: str = "psc", ablation: str = "none",
+                 warmup_floor: bool = True) -> SpikingNet:
     """The paper's network built on ``tssl_plugin.TSSLNeuron`` (``tssl_lif``, output PSC), with TSSL-BP's
     warm-up surrogate (``warmup``) of width ``warmup_width``; ``between`` (:data:`NATIVE_BETWEEN`) is what
     each hidden layer passes to the next; ``ablation`` (``tssl_plugin.rule.ABLATIONS``) a part of the rule
-    switched off in every layer."""
+    switched off in every layer; ``warmup_floor`` whether the warm-up keeps the reference's floor."""
     return NativeNet(arch, in_shape, weights, cfg, warmup=warmup, warmup_width=warmup_width, between=between,
-                     ablation=ablation)
+                     ablation=ablation, warmup_floor=warmup_floor)
 
 
 # ------------------------------------------------------------------- snntorch

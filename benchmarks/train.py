@@ -48,7 +48,7 @@ def build_network(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cf
     weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
     net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
                         native_between=cfg.native_between, ablation=cfg.ablation,
-                        warmup_gate=cfg.warmup_gate).to(device)
+                        warmup_gate=cfg.warmup_gate, warmup_floor=cfg.warmup_floor).to(device)
     return net, make_optimizer(cfg, net.parameters())
 
 

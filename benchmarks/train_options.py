@@ -92,6 +92,11 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
         help="where TSSL-BP's warm-up surrogate applies in every TSSL-BP backend: trace (the reference's: steps "
              "without a spike while the trace is below 1/(4 tau_s)) or silent (every step without a spike); "
              "default: each backend's own (native:tssl the reference's, the adapters silent)")
+    add("--warmup-floor", default=d.warmup_floor, type=lambda v: {"on": True, "off": False}.get(v, v),
+        choices=[True, False], metavar="{on,off}",
+        help="on: TSSL-BP's warm-up surrogate keeps the reference's floor sigma'(8)/W for neurons far below the "
+             "threshold; off: none (docs/algorithm.md, \"The warm-up floor\"); default: each backend's own "
+             "(native:tssl on, the adapters off)")
     add("--ablation", default=d.ablation, choices=list(ABLATIONS),
         help="switch a part of TSSL-BP off in every TSSL-BP backend, to measure what it contributes (not a "
              "recommendation; docs/algorithm.md, Ablations): no_intra drops the intra-neuron (reset-timing) "

@@ -24,6 +24,14 @@ of the rule in that layer alone, e.g. ``--set-at 2:ablation='"no_intra"'`` or ``
 
 ``--warmup-gate G``: the TSSL-BP layers' warm-up gate (``trace``, ``silent``; tssl_plugin.rule.WARMUP_GATES).
 
+``--warmup-floor on|off``: whether the TSSL-BP layers' warm-up surrogate keeps the reference's floor (a run
+written before the option existed ran with it, and continues with it unless this says otherwise).
+
+``--gradient-sum N``: instead of training, print the sum of the gradient of synapse ``--layer``'s weights over the
+first ``N`` training batches from the checkpoint's state (no step taken): its sign says whether the next updates
+raise (negative: gradient descent adds to the weights) or lower that synapse's input, a cheap proxy that ranked the
+variants as their epochs did.
+
 ``--offset X`` adds ``X`` to every weight of synapse ``--layer`` (0-based, default 1: the second
 convolution) before training, so a layer can be started saturated, as the drifted run's was.
 
@@ -51,6 +59,26 @@ from tssl_plugin.rule import WARMUP_GATES
 VARIANTS = ("default", "sigmoid", "cap1", "w1", "no_intra")
 
 
+def _gradient_sum(net, ds, cfg, loss_name: str, weight: torch.Tensor, n_batches: int) -> float:
+    """The sum over the first ``n_batches`` training batches (in data order) of ``weight``'s summed gradient."""
+    from tssl_plugin.benchmarks.encoding import encode, output_psc
+    from tssl_plugin.benchmarks.losses import compute_loss
+
+    total, b = 0.0, cfg.batch_size
+    for i in range(n_batches):
+        x, y = ds.x_train[i * b:(i + 1) * b], ds.y_train[i * b:(i + 1) * b]
+        net.zero_grad()
+        out, _ = net(encode(x, cfg.steps, cfg.encoding, cfg.tau_s, ds.temporal))
+        compute_loss(loss_name, out, output_psc(out, net.output_kind, cfg.tau_s), y, cfg.tau_s).backward()
+        total += float(weight.grad.sum())
+    return total
+
+
+def _floor_text(floor) -> str:
+    """``--warmup-floor`` as the header line says it."""
+    return "default" if floor is None else ("on" if floor else "off")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="the tssl-bench output folder (its config.json)")
@@ -59,8 +87,12 @@ def main() -> None:
     p.add_argument("--variant", choices=VARIANTS, default="default")
     p.add_argument("--offset", type=float, default=0.0, help="added to every weight of synapse --layer first")
     p.add_argument("--layer", type=int, default=1, help="which synapse --offset shifts (0-based)")
+    p.add_argument("--gradient-sum", type=int, default=0, metavar="N",
+                   help="print the summed weight gradient of synapse --layer over N batches instead of training")
     p.add_argument("--lr", type=float, default=None, help="another learning rate than the run's")
     p.add_argument("--warmup-gate", default=None, choices=WARMUP_GATES, help="another warm-up gate than the run's")
+    p.add_argument("--warmup-floor", default=None, choices=("on", "off"),
+                   help="the warm-up floor of the TSSL-BP layers instead of the run's")
     p.add_argument("--sigmoid-at", default="", help="neuron layers (0-based, comma-separated) left on the surrogate")
     p.add_argument("--set-at", action="append", default=[], metavar="K:OPTION=VALUE",
                    help="one converted neuron layer's option (JSON value), e.g. 2:ablation=\"no_intra\", "
@@ -72,6 +104,8 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, lr=a.lr)
     if a.warmup_gate is not None:
         cfg = dataclasses.replace(cfg, warmup_gate=a.warmup_gate)
+    if a.warmup_floor is not None:
+        cfg = dataclasses.replace(cfg, warmup_floor=a.warmup_floor == "on")
     if a.variant == "w1":
         cfg = dataclasses.replace(cfg, warmup_width=1.0)
     if a.variant == "no_intra":
@@ -94,7 +128,8 @@ def main() -> None:
         from tssl_plugin.adapters import spikingjelly as adapter
 
         adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, exclude=[net.neurons()[k] for k in keep],
-                        ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate), **ncfg.convert_options())
+                        ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate), **ncfg.convert_options(),
+                        **({} if cfg.warmup_floor is None else {"warmup_floor": cfg.warmup_floor}))
     for item in a.set_at:
         where, _, option = item.partition(":")
         key, sep, value = option.partition("=")
@@ -108,9 +143,13 @@ def main() -> None:
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
-    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, surrogate at neuron layers {keep}, "
+    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, floor {_floor_text(cfg.warmup_floor)}, surrogate at neuron layers {keep}, "
           f"set {a.set_at}, offset {a.offset:g} "
           f"on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
+    if a.gradient_sum:
+        print(f"{a.variant} gradient sum of synapse {a.layer} over {a.gradient_sum} batches: "
+              f"{_gradient_sum(net, ds, cfg, loss, net.synapses()[a.layer].weight, a.gradient_sum):.4g}", flush=True)
+        return
     for epoch in range(start, start + a.epochs):
         m = train_epoch(net, net, opt, ds, cfg, loss, epoch, 0, device, 1, 0, True)
         acc, _ = evaluate(net, net, ds, cfg, device, 1, 0, arch)
