@@ -30,7 +30,7 @@ __all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "Exclude", "SUBTRACTION_SEN
 #: every step without a spike for a leaky neuron (``"silent"``) and the reference's gate for one without leak.
 #: The reference's ``"trace"`` leaves a neuron that has fired without gradient at the silent steps that follow
 #: while its trace stays high, and the converted SpikingJelly Fashion-MNIST CNN's fully connected layer drifted
-#: from it (its second convolution drifts at the full budget with either gate, for a cause not found); a recurrent
+#: from it (its second convolution's full-budget drift had another cause: :data:`ADAPTER_WARMUP_FLOOR`); a recurrent
 #: integrate-and-fire network trained worse with ``"silent"`` (docs/algorithm.md, "The warm-up gate", has the
 #: measurements). ``warmup=True`` gives the reference's everywhere.
 ADAPTER_WARMUP = "auto"

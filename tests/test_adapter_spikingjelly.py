@@ -226,8 +226,8 @@ def test_an_output_neuron_that_fired_early_is_asked_for_its_missing_later_spikes
     ``1/(4 tau_s)``), so the error of the missing spikes reached the input only at step 0 and step 4; on
     10,000 images that raised the fully connected layer's rate every epoch (0.036 -> 0.064 over 24 epochs).
     No test-sized network reproduced it (docs/algorithm.md, "The warm-up gate"). With the adapters' default
-    ``"auto"`` every missing spike asks for more input. (The full-budget drift of the second convolution has
-    another cause, not found: docs/benchmarks.md.)
+    ``"auto"`` every missing spike asks for more input. (The full-budget drift of the second convolution had
+    another cause, the warm-up floor: test_the_adapters_warm_up_has_no_floor_unless_asked.)
     """
     def input_gradient(**kw):
         node = convert(neuron.LIFNode(tau=5.0, step_mode="m"), **kw).double()  # the paper table's neuron
