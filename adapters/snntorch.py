@@ -65,7 +65,8 @@ from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
 from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids,
-                       nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for, warmup_width_for, watch_firing)
+                       nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for,
+                       warmup_width_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -74,8 +75,8 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "TSSLStateLeaky",
            "TSSLLinearLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "_tssl_state", "_tssl_mem_ref",
-               "_tssl_watch", "_tssl_gate_cache")
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "_tssl_state",
+               "_tssl_mem_ref", "_tssl_watch", "_tssl_gate_cache")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:

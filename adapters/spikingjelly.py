@@ -47,8 +47,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids, nothing_to_convert,  # noqa: E402
-                       original_class, tssl_class_for, watch_firing)
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids,  # noqa: E402
+                       nothing_to_convert, original_class, tssl_class_for, watch_firing)
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s,  # noqa: E402
                                      check_warmup_width)
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup  # noqa: E402

@@ -102,10 +102,9 @@ class Backend:
         """
         self.check_available()
         if self.library == "native":
-            floor = {} if warmup_floor is None else {"warmup_floor": warmup_floor}
             return models.build_native(arch, in_shape, weights, cfg, warmup_width=warmup_width,
-                                       between=native_between, ablation=ablation, **warmup_kwargs(warmup, warmup_gate),
-                                       **floor)
+                                       between=native_between, ablation=ablation,
+                                       **warmup_kwargs(warmup, warmup_gate, warmup_floor))
         if self.library == "snntorch":
             from snntorch import surrogate
 
@@ -122,19 +121,20 @@ class Backend:
             adapter = importlib.import_module(f"tssl_plugin.adapters.{self.library}")
             exclude = [net.neurons()[-1]] if self.output_surrogate else None
             adapter.convert(net, tau_s=cfg.tau_s, warmup_width=warmup_width, exclude=exclude,
-                            **warmup_kwargs(warmup, warmup_gate),
-                            **({} if warmup_floor is None else {"warmup_floor": warmup_floor}),
+                            **warmup_kwargs(warmup, warmup_gate, warmup_floor),
                             ablation=ablation, **cfg.convert_options())
         return net
 
 
-def warmup_kwargs(warmup: bool, gate: Optional[str]) -> Dict[str, Warmup]:
-    """The ``warmup=`` keyword for a TSSL-BP layer or ``convert`` from the harness's on/off ``warmup`` and ``gate``:
-    none when the warm-up is on with no gate named (each keeps its default: the core op's reference gate, the
-    adapters' own), else ``warmup=False`` or ``warmup=gate``."""
+def warmup_kwargs(warmup: bool, gate: Optional[str], floor: Optional[bool] = None) -> Dict[str, Warmup]:
+    """The warm-up keywords for a TSSL-BP layer or ``convert`` from the harness's on/off ``warmup``, ``gate`` and
+    ``floor``: ``warmup=`` none when the warm-up is on with no gate named (each keeps its default: the core op's
+    reference gate, the adapters' own), else ``warmup=False`` or ``warmup=gate``; ``warmup_floor=`` only when
+    ``floor`` is not None (None: the core op's floor, the adapters' none)."""
+    kwargs: Dict[str, Warmup] = {} if floor is None else {"warmup_floor": floor}
     if warmup and gate is None:
-        return {}
-    return {"warmup": gate if warmup else False}
+        return kwargs
+    return {"warmup": gate if warmup else False, **kwargs}
 
 
 #: snnTorch surrogate factories (``snntorch.surrogate.<name>()``), deterministic ones with defaults.

@@ -128,8 +128,8 @@ def main() -> None:
         from tssl_plugin.adapters import spikingjelly as adapter
 
         adapter.convert(net, tau_s=cfg.tau_s, warmup_width=cfg.warmup_width, exclude=[net.neurons()[k] for k in keep],
-                        ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate), **ncfg.convert_options(),
-                        **({} if cfg.warmup_floor is None else {"warmup_floor": cfg.warmup_floor}))
+                        ablation=cfg.ablation, **B.warmup_kwargs(cfg.warmup, cfg.warmup_gate, cfg.warmup_floor),
+                        **ncfg.convert_options())
     for item in a.set_at:
         where, _, option = item.partition(":")
         key, sep, value = option.partition("=")
@@ -143,8 +143,8 @@ def main() -> None:
         net.synapses()[a.layer].weight.add_(a.offset)
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
-    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, floor {_floor_text(cfg.warmup_floor)}, surrogate at neuron layers {keep}, "
-          f"set {a.set_at}, offset {a.offset:g} "
+    print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, floor {_floor_text(cfg.warmup_floor)}, "
+          f"surrogate at neuron layers {keep}, set {a.set_at}, offset {a.offset:g} "
           f"on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     if a.gradient_sum:
         print(f"{a.variant} gradient sum of synapse {a.layer} over {a.gradient_sum} batches: "
