@@ -25,10 +25,11 @@ def tol(dtype):
 
 
 def op_params(tau_m=5.0, tau_s=3.0, threshold=1.0, reset="zero", warmup_width=0.2, sensitivity_cap=8.0,
-              ablation="none", warmup_gate="trace", warmup_floor=True):
+              ablation="none", warmup_gate="trace", warmup_floor=True, crossing="step"):
     """The ``params`` tuple the implementations' ``forward_op`` and ``backward_op`` take (``lif_constants``'s
     defaults)."""
-    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)
+    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
+            crossing)
 
 
 def saved_for_backward(impl, x):
@@ -272,6 +273,32 @@ def warmup_floor_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
     assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), floor), reset
 
 
+#: ``(seed, reset, output)`` of the interpolated crossing checks.
+CROSSING_CASES = [(480 + i, r, o) for i, (r, o) in enumerate(itertools.product(RESETS, OUTPUTS))]
+
+
+def crossing_case(impl, seed, reset, output, T=8, shape=(3, 20), device="cpu"):
+    """``crossing="interpolated"`` through the whole-sequence op (with and without the warm-up), on inputs strong
+    enough for spikes far above the threshold, where it changes the reference's gradient."""
+    x, g = random_case(T, shape, F64, seed, device)
+    x = 2.0 * x
+    for warmup in ("silent", False):
+        check_against_reference(impl, x, g, reset=reset, output=output, warmup=warmup, crossing="interpolated")
+        _changes_reference(x, g, reset=reset, output=output, warmup=warmup, crossing="interpolated")
+
+
+def crossing_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
+    """``crossing="interpolated"`` with a per-neuron threshold through the from-trace entry point."""
+    x, g = random_case(T, shape, F64, 490, device)
+    x = 2.0 * x
+    theta = (0.5 + torch.rand(shape, generator=torch.Generator().manual_seed(4), dtype=F64)).to(device)
+    k = lif_constants(x, threshold=theta, reset=reset, crossing="interpolated")
+    u, du, o = _reference_trace(x, k)
+    check_from_trace(impl_obj, g, u, du, o, k)
+    step = _ReferenceImpl.backward_from_trace(g, u, du, o, k._replace(crossing="step"), True)
+    assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), step), reset
+
+
 def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
     """Every reset and output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry
     point, with ``width``."""
@@ -459,6 +486,8 @@ def step_cases(impl_obj, device="cpu", full=True):
         if i % 4 == 1:  # no floor under the warm-up surrogate (its clamp at 40 widths instead of 8)
             k = k._replace(warmup_floor=False)
             u = torch.where(o, u, u - 4.5)  # silent neurons from within to beyond 8 widths (4.8) below the threshold
+        if i % 3 == 2:  # the interpolated crossing: c times max(0, 1 - (u - theta)/du) at a crossing
+            k = k._replace(crossing="interpolated")
         oc, start = o.cpu(), (u - du).cpu()
         assert bool((oc & (start > 1.2)).any()) and bool((oc & (start <= 0.8)).any()) and bool((oc & (du.cpu() < 0)).any())
         h = h if has_h else None
@@ -469,7 +498,8 @@ def step_cases(impl_obj, device="cpu", full=True):
                                          extra=extra)
         want_gx = want_gx * scale
         gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
-        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate, k.warmup_floor)
+        mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate, k.warmup_floor,
+                k.crossing)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
         assert torch.equal(delta, want_delta), mode
         # where the warm-up's exp enters: its steps, and with the gate "silent" every step without a spike

@@ -175,3 +175,47 @@ def test_warmup_floor_must_be_a_bool():
     with pytest.raises(TypeError, match="warmup_floor"):
         tssl_plugin.TSSLNeuron(warmup_floor=1)
     assert "warmup_floor=False" in repr(tssl_plugin.TSSLNeuron(warmup_floor=False))
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_the_interpolated_crossing_by_hand(reset):
+    """One neuron, tau_m 4 (beta 0.75), x = (0.6, 0.9), dL/do = (0, 1), no warm-up: it fires at step 1 only, with
+    du = 0.9 - 0.6/4 = 0.75 and u = 1.35. The reference's sensitivity is c = 1/du; ``crossing="interpolated"``
+    multiplies it by the fraction of the rise spent below the threshold, phi = (1 - 0.6)/0.75 = 1 - 0.35/0.75. Step 0
+    has no spike, so it gets the carry beta c (docs/algorithm.md, "The interpolated crossing")."""
+    x = torch.tensor([[0.6], [0.9]], dtype=torch.float64, requires_grad=True)
+    g_out = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    du, u = 0.9 - 0.6 / 4, 0.6 * 0.75 + 0.9
+    phi = (1.0 - (u - du)) / du
+    assert abs(phi - (1 - 0.35 / 0.75)) < 1e-12
+    for crossing, c in (("step", 1 / du), ("interpolated", phi / du)):
+        o = functional.tssl_lif(x, 4.0, reset=reset, output="spike", warmup=False, crossing=crossing)
+        assert o.flatten().tolist() == [0.0, 1.0]
+        (gx,) = torch.autograd.grad(o, x, g_out)
+        torch.testing.assert_close(gx.flatten(), torch.tensor([0.75 * c, c], dtype=torch.float64), rtol=1e-14, atol=0)
+    assert functional.tssl_lif(x, crossing="step").equal(functional.tssl_lif(x))  # the default is the reference's
+
+
+def test_the_interpolated_crossing_never_raises_a_sensitivity():
+    """phi is in [0, 1] at every crossing: on random sequences the interpolated gradient at a spike step is at most
+    the reference's, equal where a spike barely crossed, and the two agree wherever no spike is involved."""
+    gen = torch.Generator().manual_seed(7)
+    x = (torch.rand(30, 200, generator=gen, dtype=torch.float64) * 2.0).requires_grad_()
+    grads = {}
+    for crossing in rule.CROSSINGS:
+        o = functional.tssl_lif(x, output="spike", warmup=False, crossing=crossing)
+        gy = torch.zeros_like(o)
+        gy[-1] = 1.0  # the last step only: no carry from later spikes, dL/dx[T-1] = c[T-1]
+        (grads[crossing],) = torch.autograd.grad(o, x, gy)
+    step, interp = grads["step"][-1], grads["interpolated"][-1]
+    assert (interp <= step).all() and (interp >= 0).all() and (interp < step).any() and (step > 0).any()
+    assert torch.equal(grads["step"][-1][step == 0], interp[step == 0])
+
+
+def test_crossing_must_be_a_known_name():
+    with pytest.raises(ValueError, match="crossing"):
+        functional.tssl_lif(torch.zeros(2, 3), crossing="linear")
+    with pytest.raises(ValueError, match="crossing"):
+        tssl_plugin.TSSLNeuron(crossing=None)
+    assert "crossing='interpolated'" in repr(tssl_plugin.TSSLNeuron(crossing="interpolated"))
+    assert "crossing" not in repr(tssl_plugin.TSSLNeuron())

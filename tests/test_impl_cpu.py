@@ -77,11 +77,18 @@ def test_warmup_without_floor_matches_reference(seed, reset, output):
 
 
 @needs_cpu
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CROSSING_CASES))
+def test_interpolated_crossing_matches_reference(seed, reset, output):
+    cases.crossing_case("cpu", seed, reset, output)
+
+
+@needs_cpu
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("check", [cases.warmup_width_from_trace, cases.sensitivity_cap_from_trace,
-                                   cases.warmup_gate_from_trace, cases.warmup_floor_from_trace],
+                                   cases.warmup_gate_from_trace, cases.warmup_floor_from_trace,
+                                   cases.crossing_from_trace],
                          ids=["warmup-width", "per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent",
-                              "warmup-without-floor"])
+                              "warmup-without-floor", "interpolated-crossing"])
 def test_option_from_trace_matches_reference(check, reset):
     check(cpu.CpuImpl, reset)
 

@@ -155,6 +155,12 @@ def test_warmup_without_floor_matches_reference(kernel, seed, reset, output):
 
 
 @interpreter
+@pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CROSSING_CASES))
+def test_interpolated_crossing_matches_reference(kernel, seed, reset, output):
+    cases.crossing_case("triton", seed, reset, output, **SMALL)
+
+
+@interpreter
 @pytest.mark.parametrize("seed, reset, output", **cases.params(cases.CAP_CASES))
 def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
     cases.sensitivity_cap_case("triton", seed, reset, output, **SMALL)
@@ -163,8 +169,9 @@ def test_sensitivity_cap_matches_reference(kernel, seed, reset, output):
 @interpreter
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("check", [cases.sensitivity_cap_from_trace, cases.warmup_gate_from_trace,
-                                   cases.warmup_floor_from_trace],
-                         ids=["per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent", "warmup-without-floor"])
+                                   cases.warmup_floor_from_trace, cases.crossing_from_trace],
+                         ids=["per-neuron-sensitivity-cap-and-crossing", "warmup-gate-silent", "warmup-without-floor",
+                              "interpolated-crossing"])
 def test_option_from_trace_matches_reference(kernel, impl_obj, check, reset):
     check(impl_obj, reset, **SMALL)
 

@@ -97,14 +97,15 @@ F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float6
 
 
 def _params(N, reset, per_neuron, dtype):
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)``; the
-    width, the cap, the ablation's and the gate's gains and the warm-up bound are run-time values (table rows), so
-    values other than the reference's 0.2, 8, "none", "trace" and the floor compile the same variants."""
+    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
+    crossing)``; the width, the cap, the ablation's and the gate's gains, the warm-up bound and the crossing gain are
+    run-time values (table rows), so values other than the reference's 0.2, 8, "none", "trace", the floor and "step"
+    compile the same variants."""
     if not per_neuron:
-        return (5.0, 3.0, 1.0, reset, 0.2, 8.0, "none", "trace", True)
+        return (5.0, 3.0, 1.0, reset, 0.2, 8.0, "none", "trace", True, "step")
     gen = torch.Generator().manual_seed(1)
     return (2.0 + 4 * torch.rand(N, generator=gen), 3.0, 0.5 + torch.rand(N, generator=gen), reset, 0.6, 1.0,
-            "no_spike_timing", "silent", False)
+            "no_spike_timing", "silent", False, "interpolated")
 
 
 # (name, entry point, dtype, reset, per-neuron parameters, T, N, warmup, psc output)

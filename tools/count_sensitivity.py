@@ -9,6 +9,8 @@ neurons (the noise averages the step function's jumps into a slope). Rules compa
 * ``current``: :func:`tssl_plugin.functional.tssl_lif` as it is, with the adapters' cap
   ``sensitivity_cap = 1/threshold`` (``--cap`` changes it);
 * ``current-cap8``: the same with the reference's cap 8;
+* ``interpolated``: both with ``crossing="interpolated"`` (``c`` times the fraction of the step's rise spent
+  below the threshold; the adapters' default for the reset to zero);
 * ``shift``: the previous subtraction rule, written out here: ``delta = c (G + theta/tau_m h) + beta h``
   for both subtraction resets, cap 8, every spike counted (no threshold-crossing condition).
 
@@ -33,10 +35,11 @@ from tssl_plugin._impl.reference import forward_sequence, spike_sensitivity
 RESETS = ("subtract_after_leak", "subtract", "zero")
 
 
-def rule_estimate(x: torch.Tensor, tau_m: float, reset: str, cap: float) -> float:
+def rule_estimate(x: torch.Tensor, tau_m: float, reset: str, cap: float, crossing: str = "step") -> float:
     """``mean_n sum_t dL/dx[t]`` for ``L = sum_t o[t]`` by the core op."""
     xx = x.clone().requires_grad_()
-    o = tssl_lif(xx, tau_m, 3.0, 1.0, output="spike", reset=reset, warmup=False, sensitivity_cap=cap)
+    o = tssl_lif(xx, tau_m, 3.0, 1.0, output="spike", reset=reset, warmup=False, sensitivity_cap=cap,
+                 crossing=crossing)
     (g,) = torch.autograd.grad(o.sum(), xx)
     return float(g.sum(0).mean())
 
@@ -82,8 +85,9 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     print("| beta | reset | drive | firing rate | finite difference | current (cap "
-          f"{args.cap:g}) | current, cap 8 | previous rule (shift, cap 8) |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{args.cap:g}) | current, cap 8 | interpolated (cap {args.cap:g}) | interpolated, cap 8 | "
+          "previous rule (shift, cap 8) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for beta in _floats(args.betas):
         tau_m = 1.0 / (1.0 - beta) if beta < 1.0 else float("inf")  # beta 1: integrate-and-fire
         for reset in RESETS:
@@ -93,6 +97,8 @@ def main() -> None:
                 rate = float(forward_sequence(x, k).o.double().mean())
                 print(f"| {beta:g} | {reset} | {drive:g} | {rate:.2f} | {finite_difference(x, tau_m, reset):.1f} | "
                       f"{rule_estimate(x, tau_m, reset, args.cap):.1f} | {rule_estimate(x, tau_m, reset, 8.0):.1f} | "
+                      f"{rule_estimate(x, tau_m, reset, args.cap, 'interpolated'):.1f} | "
+                      f"{rule_estimate(x, tau_m, reset, 8.0, 'interpolated'):.1f} | "
                       f"{shift_rule_estimate(x, tau_m, reset):.1f} |", flush=True)
 
 

@@ -22,8 +22,8 @@ from ._validation import (
     check_sequence, check_warmup_width,
 )
 from .rule import (
-    OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, check_warmup, lif_constants,
-    warmup_gate,
+    CROSSINGS, OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, check_warmup,
+    lif_constants, warmup_gate,
 )
 
 __all__ = [
@@ -46,6 +46,7 @@ def tssl_lif(
     sensitivity_cap: float = SENSITIVITY_CAP,
     ablation: str = "none",
     warmup_floor: bool = True,
+    crossing: str = "step",
 ) -> Tensor:
     """TSSL-BP leaky integrate-and-fire layer over a whole sequence (the rule: :mod:`tssl_plugin.rule`).
 
@@ -91,6 +92,10 @@ def tssl_lif(
             silent neuron however far below the threshold gets at least ``G sigma'(8)/w``; False (an
             extension, the adapters' default): no floor, the surrogate decays to zero far below the
             threshold (docs/algorithm.md, "The warm-up floor").
+        crossing: ``"step"`` (the reference's): a spike's sensitivity is ``c = min(1/du, cap)``;
+            ``"interpolated"`` (an extension): ``c`` times the fraction of the step's rise spent below the
+            threshold, ``max(0, 1 - (u - threshold)/du)``, so a spike far above the threshold moves less
+            (docs/algorithm.md, "The interpolated crossing"; :data:`~tssl_plugin.rule.CROSSINGS`).
 
     Returns:
         ``a`` or ``o``, same shape, dtype and device as ``x`` (contiguous).
@@ -113,8 +118,9 @@ def tssl_lif(
     cap = check_sensitivity_cap(sensitivity_cap)
     check_ablation(ablation, reset, warmup)
     floor = check_bool(warmup_floor, "warmup_floor")
+    check_choice(crossing, "crossing", CROSSINGS)
     return _op.lif(x, tm, ts, th, reset, gate is not None, output == "psc", impl, width, cap, ablation,
-                   gate or "trace", floor)
+                   gate or "trace", floor, crossing)
 
 
 class _TraceGradFunction(torch.autograd.Function):

@@ -12,7 +12,7 @@ from ._validation import (
 )
 from .functional import tssl_lif
 from ._types import Warmup
-from .rule import OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation, check_warmup
+from .rule import CROSSINGS, OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, Param, check_ablation, check_warmup
 
 __all__ = ["TSSLNeuron"]
 
@@ -29,7 +29,7 @@ class TSSLNeuron(nn.Module):
         tau_m, tau_s, threshold: numbers, or per-neuron tensors broadcastable
             to the input's ``x.shape[1:]`` (stored as buffers, so they follow
             ``.to()`` and appear in the state_dict).
-        warmup, output, reset, impl, warmup_width, sensitivity_cap, ablation, warmup_floor: see
+        warmup, output, reset, impl, warmup_width, sensitivity_cap, ablation, warmup_floor, crossing: see
             :func:`~tssl_plugin.functional.tssl_lif`.
 
     Shape: input ``[T, N, ...]`` (time-first), output the same.
@@ -40,6 +40,7 @@ class TSSLNeuron(nn.Module):
     sensitivity_cap: float = SENSITIVITY_CAP
     ablation: str = "none"
     warmup_floor: bool = True
+    crossing: str = "step"
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class TSSLNeuron(nn.Module):
         sensitivity_cap: float = SENSITIVITY_CAP,
         ablation: str = "none",
         warmup_floor: bool = True,
+        crossing: str = "step",
     ) -> None:
         super().__init__()
         check_choice(output, "output", OUTPUTS)
@@ -65,6 +67,7 @@ class TSSLNeuron(nn.Module):
         sensitivity_cap = check_sensitivity_cap(sensitivity_cap)
         check_ablation(ablation, reset, warmup)
         warmup_floor = check_bool(warmup_floor, "warmup_floor")
+        check_choice(crossing, "crossing", CROSSINGS)
         params = {"tau_m": tau_m, "tau_s": tau_s, "threshold": threshold}
         for name, value in params.items():
             if isinstance(value, Tensor):
@@ -80,6 +83,7 @@ class TSSLNeuron(nn.Module):
         self.sensitivity_cap = sensitivity_cap
         self.ablation = ablation
         self.warmup_floor = warmup_floor
+        self.crossing = crossing
         self.output = output
         self.reset = reset
         self.impl = impl
@@ -89,7 +93,7 @@ class TSSLNeuron(nn.Module):
             x, self.tau_m, self.tau_s, self.threshold,
             warmup=self.warmup, output=self.output, reset=self.reset, impl=self.impl,
             warmup_width=self.warmup_width, sensitivity_cap=self.sensitivity_cap, ablation=self.ablation,
-            warmup_floor=self.warmup_floor,
+            warmup_floor=self.warmup_floor, crossing=self.crossing,
         )
 
     def extra_repr(self) -> str:
@@ -103,4 +107,5 @@ class TSSLNeuron(nn.Module):
             f"reset={self.reset!r}"
             + (f", ablation={self.ablation!r}" if self.ablation != "none" else "")
             + ("" if self.warmup_floor else ", warmup_floor=False")
+            + (f", crossing={self.crossing!r}" if self.crossing != "step" else "")
         )

@@ -5,7 +5,8 @@
 
 ``forward_op(x, params, psc_output) -> a or o``
     the layer's output for ``x: [T, ...]`` and ``params = (tau_m, tau_s,
-    threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)`` (numbers already checked; tensors are
+    threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)`` (numbers
+    already checked; tensors are
     checked where they are read; the forward does not use the width, but the
     packed parameter table holds it);
 ``backward_op(grad, x, params, warmup, psc_output) -> dL/dx``
@@ -114,9 +115,9 @@ class _ReferenceImpl:
     @staticmethod
     def _constants(x: Tensor, params) -> Tuple[Tensor, LIFConstants]:
         xc = x.to(compute_dtype(x.dtype))
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
         return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation,
-                                 warmup_gate, floor)
+                                 warmup_gate, floor, crossing)
 
     @staticmethod
     def forward_op(x: Tensor, params, psc_output: bool) -> Tensor:

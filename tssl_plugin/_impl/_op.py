@@ -3,14 +3,16 @@
 Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
 
 ``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True) -> Tensor``
+warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True,
+crossing="step") -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
 ``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
-impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True)``
+impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True,
+crossing="step")``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
 ``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
 reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace",
-warmup_floor=True)``
+warmup_floor=True, crossing="step")``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
     the four constants, ``warmup_width`` and ``sensitivity_cap`` are tensors or None (then ``scalars[i]``,
@@ -19,9 +21,10 @@ warmup_floor=True)``
 
 ``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
 None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
-``warmup_width``, ``sensitivity_cap``, ``ablation``, ``warmup_gate`` and ``warmup_floor`` (the warm-up
+``warmup_width``, ``sensitivity_cap``, ``ablation``, ``warmup_gate``, ``warmup_floor`` and ``crossing`` (the warm-up
 surrogate's width, the cap of ``c``, a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``, where the
-warm-up applies, ``tssl_plugin.rule.WARMUP_GATES``, and whether its sigmoid keeps the reference's floor) come last, with the
+warm-up applies, ``tssl_plugin.rule.WARMUP_GATES``, whether its sigmoid keeps the reference's floor, and what the
+spike-time sensitivity measures, ``tssl_plugin.rule.CROSSINGS``) come last, with the
 reference's rule as their defaults, so calls written before they existed keep their meaning. Both
 have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
@@ -77,27 +80,29 @@ def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tupl
 def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
             scalars: List[float], reset: str, warmup_width: float,
             sensitivity_cap: float, ablation: str, warmup_gate: str,
-            warmup_floor: bool) -> Tuple[Any, Any, Any, str, float, float, str, str, bool]:
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)``,
+            warmup_floor: bool, crossing: str) -> Tuple[Any, Any, Any, str, float, float, str, str, bool, str]:
+    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
+    crossing)``,
     what the implementations' op entry points take."""
     return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap),
-            ablation, warmup_gate, bool(warmup_floor))
+            ablation, warmup_gate, bool(warmup_floor), crossing)
 
 
 def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
              scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float,
-             sensitivity_cap: float, ablation: str, warmup_gate: str, warmup_floor: bool) -> Tensor:
+             sensitivity_cap: float, ablation: str, warmup_gate: str, warmup_floor: bool,
+             crossing: str) -> Tensor:
     params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                     warmup_floor)
+                     warmup_floor, crossing)
     return call(impl, x, lambda i: i.forward_op(x, params, psc_output))
 
 
 def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
               threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
               impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str,
-              warmup_floor: bool) -> Tensor:
+              warmup_floor: bool, crossing: str) -> Tensor:
     params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                     warmup_floor)
+                     warmup_floor, crossing)
     return call(impl, x, lambda i: i.backward_op(grad, x, params, warmup, psc_output))
 
 
@@ -105,15 +110,17 @@ def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[
 def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
            scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
            warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-           ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True) -> Tensor:
+           ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True,
+           crossing: str = "step") -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
     return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                    ablation, warmup_gate, warmup_floor)
+                    ablation, warmup_gate, warmup_floor, crossing)
 
 
 @lif_op.register_fake
 def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH,
-              sensitivity_cap=SENSITIVITY_CAP, ablation="none", warmup_gate="trace", warmup_floor=True):
+              sensitivity_cap=SENSITIVITY_CAP, ablation="none", warmup_gate="trace", warmup_floor=True,
+              crossing="step"):
     return x.new_empty(x.shape)
 
 
@@ -122,16 +129,16 @@ def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Opt
                     threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
                     psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH,
                     sensitivity_cap: float = SENSITIVITY_CAP, ablation: str = "none",
-                    warmup_gate: str = "trace", warmup_floor: bool = True) -> Tensor:
+                    warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step") -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
     return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width,
-                     sensitivity_cap, ablation, warmup_gate, warmup_floor)
+                     sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
 
 
 @lif_backward_op.register_fake
 def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
                        warmup_width=WARMUP_WIDTH, sensitivity_cap=SENSITIVITY_CAP, ablation="none",
-                       warmup_gate="trace", warmup_floor=True):
+                       warmup_gate="trace", warmup_floor=True, crossing="step"):
     return x.new_empty(x.shape)
 
 
@@ -139,7 +146,7 @@ def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
     x, tau_m, tau_s, threshold, *config = inputs
     ctx.save_for_backward(x, tau_m, tau_s, threshold)
     ctx.config = tuple(config)  # (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-    # warmup_gate, warmup_floor)
+    # warmup_gate, warmup_floor, crossing)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
@@ -156,20 +163,20 @@ def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m:
                       inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
                       scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: Optional[Tensor],
                       sensitivity_cap: Optional[Tensor] = None, ablation: str = "none",
-                      warmup_gate: str = "trace", warmup_floor: bool = True) -> Tensor:
+                      warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step") -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
     inv_tau_m, inv_tau_s, threshold, warmup_level, cap, width = _join(
         (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap, warmup_width), scalars)
     k = LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=inv_tau_s, threshold=threshold, warmup_level=warmup_level,
                      reset=reset, warmup_width=width, sensitivity_cap=cap, ablation=ablation,
-                     warmup_gate=warmup_gate, warmup_floor=warmup_floor)
+                     warmup_gate=warmup_gate, warmup_floor=warmup_floor, crossing=crossing)
     return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup)).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
 def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
                          impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace",
-                         warmup_floor=True):
+                         warmup_floor=True, crossing="step"):
     return u.new_empty(u.shape, dtype=grad.dtype)
 
 
@@ -182,7 +189,7 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap,
                                k.warmup_width))
     return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, tensors[5],
-                             tensors[4], k.ablation, k.warmup_gate, k.warmup_floor)
+                             tensors[4], k.ablation, k.warmup_gate, k.warmup_floor, k.crossing)
 
 
 class _EagerLif(torch.autograd.Function):
@@ -192,12 +199,12 @@ class _EagerLif(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
                 threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
                 impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str,
-                warmup_floor: bool) -> Tensor:
+                warmup_floor: bool, crossing: str) -> Tensor:
         out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                       ablation, warmup_gate, warmup_floor)
+                       ablation, warmup_gate, warmup_floor, crossing)
         ctx.save_for_backward(x, tau_m, tau_s, threshold)
         ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                      warmup_floor)
+                      warmup_floor, crossing)
         return out
 
     @staticmethod
@@ -220,14 +227,15 @@ def _plain_eager(x: Tensor) -> bool:
 
 def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
         impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-        ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True) -> Tensor:
+        ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True,
+        crossing: str = "step") -> Tensor:
     """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
     tensors, scalars = _split((tau_m, tau_s, threshold))
     if _plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
             return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width,
-                                   sensitivity_cap, ablation, warmup_gate, warmup_floor)
+                                   sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
         return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-                        warmup_gate, warmup_floor)
+                        warmup_gate, warmup_floor, crossing)
     return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-                  warmup_gate, warmup_floor)
+                  warmup_gate, warmup_floor, crossing)

@@ -47,6 +47,7 @@ ROWS: Tuple[str, ...] = (
     "intra_gain",         # a_J: factor on the intra-neuron term, 1 (0 for the ablation "no_intra")
     "silent_gain",        # a_S: 1 for the warm-up gate "silent" (the surrogate added at the other silent steps), else 0
     "warmup_bound",       # b: the warm-up sigmoid's argument is clamped to [-b, b] (8, the reference's floor; 40: none)
+    "crossing_gain",      # r: c is multiplied by max(0, 1 - r (u - theta)/du) at a crossing (1: "interpolated", 0: "step")
 )
 #: row name -> row number.
 ROW: Dict[str, int] = {name: i for i, name in enumerate(ROWS)}
@@ -73,6 +74,7 @@ def row_values(k: LIFConstants) -> List[Param]:
         "intra_gain": intra_gain,
         "silent_gain": 1.0 if k.warmup_gate == "silent" else 0.0,
         "warmup_bound": warmup_bound(k),
+        "crossing_gain": 1.0 if k.crossing == "interpolated" else 0.0,
     }
     return [values[name] for name in ROWS]
 
@@ -119,8 +121,8 @@ def step_table(k: LIFConstants, like: Tensor) -> Tuple[Tensor, bool]:
             return torch.tensor([float(v) for v in row_values(k)], dtype=like.dtype, device=like.device), False
         return torch.stack([torch.as_tensor(v).to(like.device, like.dtype).reshape(())
                             for v in row_values(k)]), False
-    # ablation, gate, floor: 4 rows
-    key = (tuple(_value_key(v) for v in base), k.ablation, k.warmup_gate, k.warmup_floor, like.dtype)
+    # ablation, gate, floor, crossing: 5 rows
+    key = (tuple(_value_key(v) for v in base), k.ablation, k.warmup_gate, k.warmup_floor, k.crossing, like.dtype)
     with _LOCK:
         table = _STEP_TABLES.get(key)
     if table is None:
@@ -186,14 +188,14 @@ def _key_part(p: Param):
 def param_table(
     tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
     device: torch.device, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-    ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True,
+    ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step",
 ) -> Tuple[Tensor, bool]:
     """The packed table for these parameters (checked, cached; see the module docstring).
 
     Numbers must already be checked (``_validation.check_param``,
     ``check_warmup_width``); tensors are checked here when they are packed.
     """
-    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor)
+    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
     try:
         key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
@@ -206,7 +208,7 @@ def param_table(
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
     k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap,
-                      ablation=ablation, warmup_gate=warmup_gate, warmup_floor=warmup_floor)
+                      ablation=ablation, warmup_gate=warmup_gate, warmup_floor=warmup_floor, crossing=crossing)
     table, per_neuron = pack_params(k, like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it

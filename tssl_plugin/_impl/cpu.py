@@ -311,22 +311,22 @@ class CpuImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
         cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
-                                        sensitivity_cap, ablation, warmup_gate, floor)
+                                        sensitivity_cap, ablation, warmup_gate, floor, crossing)
         out = torch.empty(xc.shape, dtype=cd)
         _forward(xc, None, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
         cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
-                                        sensitivity_cap, ablation, warmup_gate, floor)
+                                        sensitivity_cap, ablation, warmup_gate, floor, crossing)
         gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, reset, warmup, psc_output)
         return gx if gx.dtype == x.dtype else gx.to(x.dtype)
 

@@ -168,6 +168,13 @@ def crossed(of: Tensor, u: Tensor, du: Tensor, k: LIFConstants) -> Tensor:
     return of * (u - du <= k.threshold).to(of.dtype)
 
 
+def crossing_fraction(crossed_spikes: Tensor, u: Tensor, du: Tensor, threshold: Param) -> Tensor:
+    """``phi = max(0, 1 - (u - threshold)/du)`` where ``crossed_spikes`` (:func:`crossed`) is 1, else 1: the fraction
+    of the step's rise spent below the threshold, the factor ``crossing="interpolated"`` puts on ``c``."""
+    phi = (1 - (u - threshold) / du).clamp(min=0.0)
+    return torch.where(crossed_spikes != 0, phi, torch.ones_like(phi))
+
+
 def warmup_surrogate(G: Tensor, u: Tensor, threshold: Param, width: float = WARMUP_WIDTH,
                      bound: float = WARMUP_BOUND) -> Tensor:
     """``G * sigma'((u - threshold)/w) / w`` with the argument clamped to ``[-bound, bound]`` (``w = width``,
@@ -201,9 +208,12 @@ def carry_step(
     """
     of = o.to(G.dtype)
     a_c, a_J = ablation_gains(k.ablation)
-    c = spike_sensitivity(crossed(of, u, du, k), du, k.sensitivity_cap)
+    spikes = crossed(of, u, du, k)
+    c = spike_sensitivity(spikes, du, k.sensitivity_cap)
     if a_c != 1.0:  # a factor 1 would change no bit; skipped to spare the step-wise node an operation
         c = c * a_c
+    if k.crossing == "interpolated":
+        c = c * crossing_fraction(spikes, u, du, k.threshold)
     if h is None:
         delta = c * G
     else:

@@ -96,6 +96,7 @@ ROW_SPIKE_TIMING_GAIN = tl.constexpr(ROW["spike_timing_gain"])
 ROW_INTRA_GAIN = tl.constexpr(ROW["intra_gain"])
 ROW_SILENT_GAIN = tl.constexpr(ROW["silent_gain"])
 ROW_WARMUP_BOUND = tl.constexpr(ROW["warmup_bound"])
+ROW_CROSSING_GAIN = tl.constexpr(ROW["crossing_gain"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
@@ -115,7 +116,8 @@ def _load_param(table_ptr, row: tl.constexpr, n_neurons, offs, mask, PER_NEURON:
 @triton.jit
 def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr, STATE: tl.constexpr):
     """Every row of the table, in ROWS order: itm, beta, its, trace decay, th, beta th, warm-up level and width,
-    sensitivity cap, ablation gains a_c and a_J, the warm-up gate's a_S and the warm-up bound b."""
+    sensitivity cap, ablation gains a_c and a_J, the warm-up gate's a_S, the warm-up bound b and the crossing gain
+    crg."""
     return (_load_param(table_ptr, ROW_INV_TAU_M, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_MEMBRANE_DECAY, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INV_TAU_S, n_neurons, offs, mask, PER_NEURON, STATE),
@@ -128,7 +130,8 @@ def _backward_params(table_ptr, n_neurons, offs, mask, PER_NEURON: tl.constexpr,
             _load_param(table_ptr, ROW_SPIKE_TIMING_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_INTRA_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
             _load_param(table_ptr, ROW_SILENT_GAIN, n_neurons, offs, mask, PER_NEURON, STATE),
-            _load_param(table_ptr, ROW_WARMUP_BOUND, n_neurons, offs, mask, PER_NEURON, STATE))
+            _load_param(table_ptr, ROW_WARMUP_BOUND, n_neurons, offs, mask, PER_NEURON, STATE),
+            _load_param(table_ptr, ROW_CROSSING_GAIN, n_neurons, offs, mask, PER_NEURON, STATE))
 
 
 @triton.jit
@@ -150,9 +153,10 @@ def _lif_step(x, v, of, itm, th, RESET: tl.constexpr):
 
 
 @triton.jit
-def _sensitivity(u, du, of, th, cap, a_c, RESET: tl.constexpr):
+def _sensitivity(u, du, of, th, cap, a_c, crg, RESET: tl.constexpr):
     """c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed, reference.spike_sensitivity),
-    times the ablation gain ``a_c`` (rule.ablation_gains: 1 or 0; a factor 1 changes no bit)."""
+    times the ablation gain ``a_c`` (rule.ablation_gains: 1 or 0; a factor 1 changes no bit) and the crossing
+    fraction max(0, 1 - crg (u - th)/du) at a crossing (reference.crossing_fraction; crg 0: exactly 1)."""
     if RESET == RESET_ZERO:
         crossed = of
     else:
@@ -160,15 +164,18 @@ def _sensitivity(u, du, of, th, cap, a_c, RESET: tl.constexpr):
     r = -1.0 / du
     r = tl.where(r < -cap, -cap, r)
     r = tl.where(r > 0.0, 0.0, r)
-    return -r * crossed * a_c
+    phi = 1.0 - crg * ((u - th) / du)
+    phi = tl.where(phi < 0.0, 0.0, phi)
+    phi = tl.where(crossed != 0.0, phi, 1.0)
+    return -r * crossed * a_c * phi
 
 
 @triton.jit
-def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET: tl.constexpr):
+def _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, crg, RESET: tl.constexpr):
     """delta[t] from G[t], the carry h = delta[t+1] and the step's trace (reference.carry_step).
 
     ``a_c``, ``a_j``: the ablation gains (rule.ablation_gains), 1 or 0; a factor 1 changes no bit."""
-    c = _sensitivity(u, du, of, th, cap, a_c, RESET)
+    c = _sensitivity(u, du, of, th, cap, a_c, crg, RESET)
     if RESET == RESET_ZERO:
         delta = c * (G + h * u * itm * a_j) + (1.0 - of) * beta * h
     elif RESET == RESET_SUBTRACT:  # the spike's subtraction, beta theta, reaches the next step
@@ -195,7 +202,7 @@ def _warmup_surrogate(G, u, th, width, bound):
 
 
 @triton.jit
-def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, wb, cap, a_c, a_j, a_s,
+def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, ww, wb, cap, a_c, a_j, a_s, crg,
                     RESET: tl.constexpr, WARMUP: tl.constexpr, PSC: tl.constexpr):
     """One step of the backward walk over time, shared by both backward kernels (reference.backward_sequence):
     the upstream ``G`` (``g``, or for a PSC output its adjoint ``acc = g its + (1 - its) acc``), the carry
@@ -208,7 +215,7 @@ def _walk_back_step(g, h, acc, u, du, of, warm, itm, beta, its, decs, th, thb, w
         G = acc
     else:
         G = g
-    h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
+    h = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, crg, RESET)
     out = h
     if WARMUP:
         sur = _warmup_surrogate(G, u, th, ww, wb)
@@ -252,8 +259,8 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
                               BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
-                                                                                     PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb, crg = _backward_params(table_ptr, N, offs,
+                                                                                          mask, PER_NEURON, STATE)
 
     # phase 1, forward in time: the trace the backward needs (u, du: recomputed from x; flags)
     v = tl.zeros([BLOCK], STATE)
@@ -287,7 +294,7 @@ def _backward_two_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, flags_ptr
         flags = tl.load(flags_ptr + idx, mask=mask, other=0)
         of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, of, (flags & 2) != 0, itm, beta, its, decs, th, thb, ww,
-                                      wb, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
+                                      wb, cap, a_c, a_j, a_s, crg, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -298,8 +305,8 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
                               STATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
-                                                                                     PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb, crg = _backward_params(table_ptr, N, offs,
+                                                                                          mask, PER_NEURON, STATE)
 
     # forward in time, unrolled: the trace stays in registers (tuples indexed by constants)
     us = ()
@@ -337,7 +344,7 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
             u = tl.load(u_ptr + idx, mask=mask, other=0.0).to(STATE)
             du = tl.load(du_ptr + idx, mask=mask, other=1.0).to(STATE)
         out, h, acc = _walk_back_step(g, h, acc, u, du, fired_seq[T - 1 - i], warm_seq[T - 1 - i], itm, beta, its,
-                                      decs, th, thb, ww, wb, cap, a_c, a_j, a_s, RESET, WARMUP, PSC)
+                                      decs, th, thb, ww, wb, cap, a_c, a_j, a_s, crg, RESET, WARMUP, PSC)
         tl.store(gx_ptr + idx, out.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
@@ -367,17 +374,17 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb = _backward_params(table_ptr, N, offs, mask,
-                                                                                     PER_NEURON, STATE)
+    itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb, crg = _backward_params(table_ptr, N, offs,
+                                                                                          mask, PER_NEURON, STATE)
     G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
     du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
     of = tl.where(tl.load(o_ptr + offs, mask=mask, other=0) != 0, 1.0, 0.0).to(STATE)
     if HAS_H:
         h = tl.load(h_ptr + offs, mask=mask, other=0.0).to(STATE)
-        delta = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, RESET)
+        delta = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, crg, RESET)
     else:
-        delta = _sensitivity(u, du, of, th, cap, a_c, RESET) * G
+        delta = _sensitivity(u, du, of, th, cap, a_c, crg, RESET) * G
     if HAS_EXTRA:
         e = tl.load(extra_ptr + offs, mask=mask, other=0.0).to(STATE)
         delta = delta + e
@@ -550,20 +557,20 @@ class TritonImpl:
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
     def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
         TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
         return out
 
     @staticmethod
     def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor = params
+        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
         xc = x.contiguous()
         table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor)
+                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing)
         return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 

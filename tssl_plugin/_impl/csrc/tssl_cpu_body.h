@@ -48,16 +48,21 @@ static inline REAL FN(exp_clamped)(REAL a)
 }
 
 /* The spike-time sensitivity c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed,
- * reference.spike_sensitivity); `reset` is a compile-time constant at every call. */
+ * reference.spike_sensitivity), times the crossing fraction max(0, 1 - crg (u - th)/du) there
+ * (reference.crossing_fraction; crg, row crossing_gain, is 1 for crossing="interpolated", 0 for "step", where
+ * the factor is exactly 1); `reset` is a compile-time constant at every call. */
 static inline __attribute__((always_inline)) REAL FN(sensitivity)(REAL u, REAL du, REAL of, REAL th, REAL cap,
-                                                                  REAL gain, const int reset)
+                                                                  REAL gain, REAL crg, const int reset)
 {
     const REAL crossed = (reset == RESET_ZERO || u - du <= th) ? of : (REAL)0;
     REAL r = (REAL)-1 / du;
     r = r < -cap ? -cap : r;
     r = r > (REAL)0 ? (REAL)0 : r;
+    REAL phi = (REAL)1 - crg * ((u - th) / du);
+    phi = phi < (REAL)0 ? (REAL)0 : phi;
+    phi = crossed != (REAL)0 ? phi : (REAL)1;
     /* the ablation gain a_c (rule.ablation_gains, row spike_timing_gain) is 1 or 0; a factor 1 changes no bit */
-    return -r * crossed * gain;
+    return -r * crossed * gain * phi;
 }
 
 /* delta[t] from the sensitivity c, G[t] and the carry hh = delta[t+1]: reference.carry_step, operation by
@@ -156,7 +161,7 @@ static inline __attribute__((always_inline)) REAL FN(bwd_block)(
             }
             const REAL u = u_sc[as + j], du = du_sc[as + j], of = fired_sc[as + j], hh = h[j];
             const REAL c = FN(sensitivity)(u, du, of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
-                                           TB(ROW_SPIKE_TIMING_GAIN, j), reset);
+                                           TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset);
             const REAL delta = FN(carry)(c, G, hh, u, of, TB(ROW_INV_TAU_M, j), TB(ROW_MEMBRANE_DECAY, j),
                                          TB(ROW_THRESHOLD, j), TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j),
                                          TB(ROW_INTRA_GAIN, j), reset);
