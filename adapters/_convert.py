@@ -20,9 +20,10 @@ from typing import Any, Dict, Iterable, Optional, Set, Tuple, Union
 from torch import Tensor, nn
 
 from tssl_plugin.firing_watch import FiringWatch
-from tssl_plugin.rule import SENSITIVITY_CAP
+from tssl_plugin._validation import check_choice
+from tssl_plugin.rule import CROSSINGS, SENSITIVITY_CAP
 
-__all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "Exclude", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
+__all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "Exclude", "check_crossing", "crossing_for", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
            "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
            "warmup_width_for", "watch_firing"]
 
@@ -58,6 +59,28 @@ def warmup_width_for(width: float, threshold: Any) -> Any:
     reference's width. Measured on snnTorch's ``tutorial_BSNN`` (thresholds 2.4, 8.0 and 3.9; docs/algorithm.md,
     "The warm-up width"): the absolute width 0.2 trained to 0.642 ± 0.057 against 0.728 ± 0.004 unconverted."""
     return width * threshold
+
+
+def crossing_for(reset: str, crossing: Optional[str]) -> str:
+    """What a layer's spike-time sensitivity measures (:data:`tssl_plugin.rule.CROSSINGS`): ``crossing`` when given,
+    else ``"interpolated"`` for the reset to zero and the reference's ``"step"`` for the other resets.
+
+    Why (docs/algorithm.md, "The interpolated crossing"): after a reset to zero, the reference's ``c = 1/du`` treats a
+    spike far above the threshold as if it had barely crossed, and on one noisy neuron it overstates the
+    finite-difference slope of the spike count by 2 to 6 times (``tools/count_sensitivity.py``); in the converted
+    SpikingJelly Fashion-MNIST CNN that surplus drove the second convolution's slow drift. After a subtraction the
+    reference's ``c`` with the cap ``1/threshold`` is already close to that slope, and the interpolated one halves it."""
+    if crossing is not None:
+        return crossing
+    return "interpolated" if reset == "zero" else "step"
+
+
+def check_crossing(crossing: object) -> Optional[str]:
+    """``convert(crossing=...)``: None (by reset, :func:`crossing_for`) or one of :data:`tssl_plugin.rule.CROSSINGS`;
+    otherwise one-line ``ValueError``."""
+    if crossing is None:
+        return None
+    return check_choice(crossing, "crossing", CROSSINGS)
 
 
 def sensitivity_cap_for(reset: str, cap: Optional[float], leaky: bool = True) -> float:

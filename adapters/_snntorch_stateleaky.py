@@ -35,7 +35,8 @@ from tssl_plugin._optional import require
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 
-from ._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, observe_firing, sensitivity_cap_for, warmup_width_for
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for, observe_firing, sensitivity_cap_for,
+                       warmup_width_for)
 from ._snntorch_neurons import _tssl_args
 from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad, store_options
 
@@ -63,6 +64,7 @@ class _StateLeakyRule:
     sensitivity_cap: Optional[float] = None
     ablation: str = "none"
     warmup_floor: bool = ADAPTER_WARMUP_FLOOR
+    crossing: Optional[str] = None  # reset "none": the reference's "step" unless convert(crossing=...) says otherwise
 
     def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
                     sensitivity_cap: Optional[float], ablation: str = "none") -> None:
@@ -92,7 +94,8 @@ class _StateLeakyRule:
                             warmup_gate=resolve_gate(gate, 1.0),  # tau > 0: every StateLeaky leaks
                             reset="none", warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for("none", self.sensitivity_cap) / threshold,
-                            ablation=self.ablation, warmup_floor=self.warmup_floor)
+                            ablation=self.ablation, warmup_floor=self.warmup_floor,
+                            crossing=crossing_for("none", self.crossing))
 
     def _current(self, x: Tensor, mem: Tensor) -> Tensor:
         """The tensor that receives ``dL/dx``: ``x``, plus the leak current ``d mem[t-1]`` when ``tau`` learns."""

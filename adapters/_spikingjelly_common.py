@@ -71,7 +71,7 @@ from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation
                               warmup_gate)
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-from ._convert import ADAPTER_WARMUP_FLOOR, observe_firing, sensitivity_cap_for, warmup_width_for
+from ._convert import ADAPTER_WARMUP_FLOOR, crossing_for, observe_firing, sensitivity_cap_for, warmup_width_for
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "charge_steps", "previous_membranes",
@@ -305,6 +305,7 @@ class TSSLNodeMixin:
     sensitivity_cap: Optional[float] = None  # in units of 1/threshold (relative to v_reset); None: by reset
     ablation: str = "none"  # a part of the rule switched off (tssl_plugin.rule.ABLATIONS), for measurements
     warmup_floor: bool = ADAPTER_WARMUP_FLOOR  # the warm-up surrogate's floor; convert(warmup_floor=...) sets it
+    crossing: Optional[str] = None  # what c measures; None: by reset (_convert.crossing_for); convert sets it
     _tssl_state: Optional[StepState] = None
     _TSSL_KIND = "lif"
 
@@ -364,7 +365,7 @@ class TSSLNodeMixin:
         warm-up width and the sensitivity cap in units of it (:mod:`._convert`)."""
         return lif_constants(like, tau_m, self.tau_s, thr, reset, warmup_width_for(self.warmup_width, thr),
                              sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                             self._tssl_gate(tau_m), self.warmup_floor)
+                             self._tssl_gate(tau_m), self.warmup_floor, crossing_for(reset, self.crossing))
 
     def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:

@@ -64,8 +64,8 @@ from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation
                               warmup_level)
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids,
-                       nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for,
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, check_crossing,
+                       crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for,
                        warmup_width_for, watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
@@ -75,7 +75,8 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "TSSLStateLeaky",
            "TSSLLinearLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "_tssl_state",
+_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "crossing",
+               "_tssl_state",
                "_tssl_mem_ref", "_tssl_watch", "_tssl_gate_cache")
 
 
@@ -280,6 +281,8 @@ class TSSLLeaky(snn.Leaky):
     ablation: str = "none"
     #: the warm-up surrogate's floor (:data:`._convert.ADAPTER_WARMUP_FLOOR`); ``convert(warmup_floor=...)`` sets it.
     warmup_floor: bool = ADAPTER_WARMUP_FLOOR
+    #: what ``c`` measures; None: by reset (:func:`._convert.crossing_for`); ``convert(crossing=...)`` sets it.
+    crossing: Optional[str] = None
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
                  inhibition=False, learn_beta=False, learn_threshold=False, reset_mechanism="subtract",
@@ -366,7 +369,8 @@ class TSSLLeaky(snn.Leaky):
                             warmup_level=warmup_level(self.tau_s), warmup_gate=self._tssl_gate(), reset=reset,
                             warmup_width=warmup_width_for(self.warmup_width, threshold),
                             sensitivity_cap=sensitivity_cap_for(reset, self.sensitivity_cap) / threshold,
-                            ablation=self.ablation, warmup_floor=self.warmup_floor)
+                            ablation=self.ablation, warmup_floor=self.warmup_floor,
+                            crossing=crossing_for(reset, self.crossing))
 
     def _check_options(self) -> None:
         if (self.inhibition or self.state_quant or self.surrogate_disable
@@ -496,6 +500,8 @@ class _LeakyRule:
     warmup_width: float = WARMUP_WIDTH
     sensitivity_cap: Optional[float] = None
     warmup_floor: bool = ADAPTER_WARMUP_FLOOR
+    #: what ``c`` measures; None: by reset (:func:`._convert.crossing_for`); ``convert(crossing=...)`` sets it.
+    crossing: Optional[str] = None
 
     _tssl_setup = TSSLLeaky._tssl_setup
     _tssl_clear = TSSLLeaky._tssl_clear
@@ -702,7 +708,8 @@ def _why_not(module: nn.Module, reason: Optional[str]) -> str:
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
-            ablation: str = "none", warmup_floor: bool = ADAPTER_WARMUP_FLOOR) -> nn.Module:
+            ablation: str = "none", warmup_floor: bool = ADAPTER_WARMUP_FLOOR,
+            crossing: Optional[str] = None) -> nn.Module:
     """Switch every ``snn.Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``, ``Lapicque``, ``StateLeaky`` and
     ``LinearLeaky`` to its TSSL-BP version (:class:`TSSLLeaky`, :class:`TSSLSynaptic`, :class:`TSSLRLeaky`,
     :class:`TSSLRSynaptic`, :class:`TSSLLapicque`, :class:`TSSLStateLeaky`, :class:`TSSLLinearLeaky`), in place.
@@ -735,10 +742,13 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     is refused at a layer's first step if its ``reset_mechanism`` is ``"none"``).
     ``warmup_floor`` (default False, :data:`._convert.ADAPTER_WARMUP_FLOOR`): True keeps the reference's floor
     under the warm-up surrogate (:func:`tssl_plugin.functional.tssl_lif`).
+    ``crossing`` (default None: ``"interpolated"`` for ``reset_mechanism="zero"``, the reference's ``"step"`` for
+    the subtractions, :func:`._convert.crossing_for`) says what a spike's sensitivity ``c`` measures.
     Returns ``model``.
     """
     check_convert_args(model, strict)
     warmup_floor = check_bool(warmup_floor, "warmup_floor")
+    crossing = check_crossing(crossing)
     tau_s = check_tau_s(tau_s)
     warmup = check_warmup(warmup)
     warmup_width = check_warmup_width(warmup_width)
@@ -774,6 +784,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
         m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         m.warmup_floor = warmup_floor
+        m.crossing = crossing
         watch_firing(m, names[id(m)])
     return model
 

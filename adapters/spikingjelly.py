@@ -47,8 +47,8 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, excluded_ids,  # noqa: E402
-                       nothing_to_convert, original_class, tssl_class_for, watch_firing)
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, check_crossing,  # noqa: E402
+                       excluded_ids, nothing_to_convert, original_class, tssl_class_for, watch_firing)
 from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s,  # noqa: E402
                                      check_warmup_width)
 from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup  # noqa: E402
@@ -151,7 +151,8 @@ def _invalidate_reset_cache(model: nn.Module) -> None:
 
 def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
             sensitivity_cap: Optional[float] = None, strict: bool = False, exclude: Exclude = None,
-            ablation: str = "none", warmup_floor: bool = ADAPTER_WARMUP_FLOOR) -> nn.Module:
+            ablation: str = "none", warmup_floor: bool = ADAPTER_WARMUP_FLOOR,
+            crossing: Optional[str] = None) -> nn.Module:
     """Switch every ``LIFNode``/``IFNode``/``ParametricLIFNode`` (and, on SpikingJelly 2.x,
     ``CUBALIFNode``) in ``model`` to TSSL-BP gradients, in place.
 
@@ -179,10 +180,13 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     in every converted node, to measure what it contributes (:func:`tssl_plugin.functional.tssl_lif`;
     docs/algorithm.md, "Ablations"). ``warmup_floor`` (default False,
     :data:`._convert.ADAPTER_WARMUP_FLOOR`): True keeps the reference's floor under the warm-up surrogate
-    (:func:`tssl_plugin.functional.tssl_lif`). Returns ``model``.
+    (:func:`tssl_plugin.functional.tssl_lif`). ``crossing`` (default None: ``"interpolated"`` for the hard reset to
+    0, the reference's ``"step"`` for the others, :func:`._convert.crossing_for`) says what a spike's sensitivity
+    ``c`` measures. Returns ``model``.
     """
     check_convert_args(model, strict)
     warmup_floor = check_bool(warmup_floor, "warmup_floor")
+    crossing = check_crossing(crossing)
     tau_s = check_tau_s(tau_s)
     check_warmup(warmup)
     warmup_width = check_warmup_width(warmup_width)
@@ -231,6 +235,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
         module.sensitivity_cap = sensitivity_cap
         module.ablation = ablation
         module.warmup_floor = warmup_floor
+        module.crossing = crossing
         module._tssl_state = None
         watch_firing(module, label)
         if getattr(module, "detach_reset", False):
@@ -256,8 +261,8 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "_tssl_state",
-                     "_tssl_watch"):
+        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "crossing",
+                     "_tssl_state", "_tssl_watch"):
             module.__dict__.pop(attr, None)
     _invalidate_reset_cache(model)
     return model

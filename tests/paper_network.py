@@ -4,7 +4,7 @@ checked. The hosts' cap for a reset to zero is the core's (``sensitivity_cap_for
 import torch
 
 from tssl_plugin import psp
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters._convert import sensitivity_cap_for
 from tssl_plugin.functional import tssl_lif
 from tssl_plugin.loss import kernel_loss
@@ -29,7 +29,7 @@ def native(img, w1, w2, labels):
     cap = sensitivity_cap_for("zero", None) / THETA
     p = psp(img.expand(T, *img.shape).contiguous(), TAU_S)
     kw = dict(output="psc", reset="zero", sensitivity_cap=cap, warmup=ADAPTER_WARMUP,  # the adapters' warm-up
-              warmup_floor=ADAPTER_WARMUP_FLOOR)
+              warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for("zero", None))
     a1 = tssl_lif(p @ w1.T, TAU_M, TAU_S, THETA, **kw)
     a2 = tssl_lif(a1 @ w2.T, TAU_M, TAU_S, THETA, **kw)
     kernel_loss(a2, labels, tau_s=TAU_S).backward()

@@ -12,7 +12,7 @@ import snntorch.functional as SF  # noqa: E402
 from snntorch import surrogate, utils  # noqa: E402
 
 from tssl_plugin._impl.reference import backward_sequence, forward_sequence  # noqa: E402
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.rule import lif_constants  # noqa: E402
 from tssl_plugin.adapters.snntorch import TSSLLeaky, convert, revert  # noqa: E402
@@ -90,6 +90,7 @@ def sequence_reference(net, x, core_reset, warmup=ADAPTER_WARMUP, warmup_width=0
     thr = net.lif1.threshold.item()
     kw = dict(output="spike", reset=core_reset, warmup=warmup, warmup_width=warmup_width,
               warmup_floor=ADAPTER_WARMUP_FLOOR, sensitivity_cap=sensitivity_cap_for(core_reset, None) / thr,
+              crossing=crossing_for(core_reset, None),
               ablation=ablation)
     o1 = tssl_lif(net.fc1(x), tau_m, 3.0, thr, **kw)
     o1 = o1.float().to(x.dtype)  # snnTorch spikes are float32, so dL/dspk is rounded to float32 there too
@@ -185,7 +186,8 @@ def test_single_neuron_gradient_equals_core_op(reset, delay, core, dtype, warmup
     (g_step,) = torch.autograd.grad(spk, x, gy.float())
     tau_m = 1.0 / (1.0 - lif.beta.double().item())  # beta is stored as float32
     o = tssl_lif(x, tau_m, 3.0, 1.0, warmup=warmup, output="spike", reset=core, warmup_width=width,
-                 sensitivity_cap=sensitivity_cap_for(core, None), warmup_floor=ADAPTER_WARMUP_FLOOR)
+                 sensitivity_cap=sensitivity_cap_for(core, None), warmup_floor=ADAPTER_WARMUP_FLOOR,
+                 crossing=crossing_for(core, None))
     assert torch.equal(spk.to(dtype), o)
     (g_core,) = torch.autograd.grad(o, x, gy)
     torch.testing.assert_close(g_step, g_core, **tol(dtype))
@@ -226,12 +228,12 @@ def test_per_neuron_beta_and_threshold_gradient(reset, delay, core):
     spk, _ = step_loop(lif, x)
     (g,) = torch.autograd.grad(spk, x, gy.float())
     o = tssl_lif(x, 1.0 / (1.0 - beta), 3.0, thr, output="spike", reset=core, warmup=ADAPTER_WARMUP,
-                 warmup_floor=ADAPTER_WARMUP_FLOOR)
+                 warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(core, None))
     assert torch.equal(spk.double(), o)
     # the cap (cap / threshold) and the warm-up width (width * threshold) are per neuron here: the core's rule
     # through the adapters' trace op
     k = lif_constants(x, 1.0 / (1.0 - beta), 3.0, thr, core, warmup_gate=ADAPTER_WARMUP,
-                      warmup_floor=ADAPTER_WARMUP_FLOOR)._replace(
+                      warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(core, None))._replace(
         sensitivity_cap=sensitivity_cap_for(core, None) / thr, warmup_width=0.2 * thr)
     tr = forward_sequence(x.detach(), k)
     g_core = backward_sequence(gy, tr, k, warmup=True, psc_output=False)
@@ -803,7 +805,7 @@ def test_reset_mechanism_changed_after_construction(built, changed, delay):
     core = core_reset(built, delay, changed)
     tau_m = 1.0 / (1.0 - new.beta.double().item())  # beta is stored as float32
     o = tssl_lif(x, tau_m, 3.0, 1.0, output="spike", reset=core, sensitivity_cap=sensitivity_cap_for(core, None),
-                 warmup=ADAPTER_WARMUP, warmup_floor=ADAPTER_WARMUP_FLOOR)
+                 warmup=ADAPTER_WARMUP, warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(core, None))
     assert torch.equal(o.float(), s1)  # inputs below 2 theta: snnTorch's double-reset branch never runs
     (g_core,) = torch.autograd.grad(o, x, gy.double())
     torch.testing.assert_close(g_step, g_core, **tol(torch.float64))
@@ -935,3 +937,31 @@ def test_the_adapters_warm_up_has_no_floor_unless_asked(floor):
     (g_core,) = torch.autograd.grad(o, xc, torch.ones_like(o))
     torch.testing.assert_close(g, g_core, rtol=1e-6, atol=0)  # beta is stored in float32
     assert (g[:4].abs() < 1e-3).all() if floor is None else (g[:4] > 1e-3).all()
+
+
+@pytest.mark.parametrize("mechanism, crossing", [("zero", None), ("zero", "step"), ("subtract", None),
+                                                 ("subtract", "interpolated")])
+def test_the_adapters_crossing_is_interpolated_after_a_reset_to_zero_unless_asked(mechanism, crossing):
+    """The adapters' default ``crossing=None`` (docs/algorithm.md, "The interpolated crossing"): the core op's
+    ``"interpolated"`` for ``reset_mechanism="zero"``, the reference's ``"step"`` for the subtraction;
+    ``convert(crossing=...)`` picks either."""
+    kw = {} if crossing is None else {"crossing": crossing}
+    lif = convert(nn.Sequential(snn.Leaky(beta=0.5, reset_mechanism=mechanism)), **kw)[0].double()
+    assert lif.crossing == crossing
+    core = "zero" if mechanism == "zero" else "subtract_after_leak"
+    want = crossing or ("interpolated" if core == "zero" else "step")
+    x = (torch.rand(12, 3, 20, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 2).requires_grad_()
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(9)).float()
+    spk, _ = step_loop(lif, x)
+    (g,) = torch.autograd.grad(spk, x, gy)
+    grads = {}
+    for c in ("step", "interpolated"):
+        o = tssl_lif(x, 2.0, 3.0, 1.0, output="spike", reset=core, warmup=ADAPTER_WARMUP, warmup_floor=False,
+                     sensitivity_cap=sensitivity_cap_for(core, None), crossing=c)
+        assert torch.equal(o.float(), spk)
+        (grads[c],) = torch.autograd.grad(o, x, gy.double())
+    assert not torch.equal(grads["step"], grads["interpolated"])
+    torch.testing.assert_close(g, grads[want], rtol=1e-6, atol=1e-12)
+    assert "crossing" not in revert(nn.Sequential(lif))[0].__dict__
+    with pytest.raises(ValueError, match="crossing"):
+        convert(nn.Sequential(snn.Leaky(beta=0.5)), crossing="linear")

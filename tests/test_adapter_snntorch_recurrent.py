@@ -11,7 +11,7 @@ from torch import nn
 snn = pytest.importorskip("snntorch")
 
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters._snntorch_forward import core_reset  # noqa: E402
 from tssl_plugin.adapters.snntorch import (TSSLLapicque, TSSLLeaky, TSSLRLeaky, TSSLRSynaptic, convert,  # noqa: E402
                                            revert)
@@ -92,7 +92,7 @@ def _core(x_leaf, layer, inv_tau_m, inv_tau_s, threshold=1.0):
     mode, reset_val = layer._mode()
     reset = core_reset(mode, layer.reset_delay, reset_val)
     return tssl_lif(x_leaf, 1 / inv_tau_m, 1 / inv_tau_s, threshold, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
-                    warmup_floor=ADAPTER_WARMUP_FLOOR,
+                    warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None),
                     sensitivity_cap=sensitivity_cap_for(reset, None) / threshold)
 
 

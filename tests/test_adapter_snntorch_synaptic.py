@@ -9,7 +9,7 @@ from torch import nn
 snn = pytest.importorskip("snntorch")
 
 from tssl_plugin import psp  # noqa: E402
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters.snntorch import TSSLSynaptic, convert, revert  # noqa: E402
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
@@ -68,7 +68,7 @@ def test_synaptic_current_gets_the_core_gradient_through_its_filter():
     (spk.double() * g).sum().backward()
     syn_leaf = syn.detach().clone().requires_grad_()
     out = tssl_lif(syn_leaf, 1 / (1 - 0.8), 1 / (1 - 0.7), THETA, output="spike", reset="zero", warmup=ADAPTER_WARMUP,
-                   warmup_floor=ADAPTER_WARMUP_FLOOR,
+                   warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for("zero", None),
                    sensitivity_cap=sensitivity_cap_for("zero", None) / THETA)
     assert torch.equal(out.detach(), spk.double())
     (out * g).sum().backward()

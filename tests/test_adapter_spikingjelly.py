@@ -19,7 +19,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate  
 from tssl_plugin.adapters.spikingjelly import (  # noqa: E402
     SPIKINGJELLY_API, TSSLIFNode, TSSLLIFNode, TSSLParametricLIFNode, convert, revert,
 )
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 from tssl_plugin.loss import KernelLoss  # noqa: E402
@@ -190,7 +190,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
                       warmup_width=width * (1.0 - vr),  # in units of the threshold from the reset value
                       sensitivity_cap=sensitivity_cap_for(reset, None, leaky=kind != "if") / (1.0 - vr),
-                      warmup_floor=ADAPTER_WARMUP_FLOOR)
+                      warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None))
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())
     assert 0 < o.sum() < o.numel() * 0.7
@@ -541,7 +541,7 @@ def test_ablation_gradient_equals_core_op(ablation, mode, v_reset):
     (g_conv,) = torch.autograd.grad(run(converted.double(), x, mode), x, gy)
     reset = "subtract" if v_reset is None else "zero"
     kw = dict(output="spike", reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None), warmup=ADAPTER_WARMUP,
-              warmup_floor=ADAPTER_WARMUP_FLOOR)
+              warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None))
     (g_core,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, ablation=ablation, **kw), x, gy)
     (g_full,) = torch.autograd.grad(tssl_lif(x / tau, tau, tau_s, 1.0, **kw), x, gy)
     torch.testing.assert_close(g, g_core, rtol=1e-10, atol=1e-12)
@@ -668,7 +668,7 @@ def test_plif_leak_gets_the_leak_current_gradient(decay_input, v_reset):
     xc = x_scaled.clone().requires_grad_()
     reset = "zero" if v_reset == 0.0 else "subtract"
     o_core = tssl_lif(xc, 1.0 / float(q), 3.0, 1.0 - vr, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
-                      warmup_floor=ADAPTER_WARMUP_FLOOR,
+                      warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None),
                       sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     (g_current,) = torch.autograd.grad(o_core, xc, gy)  # dL/dI
     dI_dq = (x - v_prev) if decay_input else -v_prev
@@ -774,3 +774,30 @@ def test_the_adapters_warm_up_has_no_floor_unless_asked(floor):
     o_other = tssl_lif(xc, 5.0, 3.0, 1.0, output="spike", warmup=ADAPTER_WARMUP, warmup_floor=not want_floor)
     assert not torch.equal(g_core, torch.autograd.grad(o_other, xc, torch.ones_like(o))[0])
     assert "warmup_floor" not in revert(node).__dict__
+
+
+@pytest.mark.parametrize("v_reset, crossing", [(0.0, None), (0.0, "step"), (None, None), (None, "interpolated")])
+def test_the_adapters_crossing_is_interpolated_after_a_hard_reset_unless_asked(v_reset, crossing):
+    """Issue 19 item 3, the second driver of the converted Fashion-MNIST CNN's drift (docs/algorithm.md, "The
+    interpolated crossing"): after a reset to zero the reference's ``c = 1/du`` overstates how far a spike well
+    above the threshold can move. The adapters' default (``crossing=None``) is the core op's ``"interpolated"`` for
+    the hard reset and ``"step"`` for the soft one; ``convert(crossing=...)`` picks either everywhere."""
+    kw = {} if crossing is None else {"crossing": crossing}
+    node = convert(neuron.LIFNode(tau=2.0, v_reset=v_reset, step_mode="m"), **kw).double()
+    assert node.crossing == crossing
+    reset = "zero" if v_reset == 0.0 else "subtract"
+    want = crossing or ("interpolated" if reset == "zero" else "step")
+    x = (torch.rand(12, 3, 20, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 4).requires_grad_()
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    (g,) = torch.autograd.grad(node(x), x, gy)
+    xc = (x.detach() / 2.0).requires_grad_()  # decay_input=True: the core op's input is x / tau
+    core = {}
+    for c in ("step", "interpolated"):
+        o = tssl_lif(xc, 2.0, 3.0, 1.0, output="spike", reset=reset, warmup=ADAPTER_WARMUP, warmup_floor=False,
+                     sensitivity_cap=sensitivity_cap_for(reset, None), crossing=c)
+        (core[c],) = torch.autograd.grad(o, xc, gy)
+    assert not torch.equal(core["step"], core["interpolated"])
+    torch.testing.assert_close(g, core[want] / 2.0, rtol=1e-12, atol=1e-15)
+    assert "crossing" not in revert(node).__dict__
+    with pytest.raises(ValueError, match="crossing"):
+        convert(neuron.LIFNode(), crossing="linear")

@@ -9,7 +9,7 @@ sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402
 
 from tssl_plugin import psp  # noqa: E402
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.adapters import spikingjelly as adapter  # noqa: E402
 from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, convert, revert  # noqa: E402
 from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
@@ -84,7 +84,7 @@ def test_membrane_part_is_the_core_op_on_the_synaptic_current(v_reset):
     c_leaf = c.clone().requires_grad_()
     reset = "subtract" if v_reset is None else "zero"
     out = tssl_lif(c_leaf - vr * (1 - v_decay), 1 / (1 - v_decay), 1 / (1 - c_decay), 1.0 - vr, output="spike",
-                   warmup=ADAPTER_WARMUP, warmup_floor=ADAPTER_WARMUP_FLOOR,
+                   warmup=ADAPTER_WARMUP, warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None),
                    warmup_width=0.2 * (1.0 - vr),  # in units of the threshold
                    reset=reset, sensitivity_cap=sensitivity_cap_for(reset, None) / (1.0 - vr))
     assert torch.equal(out.detach(), spk)

@@ -14,7 +14,7 @@ from spikingjelly.activation_based import functional, neuron  # noqa: E402
 
 from tssl_plugin.adapters import spikingjelly as adapter  # noqa: E402
 from tssl_plugin.adapters._convert import ADAPTER_WARMUP
-from tssl_plugin.adapters._convert import sensitivity_cap_for  # noqa: E402
+from tssl_plugin.adapters._convert import crossing_for, sensitivity_cap_for  # noqa: E402
 from tssl_plugin.adapters.spikingjelly import SPIKINGJELLY_API, TSSLLIFNode, convert, revert  # noqa: E402
 from tssl_plugin.functional import tssl_lif  # noqa: E402
 import sj_run  # noqa: E402
@@ -69,7 +69,8 @@ def test_simple_nodes_forward_bit_identical_gradient_is_the_core_ops(row, mode):
     scale = 1.0 / tau if (tau is not None and decay_input) else 1.0
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x64 * scale, tau or math.inf, 3.0, 1.0 - vr, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
-                      sensitivity_cap=sensitivity_cap_for(reset, None, leaky=tau is not None) / (1.0 - vr))
+                      sensitivity_cap=sensitivity_cap_for(reset, None, leaky=tau is not None) / (1.0 - vr),
+                      crossing=crossing_for(reset, None))
     (g_core,) = torch.autograd.grad(o_core, x64, gy)
     assert torch.equal(run(ref, x64, mode), o_core.detach())
     assert g.abs().sum() > 0

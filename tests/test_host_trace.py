@@ -155,7 +155,7 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
     """A converted multi-step node: the same input gradient as the core op on the trace built in Python, for
     each warm-up gate."""
     sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
-    from tssl_plugin.adapters._convert import sensitivity_cap_for, warmup_width_for
+    from tssl_plugin.adapters._convert import crossing_for, sensitivity_cap_for, warmup_width_for
     from tssl_plugin.adapters._spikingjelly_common import _leaky
     from tssl_plugin.adapters.spikingjelly import convert
 
@@ -182,6 +182,6 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
         u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), torch.float32)
         cap = sensitivity_cap_for(reset, node.sensitivity_cap, _leaky(tau_m)) / thr
         k = lif_constants(u, tau_m, node.tau_s, thr, reset, warmup_width_for(node.warmup_width, thr), cap,
-                          warmup_gate=gate)
+                          warmup_gate=gate, crossing=crossing_for(reset, node.crossing))
         (want,) = torch.autograd.grad(spikes_with_tssl_grad(x, u, du, o, k, input_scale=scale), x, g)
         assert torch.equal(got, want)
