@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tssl_plugin.rule import ABLATIONS, WARMUP_GATES, WARMUP_WIDTH
+from tssl_plugin.rule import ABLATIONS, CROSSINGS, WARMUP_GATES, WARMUP_WIDTH
 
 from .backends import DEFAULT_BACKENDS
 from .data import NORMALIZE
@@ -76,6 +76,10 @@ class Config:
     # backend's default (the core op's True, the adapters' False). Absent from files written before the option
     # existed, which ran with the floor everywhere.
     warmup_floor: Optional[bool] = None
+    # what TSSL-BP's spike-time sensitivity measures (tssl_plugin.rule.CROSSINGS); None: each backend's default (the
+    # core op's "step", the adapters' "interpolated" after a reset to zero). Absent from files written before the
+    # option existed, which ran "step" everywhere.
+    crossing: Optional[str] = None
     ablation: str = "none"  # a part of TSSL-BP switched off (tssl_plugin.rule.ABLATIONS; absent from older files)
     encoding: str = "psc"
     native_between: str = "psc"  # what native:tssl passes between layers (absent from older config.json files)
@@ -152,6 +156,8 @@ def config_problems(cfg: Config) -> List[str]:
     if cfg.warmup_gate is not None:
         choice(cfg.warmup_gate, "--warmup-gate", WARMUP_GATES)
     need(cfg.warmup_floor in (None, True, False), "--warmup-floor", f"must be on or off, got {cfg.warmup_floor!r}")
+    if cfg.crossing is not None:
+        choice(cfg.crossing, "--crossing", CROSSINGS)
     need(cfg.warmup_gate is None or cfg.warmup is not False, "--warmup-gate",
          "sets where the warm-up applies, which --no-warmup turns off; drop one of the two")
     need(cfg.ablation != "no_spike_timing" or cfg.warmup is not False, "--ablation",
@@ -187,6 +193,8 @@ def config_from_json(data: Any, source: str) -> Config:
         data = {**data, "warmup_gate": "trace"}
     if "warmup_floor" not in data:  # written before the option existed: every backend ran with the floor
         data = {**data, "warmup_floor": True}
+    if "crossing" not in data:  # written before the option existed: every backend ran the reference's "step"
+        data = {**data, "crossing": "step"}
     try:
         return Config(**data)
     except TypeError as err:

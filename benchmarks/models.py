@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,10 @@ class NeuronCfg:
     #: (the native network the reference's absolute 8, the adapters' convert 8 for a zero reset and
     #: 1/threshold for a reset by subtraction).
     sensitivity_cap: Optional[float] = None
+    #: what TSSL-BP's spike-time sensitivity measures (``tssl_plugin.rule.CROSSINGS``); None: each side's own
+    #: default (the native network the reference's ``"step"``, the adapters' convert ``"interpolated"`` for a zero
+    #: reset and ``"step"`` for a reset by subtraction).
+    crossing: Optional[str] = None
 
     def native_sensitivity_cap(self) -> float:
         """The absolute cap for the native network's :class:`tssl_plugin.TSSLNeuron`."""
@@ -99,9 +103,16 @@ class NeuronCfg:
 
         return SENSITIVITY_CAP if self.sensitivity_cap is None else self.sensitivity_cap / self.threshold
 
-    def convert_options(self) -> Dict[str, float]:
-        """The keyword arguments for an adapter's ``convert`` (none: its default cap)."""
-        return {} if self.sensitivity_cap is None else {"sensitivity_cap": self.sensitivity_cap}
+    def native_crossing(self) -> str:
+        """The crossing for the native network's :class:`tssl_plugin.TSSLNeuron`."""
+        return "step" if self.crossing is None else self.crossing
+
+    def convert_options(self) -> Dict[str, Any]:
+        """The keyword arguments for an adapter's ``convert`` (none: its default cap and crossing)."""
+        options: Dict[str, Any] = {} if self.sensitivity_cap is None else {"sensitivity_cap": self.sensitivity_cap}
+        if self.crossing is not None:
+            options["crossing"] = self.crossing
+        return options
 
 
 _CONV_TOKEN = re.compile(r"^(\d+)C(\d+)(?:p(\d+))?(?:w(\d+(?:\.\d+)?))?$")
@@ -302,7 +313,7 @@ class NativeNet(SpikingNet):
                 ops.append(TSSLNeuron(cfg.tau_m, cfg.tau_s, cfg.threshold, output="psc" if last else between,
                                       reset=reset, warmup=warmup, warmup_width=warmup_width,
                                       sensitivity_cap=cfg.native_sensitivity_cap(), ablation=ablation,
-                                      warmup_floor=warmup_floor))
+                                      warmup_floor=warmup_floor, crossing=cfg.native_crossing()))
                 spiking.extend([False, True])
             elif layer.kind == "pool":
                 ops.append(_TimeDistributed(SumPool(layer.k)))

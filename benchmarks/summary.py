@@ -209,6 +209,7 @@ def markdown(runs: List[Dict[str, Any]], cfg: Any, ds: Any, arch: Any, machine: 
             f"tau_m={cfg.tau_m}, tau_s={cfg.tau_s}, threshold={cfg.threshold}, reset={cfg.reset}, "
             f"TSSL-BP warm-up {warmup}, "
             + (f"TSSL-BP ablation {cfg.ablation}, " if cfg.ablation != "none" else "")
+            + (f"TSSL-BP crossing {cfg.crossing}, " if getattr(cfg, "crossing", None) else "")
             + f"encoding={cfg.encoding}, init={cfg.init} (gain {cfg.init_gain}), normalize={cfg.normalize}"
             + (f", native:tssl passes {cfg.native_between}s between layers" if cfg.native_between != "psc" else "")
             + ".\n\n"

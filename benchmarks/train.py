@@ -44,7 +44,7 @@ def build_network(backend: B.Backend, seed: int, ds: D.Dataset, arch: M.Arch, cf
 
     ``ncfg``: other neuron constants than ``cfg``'s (for example a sensitivity cap), as tools/drift_probe.py uses.
     """
-    ncfg = ncfg or M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset)
+    ncfg = ncfg or M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset, crossing=cfg.crossing)
     weights = M.initial_weights(arch, ds.in_shape, seed, cfg.init_gain, init=cfg.init)
     net = backend.build(arch, ds.in_shape, weights, ncfg, warmup=cfg.warmup, warmup_width=cfg.warmup_width,
                         native_between=cfg.native_between, ablation=cfg.ablation,

@@ -20,7 +20,7 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
     from .data import DATASETS
     from .models import ARCHITECTURES, NATIVE_BETWEEN
     from .presets import PRESETS
-    from tssl_plugin.rule import ABLATIONS, WARMUP_GATES
+    from tssl_plugin.rule import ABLATIONS, CROSSINGS, WARMUP_GATES
 
     d = Config()
     skipped = set(skip)
@@ -97,6 +97,11 @@ def add_training_options(p: argparse.ArgumentParser, *, skip: Iterable[str] = ()
         help="on: TSSL-BP's warm-up surrogate keeps the reference's floor sigma'(8)/W for neurons far below the "
              "threshold; off: none (docs/algorithm.md, \"The warm-up floor\"); default: each backend's own "
              "(native:tssl on, the adapters off)")
+    add("--crossing", default=d.crossing, choices=list(CROSSINGS),
+        help="what TSSL-BP's spike-time sensitivity c measures in every TSSL-BP backend: step (the reference's, "
+             "c = min(1/du, cap)) or interpolated (c times the fraction of the step's rise spent below the "
+             "threshold; docs/algorithm.md, \"The interpolated crossing\"); default: each backend's own "
+             "(native:tssl step, the adapters interpolated after a reset to zero)")
     add("--ablation", default=d.ablation, choices=list(ABLATIONS),
         help="switch a part of TSSL-BP off in every TSSL-BP backend, to measure what it contributes (not a "
              "recommendation; docs/algorithm.md, Ablations): no_intra drops the intra-neuron (reset-timing) "

@@ -174,6 +174,36 @@ def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, caps
     assert config_from_json(old, "old/config.json").warmup_gate == "trace"
 
 
+def test_crossing_option_reaches_the_layers_config_and_summary(tmp_path):
+    """--crossing interpolated reaches every TSSL-BP layer (the native network's and the converted ones) and the
+    summary; a config.json written before the option existed resumes with the reference's "step", what it ran."""
+    from tssl_plugin.benchmarks import backends as B, data as D, models as M
+    from tssl_plugin.benchmarks.config import config_from_json
+    from tssl_plugin.benchmarks.train import build_network
+
+    out = tmp_path / "run"
+    assert cli.main(TINY + ["--crossing", "interpolated", "--out", str(out)]) == 0
+    assert "crossing interpolated" in (out / "summary.md").read_text()
+    cfg = config_from_json(json.loads((out / "config.json").read_text()), "config.json")
+    assert cfg.crossing == "interpolated"
+    ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, limit_train=cfg.limit_train,
+                        limit_test=cfg.limit_test, normalize=cfg.normalize)
+    arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
+    for name in ("native:tssl", "snntorch:tssl", "spikingjelly:tssl"):
+        backend = B.resolve([name])[0]
+        try:
+            backend.check_available()
+        except B.BackendUnavailable:
+            continue
+        net, _ = build_network(backend, 0, ds, arch, cfg, torch.device("cpu"))
+        assert [n.crossing for n in net.neurons()] == ["interpolated"] * len(net.neurons()), name
+    old = dict(json.loads((out / "config.json").read_text()))
+    del old["crossing"]
+    assert config_from_json(old, "old/config.json").crossing == "step"
+    default = dict(old, crossing=None)
+    assert config_from_json(default, "config.json").crossing is None
+
+
 def test_config_json_without_warmup_width_loads_with_the_default():
     """config.json files written before --warmup-width existed resume with the reference's width."""
     from tssl_plugin.benchmarks.config import as_dict, config_from_json

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
 from tssl_plugin.benchmarks.config import Config, config_problems
@@ -299,7 +299,8 @@ def test_native_between_spike_is_the_library_network(name):
     w = M.initial_weights(arch, (1, 8, 8), seed=2, gain=4.0)  # every layer fires (4 %-20 % of steps)
     x = torch.rand(5, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.5
     target = torch.rand(5, 6, 10, generator=torch.Generator().manual_seed(1))
-    cfg = M.NeuronCfg(sensitivity_cap=1.0)  # the same cap on both sides (each has its own default)
+    # the same cap and crossing on both sides (each has its own default)
+    cfg = M.NeuronCfg(sensitivity_cap=1.0, crossing=crossing_for("zero", None))
     native = B.BACKENDS["native:tssl"].build(arch, (1, 8, 8), w, cfg, native_between="spike",
                                              warmup_gate=ADAPTER_WARMUP,  # the adapters' gate and floor,
                                              warmup_floor=ADAPTER_WARMUP_FLOOR)  # for equal gradients

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tssl_plugin import psp
-from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR
+from tssl_plugin.adapters._convert import ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for
 from tssl_plugin.benchmarks import backends as B
 from tssl_plugin.benchmarks import cli, report
 from tssl_plugin.benchmarks import models as M
@@ -49,7 +49,8 @@ def test_synaptic_host_network_is_the_native_network(name, arch):
     from tssl_plugin.loss import kernel_loss
 
     a = ARCHS[arch]
-    cfg = M.NeuronCfg(sensitivity_cap=1.0)  # the same cap on both sides (each has its own default)
+    # the same cap and crossing on both sides (each has its own default)
+    cfg = M.NeuronCfg(sensitivity_cap=1.0, crossing=crossing_for("zero", None))
     w = M.initial_weights(a, (1, 8, 8), seed=2, gain=4.0)
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(6) % 10
@@ -79,7 +80,8 @@ def test_synaptic_backends_are_listed_and_train_on_digits(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["--backends", ",".join(names), "--out", str(out), "--limit-train", "160", "--limit-test",
                      "60", "--hidden", "32", "--epochs", "1", "--seeds", "1", "--batch-size", "16", "--lr", "1e-2",
-                     "--warmup-gate", ADAPTER_WARMUP, "--quiet"]) == 0  # one gate for every backend
+                     "--warmup-gate", ADAPTER_WARMUP, "--crossing", "interpolated",  # one rule for every backend
+                     "--quiet"]) == 0
     recs = report.read_jsonl(out / "results.jsonl")
     runs = {r["backend"]: r for r in recs}
     assert set(runs) == set(names)

@@ -117,7 +117,7 @@ def main() -> None:
                         limit_test=cfg.limit_test, normalize=cfg.normalize)
     arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
     ncfg = M.NeuronCfg(cfg.tau_m, cfg.tau_s, cfg.threshold, cfg.reset,
-                       sensitivity_cap=1.0 if a.variant == "cap1" else None)
+                       sensitivity_cap=1.0 if a.variant == "cap1" else None, crossing=cfg.crossing)
     device = torch.device("cpu")
     keep = [int(k) for k in a.sigmoid_at.split(",") if k]
     if keep and a.variant == "sigmoid":
