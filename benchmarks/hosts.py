@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tssl_plugin.rule import WARMUP_GATES, WARMUP_WIDTH
+from tssl_plugin.rule import CROSSINGS, WARMUP_GATES, WARMUP_WIDTH
 
 from .activity import ModuleActivityMeter
 from .options import Parser
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-floor", default=None, choices=("on", "off"),
                    help="convert(..., warmup_floor=on|off): whether TSSL-BP's warm-up surrogate keeps the reference's "
                         "floor far below the threshold (default: the adapters', off)")
+    p.add_argument("--crossing", default=None, choices=list(CROSSINGS),
+                   help="convert(..., crossing=C): what TSSL-BP's spike-time sensitivity measures (default: the "
+                        "adapters', interpolated after a reset to zero, step after a subtraction)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None,
@@ -152,6 +155,7 @@ def _resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str], folder: 
             raise ValueError("not the options of tssl-bench hosts")
         saved.setdefault("warmup_gate", "trace")  # saved before the option existed: the runs used the reference's gate
         saved.setdefault("warmup_floor", "on")  # likewise: the runs had the floor
+        saved.setdefault("crossing", "step")  # likewise: the runs had the reference's crossing
         args = argparse.Namespace(**{**vars(parser.parse_args([])), **saved})
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(f"--resume: cannot read {path} ({err}); it is damaged or not from tssl-bench hosts") from None
@@ -227,6 +231,8 @@ def build_net(library: str, variant: str, reset: Optional[str], args: argparse.N
         options["warmup"] = args.warmup_gate
     if args.warmup_floor is not None:
         options["warmup_floor"] = args.warmup_floor == "on"
+    if args.crossing is not None:
+        options["crossing"] = args.crossing
     if variant == "tssl":
         adapter.convert(net, **options)
     elif variant == "tssl+host":
@@ -298,6 +304,7 @@ def run_one(library: str, loss: str, reset: str, variant: str, seed: int, args: 
             "warmup_width": None if variant == "host" else args.warmup_width,
             "warmup_gate": None if variant == "host" else _gate(args.warmup_gate, net),
             "warmup_floor": None if variant == "host" else _floor(net),
+            "crossing": None if variant == "host" else args.crossing,
             "beta" if library == "snntorch" else "tau": args.beta if library == "snntorch" else args.tau}
 
 

@@ -52,6 +52,10 @@ def test_hosts_variants_build_what_they_say():
     assert net.lif1.warmup_width == net.lif2.warmup_width == 0.9
     net = hosts.build_net("spikingjelly", "host", None, args)
     assert type(net.lif2) is neuron.LIFNode and net.lif2.v_reset == 0.0
+    step = hosts.build_parser().parse_args(["--hidden", "8", "--crossing", "step", "--warmup-floor", "on"])
+    net = hosts.build_net("spikingjelly", "tssl", None, step)  # --crossing and --warmup-floor reach convert
+    assert net.lif1.crossing == net.lif2.crossing == "step" and net.lif1.warmup_floor is True
+    assert hosts.build_net("spikingjelly", "tssl", None, args).lif1.crossing is None  # the adapters' default
 
 
 def test_hosts_refuses_unknown_names(capsys):
