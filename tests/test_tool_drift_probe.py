@@ -32,7 +32,8 @@ def test_continues_the_run_one_epoch_per_line(run, variant, epochs):
     r = _probe(run, "--variant", variant, "--epochs", str(epochs))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith(f"{variant}, warm-up gate default, floor default, surrogate at neuron layers [], set [], offset 0 "
+    assert lines[0].startswith(f"{variant}, warm-up gate default, floor default, crossing default, surrogate at neuron "
+                               "layers [], set [], offset 0 "
                                "on synapse 1, from epoch 1")
     assert [ln.split(":")[0] for ln in lines[1:]] == [f"{variant} epoch {e}" for e in range(2, 2 + epochs)]
     assert all("firing rates" in ln for ln in lines[1:])
@@ -48,11 +49,13 @@ def test_an_offset_changes_what_the_layer_fires(run):
 
 
 def test_warmup_gate_and_surrogate_layers_are_applied(run):
-    """--warmup-gate silent, --warmup-floor on and --sigmoid-at 1 (the second layer on the surrogate) are named and
-    run."""
-    r = _probe(run, "--warmup-gate", "silent", "--warmup-floor", "on", "--sigmoid-at", "1")
+    """--warmup-gate silent, --warmup-floor on, --crossing interpolated and --sigmoid-at 1 (the second layer on the
+    surrogate) are named and run."""
+    r = _probe(run, "--warmup-gate", "silent", "--warmup-floor", "on", "--crossing", "interpolated", "--sigmoid-at",
+               "1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("default, warm-up gate silent, floor on, surrogate at neuron layers [1],")
+    assert r.stdout.startswith("default, warm-up gate silent, floor on, crossing interpolated, surrogate at neuron "
+                               "layers [1],")
     r = _probe(run, "--variant", "sigmoid", "--sigmoid-at", "1")
     assert r.returncode != 0 and "--sigmoid-at" in r.stderr
 
@@ -75,6 +78,6 @@ def test_gradient_sum_prints_the_synapse_gradient_without_training(run):
     r = _probe(run, "--gradient-sum", "2", "--layer", "0", "--warmup-floor", "off")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith("default, warm-up gate default, floor off,")
+    assert lines[0].startswith("default, warm-up gate default, floor off, crossing default,")
     assert len(lines) == 2 and lines[1].startswith("default gradient sum of synapse 0 over 2 batches: ")
     float(lines[1].rsplit(": ", 1)[1])

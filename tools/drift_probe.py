@@ -27,6 +27,9 @@ of the rule in that layer alone, e.g. ``--set-at 2:ablation='"no_intra"'`` or ``
 ``--warmup-floor on|off``: whether the TSSL-BP layers' warm-up surrogate keeps the reference's floor (a run
 written before the option existed ran with it, and continues with it unless this says otherwise).
 
+``--crossing step|interpolated``: what the TSSL-BP layers' spike-time sensitivity measures (a run written before
+the option existed ran ``step``, and continues with it unless this says otherwise).
+
 ``--gradient-sum N``: instead of training, print the sum of the gradient of synapse ``--layer``'s weights over the
 first ``N`` training batches from the checkpoint's state (no step taken): its sign says whether the next updates
 raise (negative: gradient descent adds to the weights) or lower that synapse's input, a cheap proxy that ranked the
@@ -54,7 +57,7 @@ from tssl_plugin.benchmarks.config import read_config
 from tssl_plugin.benchmarks.epoch import evaluate, train_epoch
 from tssl_plugin.benchmarks.losses import loss_for
 from tssl_plugin.benchmarks.train import build_network
-from tssl_plugin.rule import WARMUP_GATES
+from tssl_plugin.rule import CROSSINGS, WARMUP_GATES
 
 VARIANTS = ("default", "sigmoid", "cap1", "w1", "no_intra")
 
@@ -93,6 +96,8 @@ def main() -> None:
     p.add_argument("--warmup-gate", default=None, choices=WARMUP_GATES, help="another warm-up gate than the run's")
     p.add_argument("--warmup-floor", default=None, choices=("on", "off"),
                    help="the warm-up floor of the TSSL-BP layers instead of the run's")
+    p.add_argument("--crossing", default=None, choices=CROSSINGS,
+                   help="the TSSL-BP layers' crossing instead of the run's")
     p.add_argument("--sigmoid-at", default="", help="neuron layers (0-based, comma-separated) left on the surrogate")
     p.add_argument("--set-at", action="append", default=[], metavar="K:OPTION=VALUE",
                    help="one converted neuron layer's option (JSON value), e.g. 2:ablation=\"no_intra\", "
@@ -106,6 +111,8 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, warmup_gate=a.warmup_gate)
     if a.warmup_floor is not None:
         cfg = dataclasses.replace(cfg, warmup_floor=a.warmup_floor == "on")
+    if a.crossing is not None:
+        cfg = dataclasses.replace(cfg, crossing=a.crossing)
     if a.variant == "w1":
         cfg = dataclasses.replace(cfg, warmup_width=1.0)
     if a.variant == "no_intra":
@@ -144,6 +151,7 @@ def main() -> None:
     loss = loss_for(cfg.loss, tssl, ds.temporal)  # the TSSL-BP run's loss for every variant
     start = state["epoch"]
     print(f"{a.variant}, warm-up gate {cfg.warmup_gate or 'default'}, floor {_floor_text(cfg.warmup_floor)}, "
+          f"crossing {cfg.crossing or 'default'}, "
           f"surrogate at neuron layers {keep}, set {a.set_at}, offset {a.offset:g} "
           f"on synapse {a.layer}, from epoch {start}, loss {loss}", flush=True)
     if a.gradient_sum:
