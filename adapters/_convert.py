@@ -61,18 +61,22 @@ def warmup_width_for(width: float, threshold: Any) -> Any:
     return width * threshold
 
 
-def crossing_for(reset: str, crossing: Optional[str]) -> str:
+def crossing_for(reset: str, crossing: Optional[str], leaky: bool = True) -> str:
     """What a layer's spike-time sensitivity measures (:data:`tssl_plugin.rule.CROSSINGS`): ``crossing`` when given,
-    else ``"interpolated"`` for the reset to zero and the reference's ``"step"`` for the other resets.
+    else ``"interpolated"`` for a leaky neuron's reset to zero and the reference's ``"step"`` for the other resets and
+    for a neuron without leak (``leaky=False``: SpikingJelly's IF nodes, which keep their cap ``1/threshold``).
 
     Why (docs/algorithm.md, "The interpolated crossing"): after a reset to zero, the reference's ``c = 1/du`` treats a
-    spike far above the threshold as if it had barely crossed, and on one noisy neuron it overstates the
-    finite-difference slope of the spike count by 2 to 6 times (``tools/count_sensitivity.py``); in the converted
-    SpikingJelly Fashion-MNIST CNN that surplus drove the second convolution's slow drift. After a subtraction the
-    reference's ``c`` with the cap ``1/threshold`` is already close to that slope, and the interpolated one halves it."""
+    spike far above the threshold as if it had barely crossed; on noisy leaky neurons (cap 8) it overstates the
+    finite-difference slope of the spike count 1.9 to 3.3 times at firing rates 0.3-0.9, the interpolated one
+    stays within 30 % of it (``tools/count_sensitivity.py``), and in the converted SpikingJelly Fashion-MNIST CNN
+    the reference's ``c`` in the fully connected layer drove the second convolution's slow drift. After a
+    subtraction the reference's ``c`` with the cap ``1/threshold`` is already close to that slope, and the
+    interpolated one halves it; for an IF neuron with its cap ``1/threshold`` the interpolated one undershoots it
+    and its tutorials trained no better."""
     if crossing is not None:
         return crossing
-    return "interpolated" if reset == "zero" else "step"
+    return "interpolated" if reset == "zero" and leaky else "step"
 
 
 def check_crossing(crossing: object) -> Optional[str]:

@@ -365,7 +365,8 @@ class TSSLNodeMixin:
         warm-up width and the sensitivity cap in units of it (:mod:`._convert`)."""
         return lif_constants(like, tau_m, self.tau_s, thr, reset, warmup_width_for(self.warmup_width, thr),
                              sensitivity_cap_for(reset, self.sensitivity_cap, _leaky(tau_m)) / thr, self.ablation,
-                             self._tssl_gate(tau_m), self.warmup_floor, crossing_for(reset, self.crossing))
+                             self._tssl_gate(tau_m), self.warmup_floor,
+                             crossing_for(reset, self.crossing, _leaky(tau_m)))
 
     def multi_step_forward(self, x_seq: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if args or kwargs:

@@ -180,9 +180,9 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     in every converted node, to measure what it contributes (:func:`tssl_plugin.functional.tssl_lif`;
     docs/algorithm.md, "Ablations"). ``warmup_floor`` (default False,
     :data:`._convert.ADAPTER_WARMUP_FLOOR`): True keeps the reference's floor under the warm-up surrogate
-    (:func:`tssl_plugin.functional.tssl_lif`). ``crossing`` (default None: ``"interpolated"`` for the hard reset to
-    0, the reference's ``"step"`` for the others, :func:`._convert.crossing_for`) says what a spike's sensitivity
-    ``c`` measures. Returns ``model``.
+    (:func:`tssl_plugin.functional.tssl_lif`). ``crossing`` (default None: ``"interpolated"`` for a leaky node's hard
+    reset, the reference's ``"step"`` for the soft reset and for IF nodes, :func:`._convert.crossing_for`) says what a
+    spike's sensitivity ``c`` measures. Returns ``model``.
     """
     check_convert_args(model, strict)
     warmup_floor = check_bool(warmup_floor, "warmup_floor")

@@ -190,7 +190,7 @@ def test_gradient_equals_core_op(mode, kind, decay_input, v_reset, warmup, width
     o_core = tssl_lif(x * scale, tau_m, tau_s, 1.0 - vr, warmup=warmup, output="spike", reset=reset,
                       warmup_width=width * (1.0 - vr),  # in units of the threshold from the reset value
                       sensitivity_cap=sensitivity_cap_for(reset, None, leaky=kind != "if") / (1.0 - vr),
-                      warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None))
+                      warmup_floor=ADAPTER_WARMUP_FLOOR, crossing=crossing_for(reset, None, leaky=kind != "if"))
     (g_core,) = torch.autograd.grad(o_core, x, gy)
     assert torch.equal(o.detach(), o_core.detach())
     assert 0 < o.sum() < o.numel() * 0.7
@@ -801,3 +801,17 @@ def test_the_adapters_crossing_is_interpolated_after_a_hard_reset_unless_asked(v
     assert "crossing" not in revert(node).__dict__
     with pytest.raises(ValueError, match="crossing"):
         convert(neuron.LIFNode(), crossing="linear")
+
+
+def test_if_nodes_keep_the_reference_crossing():
+    """An IF node (no leak) keeps ``crossing="step"`` with its cap 1/threshold by default (docs/algorithm.md, "The
+    interpolated crossing": the interpolated one undershoots its count's slope there and its tutorials trained no
+    better); ``convert(crossing="interpolated")`` still gives it the other."""
+    x = (torch.rand(12, 3, 20, generator=torch.Generator().manual_seed(10), dtype=torch.float64) * 0.8).requires_grad_()
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    grads = {}
+    for crossing in (None, "step", "interpolated"):
+        kw = {} if crossing is None else {"crossing": crossing}
+        node = convert(neuron.IFNode(step_mode="m"), **kw).double()
+        (grads[crossing],) = torch.autograd.grad(node(x), x, gy)
+    assert torch.equal(grads[None], grads["step"]) and not torch.equal(grads[None], grads["interpolated"])

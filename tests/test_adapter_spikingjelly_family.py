@@ -70,7 +70,7 @@ def test_simple_nodes_forward_bit_identical_gradient_is_the_core_ops(row, mode):
     reset = "subtract" if v_reset is None else "zero"
     o_core = tssl_lif(x64 * scale, tau or math.inf, 3.0, 1.0 - vr, output="spike", reset=reset, warmup=ADAPTER_WARMUP,
                       sensitivity_cap=sensitivity_cap_for(reset, None, leaky=tau is not None) / (1.0 - vr),
-                      crossing=crossing_for(reset, None))
+                      crossing=crossing_for(reset, None, leaky=tau is not None))
     (g_core,) = torch.autograd.grad(o_core, x64, gy)
     assert torch.equal(run(ref, x64, mode), o_core.detach())
     assert g.abs().sum() > 0

@@ -182,6 +182,6 @@ def test_spikingjelly_multi_step_node_gradient_is_the_materialised_traces(gate):
         u, du, o = host_trace(HostTrace(h, v0, v_post, spikes, vr), torch.float32)
         cap = sensitivity_cap_for(reset, node.sensitivity_cap, _leaky(tau_m)) / thr
         k = lif_constants(u, tau_m, node.tau_s, thr, reset, warmup_width_for(node.warmup_width, thr), cap,
-                          warmup_gate=gate, crossing=crossing_for(reset, node.crossing))
+                          warmup_gate=gate, crossing=crossing_for(reset, node.crossing, _leaky(tau_m)))
         (want,) = torch.autograd.grad(spikes_with_tssl_grad(x, u, du, o, k, input_scale=scale), x, g)
         assert torch.equal(got, want)
