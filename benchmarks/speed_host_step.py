@@ -54,7 +54,7 @@ def make_step(library: str, variant: str, x: torch.Tensor, labels: torch.Tensor,
     torch.manual_seed(0)
     net = build_net(library, variant, None,
                     argparse.Namespace(hidden=hidden, beta=0.95, tau=2.0, warmup_width=WARMUP_WIDTH,
-                                       warmup_gate=None, warmup_floor=None))
+                                       warmup_gate=None, warmup_floor=None, crossing=None))
     run: nn.Module = torch.compile(net) if compiled else net
     _, loss_fn = make_loss(HOST_LOSS[library])
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
