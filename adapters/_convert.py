@@ -20,12 +20,16 @@ from typing import Any, Dict, Iterable, Optional, Set, Tuple, Union
 from torch import Tensor, nn
 
 from tssl_plugin.firing_watch import FiringWatch
-from tssl_plugin._validation import check_choice
-from tssl_plugin.rule import CROSSINGS, SENSITIVITY_CAP
+from tssl_plugin._types import Warmup
+from tssl_plugin._validation import (check_bool, check_choice, check_optional_sensitivity_cap, check_tau_s,
+                                     check_warmup_width)
+from tssl_plugin.rule import CROSSINGS, SENSITIVITY_CAP, check_ablation, check_warmup
 
-__all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "Exclude", "check_crossing", "crossing_for", "SUBTRACTION_SENSITIVITY_CAP", "check_convert_args", "excluded_ids", "nothing_to_convert",
-           "observe_firing", "original_class", "sensitivity_cap_for", "subclass_refusal", "tssl_class_for",
-           "warmup_width_for", "watch_firing"]
+__all__ = ["ADAPTER_WARMUP", "ADAPTER_WARMUP_FLOOR", "LAYER_OPTIONS", "SUBTRACTION_SENSITIVITY_CAP",
+           "check_convert_args", "check_crossing", "checked_convert_options", "checked_options", "crossing_for",
+           "Exclude", "excluded_ids", "nothing_to_convert", "observe_firing", "original_class", "remove_options",
+           "sensitivity_cap_for", "set_options", "subclass_refusal", "tssl_class_for", "warmup_width_for",
+           "watch_firing"]
 
 #: the adapters' warm-up gate (``warmup=``, :data:`tssl_plugin.rule.WARMUP_GATES`): ``"auto"``, the surrogate at
 #: every step without a spike for a leaky neuron (``"silent"``) and the reference's gate for one without leak.
@@ -59,6 +63,41 @@ def warmup_width_for(width: float, threshold: Any) -> Any:
     reference's width. Measured on snnTorch's ``tutorial_BSNN`` (thresholds 2.4, 8.0 and 3.9; docs/algorithm.md,
     "The warm-up width"): the absolute width 0.2 trained to 0.642 ± 0.057 against 0.728 ± 0.004 unconverted."""
     return width * threshold
+
+
+#: the TSSL-BP options a converted layer keeps as plain attributes (not buffers: ``state_dict`` keys stay the host's),
+#: in ``convert``'s keyword order. ``convert`` sets every one (:func:`checked_convert_options`), the TSSL-BP classes'
+#: constructors the first five (:func:`checked_options`; the others keep their class defaults), and ``revert``
+#: removes them (:func:`remove_options`).
+LAYER_OPTIONS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "crossing")
+
+
+def checked_options(tau_s: float, warmup: Warmup, warmup_width: float, sensitivity_cap: Optional[float],
+                    ablation: str) -> Dict[str, Any]:
+    """The TSSL-BP options a layer's constructor takes, each checked (a one-line error naming it), by name."""
+    warmup = check_warmup(warmup)
+    return {"tau_s": check_tau_s(tau_s), "warmup": warmup, "warmup_width": check_warmup_width(warmup_width),
+            "sensitivity_cap": check_optional_sensitivity_cap(sensitivity_cap),
+            "ablation": check_ablation(ablation, None, warmup)}
+
+
+def checked_convert_options(tau_s: float, warmup: Warmup, warmup_width: float, sensitivity_cap: Optional[float],
+                            ablation: str, warmup_floor: bool, crossing: Optional[str]) -> Dict[str, Any]:
+    """Every option of :data:`LAYER_OPTIONS` as ``convert`` takes them, each checked, by name."""
+    return {**checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation),
+            "warmup_floor": check_bool(warmup_floor, "warmup_floor"), "crossing": check_crossing(crossing)}
+
+
+def set_options(layer: nn.Module, options: Dict[str, Any]) -> None:
+    """Set checked options (:func:`checked_options`, :func:`checked_convert_options`) on ``layer``."""
+    for name, value in options.items():
+        setattr(layer, name, value)
+
+
+def remove_options(layer: nn.Module, private: Iterable[str] = ()) -> None:
+    """Take :data:`LAYER_OPTIONS` and the adapter's ``private`` attributes off a reverted layer's instance dict."""
+    for name in (*LAYER_OPTIONS, *private):
+        layer.__dict__.pop(name, None)
 
 
 def crossing_for(reset: str, crossing: Optional[str], leaky: bool = True) -> str:

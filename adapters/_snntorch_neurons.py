@@ -43,9 +43,9 @@ import torch
 from torch import Tensor
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import check_optional_sensitivity_cap, check_tau_s, check_warmup_width
-from ._convert import ADAPTER_WARMUP
-from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup
+
+from ._convert import ADAPTER_WARMUP, checked_options
 
 from ._snntorch_forward import lapicque_current, lapicque_step, recurrent_step, synaptic_step
 from .snntorch import TSSLSynaptic, _finish_init, _LeakyRule
@@ -53,11 +53,6 @@ from .snntorch import TSSLSynaptic, _finish_init, _LeakyRule
 snn = require("snntorch", "snntorch")
 
 __all__ = ["TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque"]
-
-
-def _tssl_args(tau_s: float, warmup: Warmup, warmup_width: float, sensitivity_cap: Optional[float], ablation: str):
-    return check_tau_s(tau_s), check_warmup(warmup), check_warmup_width(warmup_width), \
-        check_optional_sensitivity_cap(sensitivity_cap), check_ablation(ablation, None, warmup)
 
 
 class TSSLRLeaky(_LeakyRule, snn.RLeaky):
@@ -74,11 +69,11 @@ class TSSLRLeaky(_LeakyRule, snn.RLeaky):
                  state_quant=False, output=False, reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        tssl = checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, V, all_to_all, linear_features, conv2d_channels, kernel_size, threshold, spike_grad,
                          surrogate_disable, init_hidden, inhibition, learn_beta, learn_threshold, learn_recurrent,
                          reset_mechanism, state_quant, output, reset_delay)
-        _finish_init(self, spike_grad, surrogate_disable, *tssl)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     def forward(self, input_, spk=None, mem=None):
         """One time step, exactly ``snn.RLeaky.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
@@ -119,11 +114,11 @@ class TSSLRSynaptic(_LeakyRule, snn.RSynaptic):
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
                  warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
-        tssl = _tssl_args(3.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: the synapse's own (property)
+        tssl = checked_options(3.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: the synapse's own (property)
         super().__init__(alpha, beta, V, all_to_all, linear_features, conv2d_channels, kernel_size, threshold,
                          spike_grad, surrogate_disable, init_hidden, inhibition, learn_alpha, learn_beta,
                          learn_threshold, learn_recurrent, reset_mechanism, state_quant, output, reset_delay)
-        _finish_init(self, spike_grad, surrogate_disable, *tssl)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     def forward(self, input_, spk=None, syn=None, mem=None):
         """One time step, exactly ``snn.RSynaptic.forward``; returns ``(spk, syn, mem)`` or ``spk``."""
@@ -170,10 +165,10 @@ class TSSLLapicque(_LeakyRule, snn.Lapicque):
                  learn_threshold=False, reset_mechanism="subtract", state_quant=False, output=False, *,
                  tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        tssl = checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, R, C, time_step, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_beta, learn_threshold, reset_mechanism, state_quant, output)
-        _finish_init(self, spike_grad, surrogate_disable, *tssl)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     def _inv_tau_m(self) -> Tensor:
         """``1/tau_m = dt/(RC)``: snnTorch's Lapicque leaks by ``1 - dt/(RC)`` (not by ``beta``)."""

@@ -26,7 +26,7 @@ snnTorch does: there are no spikes to differentiate, so the layer is snnTorch's.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor, nn
@@ -35,10 +35,9 @@ from tssl_plugin._optional import require
 from tssl_plugin.functional import HostTrace, spikes_with_host_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, crossing_for, observe_firing, sensitivity_cap_for,
-                       warmup_width_for)
-from ._snntorch_neurons import _tssl_args
-from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad, store_options
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, checked_options, crossing_for, observe_firing,
+                       sensitivity_cap_for, set_options, warmup_width_for)
+from .snntorch import TSSLLeaky, _finish_init, _refuse, _restore_spike_grad
 
 snn = require("snntorch", "snntorch")
 
@@ -66,9 +65,8 @@ class _StateLeakyRule:
     warmup_floor: bool = ADAPTER_WARMUP_FLOOR
     crossing: Optional[str] = None  # reset "none": the reference's "step" unless convert(crossing=...) says otherwise
 
-    def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
-                    sensitivity_cap: Optional[float], ablation: str = "none") -> None:
-        store_options(self, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+    def _tssl_setup(self, options: Dict[str, Any]) -> None:
+        set_options(self, options)
 
     def _check_options(self, steps: int) -> None:
         if torch.compiler.is_compiling():
@@ -149,11 +147,11 @@ class TSSLStateLeaky(_StateLeakyRule, snn.StateLeaky):
                  learn_graded_spikes_factor=False, kernel_truncation_steps=None, *, tau_s: float = 3.0,
                  warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        tssl = checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, channels, threshold, spike_grad, surrogate_disable, learn_beta, learn_threshold,
                          state_quant, output, graded_spikes_factor, learn_graded_spikes_factor,
                          kernel_truncation_steps)
-        _finish_init(self, spike_grad, surrogate_disable, *tssl)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     def forward(self, input_):
         """Exactly ``snn.StateLeaky.forward``: ``(spk, mem)``, or ``mem`` alone with ``output=False``."""
@@ -177,11 +175,11 @@ class TSSLLinearLeaky(_StateLeakyRule, snn.LinearLeaky):
                  state_quant=False, output=True, graded_spikes_factor=1.0, learn_graded_spikes_factor=False,
                  kernel_truncation_steps=None, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        tssl = _tssl_args(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        tssl = checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, in_features, out_features, bias, device, dtype, threshold, spike_grad,
                          surrogate_disable, learn_beta, learn_threshold, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, kernel_truncation_steps)
-        _finish_init(self, spike_grad, surrogate_disable, *tssl)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     def forward(self, input_):
         """Exactly ``snn.LinearLeaky.forward``: ``(spk, mem)``, or ``mem`` alone with ``output=False``."""

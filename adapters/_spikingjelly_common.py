@@ -71,7 +71,8 @@ from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation
                               warmup_gate)
 from tssl_plugin.stepwise import StepState, initial_state, next_state, tssl_step
 
-from ._convert import ADAPTER_WARMUP_FLOOR, crossing_for, observe_firing, sensitivity_cap_for, warmup_width_for
+from ._convert import (ADAPTER_WARMUP_FLOOR, checked_options, crossing_for, observe_firing, sensitivity_cap_for,
+                       set_options, warmup_width_for)
 
 __all__ = ["SpikingJellyVersion", "TSSLNodeMixin", "check_binary_surrogate", "cuba_tau_s", "node_mapping",
            "charge_steps", "previous_membranes",
@@ -110,11 +111,7 @@ def init_tssl(node: Any, surrogate_function: Any, detach_reset: bool, tau_s: flo
         warnings.warn(SURROGATE_IGNORED, UserWarning, stacklevel=3)
     if detach_reset:
         warnings.warn(DETACH_RESET_NOTE, UserWarning, stacklevel=3)
-    node.tau_s = check_tau_s(tau_s)
-    node.warmup = check_warmup(warmup)
-    node.warmup_width = check_warmup_width(warmup_width)
-    node.sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
-    node.ablation = check_ablation(ablation, None, node.warmup)
+    set_options(node, checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation))
     node._tssl_state = None
 
 

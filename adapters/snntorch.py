@@ -57,16 +57,15 @@ import torch
 from torch import Tensor, nn
 
 from tssl_plugin._optional import require
-from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_sequence, check_tau_s,
-                                     check_warmup_width)
+from tssl_plugin._validation import check_sequence
 from tssl_plugin.functional import spikes_with_tssl_grad
-from tssl_plugin.rule import (WARMUP_WIDTH, LIFConstants, Warmup, check_ablation, check_warmup, resolve_gate, warmup_gate,
-                              warmup_level)
+from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
 from tssl_plugin.stepwise import StepState, initial_state, tssl_step
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, check_crossing,
-                       crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class, sensitivity_cap_for, tssl_class_for,
-                       warmup_width_for, watch_firing)
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, checked_convert_options,
+                       checked_options, crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class,
+                       remove_options, sensitivity_cap_for, set_options, tssl_class_for, warmup_width_for,
+                       watch_firing)
 from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
@@ -75,9 +74,8 @@ _surrogate = require("snntorch.surrogate", "snntorch")
 __all__ = ["TSSLLeaky", "TSSLSynaptic", "TSSLRLeaky", "TSSLRSynaptic", "TSSLLapicque", "TSSLStateLeaky",
            "TSSLLinearLeaky", "convert", "revert", "unsupported_options"]
 
-_TSSL_ATTRS = ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "crossing",
-               "_tssl_state",
-               "_tssl_mem_ref", "_tssl_watch", "_tssl_gate_cache")
+#: a converted layer's private state, removed by ``revert`` with its options (``_convert.LAYER_OPTIONS``).
+_TSSL_PRIVATE = ("_tssl_state", "_tssl_mem_ref", "_tssl_watch", "_tssl_gate_cache")
 
 
 def unsupported_options(module: nn.Module) -> List[str]:
@@ -229,11 +227,10 @@ def _warn_spike_grad(stacklevel: int = 3) -> None:
                   UserWarning, stacklevel=stacklevel)
 
 
-def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau_s: float, warmup: Warmup,
-                 warmup_width: float, sensitivity_cap: Optional[float], ablation: str) -> None:
+def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, options: Dict[str, Any]) -> None:
     """The end of a TSSL-BP layer's constructor, after snnTorch's: refuse what it cannot honour (and take the
     half-built layer out of ``snn.SpikingNeuron.instances``), warn about an ignored ``spike_grad``, set the
-    TSSL-BP attributes."""
+    TSSL-BP options (checked: ``_convert.checked_options``)."""
     try:
         _refuse(layer)
     except ValueError:
@@ -241,18 +238,7 @@ def _finish_init(layer: nn.Module, spike_grad: Any, surrogate_disable: bool, tau
         raise
     if spike_grad is not None and not surrogate_disable:
         _warn_spike_grad(stacklevel=4)  # the user's line that built the layer
-    layer._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
-
-
-def store_options(layer: nn.Module, tau_s: float, warmup: Warmup, warmup_width: float,
-                  sensitivity_cap: Optional[float], ablation: str) -> None:
-    """Set a TSSL-BP layer's (already checked) options as plain attributes (not buffers: ``state_dict`` keys
-    stay snnTorch's)."""
-    layer.tau_s = tau_s
-    layer.warmup = warmup
-    layer.warmup_width = warmup_width
-    layer.sensitivity_cap = sensitivity_cap
-    layer.ablation = ablation
+    layer._tssl_setup(options)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:
@@ -290,20 +276,16 @@ class TSSLLeaky(snn.Leaky):
                  reset_delay=True, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WARMUP,
                  warmup_width: float = WARMUP_WIDTH, sensitivity_cap: Optional[float] = None,
                  ablation: str = "none"):
-        tau_s = check_tau_s(tau_s)
-        warmup = check_warmup(warmup)
-        warmup_width = check_warmup_width(warmup_width)
-        sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
-        check_ablation(ablation, None, warmup)
+        tssl = checked_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                          learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                          learn_graded_spikes_factor, reset_delay)
-        _finish_init(self, spike_grad, surrogate_disable, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)
 
     # -- TSSL state ---------------------------------------------------------------------------
-    def _tssl_setup(self, tau_s: float, warmup: Warmup, warmup_width: float,
-                    sensitivity_cap: Optional[float], ablation: str = "none") -> None:
-        store_options(self, tau_s, warmup, warmup_width, sensitivity_cap, ablation)
+    def _tssl_setup(self, options: Dict[str, Any]) -> None:
+        """Set checked options (``_convert.checked_options`` or ``checked_convert_options``) and start afresh."""
+        set_options(self, options)
         self.__dict__.pop("_tssl_gate_cache", None)
         self._tssl_gate()  # resolves "auto" now, in eager mode, for the compiled steps to read
         self._tssl_clear()
@@ -579,14 +561,10 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
                  reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True, *,
                  warmup: Warmup = ADAPTER_WARMUP, warmup_width: float = WARMUP_WIDTH,
                  sensitivity_cap: Optional[float] = None, ablation: str = "none"):
-        warmup = check_warmup(warmup)
-        warmup_width = check_warmup_width(warmup_width)
-        sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
-        check_ablation(ablation, None, warmup)
+        tssl = checked_options(3.0, warmup, warmup_width, sensitivity_cap, ablation)  # tau_s: the synapse's own
         super().__init__(alpha, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
                          learn_alpha, learn_beta, learn_threshold, reset_mechanism, state_quant, output, reset_delay)
-        # tau_s is ignored: see the tau_s property
-        _finish_init(self, spike_grad, surrogate_disable, 1.0, warmup, warmup_width, sensitivity_cap, ablation)
+        _finish_init(self, spike_grad, surrogate_disable, tssl)  # its tau_s is ignored: see the tau_s property
 
     @property
     def tau_s(self) -> Tensor:
@@ -747,13 +725,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     Returns ``model``.
     """
     check_convert_args(model, strict)
-    warmup_floor = check_bool(warmup_floor, "warmup_floor")
-    crossing = check_crossing(crossing)
-    tau_s = check_tau_s(tau_s)
-    warmup = check_warmup(warmup)
-    warmup_width = check_warmup_width(warmup_width)
-    sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
-    check_ablation(ablation, None, warmup)
+    options = checked_convert_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation, warmup_floor, crossing)
     skip = excluded_ids(model, exclude)
     targets, again, others, names = [], [], [], {}
     for name, m in model.named_modules():
@@ -782,9 +754,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     for m, new_cls in targets:
         m.__class__ = new_cls
     for m in [m for m, _ in targets] + again:  # layers converted before get this call's options too
-        m._tssl_setup(tau_s, warmup, warmup_width, sensitivity_cap, ablation)
-        m.warmup_floor = warmup_floor
-        m.crossing = crossing
+        m._tssl_setup(options)
         watch_firing(m, names[id(m)])
     return model
 
@@ -797,6 +767,5 @@ def revert(model: nn.Module) -> nn.Module:
         original = original_class(type(m), _FROM_TSSL)
         if original is not None:
             m.__class__ = original
-            for a in _TSSL_ATTRS:
-                m.__dict__.pop(a, None)
+            remove_options(m, _TSSL_PRIVATE)
     return model

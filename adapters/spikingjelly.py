@@ -47,11 +47,10 @@ require("spikingjelly.activation_based", "spikingjelly")
 from spikingjelly.activation_based import functional as _sjf  # noqa: E402
 from spikingjelly.activation_based import neuron as _sjn  # noqa: E402
 
-from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, check_crossing,  # noqa: E402
-                       excluded_ids, nothing_to_convert, original_class, tssl_class_for, watch_firing)
-from tssl_plugin._validation import (check_bool, check_optional_sensitivity_cap, check_tau_s,  # noqa: E402
-                                     check_warmup_width)
-from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation, check_warmup  # noqa: E402
+from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args,  # noqa: E402
+                       checked_convert_options, excluded_ids, nothing_to_convert, original_class, remove_options,
+                       set_options, tssl_class_for, watch_firing)
+from tssl_plugin.rule import WARMUP_WIDTH, Warmup, check_ablation  # noqa: E402
 
 from ._spikingjelly_common import node_mapping  # noqa: E402
 
@@ -185,13 +184,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     spike's sensitivity ``c`` measures. Returns ``model``.
     """
     check_convert_args(model, strict)
-    warmup_floor = check_bool(warmup_floor, "warmup_floor")
-    crossing = check_crossing(crossing)
-    tau_s = check_tau_s(tau_s)
-    check_warmup(warmup)
-    warmup_width = check_warmup_width(warmup_width)
-    sensitivity_cap = check_optional_sensitivity_cap(sensitivity_cap)
-    check_ablation(ablation, None, warmup)
+    options = checked_convert_options(tau_s, warmup, warmup_width, sensitivity_cap, ablation, warmup_floor, crossing)
     skip = excluded_ids(model, exclude)
     found: List[Tuple[str, nn.Module, type]] = []
     unsupported: List[str] = []
@@ -229,13 +222,7 @@ def convert(model: nn.Module, *, tau_s: float = 3.0, warmup: Warmup = ADAPTER_WA
     detach_reset = []
     for label, module, new_cls in found:
         module.__class__ = new_cls
-        module.tau_s = tau_s
-        module.warmup = warmup
-        module.warmup_width = warmup_width
-        module.sensitivity_cap = sensitivity_cap
-        module.ablation = ablation
-        module.warmup_floor = warmup_floor
-        module.crossing = crossing
+        set_options(module, options)
         module._tssl_state = None
         watch_firing(module, label)
         if getattr(module, "detach_reset", False):
@@ -261,8 +248,6 @@ def revert(model: nn.Module) -> nn.Module:
         if original is None:
             continue
         module.__class__ = original
-        for attr in ("tau_s", "warmup", "warmup_width", "sensitivity_cap", "ablation", "warmup_floor", "crossing",
-                     "_tssl_state", "_tssl_watch"):
-            module.__dict__.pop(attr, None)
+        remove_options(module, ("_tssl_state", "_tssl_watch"))
     _invalidate_reset_cache(model)
     return model
