@@ -140,18 +140,9 @@ def test_ablation_option_reaches_the_layers_config_and_summary(tmp_path, capsys,
     assert "--ablation" in err and "--no-warmup" in err and len(err.splitlines()) == 1
 
 
-def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, capsys):
-    """--warmup-gate silent reaches every TSSL-BP layer (the native network's and the converted ones), is recorded
-    in config.json and the summary, and is refused in one line with --no-warmup."""
-    from tssl_plugin.benchmarks import backends as B
-    from tssl_plugin.benchmarks.config import config_from_json
-
-    out = tmp_path / "run"
-    assert cli.main(TINY + ["--warmup-gate", "silent", "--out", str(out)]) == 0
-    assert "gate silent" in (out / "summary.md").read_text()
-    cfg = config_from_json(json.loads((out / "config.json").read_text()), "config.json")
-    assert cfg.warmup_gate == "silent"
-    from tssl_plugin.benchmarks import data as D, models as M
+def _tssl_networks(cfg):
+    """``(name, network)`` of each available TSSL-BP backend built from ``cfg`` (the native one and the converted)."""
+    from tssl_plugin.benchmarks import backends as B, data as D, models as M
     from tssl_plugin.benchmarks.train import build_network
 
     ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, limit_train=cfg.limit_train,
@@ -163,7 +154,20 @@ def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, caps
             backend.check_available()
         except B.BackendUnavailable:
             continue
-        net, _ = build_network(backend, 0, ds, arch, cfg, torch.device("cpu"))
+        yield name, build_network(backend, 0, ds, arch, cfg, torch.device("cpu"))[0]
+
+
+def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, capsys):
+    """--warmup-gate silent reaches every TSSL-BP layer (the native network's and the converted ones), is recorded
+    in config.json and the summary, and is refused in one line with --no-warmup."""
+    from tssl_plugin.benchmarks.config import config_from_json
+
+    out = tmp_path / "run"
+    assert cli.main(TINY + ["--warmup-gate", "silent", "--out", str(out)]) == 0
+    assert "gate silent" in (out / "summary.md").read_text()
+    cfg = config_from_json(json.loads((out / "config.json").read_text()), "config.json")
+    assert cfg.warmup_gate == "silent"
+    for name, net in _tssl_networks(cfg):
         assert [n.warmup for n in net.neurons()] == ["silent"] * len(net.neurons()), name
     capsys.readouterr()
     assert cli.main(TINY + ["--warmup-gate", "silent", "--no-warmup", "--out", str(tmp_path / "bad")]) != 0
@@ -177,25 +181,14 @@ def test_warmup_gate_option_reaches_the_layers_config_and_summary(tmp_path, caps
 def test_crossing_option_reaches_the_layers_config_and_summary(tmp_path):
     """--crossing interpolated reaches every TSSL-BP layer (the native network's and the converted ones) and the
     summary; a config.json written before the option existed resumes with the reference's "step", what it ran."""
-    from tssl_plugin.benchmarks import backends as B, data as D, models as M
     from tssl_plugin.benchmarks.config import config_from_json
-    from tssl_plugin.benchmarks.train import build_network
 
     out = tmp_path / "run"
     assert cli.main(TINY + ["--crossing", "interpolated", "--out", str(out)]) == 0
     assert "crossing interpolated" in (out / "summary.md").read_text()
     cfg = config_from_json(json.loads((out / "config.json").read_text()), "config.json")
     assert cfg.crossing == "interpolated"
-    ds = D.load_dataset(cfg.dataset, cfg.data_root, n_steps=cfg.steps, limit_train=cfg.limit_train,
-                        limit_test=cfg.limit_test, normalize=cfg.normalize)
-    arch = M.make_arch(cfg.arch, ds.n_class, cfg.hidden)
-    for name in ("native:tssl", "snntorch:tssl", "spikingjelly:tssl"):
-        backend = B.resolve([name])[0]
-        try:
-            backend.check_available()
-        except B.BackendUnavailable:
-            continue
-        net, _ = build_network(backend, 0, ds, arch, cfg, torch.device("cpu"))
+    for name, net in _tssl_networks(cfg):
         assert [n.crossing for n in net.neurons()] == ["interpolated"] * len(net.neurons()), name
     old = dict(json.loads((out / "config.json").read_text()))
     del old["crossing"]
