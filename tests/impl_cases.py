@@ -299,6 +299,18 @@ def crossing_from_trace(impl_obj, reset, T=8, shape=(3, 20), device="cpu"):
     assert not torch.equal(_ReferenceImpl.backward_from_trace(g, u, du, o, k, True), step), reset
 
 
+def rule_options(impl, impl_obj, T=8, shape=(3, 20), device="cpu"):
+    """The warm-up gate "silent", no warm-up floor and the interpolated crossing, each with every reset and output
+    through the whole-sequence op and with every reset from the trace (for a device run of all of them at once)."""
+    for cases_, case, from_trace in ((GATE_CASES, warmup_gate_case, warmup_gate_from_trace),
+                                     (FLOOR_CASES, warmup_floor_case, warmup_floor_from_trace),
+                                     (CROSSING_CASES, crossing_case, crossing_from_trace)):
+        for seed, reset, output in cases_:
+            case(impl, seed, reset, output, T=T, shape=shape, device=device)
+        for reset in RESETS:
+            from_trace(impl_obj, reset, T=T, shape=shape, device=device)
+
+
 def warmup_widths(impl, impl_obj, width=0.7, T=8, shape=(3, 20), device="cpu"):
     """Every reset and output, float64 and float32, scalar and per-neuron parameters, and the from-trace entry
     point, with ``width``."""

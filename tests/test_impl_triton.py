@@ -308,6 +308,7 @@ def test_triton_on_cuda_matches_reference():
     cases.warmup_widths("triton", _impl.select("triton", x), device="cuda")
     cases.sensitivity_caps("triton", _impl.select("triton", x), device="cuda")
     cases.ablations("triton", _impl.select("triton", x), device="cuda")
+    cases.rule_options("triton", _impl.select("triton", x), device="cuda")
     cases.per_neuron_params("triton", device="cuda")
     cases.layout_edge_cases("triton", device="cuda")
     cases.reference_vectors("triton", device="cuda")
