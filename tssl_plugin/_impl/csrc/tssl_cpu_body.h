@@ -50,18 +50,22 @@ static inline REAL FN(exp_clamped)(REAL a)
 /* The spike-time sensitivity c = -clamp(-1/du, -cap, 0) * o at a threshold crossing (reference.crossed,
  * reference.spike_sensitivity), times the crossing fraction max(0, 1 - crg (u - th)/du) there
  * (reference.crossing_fraction; crg, row crossing_gain, is 1 for crossing="interpolated", 0 for "step", where
- * the factor is exactly 1); `reset` is a compile-time constant at every call. */
+ * the factor is exactly 1). `reset` and `interp` are compile-time constants at every call; interp = 0 skips the
+ * factor (and its division: the whole-sequence backward picks that copy when the row is 0, as the reference
+ * skips it for "step"), interp = 1 reads crg. */
 static inline __attribute__((always_inline)) REAL FN(sensitivity)(REAL u, REAL du, REAL of, REAL th, REAL cap,
-                                                                  REAL gain, REAL crg, const int reset)
+                                                                  REAL gain, REAL crg, const int reset,
+                                                                  const int interp)
 {
     const REAL crossed = (reset == RESET_ZERO || u - du <= th) ? of : (REAL)0;
     REAL r = (REAL)-1 / du;
     r = r < -cap ? -cap : r;
     r = r > (REAL)0 ? (REAL)0 : r;
+    /* the ablation gain a_c (rule.ablation_gains, row spike_timing_gain) is 1 or 0; a factor 1 changes no bit */
+    if (!interp) return -r * crossed * gain;
     REAL phi = (REAL)1 - crg * ((u - th) / du);
     phi = phi < (REAL)0 ? (REAL)0 : phi;
     phi = crossed != (REAL)0 ? phi : (REAL)1;
-    /* the ablation gain a_c (rule.ablation_gains, row spike_timing_gain) is 1 or 0; a factor 1 changes no bit */
     return -r * crossed * gain * phi;
 }
 
@@ -141,7 +145,7 @@ static inline __attribute__((always_inline)) REAL FN(bwd_block)(
     int64_t T, int64_t N, int64_t n0, int64_t nb, const REAL *restrict g, REAL *restrict gx,
     const REAL *restrict u_sc, const REAL *restrict du_sc, const REAL *restrict fired_sc,
     const REAL *restrict warm_sc, const REAL *restrict table, int64_t row_stride, const int reset,
-    const int warmup, const int psc, const REAL scale, const int scaled)
+    const int warmup, const int psc, const REAL scale, const int scaled, const int interp)
 {
     REAL h[BLOCK], acc[BLOCK];
     REAL nonfinite = 0;
@@ -161,7 +165,8 @@ static inline __attribute__((always_inline)) REAL FN(bwd_block)(
             }
             const REAL u = u_sc[as + j], du = du_sc[as + j], of = fired_sc[as + j], hh = h[j];
             const REAL c = FN(sensitivity)(u, du, of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
-                                           TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset);
+                                           TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset,
+                                           interp);
             const REAL delta = FN(carry)(c, G, hh, u, of, TB(ROW_INV_TAU_M, j), TB(ROW_MEMBRANE_DECAY, j),
                                          TB(ROW_THRESHOLD, j), TB(ROW_THRESHOLD_X_MEMBRANE_DECAY, j),
                                          TB(ROW_INTRA_GAIN, j), reset);
@@ -262,7 +267,7 @@ typedef struct {
 static inline __attribute__((always_inline)) REAL FN(bwd_blocks)(
     int64_t T, int64_t N, int64_t b0, int64_t b1, const REAL *g, const REAL *x, const REAL *u, const REAL *du,
     const uint8_t *o, const FN(host_trace) *host, REAL *gx, const REAL *table, int per_neuron, const REAL *rep,
-    REAL *sc, const int reset, int warmup, int psc)
+    REAL *sc, const int reset, int warmup, int psc, int interp)
 {
     int64_t row_stride;
     REAL nonfinite = 0;
@@ -306,20 +311,24 @@ static inline __attribute__((always_inline)) REAL FN(bwd_blocks)(
                 }
         }
         /* constant flags at each call: one specialised, vectorized copy of the loop per mode */
+#define BWD_BLOCK(WARMUP, PSC, SCALE, SCALED)                                                                  \
+    (interp ? FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, WARMUP, \
+                            PSC, SCALE, SCALED, 1)                                                             \
+            : FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, WARMUP, \
+                            PSC, SCALE, SCALED, 0))
         if (host && warmup)
-            nonfinite += FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset,
-                                       1, 0, host->scale, 1);
+            nonfinite += BWD_BLOCK(1, 0, host->scale, 1);
         else if (host)
-            nonfinite += FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset,
-                                       0, 0, host->scale, 1);
+            nonfinite += BWD_BLOCK(0, 0, host->scale, 1);
         else if (warmup && psc)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 1, 1, 0);
+            BWD_BLOCK(1, 1, 1, 0);
         else if (warmup)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 1, 0, 1, 0);
+            BWD_BLOCK(1, 0, 1, 0);
         else if (psc)
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 1, 1, 0);
+            BWD_BLOCK(0, 1, 1, 0);
         else
-            FN(bwd_block)(T, N, n0, nb, g, gx, u_sc, du_sc, fired_sc, warm_sc, tb, row_stride, reset, 0, 0, 1, 0);
+            BWD_BLOCK(0, 0, 1, 0);
+#undef BWD_BLOCK
     }
     return nonfinite;
 }
@@ -334,22 +343,26 @@ static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REA
     REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 4 * sizeof(REAL));
     if (!sc) return 1;
     FN(replicate)(table, per_neuron, rep);
+    /* crossing "interpolated" anywhere in the crossing_gain row: the copies with the crossing fraction */
+    const int64_t stride = per_neuron ? N : 1;
+    int interp = 0;
+    for (int64_t n = 0; n < stride; ++n) interp |= table[ROW_CROSSING_GAIN * stride + n] != 0;
     switch (reset) {
     case RESET_ZERO:
         nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc, RESET_ZERO,
-                                   warmup, psc);
+                                   warmup, psc, interp);
         break;
     case RESET_SUBTRACT:
         nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc,
-                                   RESET_SUBTRACT, warmup, psc);
+                                   RESET_SUBTRACT, warmup, psc, interp);
         break;
     case RESET_SUBTRACT_AFTER_LEAK:
         nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc,
-                                   RESET_SUBTRACT_AFTER_LEAK, warmup, psc);
+                                   RESET_SUBTRACT_AFTER_LEAK, warmup, psc, interp);
         break;
     default:
         nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc, RESET_NONE,
-                                   warmup, psc);
+                                   warmup, psc, interp);
     }
     free(sc);
     return nonfinite != 0 ? 2 : 0; /* NaN != 0 is true */

@@ -50,7 +50,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
         const REAL G = Gp[i];
         const REAL uu = u[i], of = o[i] ? (REAL)1 : (REAL)0;
         const REAL c = FN(sensitivity)(uu, du[i], of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
-                                       TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset);
+                                       TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset, 1);
         REAL delta;
         if (has_h)
             delta = FN(carry)(c, G, h[i], uu, of, TB(ROW_INV_TAU_M, j), TB(ROW_MEMBRANE_DECAY, j),
