@@ -474,12 +474,13 @@ def _step_inputs(shape, dtype, seed, device):
 
 
 def step_cases(impl_obj, device="cpu", full=True):
-    """``step_forward`` and ``step_backward`` of ``impl_obj`` equal reference.trace_step and reference.carry_step:
+    """``step_forward`` and ``step_backward`` of ``impl_obj`` equal reference.trace_step, reference.step_flags and
+    reference.carry_step:
     float64 and float32, every reset, warm-up on and off, with and without the carry and a membrane loss, no
     spike gradient, an input scale, each ablation, and constants as numbers, one-element and per-neuron tensors. The carry
     ``delta`` is equal bit for bit (the same operations); ``grad_x`` too where no warm-up applies, and within
     tol() where the warm-up's exp (a polynomial in C) enters."""
-    from tssl_plugin._impl.reference import carry_step, trace_step
+    from tssl_plugin._impl.reference import carry_step, step_flags, trace_step, warm_steps
 
     shape = (3, 70)
     modes = list(itertools.product((torch.float64, torch.float32), RESETS, (True, False), (True, False),
@@ -506,10 +507,11 @@ def step_cases(impl_obj, device="cpu", full=True):
         extra = extra if has_extra else None
         G = None if i % 7 == 3 else G  # no gradient reached the spike
         scale = 0.4 if i % 3 == 1 else 1.0
-        want_gx, want_delta = carry_step(torch.zeros_like(u) if G is None else G, h, u, du, o, s, k, warmup,
-                                         extra=extra)
+        want_gx, want_delta = carry_step(torch.zeros_like(u) if G is None else G, h, u, du, o,
+                                         warm_steps(s, o, k.warmup_level), k, warmup, extra=extra)
         want_gx = want_gx * scale
-        gx, delta, finite = impl_obj.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+        flags = step_flags(o, s, k.warmup_level)
+        gx, delta, finite = impl_obj.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
         mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate, k.warmup_floor,
                 k.crossing)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
@@ -519,18 +521,27 @@ def step_cases(impl_obj, device="cpu", full=True):
         assert torch.equal(gx[~warm], want_gx[~warm]), mode
         torch.testing.assert_close(gx, want_gx, **tol(dtype), msg=lambda m: f"{mode}: {m}")
         assert finite in (None, True), mode
-        # the forward bookkeeping: the trace's step, and the spikes in the dtype asked for
+        # the forward bookkeeping: the trace's step, the spikes in the dtype asked for, the flags when asked for
         its = k.inv_tau_s
-        for spike_dtype in (None, dtype, torch.float16):
-            spike, s_next = impl_obj.step_forward(o, s, its, spike_dtype)
+        for spike_dtype, level in ((None, None), (dtype, k.warmup_level), (torch.float16, None),
+                                   (None, k.warmup_level)):
+            spike, s_next, flags = impl_obj.step_forward(o, s, its, level, spike_dtype)
             assert torch.equal(s_next, trace_step(s, o, its)), mode
             assert (spike is None) if spike_dtype is None else (spike.dtype == spike_dtype
                                                                  and torch.equal(spike, o.to(spike_dtype))), mode
+            assert (flags is None) if level is None else torch.equal(flags, step_flags(o, s_next, level)), mode
+    # inv_tau_s one number, the warm-up level one per neuron (and the other way round)
+    G, h, extra, u, du, o, s = _step_inputs(shape, torch.float64, 650, device)
+    levels = 0.05 + 0.2 * torch.rand(shape[-1], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for its, level in ((1 / 3, levels.to(device)), (1 / (1.5 + 10 * levels.to(device)), 0.1)):
+        _, s_next, flags = impl_obj.step_forward(o, s, its, level, None)
+        assert torch.equal(s_next, trace_step(s, o, its)) and torch.equal(flags, step_flags(o, s_next, level))
+        assert 0 < int((flags == 2).sum()) < flags.numel()
     # a NaN in the membrane: the implementations that check grad_x while writing it say so
     G, h, extra, u, du, o, s = _step_inputs(shape, torch.float32, 700, device)
     u[1, 2] = float("nan")
     k = _step_constants("numbers", "zero", shape, torch.float32, device)
-    gx, _, finite = impl_obj.step_backward(G, h, u, du, o, s, k, True, None, 1.0)
+    gx, _, finite = impl_obj.step_backward(G, h, u, du, step_flags(o, s, k.warmup_level), k, True, None, 1.0)
     assert finite in (None, False) and bool(torch.isnan(gx[1, 2]))
 
 

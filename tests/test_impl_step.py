@@ -28,7 +28,7 @@ def test_reference_step_is_carry_step():
 def test_cpu_step_kernels_threads_and_sizes(monkeypatch):
     """Several threads, and sizes around the kernels' block of 512 elements (the last block partial)."""
     from tssl_plugin._impl import cpu
-    from tssl_plugin._impl.reference import carry_step
+    from tssl_plugin._impl.reference import carry_step, step_flags, warm_steps
 
     impl = _cpu()
     monkeypatch.setattr(cpu, "_MIN_PER_THREAD", 1)
@@ -36,26 +36,29 @@ def test_cpu_step_kernels_threads_and_sizes(monkeypatch):
     for n in (1, 511, 513, 2000):
         G, h, extra, u, du, o, s = cases._step_inputs((n,) if n > 600 else (n, 4), torch.float64, n, "cpu")
         k = lif_constants(u.unsqueeze(0), reset="subtract")
-        gx, delta, finite = impl.step_backward(G, h, u, du, o, s, k, True, extra, 1.0)
-        want_gx, want_delta = carry_step(G, h, u, du, o, s, k, True, extra=extra)
+        gx, delta, finite = impl.step_backward(G, h, u, du, step_flags(o, s, k.warmup_level), k, True, extra, 1.0)
+        want_gx, want_delta = carry_step(G, h, u, du, o, warm_steps(s, o, k.warmup_level), k, True, extra=extra)
         assert torch.equal(delta, want_delta) and finite
         torch.testing.assert_close(gx, want_gx, rtol=1e-12, atol=1e-12)
 
 
 def test_cpu_step_kernels_read_non_contiguous_inputs_they_had_to_copy():
-    """``du``, ``o`` and ``s`` laid out column-major: the kernels read the contiguous copies they make, kept alive
-    through the call (copies made inside the argument list were freed before the kernel ran)."""
+    """``du``, the flags and ``o`` laid out column-major: the kernels read the contiguous copies they make, kept
+    alive through the call (copies made inside the argument list were freed before the kernel ran)."""
+    from tssl_plugin._impl.reference import step_flags
+
     impl = _cpu()
     G, h, extra, u, du, o, s = cases._step_inputs((64, 130), torch.float64, 5, "cpu")
     k = lif_constants(u.unsqueeze(0), reset="zero", warmup_gate="silent")
+    flags = step_flags(o, s, k.warmup_level)
     column_major = lambda t: t.t().contiguous().t()  # noqa: E731
-    want = impl.step_backward(G, h, u, du, o, s, k, True, extra, 1.0)
-    want_fwd = impl.step_forward(o, s, 1 / 3, torch.float64)
+    want = impl.step_backward(G, h, u, du, flags, k, True, extra, 1.0)
+    want_fwd = impl.step_forward(o, s, 1 / 3, k.warmup_level, torch.float64)
     for _ in range(3):
-        got = impl.step_backward(G, h, u, column_major(du), column_major(o), column_major(s), k, True, extra, 1.0)
+        got = impl.step_backward(G, h, u, column_major(du), column_major(flags), k, True, extra, 1.0)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-        got_fwd = impl.step_forward(column_major(o), s, 1 / 3, torch.float64)
-        assert torch.equal(got_fwd[0], want_fwd[0]) and torch.equal(got_fwd[1], want_fwd[1])
+        got_fwd = impl.step_forward(column_major(o), s, 1 / 3, k.warmup_level, torch.float64)
+        assert all(torch.equal(a, b) for a, b in zip(got_fwd, want_fwd))
 
 
 def test_step_node_dispatches_to_the_fused_kernel():

@@ -194,15 +194,18 @@ def test_kernel_variant_compiles(case, two_pass, kind, arch, monkeypatch):
 def _step_case(case):
     """The two launches of one step (forward bookkeeping, backward) for a STEP case, on CPU tensors."""
     import impl_cases as cases
+    from tssl_plugin._impl.reference import step_flags
 
     name, dtype, reset, kind, warmup, has_h, has_extra, spike_dtype = case
     shape = (1, 1) if name.endswith("N1") else (3, 700)
     G, h, extra, u, du, o, s = cases._step_inputs(shape, dtype, 1, "cpu")
     k = cases._step_constants(kind, reset, shape, dtype, "cpu")
 
+    flags = step_flags(o, s, k.warmup_level)
+
     def run():
-        TritonImpl.step_forward(o, s, k.inv_tau_s, spike_dtype)
-        TritonImpl.step_backward(G, h if has_h else None, u, du, o, s, k, warmup, extra if has_extra else None, 0.5)
+        TritonImpl.step_forward(o, s, k.inv_tau_s, k.warmup_level, spike_dtype)
+        TritonImpl.step_backward(G, h if has_h else None, u, du, flags, k, warmup, extra if has_extra else None, 0.5)
     return run
 
 

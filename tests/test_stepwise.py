@@ -58,7 +58,7 @@ def test_membrane_loss_adds_to_delta_before_carry():
     h = None
     expect = torch.empty_like(gm)
     for t in range(9, -1, -1):
-        gxt, h = carry_step(gy[t], h, tr.u[t], tr.du[t], tr.o[t], tr.s[t], k, False, extra=gm[t])
+        gxt, h = carry_step(gy[t], h, tr.u[t], tr.du[t], tr.o[t], None, k, False, extra=gm[t])
         expect[t] = gxt
     torch.testing.assert_close(gx, expect, rtol=1e-12, atol=1e-12)
 

@@ -73,7 +73,7 @@ def next_state(state: StepState, o: Tensor, inv_tau_s: Param) -> StepState:
     """The state after a step with spikes ``o`` when no gradient is needed: the trace alone advances."""
     trace = state.trace.detach()
     with torch.no_grad():
-        return StepState(_run(trace, lambda i: i.step_forward(o, trace, inv_tau_s, None))[1])
+        return StepState(_run(trace, lambda i: i.step_forward(o, trace, inv_tau_s, None, None))[1])
 
 
 class _StepNode(torch.autograd.Function):
@@ -83,16 +83,17 @@ class _StepNode(torch.autograd.Function):
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
                 mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
         ctx.set_materialize_grads(False)
-        spike, s = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, x_t.dtype))
-        ctx.save_for_backward(u, du, o, s)
+        spike, s, flags = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, k.warmup_level,
+                                                                   x_t.dtype))
+        ctx.save_for_backward(u, du, flags)  # flags: the spikes and the warm-up's test, one byte per element
         ctx.meta = (k, warmup, input_scale)
         return spike, None if mem is None else mem.clone(), s
 
     @staticmethod
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
-        u, du, o, s = ctx.saved_tensors
+        u, du, flags = ctx.saved_tensors
         k, warmup, input_scale = ctx.meta
-        grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, o, s, k, warmup, g_mem,
+        grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem,
                                                                   input_scale))
         if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
             check_gradient_finite(grad_x, u)
@@ -137,5 +138,5 @@ def tssl_step(
         return (spike, mem_out), StepState(s_out)
     trace = state.trace.detach()
     with torch.no_grad():
-        spike, s = _run(trace, lambda i: i.step_forward(o, trace, k.inv_tau_s, x_t.dtype))
+        spike, s, _ = _run(trace, lambda i: i.step_forward(o, trace, k.inv_tau_s, None, x_t.dtype))
     return (spike, mem), StepState(s)

@@ -29,11 +29,14 @@ the adapters' backward, with the constants given as :class:`~tssl_plugin.rule.LI
 and one time step of the step-wise node (:mod:`tssl_plugin.stepwise`), each one
 fused pass in the fused implementations:
 
-``step_forward(o, s, inv_tau_s, spike_dtype) -> (spike, s_next)``
-    the trace's step ``s + (o - s) inv_tau_s`` and the spikes as ``spike_dtype``
-    (None when ``spike_dtype`` is None);
-``step_backward(G, h, u, du, o, s, k, warmup, extra, scale) -> (grad_x, delta, finite)``
-    :func:`~tssl_plugin._impl.reference.carry_step` (``G`` None: zero), with
+``step_forward(o, s, inv_tau_s, warmup_level, spike_dtype) -> (spike, s_next, flags)``
+    the trace's step ``s + (o - s) inv_tau_s``, the spikes as ``spike_dtype``
+    (None when ``spike_dtype`` is None) and the step's flags
+    (:func:`~tssl_plugin._impl.reference.step_flags` of ``o`` and ``s_next``; None when
+    ``warmup_level`` is None);
+``step_backward(G, h, u, du, flags, k, warmup, extra, scale) -> (grad_x, delta, finite)``
+    :func:`~tssl_plugin._impl.reference.carry_step` with the spikes and the warm-up's test read from
+    ``flags`` (``G`` None: zero), with
     ``grad_x`` times ``scale``; ``finite`` is True/False where the
     implementation checked ``grad_x`` while writing it, else None.
 
@@ -89,10 +92,10 @@ class Implementation(Protocol):
     def backward_from_host(self, grad: Tensor, host: _ref.HostTrace, k: LIFConstants, warmup: bool,
                            scale: Any) -> Tuple[Tensor, Optional[bool]]: ...
 
-    def step_forward(self, o: Tensor, s: Tensor, inv_tau_s: Any,
-                     spike_dtype: Optional[torch.dtype]) -> Tuple[Optional[Tensor], Tensor]: ...
+    def step_forward(self, o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any,
+                     spike_dtype: Optional[torch.dtype]) -> Tuple[Optional[Tensor], Tensor, Optional[Tensor]]: ...
 
-    def step_backward(self, G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
+    def step_backward(self, G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
                       k: LIFConstants, warmup: bool, extra: Optional[Tensor],
                       scale: Any) -> Tuple[Tensor, Tensor, Optional[bool]]: ...
 
@@ -143,15 +146,17 @@ class _ReferenceImpl:
         return backward_from_host_trace(_ReferenceImpl, grad, host, k, warmup, scale)
 
     @staticmethod
-    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any, spike_dtype: Optional[torch.dtype]):
         spike = None if spike_dtype is None else o.to(spike_dtype)
-        return spike, _ref.trace_step(s, o, inv_tau_s)
+        s_next = _ref.trace_step(s, o, inv_tau_s)
+        return spike, s_next, None if warmup_level is None else _ref.step_flags(o, s_next, warmup_level)
 
     @staticmethod
-    def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
+    def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
                       k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
         G = torch.zeros_like(u) if G is None else G
-        grad_x, delta = _ref.carry_step(G, h, u, du, o, s, k, warmup, extra=extra)
+        o, warm = _ref.unpack_flags(flags)
+        grad_x, delta = _ref.carry_step(G, h, u, du, o, warm, k, warmup, extra=extra)
         return grad_x * scale, delta, None
 
 

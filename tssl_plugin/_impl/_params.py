@@ -157,6 +157,20 @@ def step_row(value: Param, like: Tensor) -> Tuple[Tensor, bool]:
     return value.expand(like.shape).contiguous(), True
 
 
+def step_forward_rows(inv_tau_s: Param, warmup_level: Optional[Param], like: Tensor) -> Tuple[Tensor, Tensor, bool]:
+    """``(inv_tau_s, warmup_level, per_neuron)`` as the step-wise forward kernels read them (:func:`step_row`):
+    one value each, or, if either is per element, both per element. ``warmup_level`` None (no flags wanted):
+    ``inv_tau_s``'s row in its place."""
+    its, per_neuron = step_row(inv_tau_s, like)
+    if warmup_level is None:
+        return its, its, per_neuron
+    lvl, lvl_per_neuron = step_row(warmup_level, like)
+    if lvl_per_neuron == per_neuron:
+        return its, lvl, per_neuron
+    its, lvl = (t if p else t.expand(like.shape).contiguous() for t, p in ((its, per_neuron), (lvl, lvl_per_neuron)))
+    return its, lvl, True
+
+
 def c_defines() -> List[str]:
     """Compiler flags that give the C kernel the table layout and the reset codes.
 

@@ -40,7 +40,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._params import RESET_CODES, c_defines, pack_params, param_table, step_row, step_table
+from ._params import RESET_CODES, c_defines, pack_params, param_table, step_forward_rows, step_table
 from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, Param, compute_dtype
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
@@ -51,7 +51,7 @@ _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
 #: the version of the entry points' argument lists (the argtypes in :func:`_declare`), bumped when one
 #: changes; its one definition: the C file gets it as ``-DTSSL_ABI_VERSION`` and returns it from
 #: ``tssl_abi_version()``, which :func:`load` compares with this (a library built otherwise is refused).
-ABI_VERSION = 4
+ABI_VERSION = 5
 _BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines(),
                f"-DTSSL_ABI_VERSION={ABI_VERSION}"]
 #: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
@@ -203,13 +203,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         b.argtypes = [i64, i64, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, i32, i32]
         b.restype = i32
         sf = getattr(lib, f"tssl_step_fwd_{suf}")
-        sf.argtypes = [i64, vp, vp, vp, vp, vp, i32, i32]
+        sf.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, i32, i32]
         sf.restype = None
         bh = getattr(lib, f"tssl_bwd_host_{suf}")
         bh.argtypes = [i64, i64, vp, vp, vp, vp, vp, ctypes.c_double, vp, vp, i32, i32, i32, ctypes.c_double, i32]
         bh.restype = i32
         sb = getattr(lib, f"tssl_step_bwd_{suf}")
-        sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
+        sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
         sb.restype = i32
 
 
@@ -345,12 +345,13 @@ class CpuImpl:
 
     # ----- one step of the step-wise node (tssl_plugin.stepwise)
     @staticmethod
-    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
-        return _step_forward(o, s, inv_tau_s, spike_dtype)
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, warmup_level: Optional[Param],
+                     spike_dtype: Optional[torch.dtype]):
+        return _step_forward(o, s, inv_tau_s, warmup_level, spike_dtype)
 
     @staticmethod
-    def step_backward(G, h, u, du, o, s, k: LIFConstants, warmup: bool, extra, scale):
-        return _step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+    def step_backward(G, h, u, du, flags, k: LIFConstants, warmup: bool, extra, scale):
+        return _step_backward(G, h, u, du, flags, k, warmup, extra, scale)
 
 
 def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: bool, scale: Any):
@@ -381,9 +382,10 @@ def _backward_from_host(grad: Tensor, host: HostTrace, k: LIFConstants, warmup: 
     return gx, not err & 2
 
 
-def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor]) -> bool:
-    """The step kernels take this step: float32/float64 ``u``, bool spikes, the other tensors shaped like ``u``."""
-    return (u.dtype in COMPUTE_DTYPES and o.dtype == torch.bool
+def _step_native(u: Tensor, o: Tensor, *others: Optional[Tensor], spikes: torch.dtype = torch.bool) -> bool:
+    """The step kernels take this step: float32/float64 ``u``, spikes (or flags) ``o`` of dtype ``spikes``, the
+    other tensors shaped like ``u``."""
+    return (u.dtype in COMPUTE_DTYPES and o.dtype == spikes
             and all(t is None or t.shape == u.shape for t in (o, *others)))
 
 
@@ -394,43 +396,47 @@ def _as(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
     return t.to(dtype).contiguous()
 
 
-def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, spike_dtype: Optional[torch.dtype]):
-    """One step's forward bookkeeping in one pass (``tssl_step_fwd``): ``(spike, s_next)`` with
-    ``s_next = s + (o - s) inv_tau_s`` and the spikes ``o`` as ``spike_dtype`` (None: not made)."""
+def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, warmup_level: Optional[Param],
+                  spike_dtype: Optional[torch.dtype]):
+    """One step's forward bookkeeping in one pass (``tssl_step_fwd``): ``(spike, s_next, flags)`` with
+    ``s_next = s + (o - s) inv_tau_s``, the spikes ``o`` as ``spike_dtype`` (None: not made) and the flags of
+    :func:`~tssl_plugin._impl.reference.step_flags` (None when ``warmup_level`` is None)."""
     from . import _ReferenceImpl
 
     if not _step_native(s, o):
-        return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
+        return _ReferenceImpl.step_forward(o, s, inv_tau_s, warmup_level, spike_dtype)
     sc, oc = s.contiguous(), o.contiguous()  # named: an inline temporary is freed before the kernel reads it
-    its, per_neuron = step_row(inv_tau_s, sc)
+    its, lvl, per_neuron = step_forward_rows(inv_tau_s, warmup_level, sc)
     s_next = torch.empty_like(sc)
     spike = torch.empty_like(sc) if spike_dtype == sc.dtype else None
+    flags = None if warmup_level is None else torch.empty(sc.shape, dtype=torch.uint8, device=sc.device)
     _fn("step_fwd", sc.dtype)(sc.numel(), oc.data_ptr(), sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
-                              its.data_ptr(), int(per_neuron), _threads(sc.numel()))
+                              _ptr(flags), its.data_ptr(), lvl.data_ptr(), int(per_neuron), _threads(sc.numel()))
     if spike is None and spike_dtype is not None:
         spike = o.to(spike_dtype)
-    return spike, s_next
+    return spike, s_next, flags
 
 
-def _step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor, s: Tensor,
-                  k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
+def _step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
+                   k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
     """One step of the TSSL-BP backward in one pass (``tssl_step_bwd``): ``(grad_x, delta, finite)`` as
-    :func:`tssl_plugin._impl.reference.carry_step` computes ``(grad_x, delta)``, ``grad_x`` times ``scale``;
-    ``finite`` tells whether every ``grad_x`` is finite (the kernel checks while writing it)."""
+    :func:`tssl_plugin._impl.reference.carry_step` computes ``(grad_x, delta)`` from the step's flags
+    (:func:`~tssl_plugin._impl.reference.step_flags`), ``grad_x`` times ``scale``; ``finite`` tells whether every
+    ``grad_x`` is finite (the kernel checks while writing it)."""
     from . import _ReferenceImpl
 
-    if isinstance(scale, Tensor) or not _step_native(u, o, G, h, du, s, extra):
-        return _ReferenceImpl.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+    if isinstance(scale, Tensor) or not _step_native(u, flags, G, h, du, extra, spikes=torch.uint8):
+        return _ReferenceImpl.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
     dt = u.dtype
     uc = u.contiguous()
     Gc = torch.zeros_like(uc) if G is None else _as(G, dt)
     hc, ec = _as(h, dt), _as(extra, dt)
-    duc, oc, sc = _as(du, dt), o.contiguous(), _as(s, dt)  # named: an inline temporary is freed before the call
+    duc, fc = _as(du, dt), flags.contiguous()  # named: an inline temporary is freed before the call
     table, per_neuron = step_table(k, uc)
     gx, delta = torch.empty_like(uc), torch.empty_like(uc)
     bad = _fn("step_bwd", dt)(
         uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), duc.data_ptr(),
-        oc.data_ptr(), sc.data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
+        fc.data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
         int(per_neuron), RESET_CODES[k.reset], int(warmup), float(scale), _threads(uc.numel()))
     return gx, delta, not bad
 

@@ -27,7 +27,7 @@ from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_BOUND, WARMUP_WIDTH, LIFCons
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
-    "forward_step", "forward_sequence", "trace_step", "spike_trace", "psc_error", "psc_error_explicit",
+    "forward_step", "forward_sequence", "trace_step", "warm_steps", "step_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
     "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence", "HostTrace", "host_trace",
 ]
 
@@ -116,6 +116,23 @@ def trace_step(s: Tensor, o: Tensor, inv_tau_s: Param) -> Tensor:
     return s + (o.to(s.dtype) - s) * inv_tau_s
 
 
+def warm_steps(s: Tensor, o: Tensor, warmup_level: Param) -> Tensor:
+    """Where the warm-up acts (bool): no spike and the trace below ``warmup_level``, ``s < warmup_level``."""
+    return (s < warmup_level) & (o == 0)
+
+
+def step_flags(o: Tensor, s: Tensor, warmup_level: Param) -> Tensor:
+    """One step's spikes and warm-up test in one byte per element (``uint8``): bit 0 the spike ``o != 0``,
+    bit 1 :func:`warm_steps` of the step's trace ``s``. The step-wise node saves these flags for its backward
+    instead of the spikes and the trace (1 byte per element where they took 1 + 4 in float32)."""
+    return (o != 0).to(torch.uint8) | (warm_steps(s, o, warmup_level).to(torch.uint8) << 1)
+
+
+def unpack_flags(flags: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(o, warm)`` (both bool) from :func:`step_flags`."""
+    return (flags & 1) != 0, (flags & 2) != 0
+
+
 def spike_trace(o: Tensor, inv_tau_s: Param, dtype: torch.dtype) -> Tensor:
     """PSC trace ``s[t] = s[t-1] + (o[t] - s[t-1]) * inv_tau_s`` of a spike train."""
     s = torch.zeros(o.shape[1:], dtype=dtype, device=o.device)
@@ -189,7 +206,7 @@ def carry_step(
     u: Tensor,
     du: Tensor,
     o: Tensor,
-    s: Tensor,
+    warm: Optional[Tensor],
     k: LIFConstants,
     warmup: bool,
     extra: Optional[Tensor] = None,
@@ -200,7 +217,8 @@ def carry_step(
     in spike-output mode), ``h`` the carry ``delta[t+1]`` (``None`` at the last
     step): ``delta[t]`` of :mod:`tssl_plugin.rule` for ``k.reset`` and ``k.ablation``.
     ``grad_x`` is ``delta`` except where the warm-up replaces it
-    (no spike and ``s < warmup_level``) by :func:`warmup_surrogate` of width ``k.warmup_width``,
+    (``warm``, :func:`warm_steps`: no spike and ``s < warmup_level``; read only when ``warmup``) by
+    :func:`warmup_surrogate` of width ``k.warmup_width``,
     and, for the gate ``k.warmup_gate == "silent"``, ``delta`` plus that surrogate at the other steps
     without a spike; the carry is never replaced.
     ``extra`` (a loss placed directly on the membrane, dL/du[t]) is added to
@@ -232,7 +250,6 @@ def carry_step(
         return delta, delta
     pure = warmup_surrogate(G, u, k.threshold, k.warmup_width, warmup_bound(k))
     surrogate = pure if extra is None else pure + extra
-    warm = (s < k.warmup_level) & (of == 0)
     if k.warmup_gate == "silent":
         delta_out = delta + (1 - of) * pure  # the membrane loss is in delta already
     else:
@@ -262,6 +279,7 @@ def backward_sequence(
     grad_x = torch.empty_like(grad)
     h = None
     for t in range(grad.shape[0] - 1, -1, -1):
-        grad_x[t], h = carry_step(G[t], h, trace.u[t], trace.du[t], trace.o[t], trace.s[t], k, warmup,
+        warm = warm_steps(trace.s[t], trace.o[t], k.warmup_level) if warmup else None
+        grad_x[t], h = carry_step(G[t], h, trace.u[t], trace.du[t], trace.o[t], warm, k, warmup,
                                   extra=None if extra is None else extra[t])
     return grad_x

@@ -66,7 +66,7 @@ from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, compute_dtype
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
 from . import TRITON_INTERPRET
-from ._params import RESET_CODES, ROW, pack_params, param_table, step_row, step_table
+from ._params import RESET_CODES, ROW, pack_params, param_table, step_forward_rows, step_table
 
 triton = require("triton", "triton")
 tl = triton.language
@@ -349,29 +349,41 @@ def _backward_one_pass_kernel(x_ptr, spikes_ptr, g_ptr, u_ptr, du_ptr, gx_ptr, t
 
 
 @triton.jit
-def _step_forward_kernel(o_ptr, s_ptr, s_out_ptr, spike_ptr, its_ptr, N, PER_NEURON: tl.constexpr,
-                         STORE_SPIKE: tl.constexpr, STATE: tl.constexpr, BLOCK: tl.constexpr):
-    """One step's forward bookkeeping (stepwise): s_out = s + (o - s) inv_tau_s, and the spikes as 0/1."""
+def _step_forward_kernel(o_ptr, s_ptr, s_out_ptr, spike_ptr, flags_ptr, its_ptr, lvl_ptr, N, PER_NEURON: tl.constexpr,
+                         STORE_SPIKE: tl.constexpr, STORE_FLAGS: tl.constexpr, STATE: tl.constexpr,
+                         BLOCK: tl.constexpr):
+    """One step's forward bookkeeping (stepwise): s_out = s + (o - s) inv_tau_s, the spikes as 0/1, and the step's
+    flags (reference.step_flags: bit 0 the spike, bit 1 no spike and s_out < warmup_level)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    of = tl.where(tl.load(o_ptr + offs, mask=mask, other=0) != 0, 1.0, 0.0).to(STATE)
+    fired = tl.load(o_ptr + offs, mask=mask, other=0) != 0
+    of = tl.where(fired, 1.0, 0.0).to(STATE)
     s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(STATE)
     if PER_NEURON:
         its = tl.load(its_ptr + offs, mask=mask, other=1.0).to(STATE)
     else:
         its = tl.load(its_ptr).to(STATE)
-    tl.store(s_out_ptr + offs, s + (of - s) * its, mask=mask)
+    sn = s + (of - s) * its
+    tl.store(s_out_ptr + offs, sn, mask=mask)
     if STORE_SPIKE:
         tl.store(spike_ptr + offs, of.to(spike_ptr.dtype.element_ty), mask=mask)
+    if STORE_FLAGS:
+        if PER_NEURON:
+            lvl = tl.load(lvl_ptr + offs, mask=mask, other=0.0).to(STATE)
+        else:
+            lvl = tl.load(lvl_ptr).to(STATE)
+        warm = (sn < lvl) & (of == 0)
+        tl.store(flags_ptr + offs, tl.where(fired, 1, 0).to(tl.uint8) | tl.where(warm, 2, 0).to(tl.uint8),
+                 mask=mask)
 
 
 @triton.jit
-def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, gx_ptr, delta_ptr, table_ptr,
+def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, flags_ptr, gx_ptr, delta_ptr, table_ptr,
                           scale_ptr, N, RESET: tl.constexpr, WARMUP: tl.constexpr, HAS_H: tl.constexpr,
                           HAS_EXTRA: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
                           BLOCK: tl.constexpr):
-    """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where no spike and s < its level) times
-    scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
+    """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where the step's flags say no spike
+    and s < its level) times scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb, crg = _backward_params(table_ptr, N, offs,
@@ -379,7 +391,8 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
     G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
     du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
-    of = tl.where(tl.load(o_ptr + offs, mask=mask, other=0) != 0, 1.0, 0.0).to(STATE)
+    flags = tl.load(flags_ptr + offs, mask=mask, other=0)
+    of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
     if HAS_H:
         h = tl.load(h_ptr + offs, mask=mask, other=0.0).to(STATE)
         delta = _carry_step(G, h, u, du, of, itm, beta, th, thb, cap, a_c, a_j, crg, RESET)
@@ -395,8 +408,7 @@ def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, o_ptr, s_ptr, 
         sur = pure
         if HAS_EXTRA:
             sur = pure + e
-        s = tl.load(s_ptr + offs, mask=mask, other=1.0).to(STATE)
-        out = tl.where((s < wl) & (of == 0), sur, delta + a_s * (1.0 - of) * pure)
+        out = tl.where((flags & 2) != 0, sur, delta + a_s * (1.0 - of) * pure)
     tl.store(gx_ptr + offs, out * tl.load(scale_ptr).to(STATE), mask=mask)
 
 
@@ -456,22 +468,24 @@ def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, sp
                   (first, second, grad, u, du, flags, gx, table, T, N), dict(**modes, BLOCK=BLOCK))
 
 
-def step_forward_launch(o: Tensor, s: Tensor, s_out: Tensor, spike: Optional[Tensor], its: Tensor,
-                        per_neuron: bool) -> Launch:
-    """The step-wise node's forward bookkeeping on contiguous one-step tensors (``o`` as bytes)."""
+def step_forward_launch(o: Tensor, s: Tensor, s_out: Tensor, spike: Optional[Tensor], flags: Optional[Tensor],
+                        its: Tensor, lvl: Tensor, per_neuron: bool) -> Launch:
+    """The step-wise node's forward bookkeeping on contiguous one-step tensors (``o`` as bytes); ``spike``,
+    ``flags`` None: not written."""
     N = s.numel()
     return Launch(_step_forward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
-                  (o, s, s_out, s_out if spike is None else spike, its, N),
-                  dict(PER_NEURON=per_neuron, STORE_SPIKE=spike is not None, STATE=_tl(s.dtype), BLOCK=BLOCK))
+                  (o, s, s_out, s_out if spike is None else spike, o if flags is None else flags, its, lvl, N),
+                  dict(PER_NEURON=per_neuron, STORE_SPIKE=spike is not None, STORE_FLAGS=flags is not None,
+                       STATE=_tl(s.dtype), BLOCK=BLOCK))
 
 
 def step_backward_launch(G: Tensor, h: Optional[Tensor], extra: Optional[Tensor], u: Tensor, du: Tensor,
-                         o: Tensor, s: Tensor, gx: Tensor, delta: Tensor, table: Tensor, scale: Tensor,
+                         flags: Tensor, gx: Tensor, delta: Tensor, table: Tensor, scale: Tensor,
                          per_neuron: bool, reset: str, warmup: bool) -> Launch:
     """The step-wise node's backward on contiguous one-step tensors; ``h``, ``extra`` None: not read."""
     N = u.numel()
     return Launch(_step_backward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
-                  (G, u if h is None else h, u if extra is None else extra, u, du, o, s, gx, delta, table, scale, N),
+                  (G, u if h is None else h, u if extra is None else extra, u, du, flags, gx, delta, table, scale, N),
                   dict(RESET=RESET_CODES[reset], WARMUP=warmup, HAS_H=h is not None, HAS_EXTRA=extra is not None,
                        PER_NEURON=per_neuron, STATE=_tl(u.dtype), BLOCK=BLOCK))
 
@@ -592,33 +606,35 @@ class TritonImpl:
 
     # ----- one step of the step-wise node (tssl_plugin.stepwise); float32/float64, bool spikes
     @staticmethod
-    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, spike_dtype: Optional[torch.dtype]):
+    def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any, spike_dtype: Optional[torch.dtype]):
         from . import _ReferenceImpl
 
         if s.dtype not in COMPUTE_DTYPES or o.dtype != torch.bool or o.shape != s.shape:
-            return _ReferenceImpl.step_forward(o, s, inv_tau_s, spike_dtype)
+            return _ReferenceImpl.step_forward(o, s, inv_tau_s, warmup_level, spike_dtype)
         sc = s.contiguous()
-        its, per_neuron = step_row(inv_tau_s, sc)
+        its, lvl, per_neuron = step_forward_rows(inv_tau_s, warmup_level, sc)
         s_out = torch.empty_like(sc)
         spike = None if spike_dtype is None else torch.empty(sc.shape, dtype=spike_dtype, device=sc.device)
-        _run(step_forward_launch(o.contiguous().view(torch.uint8), sc, s_out, spike, its, per_neuron), sc.device)
-        return spike, s_out
+        flags = None if warmup_level is None else torch.empty(sc.shape, dtype=torch.uint8, device=sc.device)
+        _run(step_forward_launch(o.contiguous().view(torch.uint8), sc, s_out, spike, flags, its, lvl, per_neuron),
+             sc.device)
+        return spike, s_out, flags
 
     @staticmethod
-    def step_backward(G, h, u, du, o, s, k: LIFConstants, warmup: bool, extra, scale):
+    def step_backward(G, h, u, du, flags, k: LIFConstants, warmup: bool, extra, scale):
         from . import _ReferenceImpl
 
         dt = u.dtype
-        if (isinstance(scale, Tensor) or dt not in COMPUTE_DTYPES or o.dtype != torch.bool
-                or any(t is not None and t.shape != u.shape for t in (G, h, du, o, s, extra))):
-            return _ReferenceImpl.step_backward(G, h, u, du, o, s, k, warmup, extra, scale)
+        if (isinstance(scale, Tensor) or dt not in COMPUTE_DTYPES or flags.dtype != torch.uint8
+                or any(t is not None and t.shape != u.shape for t in (G, h, du, flags, extra))):
+            return _ReferenceImpl.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
         uc = u.contiguous()
         as_dt = lambda t: None if t is None else t.to(dt).contiguous()  # noqa: E731
         table, per_neuron = step_table(k, uc)
         gx, delta = torch.empty_like(uc), torch.empty_like(uc)
         scale_t = torch.full((1,), float(scale), dtype=dt, device=uc.device)
         launch = step_backward_launch(torch.zeros_like(uc) if G is None else as_dt(G), as_dt(h), as_dt(extra), uc,
-                                      as_dt(du), o.contiguous().view(torch.uint8), as_dt(s), gx, delta, table,
+                                      as_dt(du), flags.contiguous(), gx, delta, table,
                                       scale_t, per_neuron, k.reset, warmup)
         _run(launch, uc.device)
         return gx, delta, None

@@ -7,40 +7,52 @@
  * sequence kernels. Each entry point is one pass over the N elements, split over nthreads. */
 
 /* Forward bookkeeping of elements [i0, i1): s_out = s + (o - s) inv_tau_s (reference.trace_step), with
- * inv_tau_s one value (per_neuron = 0) or one per element, and the spikes as REAL 0/1 when `spike` is not
- * NULL. `per_neuron` and whether `spike` is NULL are compile-time constants at each call. */
+ * inv_tau_s and warmup_level one value each (per_neuron = 0) or one per element; the spikes as REAL 0/1 when
+ * `spike` is not NULL; the step's flags (reference.step_flags: bit 0 the spike, bit 1 no spike and
+ * s_out < warmup_level) when `flags` is not NULL. `per_neuron` and which outputs are NULL are compile-time
+ * constants at each call. */
 static inline __attribute__((always_inline)) void FN(step_fwd_span)(
     int64_t i0, int64_t i1, const uint8_t *restrict o, const REAL *restrict s, REAL *restrict s_out,
-    REAL *restrict spike, const REAL *restrict its, const int per_neuron)
+    REAL *restrict spike, uint8_t *restrict flags, const REAL *restrict its, const REAL *restrict lvl,
+    const int per_neuron)
 {
-    const REAL its0 = its[0];
+    const REAL its0 = its[0], lvl0 = flags ? lvl[0] : (REAL)0;
     #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
         const REAL of = o[i] ? (REAL)1 : (REAL)0;
-        s_out[i] = s[i] + (of - s[i]) * (per_neuron ? its[i] : its0);
+        const REAL sn = s[i] + (of - s[i]) * (per_neuron ? its[i] : its0);
+        s_out[i] = sn;
         if (spike) spike[i] = of;
+        if (flags)
+            flags[i] = (uint8_t)((o[i] ? 1 : 0) | ((sn < (per_neuron ? lvl[i] : lvl0) && !o[i]) ? 2 : 0));
     }
 }
 
 static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike,
-                               const REAL *its, int per_neuron)
+                               uint8_t *flags, const REAL *its, const REAL *lvl, int per_neuron)
 {
-    if (spike && per_neuron) FN(step_fwd_span)(i0, i1, o, s, s_out, spike, its, 1);
-    else if (spike) FN(step_fwd_span)(i0, i1, o, s, s_out, spike, its, 0);
-    else if (per_neuron) FN(step_fwd_span)(i0, i1, o, s, s_out, 0, its, 1);
-    else FN(step_fwd_span)(i0, i1, o, s, s_out, 0, its, 0);
+    switch ((spike ? 4 : 0) + (flags ? 2 : 0) + (per_neuron ? 1 : 0)) {
+    case 7: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, flags, its, lvl, 1); break;
+    case 6: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, flags, its, lvl, 0); break;
+    case 5: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, 0, its, lvl, 1); break;
+    case 4: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, 0, its, lvl, 0); break;
+    case 3: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, flags, its, lvl, 1); break;
+    case 2: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, flags, its, lvl, 0); break;
+    case 1: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, 0, its, lvl, 1); break;
+    default: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, 0, its, lvl, 0);
+    }
 }
 
 /* Backward of block [n0, n0 + nb), reference.carry_step: delta = c (G + J(h, u)) + leak(o) h (+ extra), and
- * grad_x = delta, or the warm-up surrogate (+ extra) where no spike and s < warmup_level (delta + the surrogate at the other
+ * grad_x = delta, or the warm-up surrogate (+ extra) where the step's flags say no spike and s < warmup_level
+ * (bit 1; the spike is bit 0) (delta + the surrogate at the other
  * steps without a spike for the gate "silent"), times `scale` (a product by 1
  * is exact). `reset`, `warmup`, `has_h` (h is the carry
  * delta[t+1]; without one delta = c G) and `has_extra` (a loss on the membrane) are compile-time constants
  * at every call. Returns a sum that is NaN if a grad_x written is NaN or inf. */
 static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
     int64_t n0, int64_t nb, const REAL *restrict Gp, const REAL *restrict h, const REAL *restrict extra,
-    const REAL *restrict u, const REAL *restrict du, const uint8_t *restrict o, const REAL *restrict s,
-    REAL *restrict gx, REAL *restrict delta_out, const REAL *restrict table, int64_t row_stride,
+    const REAL *restrict u, const REAL *restrict du, const uint8_t *restrict flags, REAL *restrict gx, REAL *restrict delta_out, const REAL *restrict table, int64_t row_stride,
     const REAL scale, const int reset, const int warmup, const int has_h, const int has_extra)
 {
     REAL nonfinite = 0;
@@ -48,7 +60,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
     for (int64_t j = 0; j < nb; ++j) {
         const int64_t i = n0 + j;
         const REAL G = Gp[i];
-        const REAL uu = u[i], of = o[i] ? (REAL)1 : (REAL)0;
+        const REAL uu = u[i], of = (flags[i] & 1) ? (REAL)1 : (REAL)0;
         const REAL c = FN(sensitivity)(uu, du[i], of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
                                        TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset, 1);
         REAL delta;
@@ -66,8 +78,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
                                              TB(ROW_WARMUP_BOUND, j));
             const REAL sur = has_extra ? pure + extra[i] : pure;
             /* the gate "silent" (silent_gain 1) adds the surrogate at the other steps without a spike */
-            out = (s[i] < TB(ROW_WARMUP_LEVEL, j) && of == (REAL)0)
-                      ? sur : delta + TB(ROW_SILENT_GAIN, j) * ((REAL)1 - of) * pure;
+            out = (flags[i] & 2) ? sur : delta + TB(ROW_SILENT_GAIN, j) * ((REAL)1 - of) * pure;
         }
         out = out * scale;
         gx[i] = out;
@@ -79,7 +90,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
 /* Blocks [b0, b1) with the loop specialised for this (reset, warmup, has_h, has_extra). */
 static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
     int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra, const REAL *u,
-    const REAL *du, const uint8_t *o, const REAL *s, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
+    const REAL *du, const uint8_t *flags, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
     const REAL *rep, REAL scale, const int reset, const int warmup, const int has_h,
     const int has_extra)
 {
@@ -88,7 +99,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
         const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
-        nonfinite += FN(step_bwd_block)(n0, nb, G, h, extra, u, du, o, s, gx, delta, tb, row_stride, scale,
+        nonfinite += FN(step_bwd_block)(n0, nb, G, h, extra, u, du, flags, gx, delta, tb, row_stride, scale,
                                         reset, warmup, has_h, has_extra);
     }
     return nonfinite;
@@ -97,26 +108,26 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
 /* the (warmup, has_h, has_extra) copies for one reset rule */
 #define STEP_BWD_COPIES(RESET)                                                                                  \
     switch ((warmup ? 4 : 0) + (h ? 2 : 0) + (extra ? 1 : 0)) {                                                 \
-    case 0: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 0: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 0, 0, 0); break;                         \
-    case 1: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 1: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 0, 0, 1); break;                         \
-    case 2: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 2: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 0, 1, 0); break;                         \
-    case 3: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 3: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 0, 1, 1); break;                         \
-    case 4: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 4: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 1, 0, 0); break;                         \
-    case 5: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 5: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 1, 0, 1); break;                         \
-    case 6: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, \
+    case 6: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
                                             rep, scale, RESET, 1, 1, 0); break;                         \
-    default: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, o, s, gx, delta, table, per_neuron,\
+    default: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron,\
                                              rep, scale, RESET, 1, 1, 1);                               \
     }
 
 static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra,
-                              const REAL *u, const REAL *du, const uint8_t *o, const REAL *s, REAL *gx, REAL *delta,
+                              const REAL *u, const REAL *du, const uint8_t *flags, REAL *gx, REAL *delta,
                               const REAL *table, int per_neuron, int reset, int warmup, REAL scale)
 {
     REAL rep[N_ROWS * BLOCK];
@@ -132,24 +143,25 @@ static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, 
 }
 #undef STEP_BWD_COPIES
 
-/* Entry points. Forward: s_out and (unless NULL) spike from o and s; its: inv_tau_s, one value or N. */
-void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike, const REAL *its,
-                       int per_neuron, int nthreads)
+/* Entry points. Forward: s_out and (unless NULL) spike and flags from o and s; its: inv_tau_s, lvl: warmup_level
+ * (read only for flags), one value each or N each. */
+void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike, uint8_t *flags,
+                       const REAL *its, const REAL *lvl, int per_neuron, int nthreads)
 {
     int acc_ = 0;
-    PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, s, s_out, spike, its, per_neuron), 0));
+    PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, s, s_out, spike, flags, its, lvl, per_neuron), 0));
 }
 
-/* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, o, s. Returns 1 if a gx
+/* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, flags. Returns 1 if a gx
  * written is NaN or inf (the caller then looks for the cause), else 0. */
 int FN(tssl_step_bwd)(int64_t N, const REAL *G, const REAL *h, const REAL *extra, const REAL *u, const REAL *du,
-                      const uint8_t *o, const REAL *s, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
+                      const uint8_t *flags, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
                       int reset, int warmup, double scale, int nthreads)
 {
     const REAL sc = (REAL)scale; /* rounded to REAL, as a Python number multiplying a tensor is */
     int acc_ = 0;
     PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
-                    FN(step_bwd_range)(N, b0_, b1_, G, h, extra, u, du, o, s, gx, delta, table, per_neuron, reset,
+                    FN(step_bwd_range)(N, b0_, b1_, G, h, extra, u, du, flags, gx, delta, table, per_neuron, reset,
                                        warmup, sc));
     return acc_;
 }
