@@ -23,8 +23,10 @@ static inline __attribute__((always_inline)) void FN(step_fwd_span)(
         const REAL sn = s[i] + (of - s[i]) * (per_neuron ? its[i] : its0);
         s_out[i] = sn;
         if (spike) spike[i] = of;
-        if (flags)
-            flags[i] = (uint8_t)((o[i] ? 1 : 0) | ((sn < (per_neuron ? lvl[i] : lvl0) && !o[i]) ? 2 : 0));
+        if (flags) { /* in REAL arithmetic, branch-free, so the loop vectorizes (`&&` would branch) */
+            const REAL below = sn < (per_neuron ? lvl[i] : lvl0) ? (REAL)1 : (REAL)0;
+            flags[i] = (uint8_t)(of + (REAL)2 * below * ((REAL)1 - of));
+        }
     }
 }
 
