@@ -51,8 +51,8 @@ static inline REAL FN(exp_clamped)(REAL a)
  * reference.spike_sensitivity), times the crossing fraction max(0, 1 - crg (u - th)/du) there
  * (reference.crossing_fraction; crg, row crossing_gain, is 1 for crossing="interpolated", 0 for "step", where
  * the factor is exactly 1). `reset` and `interp` are compile-time constants at every call; interp = 0 skips the
- * factor (and its division: the whole-sequence backward picks that copy when the row is 0, as the reference
- * skips it for "step"), interp = 1 reads crg. */
+ * factor (and its division: the whole-sequence backward picks that copy when the row is 0, FN(interpolated),
+ * as the reference skips it for "step"; the step-wise backward always passes 1), interp = 1 reads crg. */
 static inline __attribute__((always_inline)) REAL FN(sensitivity)(REAL u, REAL du, REAL of, REAL th, REAL cap,
                                                                   REAL gain, REAL crg, const int reset,
                                                                   const int interp)
@@ -204,6 +204,18 @@ static void FN(replicate)(const REAL *table, int per_neuron, REAL *rep)
         for (int j = 0; j < BLOCK; ++j) rep[i * BLOCK + j] = table[i];
 }
 
+/* Whether the table's crossing_gain row is nonzero anywhere (crossing="interpolated"): the whole-sequence backward
+ * then runs the copies of its loop with the crossing fraction, else those without it (interp = 0 in
+ * FN(sensitivity)). The step-wise backward has no such copies (they would double its compile time for a few
+ * per cent of one step). */
+static int FN(interpolated)(const REAL *table, int per_neuron, int64_t N)
+{
+    const int64_t stride = per_neuron ? N : 1;
+    int interp = 0;
+    for (int64_t n = 0; n < stride; ++n) interp |= table[ROW_CROSSING_GAIN * stride + n] != 0;
+    return interp;
+}
+
 /* Forward over blocks [b0, b1) for one reset rule; each combination of outputs calls fwd_block with
  * constant NULLs, so every copy of its loop is branch-free. Returns NaN if an input was NaN or inf. */
 static inline __attribute__((always_inline)) REAL FN(fwd_blocks)(
@@ -343,10 +355,7 @@ static int FN(bwd_range)(int64_t T, int64_t N, int64_t b0, int64_t b1, const REA
     REAL *sc = (REAL *)malloc((size_t)T * BLOCK * 4 * sizeof(REAL));
     if (!sc) return 1;
     FN(replicate)(table, per_neuron, rep);
-    /* crossing "interpolated" anywhere in the crossing_gain row: the copies with the crossing fraction */
-    const int64_t stride = per_neuron ? N : 1;
-    int interp = 0;
-    for (int64_t n = 0; n < stride; ++n) interp |= table[ROW_CROSSING_GAIN * stride + n] != 0;
+    const int interp = FN(interpolated)(table, per_neuron, N);
     switch (reset) {
     case RESET_ZERO:
         nonfinite = FN(bwd_blocks)(T, N, b0, b1, g, x, u, du, o, host, gx, table, per_neuron, rep, sc, RESET_ZERO,
