@@ -111,3 +111,18 @@ def test_state_detach_and_next_state():
     (_, _), s3 = tssl_step(x[0], state2, x[0].detach(), x[0].detach(), o, x[0].detach(), k)
     assert s3.trace.requires_grad and not s3.detach().trace.requires_grad
     torch.testing.assert_close(s3.trace, next_state(state2, o, 1 / 3).trace)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_node_saves_the_membrane_its_increment_and_one_flag_byte(dtype):
+    """What a step keeps for its backward: ``u``, ``du`` and the step's flags (one byte per element: the spike and
+    the warm-up's test), not the spikes and the float trace apart."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 6, generator=gen, dtype=dtype).requires_grad_()
+    k = lif_constants(x.unsqueeze(0), 5.0, 3.0, 1.0, "zero")
+    u = (2 * x).detach()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        tssl_step(x, initial_state(x.detach()), u, u - 0.5, u > 1.0, None, k)
+    assert [(t.dtype, tuple(t.shape)) for t in saved] == [(dtype, (4, 6)), (dtype, (4, 6)), (torch.uint8, (4, 6))]
+    assert torch.equal(saved[2], (u > 1.0).to(torch.uint8) | ((~(u > 1.0)).to(torch.uint8) << 1))
