@@ -60,7 +60,7 @@ from tssl_plugin._optional import require
 from tssl_plugin._validation import check_sequence
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
-from tssl_plugin.stepwise import StepState, initial_state, tssl_step
+from tssl_plugin.stepwise import Increment, StepState, initial_state, tssl_step
 
 from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, checked_convert_options,
                        checked_options, crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class,
@@ -404,8 +404,14 @@ class TSSLLeaky(snn.Leaky):
         """
         mem = self.mem
         k = self._constants(st.u, mode, reset_val)
+        du = st.du
+        if self.reset_delay and mem.dtype == st.u.dtype in (torch.float32, torch.float64) \
+                and self.threshold.dtype == torch.float32:
+            # the step started from mem, the previous step's u (reset_delay: snnTorch returns u as the membrane),
+            # which the previous step's node saves already: the node recomputes du from it instead of saving du
+            du = Increment(mem, mode)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
-                                         st.du, st.o, None, k, warmup=self.warmup is not False)
+                                         du, st.o, None, k, warmup=self.warmup is not False)
         if torch.is_grad_enabled() and x.requires_grad:
             observe_firing(self, st.o)
         mem_out = st.mem

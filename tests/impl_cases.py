@@ -530,6 +530,20 @@ def step_cases(impl_obj, device="cpu", full=True):
             assert (spike is None) if spike_dtype is None else (spike.dtype == spike_dtype
                                                                  and torch.equal(spike, o.to(spike_dtype))), mode
             assert (flags is None) if level is None else torch.equal(flags, step_flags(o, s_next, level)), mode
+    # du from the membrane each step started from (reference.Increment), every delayed reset and parameter kind
+    from tssl_plugin._impl.reference import DELAYED_RESETS, Increment, increment
+
+    for i, (dtype, delayed, kind) in enumerate(itertools.product((torch.float64, torch.float32), DELAYED_RESETS,
+                                                                  ("numbers", "0-d", "neurons"))):
+        G, h, extra, u, du, o, s = _step_inputs(shape, dtype, 800 + i, device)
+        k = _step_constants(kind, "subtract_after_leak", shape, dtype, device)
+        inc = Increment(u - du - 0.3, delayed)  # membranes on both sides of the threshold
+        du_inc = increment(u, inc, k.threshold)
+        assert bool((inc.prev > 1.2).any()) and bool((inc.prev < 0.8).any()) and not torch.equal(du_inc, du)
+        want_gx, want_delta = carry_step(G, h, u, du_inc, o, warm_steps(s, o, k.warmup_level), k, True, extra=extra)
+        gx, delta, _ = impl_obj.step_backward(G, h, u, inc, step_flags(o, s, k.warmup_level), k, True, extra, 1.0)
+        assert torch.equal(delta, want_delta), (dtype, delayed, kind)
+        torch.testing.assert_close(gx, want_gx, **tol(dtype))
     # inv_tau_s one number, the warm-up level one per neuron (and the other way round)
     G, h, extra, u, du, o, s = _step_inputs(shape, torch.float64, 650, device)
     levels = 0.05 + 0.2 * torch.rand(shape[-1], generator=torch.Generator().manual_seed(3), dtype=torch.float64)

@@ -144,11 +144,16 @@ STEP = [
     ("step-f64-sal-neurons-loss", F64, "subtract_after_leak", "neurons", False, True, True, None),
     ("step-f32-none-neurons", F32, "none", "neurons", True, True, True, torch.float16),
     ("step-f32-zero-N1", F32, "zero", "numbers", True, True, False, F32),
+    # du from the membrane the step started from (reference.Increment): the name's last word is its delayed reset
+    ("step-f32-sal-numbers-subtract", F32, "subtract_after_leak", "numbers", True, True, False, F32),
+    ("step-f64-zero-neurons-zero", F64, "zero", "neurons", True, True, True, None),
+    ("step-f32-none-0d-none", F32, "none", "0-d", False, True, False, F32),
 ]
 #: compiled for sm_80 as well (the rest for sm_90 only, to keep the first, uncached run short).
 SM80 = {"fwd-f16-subtract-spike-perneuron", "fwd-bf16-sal-psc", "fwd-f32-T1-N1-perneuron",
         "bwd1-f16-subtract-T8-perneuron", "bwd1-f32-T1-N1-perneuron", "bwd2-bf16-sal-T33-perneuron",
-        "bwd2-f32-T1-N1-perneuron", "bwd1-f32-T3-N0", "step-f32-subtract-0d-last", "step-f64-sal-neurons-loss"}
+        "bwd2-f32-T1-N1-perneuron", "bwd1-f32-T3-N0", "step-f32-subtract-0d-last", "step-f64-sal-neurons-loss",
+        "step-f32-sal-numbers-subtract"}
 
 
 def _run_case(case, two_pass, monkeypatch):
@@ -194,7 +199,7 @@ def test_kernel_variant_compiles(case, two_pass, kind, arch, monkeypatch):
 def _step_case(case):
     """The two launches of one step (forward bookkeeping, backward) for a STEP case, on CPU tensors."""
     import impl_cases as cases
-    from tssl_plugin._impl.reference import step_flags
+    from tssl_plugin._impl.reference import DELAYED_RESETS, Increment, step_flags
 
     name, dtype, reset, kind, warmup, has_h, has_extra, spike_dtype = case
     shape = (1, 1) if name.endswith("N1") else (3, 700)
@@ -202,6 +207,9 @@ def _step_case(case):
     k = cases._step_constants(kind, reset, shape, dtype, "cpu")
 
     flags = step_flags(o, s, k.warmup_level)
+    delayed = name.rsplit("-", 1)[1]
+    if delayed in DELAYED_RESETS:
+        du = Increment(u - du, delayed)
 
     def run():
         TritonImpl.step_forward(o, s, k.inv_tau_s, k.warmup_level, spike_dtype)

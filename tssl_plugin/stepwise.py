@@ -28,17 +28,18 @@ sequence starts from :func:`initial_state`. Detaching the state (its
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union
 
 import torch
 from torch import Tensor
 
 from ._impl import Implementation, _ReferenceImpl, call
+from ._impl.reference import DELAYED_RESETS, Increment
 from ._impl._op import _plain_eager
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
 
-__all__ = ["StepState", "initial_state", "next_state", "tssl_step"]
+__all__ = ["Increment", "StepState", "initial_state", "next_state", "tssl_step"]
 
 
 class StepState(NamedTuple):
@@ -81,30 +82,34 @@ class _StepNode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
-                mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param):
+                mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param, delayed: Optional[str]):
         ctx.set_materialize_grads(False)
         spike, s, flags = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, k.warmup_level,
                                                                    x_t.dtype))
-        ctx.save_for_backward(u, du, flags)  # flags: the spikes and the warm-up's test, one byte per element
-        ctx.meta = (k, warmup, input_scale)
+        # flags: the spikes and the warm-up's test, one byte per element; du: the increment, or (delayed not
+        # None) the membrane the step started from, often the previous step's u, saved by its node already
+        ctx.save_for_backward(u, du, flags)
+        ctx.meta = (k, warmup, input_scale, delayed)
         return spike, None if mem is None else mem.clone(), s
 
     @staticmethod
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
         u, du, flags = ctx.saved_tensors
-        k, warmup, input_scale = ctx.meta
+        k, warmup, input_scale, delayed = ctx.meta
+        if delayed is not None:
+            du = Increment(du, delayed)
         grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem,
                                                                   input_scale))
         if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
             check_gradient_finite(grad_x, u)
-        return grad_x, delta, None, None, None, None, None, None, None
+        return grad_x, delta, None, None, None, None, None, None, None, None
 
 
 def tssl_step(
     x_t: Tensor,
     state: StepState,
     u: Tensor,
-    du: Tensor,
+    du: Union[Tensor, Increment],
     o: Tensor,
     mem: Optional[Tensor],
     k: LIFConstants,
@@ -119,7 +124,9 @@ def tssl_step(
             (times ``input_scale``: ``1/tau`` for an input divided by ``tau``).
         state: the previous step's state, or :func:`initial_state` at a new sequence.
         u: the membrane the spike fired on, relative to the reset value.
-        du: the step's increment, measured from the membrane after every reset.
+        du: the step's increment, measured from the membrane after every reset; or an :class:`Increment`
+            (the membrane the step started from, before a delayed reset), from which the backward computes
+            it, so the node saves that membrane instead (no memory where it is the previous step's ``u``).
         o: the spikes (bool).
         mem: the membrane the host returns; a loss on it enters ``delta[t]``. ``None``: the caller
             gives its membrane a gradient of its own (the snnTorch adapter does), and ``None`` is returned.
@@ -132,9 +139,14 @@ def tssl_step(
     """
     check_ablation(k.ablation, k.reset, warmup)
     if torch.is_grad_enabled() and (x_t.requires_grad or state.trace.requires_grad):
+        delayed = None
+        if isinstance(du, Increment):
+            if du.reset not in DELAYED_RESETS:
+                raise ValueError(f"Increment.reset must be one of {sorted(DELAYED_RESETS)}, got {du.reset!r}")
+            delayed, du = du.reset, du.prev
         spike, mem_out, s_out = _StepNode.apply(x_t, state.trace, u.detach(), du.detach(), o,
                                                 None if mem is None else mem.detach(), k,
-                                                warmup, input_scale)
+                                                warmup, input_scale, delayed)
         return (spike, mem_out), StepState(s_out)
     trace = state.trace.detach()
     with torch.no_grad():

@@ -36,7 +36,8 @@ fused pass in the fused implementations:
     ``warmup_level`` is None);
 ``step_backward(G, h, u, du, flags, k, warmup, extra, scale) -> (grad_x, delta, finite)``
     :func:`~tssl_plugin._impl.reference.carry_step` with the spikes and the warm-up's test read from
-    ``flags`` (``G`` None: zero), with
+    ``flags`` and ``du`` a tensor or a :class:`~tssl_plugin._impl.reference.Increment`
+    (:func:`~tssl_plugin._impl.reference.increment`) (``G`` None: zero), with
     ``grad_x`` times ``scale``; ``finite`` is True/False where the
     implementation checked ``grad_x`` while writing it, else None.
 
@@ -95,7 +96,7 @@ class Implementation(Protocol):
     def step_forward(self, o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any,
                      spike_dtype: Optional[torch.dtype]) -> Tuple[Optional[Tensor], Tensor, Optional[Tensor]]: ...
 
-    def step_backward(self, G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
+    def step_backward(self, G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Any, flags: Tensor,
                       k: LIFConstants, warmup: bool, extra: Optional[Tensor],
                       scale: Any) -> Tuple[Tensor, Tensor, Optional[bool]]: ...
 
@@ -152,10 +153,11 @@ class _ReferenceImpl:
         return spike, s_next, None if warmup_level is None else _ref.step_flags(o, s_next, warmup_level)
 
     @staticmethod
-    def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
+    def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Any, flags: Tensor,
                       k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
         G = torch.zeros_like(u) if G is None else G
         o, warm = _ref.unpack_flags(flags)
+        du = _ref.increment(u, du, k.threshold)
         grad_x, delta = _ref.carry_step(G, h, u, du, o, warm, k, warmup, extra=extra)
         return grad_x * scale, delta, None
 

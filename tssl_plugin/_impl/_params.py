@@ -29,6 +29,8 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .reference import DELAYED_RESETS
+
 from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, ablation_gains, lif_constants,
                     warmup_bound)
 
@@ -172,13 +174,15 @@ def step_forward_rows(inv_tau_s: Param, warmup_level: Optional[Param], like: Ten
 
 
 def c_defines() -> List[str]:
-    """Compiler flags that give the C kernel the table layout and the reset codes.
+    """Compiler flags that give the C kernel the table layout, the reset codes and the delayed resets' codes
+    (:data:`~tssl_plugin._impl.reference.DELAYED_RESETS`).
 
     The warm-up width, the sensitivity cap and the ablation gains are not among them: they are options
     (rows of the table), read at run time.
     """
     flags = [f"-DROW_{name.upper()}={i}" for i, name in enumerate(ROWS)] + [f"-DN_ROWS={N_ROWS}"]
     flags += [f"-DRESET_{name.upper()}={code}" for name, code in RESET_CODES.items()]
+    flags += [f"-DDELAYED_{name.upper()}={code}" for name, code in DELAYED_RESETS.items()]
     return flags
 
 

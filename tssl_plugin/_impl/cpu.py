@@ -44,14 +44,14 @@ from ._params import RESET_CODES, c_defines, pack_params, param_table, step_forw
 from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, Param, compute_dtype
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
-from .reference import HostTrace
+from .reference import DELAYED_RESETS, HostTrace, Increment
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
 _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
 #: the version of the entry points' argument lists (the argtypes in :func:`_declare`), bumped when one
 #: changes; its one definition: the C file gets it as ``-DTSSL_ABI_VERSION`` and returns it from
 #: ``tssl_abi_version()``, which :func:`load` compares with this (a library built otherwise is refused).
-ABI_VERSION = 5
+ABI_VERSION = 6
 _BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines(),
                f"-DTSSL_ABI_VERSION={ABI_VERSION}"]
 #: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
@@ -209,7 +209,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         bh.argtypes = [i64, i64, vp, vp, vp, vp, vp, ctypes.c_double, vp, vp, i32, i32, i32, ctypes.c_double, i32]
         bh.restype = i32
         sb = getattr(lib, f"tssl_step_bwd_{suf}")
-        sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
+        sb.argtypes = [i64, vp, vp, vp, vp, vp, vp, i32, vp, vp, vp, vp, i32, i32, i32, ctypes.c_double, i32]
         sb.restype = i32
 
 
@@ -421,21 +421,26 @@ def _step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tens
                    k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
     """One step of the TSSL-BP backward in one pass (``tssl_step_bwd``): ``(grad_x, delta, finite)`` as
     :func:`tssl_plugin._impl.reference.carry_step` computes ``(grad_x, delta)`` from the step's flags
-    (:func:`~tssl_plugin._impl.reference.step_flags`), ``grad_x`` times ``scale``; ``finite`` tells whether every
-    ``grad_x`` is finite (the kernel checks while writing it)."""
+    (:func:`~tssl_plugin._impl.reference.step_flags`) and ``du`` (a tensor, or an
+    :class:`~tssl_plugin._impl.reference.Increment` the kernel computes it from), ``grad_x`` times ``scale``;
+    ``finite`` tells whether every ``grad_x`` is finite (the kernel checks while writing it)."""
     from . import _ReferenceImpl
 
-    if isinstance(scale, Tensor) or not _step_native(u, flags, G, h, du, extra, spikes=torch.uint8):
+    inc = du if isinstance(du, Increment) else None
+    dut = inc.prev if inc is not None else du
+    if isinstance(scale, Tensor) or not _step_native(u, flags, G, h, dut, extra, spikes=torch.uint8):
         return _ReferenceImpl.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
     dt = u.dtype
     uc = u.contiguous()
     Gc = torch.zeros_like(uc) if G is None else _as(G, dt)
     hc, ec = _as(h, dt), _as(extra, dt)
-    duc, fc = _as(du, dt), flags.contiguous()  # named: an inline temporary is freed before the call
+    dc, fc = _as(dut, dt), flags.contiguous()  # named: an inline temporary is freed before the call
     table, per_neuron = step_table(k, uc)
     gx, delta = torch.empty_like(uc), torch.empty_like(uc)
+    du_ptr, prev_ptr = (None, dc.data_ptr()) if inc is not None else (dc.data_ptr(), None)
     bad = _fn("step_bwd", dt)(
-        uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), duc.data_ptr(),
+        uc.numel(), Gc.data_ptr(), _ptr(hc), _ptr(ec), uc.data_ptr(), du_ptr, prev_ptr,
+        DELAYED_RESETS[inc.reset] if inc is not None else 0,
         fc.data_ptr(), gx.data_ptr(), delta.data_ptr(), table.data_ptr(),
         int(per_neuron), RESET_CODES[k.reset], int(warmup), float(scale), _threads(uc.numel()))
     return gx, delta, not bad

@@ -27,7 +27,7 @@ from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_BOUND, WARMUP_WIDTH, LIFCons
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
-    "forward_step", "forward_sequence", "trace_step", "warm_steps", "step_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
+    "forward_step", "forward_sequence", "trace_step", "Increment", "DELAYED_RESETS", "increment", "warm_steps", "step_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
     "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence", "HostTrace", "host_trace",
 ]
 
@@ -114,6 +114,41 @@ def host_trace(tr: HostTrace, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tenso
 def trace_step(s: Tensor, o: Tensor, inv_tau_s: Param) -> Tensor:
     """One step of the PSC trace: ``s + (o - s) * inv_tau_s``."""
     return s + (o.to(s.dtype) - s) * inv_tau_s
+
+
+#: the delayed resets an :class:`Increment` names, and their codes in the step kernels
+DELAYED_RESETS = {"subtract": 1, "zero": 2, "none": 3}
+
+
+class Increment(NamedTuple):
+    """A step's increment ``du`` given by the membrane ``prev`` the step started from, before a delayed reset::
+
+        r = [prev - threshold > 0];   base = prev - r threshold  ("subtract"),  (1 - r) prev  ("zero"),  prev  ("none")
+        du = u - base
+
+    (snnTorch's reset by the previous step's membrane, ``reset_delay=True``). A step-wise node saves ``prev``
+    instead of ``du`` and computes ``du`` in its backward (:func:`increment`): where ``prev`` is the previous
+    step's ``u``, which that step's node saves anyway, a step then saves one float tensor fewer.
+    """
+
+    prev: Tensor
+    reset: str  # a key of DELAYED_RESETS
+
+
+def increment(u: Tensor, du: "Tensor | Increment", threshold: Param) -> Tensor:
+    """``du`` itself, or ``u - base`` for an :class:`Increment` (its docstring), operation by operation as the
+    host computes it (the reset signal as 0/1 times the threshold)."""
+    if not isinstance(du, Increment):
+        return du
+    prev = du.prev
+    r = (prev - threshold > 0).to(prev.dtype)
+    if du.reset == "subtract":
+        base = prev - r * threshold
+    elif du.reset == "zero":
+        base = (1 - r) * prev
+    else:
+        base = prev
+    return u - base
 
 
 def warm_steps(s: Tensor, o: Tensor, warmup_level: Param) -> Tensor:

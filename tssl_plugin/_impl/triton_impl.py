@@ -66,6 +66,7 @@ from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, compute_dtype
 from .._validation import raise_non_finite
 from ..rule import LIFConstants
 from . import TRITON_INTERPRET
+from .reference import DELAYED_RESETS, Increment
 from ._params import RESET_CODES, ROW, pack_params, param_table, step_forward_rows, step_table
 
 triton = require("triton", "triton")
@@ -100,6 +101,8 @@ ROW_CROSSING_GAIN = tl.constexpr(ROW["crossing_gain"])
 RESET_ZERO = tl.constexpr(RESET_CODES["zero"])
 RESET_SUBTRACT = tl.constexpr(RESET_CODES["subtract"])
 RESET_SUBTRACT_AFTER_LEAK = tl.constexpr(RESET_CODES["subtract_after_leak"])
+DELAYED_SUBTRACT = tl.constexpr(DELAYED_RESETS["subtract"])
+DELAYED_ZERO = tl.constexpr(DELAYED_RESETS["zero"])
 
 
 @triton.jit
@@ -379,18 +382,31 @@ def _step_forward_kernel(o_ptr, s_ptr, s_out_ptr, spike_ptr, flags_ptr, its_ptr,
 
 @triton.jit
 def _step_backward_kernel(g_ptr, h_ptr, extra_ptr, u_ptr, du_ptr, flags_ptr, gx_ptr, delta_ptr, table_ptr,
-                          scale_ptr, N, RESET: tl.constexpr, WARMUP: tl.constexpr, HAS_H: tl.constexpr,
+                          scale_ptr, N, RESET: tl.constexpr, DELAYED: tl.constexpr, WARMUP: tl.constexpr,
+                          HAS_H: tl.constexpr,
                           HAS_EXTRA: tl.constexpr, PER_NEURON: tl.constexpr, STATE: tl.constexpr,
                           BLOCK: tl.constexpr):
     """One step of the rule (reference.carry_step): delta, and grad_x (the warm-up where the step's flags say no spike
-    and s < its level) times scale. Without a carry (HAS_H false, the sequence's last step) delta = c G."""
+    and s < its level) times scale. Without a carry (HAS_H false, the sequence's last step) delta = c G.
+    DELAYED (reference.DELAYED_RESETS, 0: none): du_ptr holds the membrane the step started from, and du is
+    computed from it (reference.increment)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     itm, beta, its, decs, th, thb, wl, ww, cap, a_c, a_j, a_s, wb, crg = _backward_params(table_ptr, N, offs,
                                                                                           mask, PER_NEURON, STATE)
     G = tl.load(g_ptr + offs, mask=mask, other=0.0).to(STATE)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(STATE)
-    du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
+    if DELAYED == 0:
+        du = tl.load(du_ptr + offs, mask=mask, other=1.0).to(STATE)
+    else:  # reference.increment: r = [prev - th > 0]; du = u - base
+        m = tl.load(du_ptr + offs, mask=mask, other=0.0).to(STATE)
+        r = tl.where(m - th > 0.0, 1.0, 0.0).to(STATE)
+        if DELAYED == DELAYED_SUBTRACT:
+            du = u - (m - r * th)
+        elif DELAYED == DELAYED_ZERO:
+            du = u - (1.0 - r) * m
+        else:
+            du = u - m
     flags = tl.load(flags_ptr + offs, mask=mask, other=0)
     of = tl.where((flags & 1) != 0, 1.0, 0.0).to(STATE)
     if HAS_H:
@@ -481,12 +497,14 @@ def step_forward_launch(o: Tensor, s: Tensor, s_out: Tensor, spike: Optional[Ten
 
 def step_backward_launch(G: Tensor, h: Optional[Tensor], extra: Optional[Tensor], u: Tensor, du: Tensor,
                          flags: Tensor, gx: Tensor, delta: Tensor, table: Tensor, scale: Tensor,
-                         per_neuron: bool, reset: str, warmup: bool) -> Launch:
-    """The step-wise node's backward on contiguous one-step tensors; ``h``, ``extra`` None: not read."""
+                         per_neuron: bool, reset: str, warmup: bool, delayed: Optional[str] = None) -> Launch:
+    """The step-wise node's backward on contiguous one-step tensors; ``h``, ``extra`` None: not read; ``delayed``
+    (a key of reference.DELAYED_RESETS): ``du`` is the membrane the step started from."""
     N = u.numel()
     return Launch(_step_backward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
                   (G, u if h is None else h, u if extra is None else extra, u, du, flags, gx, delta, table, scale, N),
-                  dict(RESET=RESET_CODES[reset], WARMUP=warmup, HAS_H=h is not None, HAS_EXTRA=extra is not None,
+                  dict(RESET=RESET_CODES[reset], DELAYED=0 if delayed is None else DELAYED_RESETS[delayed],
+                       WARMUP=warmup, HAS_H=h is not None, HAS_EXTRA=extra is not None,
                        PER_NEURON=per_neuron, STATE=_tl(u.dtype), BLOCK=BLOCK))
 
 
@@ -625,8 +643,9 @@ class TritonImpl:
         from . import _ReferenceImpl
 
         dt = u.dtype
+        delayed, dut = (du.reset, du.prev) if isinstance(du, Increment) else (None, du)
         if (isinstance(scale, Tensor) or dt not in COMPUTE_DTYPES or flags.dtype != torch.uint8
-                or any(t is not None and t.shape != u.shape for t in (G, h, du, flags, extra))):
+                or any(t is not None and t.shape != u.shape for t in (G, h, dut, flags, extra))):
             return _ReferenceImpl.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
         uc = u.contiguous()
         as_dt = lambda t: None if t is None else t.to(dt).contiguous()  # noqa: E731
@@ -634,8 +653,8 @@ class TritonImpl:
         gx, delta = torch.empty_like(uc), torch.empty_like(uc)
         scale_t = torch.full((1,), float(scale), dtype=dt, device=uc.device)
         launch = step_backward_launch(torch.zeros_like(uc) if G is None else as_dt(G), as_dt(h), as_dt(extra), uc,
-                                      as_dt(du), flags.contiguous(), gx, delta, table,
-                                      scale_t, per_neuron, k.reset, warmup)
+                                      as_dt(dut), flags.contiguous(), gx, delta, table,
+                                      scale_t, per_neuron, k.reset, warmup, delayed)
         _run(launch, uc.device)
         return gx, delta, None
 

@@ -27,7 +27,7 @@
 #endif
 
 #if !defined(N_ROWS) || !defined(RESET_SUBTRACT_AFTER_LEAK) || !defined(ROW_SENSITIVITY_CAP) || !defined(ROW_WARMUP_WIDTH) \
-    || !defined(ROW_WARMUP_BOUND) || !defined(ROW_CROSSING_GAIN) || !defined(TSSL_ABI_VERSION)
+    || !defined(ROW_WARMUP_BOUND) || !defined(ROW_CROSSING_GAIN) || !defined(DELAYED_SUBTRACT) || !defined(TSSL_ABI_VERSION)
 #error "build through tssl_plugin._impl.cpu, which passes the table layout, the ABI version and constants as -D flags"
 #endif
 

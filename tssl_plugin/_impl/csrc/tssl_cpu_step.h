@@ -45,17 +45,45 @@ static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const R
     }
 }
 
+/* The block's increments from the membrane each element's step started from (reference.increment):
+ * r = [prev - th > 0], base = prev - r th (DELAYED_SUBTRACT), (1 - r) prev (DELAYED_ZERO), prev (DELAYED_NONE),
+ * du_b[j] = u - base, operation by operation; one small vectorized loop per kind. */
+static inline __attribute__((always_inline)) void FN(step_increment)(
+    int64_t n0, int64_t nb, const REAL *restrict u, const REAL *restrict prev, const REAL *restrict table,
+    int64_t row_stride, int delayed, REAL *restrict du_b)
+{
+    if (delayed == DELAYED_SUBTRACT) {
+        #pragma omp simd
+        for (int64_t j = 0; j < nb; ++j) {
+            const REAL m = prev[n0 + j], th = TB(ROW_THRESHOLD, j);
+            const REAL r = m - th > (REAL)0 ? (REAL)1 : (REAL)0;
+            du_b[j] = u[n0 + j] - (m - r * th);
+        }
+    } else if (delayed == DELAYED_ZERO) {
+        #pragma omp simd
+        for (int64_t j = 0; j < nb; ++j) {
+            const REAL m = prev[n0 + j];
+            const REAL r = m - TB(ROW_THRESHOLD, j) > (REAL)0 ? (REAL)1 : (REAL)0;
+            du_b[j] = u[n0 + j] - ((REAL)1 - r) * m;
+        }
+    } else {
+        #pragma omp simd
+        for (int64_t j = 0; j < nb; ++j) du_b[j] = u[n0 + j] - prev[n0 + j];
+    }
+}
+
 /* Backward of block [n0, n0 + nb), reference.carry_step: delta = c (G + J(h, u)) + leak(o) h (+ extra), and
  * grad_x = delta, or the warm-up surrogate (+ extra) where the step's flags say no spike and s < warmup_level
  * (bit 1; the spike is bit 0) (delta + the surrogate at the other
  * steps without a spike for the gate "silent"), times `scale` (a product by 1
- * is exact). `reset`, `warmup`, `has_h` (h is the carry
+ * is exact); du_b holds the block's increments (du_b[j] for element n0 + j). `reset`, `warmup`, `has_h` (h is the carry
  * delta[t+1]; without one delta = c G) and `has_extra` (a loss on the membrane) are compile-time constants
  * at every call. Returns a sum that is NaN if a grad_x written is NaN or inf. */
 static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
     int64_t n0, int64_t nb, const REAL *restrict Gp, const REAL *restrict h, const REAL *restrict extra,
-    const REAL *restrict u, const REAL *restrict du, const uint8_t *restrict flags, REAL *restrict gx, REAL *restrict delta_out, const REAL *restrict table, int64_t row_stride,
-    const REAL scale, const int reset, const int warmup, const int has_h, const int has_extra)
+    const REAL *restrict u, const REAL *restrict du_b, const uint8_t *restrict flags, REAL *restrict gx,
+    REAL *restrict delta_out, const REAL *restrict table, int64_t row_stride, const REAL scale, const int reset,
+    const int warmup, const int has_h, const int has_extra)
 {
     REAL nonfinite = 0;
     #pragma omp simd reduction(+ : nonfinite)
@@ -63,7 +91,7 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_block)(
         const int64_t i = n0 + j;
         const REAL G = Gp[i];
         const REAL uu = u[i], of = (flags[i] & 1) ? (REAL)1 : (REAL)0;
-        const REAL c = FN(sensitivity)(uu, du[i], of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
+        const REAL c = FN(sensitivity)(uu, du_b[j], of, TB(ROW_THRESHOLD, j), TB(ROW_SENSITIVITY_CAP, j),
                                        TB(ROW_SPIKE_TIMING_GAIN, j), TB(ROW_CROSSING_GAIN, j), reset, 1);
         REAL delta;
         if (has_h)
@@ -94,14 +122,20 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
     int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra, const REAL *u,
     const REAL *du, const uint8_t *flags, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
     const REAL *rep, REAL scale, const int reset, const int warmup, const int has_h,
-    const int has_extra)
+    const int has_extra, const REAL *prev, int delayed)
 {
     REAL nonfinite = 0;
     int64_t row_stride;
+    REAL du_blk[BLOCK];
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BLOCK, nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
         const REAL *tb = FN(block_table)(table, per_neuron, n0, rep, &row_stride, N);
-        nonfinite += FN(step_bwd_block)(n0, nb, G, h, extra, u, du, flags, gx, delta, tb, row_stride, scale,
+        const REAL *du_b = du + n0;
+        if (prev) {
+            FN(step_increment)(n0, nb, u, prev, tb, row_stride, delayed, du_blk);
+            du_b = du_blk;
+        }
+        nonfinite += FN(step_bwd_block)(n0, nb, G, h, extra, u, du_b, flags, gx, delta, tb, row_stride, scale,
                                         reset, warmup, has_h, has_extra);
     }
     return nonfinite;
@@ -111,26 +145,27 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
 #define STEP_BWD_COPIES(RESET)                                                                                  \
     switch ((warmup ? 4 : 0) + (h ? 2 : 0) + (extra ? 1 : 0)) {                                                 \
     case 0: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 0, 0); break;                         \
+                                            rep, scale, RESET, 0, 0, 0, prev, delayed); break;                         \
     case 1: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 0, 1); break;                         \
+                                            rep, scale, RESET, 0, 0, 1, prev, delayed); break;                         \
     case 2: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 1, 0); break;                         \
+                                            rep, scale, RESET, 0, 1, 0, prev, delayed); break;                         \
     case 3: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 1, 1); break;                         \
+                                            rep, scale, RESET, 0, 1, 1, prev, delayed); break;                         \
     case 4: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 0, 0); break;                         \
+                                            rep, scale, RESET, 1, 0, 0, prev, delayed); break;                         \
     case 5: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 0, 1); break;                         \
+                                            rep, scale, RESET, 1, 0, 1, prev, delayed); break;                         \
     case 6: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 1, 0); break;                         \
+                                            rep, scale, RESET, 1, 1, 0, prev, delayed); break;                         \
     default: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron,\
-                                             rep, scale, RESET, 1, 1, 1);                               \
+                                             rep, scale, RESET, 1, 1, 1, prev, delayed);                               \
     }
 
 static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra,
-                              const REAL *u, const REAL *du, const uint8_t *flags, REAL *gx, REAL *delta,
-                              const REAL *table, int per_neuron, int reset, int warmup, REAL scale)
+                              const REAL *u, const REAL *du, const REAL *prev, int delayed, const uint8_t *flags,
+                              REAL *gx, REAL *delta, const REAL *table, int per_neuron, int reset, int warmup,
+                              REAL scale)
 {
     REAL rep[N_ROWS * BLOCK];
     REAL nonfinite = 0;
@@ -154,16 +189,17 @@ void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, 
     PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, s, s_out, spike, flags, its, lvl, per_neuron), 0));
 }
 
-/* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, flags. Returns 1 if a gx
- * written is NaN or inf (the caller then looks for the cause), else 0. */
+/* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, flags; with prev not
+ * NULL, du is not read but computed from prev and the delayed reset `delayed` (FN(step_increment)). Returns 1 if
+ * a gx written is NaN or inf (the caller then looks for the cause), else 0. */
 int FN(tssl_step_bwd)(int64_t N, const REAL *G, const REAL *h, const REAL *extra, const REAL *u, const REAL *du,
-                      const uint8_t *flags, REAL *gx, REAL *delta, const REAL *table, int per_neuron,
-                      int reset, int warmup, double scale, int nthreads)
+                      const REAL *prev, int delayed, const uint8_t *flags, REAL *gx, REAL *delta,
+                      const REAL *table, int per_neuron, int reset, int warmup, double scale, int nthreads)
 {
     const REAL sc = (REAL)scale; /* rounded to REAL, as a Python number multiplying a tensor is */
     int acc_ = 0;
     PARALLEL_RANGES((N + BLOCK - 1) / BLOCK, nthreads,
-                    FN(step_bwd_range)(N, b0_, b1_, G, h, extra, u, du, flags, gx, delta, table, per_neuron, reset,
-                                       warmup, sc));
+                    FN(step_bwd_range)(N, b0_, b1_, G, h, extra, u, du, prev, delayed, flags, gx, delta, table,
+                                       per_neuron, reset, warmup, sc));
     return acc_;
 }
