@@ -965,3 +965,23 @@ def test_the_adapters_crossing_is_interpolated_after_a_reset_to_zero_unless_aske
     assert "crossing" not in revert(nn.Sequential(lif))[0].__dict__
     with pytest.raises(ValueError, match="crossing"):
         convert(nn.Sequential(snn.Leaky(beta=0.5)), crossing="linear")
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("delay", [True, False])
+def test_a_step_saves_the_membrane_once(reset, delay):
+    """With snnTorch's delayed reset the membrane a step starts from is the previous step's u, which that step's
+    node keeps: the TSSL-BP nodes of a converted Leaky then hold one float membrane (and a flag byte) per step,
+    not also du; with reset_delay=False they hold du as well."""
+    torch.manual_seed(0)
+    lif = TSSLLeaky(beta=0.8, reset_mechanism=reset, reset_delay=delay)
+    x = (1.5 * torch.rand(6, 4, 20)).requires_grad_()
+    mem, nodes = lif.init_leaky(), []
+    for t in range(6):
+        spk, mem = lif(x[t], mem)
+        nodes.append(spk.grad_fn)
+    assert all(type(n).__name__ == "_StepNodeBackward" for n in nodes)
+    held = [t for n in nodes for t in n.saved_tensors]
+    floats = {t.untyped_storage().data_ptr() for t in held if t.dtype == torch.float32}
+    assert sum(t.dtype == torch.uint8 for t in held) == 6
+    assert len(floats) == (6 + 1 if delay else 2 * 6)  # u per step (+ the first membrane), or u and du

@@ -126,3 +126,43 @@ def test_step_node_saves_the_membrane_its_increment_and_one_flag_byte(dtype):
         tssl_step(x, initial_state(x.detach()), u, u - 0.5, u > 1.0, None, k)
     assert [(t.dtype, tuple(t.shape)) for t in saved] == [(dtype, (4, 6)), (dtype, (4, 6)), (torch.uint8, (4, 6))]
     assert torch.equal(saved[2], (u > 1.0).to(torch.uint8) | ((~(u > 1.0)).to(torch.uint8) << 1))
+
+
+@pytest.mark.parametrize("delayed", ["subtract", "zero", "none"])
+def test_an_increment_from_the_previous_membrane_gives_the_same_gradients_and_saves_less(delayed):
+    """du given as Increment(prev, delayed), the membrane the step started from: the backward computes
+    du = u - base(prev) (reference.increment) and gives the same gradients bit for bit as du given as a tensor;
+    where prev is the previous step's u the node saves nothing new for it."""
+    from tssl_plugin._impl.reference import Increment, increment
+
+    gen = torch.Generator().manual_seed(7)
+    T, shape = 6, (3, 50)
+    x = (1.2 * torch.rand(T, *shape, generator=gen, dtype=torch.float64)).requires_grad_()
+    gy = torch.randn(T, *shape, generator=gen, dtype=torch.float64)
+    k = lif_constants(x, 5.0, 3.0, 1.0, "subtract_after_leak")
+    outs, saved = [], []
+    for as_increment in (False, True):
+        mem = torch.zeros(shape, dtype=torch.float64)
+        state, spikes = initial_state(x[0].detach()), []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((as_increment, t)) or t, lambda t: t):
+            for t in range(T):
+                u = 0.8 * mem + x[t].detach()  # a host's membrane, started from mem
+                inc = Increment(mem, delayed)
+                du = increment(u, inc, k.threshold)
+                (spk, _), state = tssl_step(x[t], state, u, inc if as_increment else du, u > 1.0, None, k)
+                spikes.append(spk)
+                mem = u
+        outs.append(torch.autograd.grad(torch.stack(spikes), x, gy)[0])
+    assert torch.equal(outs[0], outs[1])
+    storages = {flag: {t.untyped_storage().data_ptr() for f, t in saved if f == flag and t.dtype == torch.float64}
+                for flag in (False, True)}
+    assert len(storages[False]) == 2 * T and len(storages[True]) == T + 1  # u per step (+ the first mem)
+
+
+def test_an_increment_with_an_unknown_reset_is_refused():
+    from tssl_plugin._impl.reference import Increment
+
+    x = torch.rand(2, 3, requires_grad=True)
+    k = lif_constants(x.unsqueeze(0))
+    with pytest.raises(ValueError, match="Increment.reset must be one of"):
+        tssl_step(x, initial_state(x.detach()), x.detach(), Increment(x.detach(), "soft"), x > 0.5, None, k)
