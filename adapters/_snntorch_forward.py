@@ -70,7 +70,7 @@ class StepValues(NamedTuple):
     o: Tensor  # spikes, bool
     reset: Tensor  # snnTorch's delayed reset signal r = [mem - theta > 0] (float32), kept as ``layer.reset``
     u: Tensor  # membrane the spike fired on (snnTorch's mem after the state function)
-    du: Tensor  # increment of the step from the membrane after every reset
+    du: Optional[Tensor]  # increment of the step from the membrane after every reset (None: not asked for)
     v: Tensor  # membrane the leak acted on (after the delayed zero-reset)
     mem: Tensor  # membrane snnTorch returns and keeps
 
@@ -85,6 +85,7 @@ def leaky_step(
     reset_delay: bool,
     reset_val: Optional[str],
     membrane_grad: bool = False,
+    need_du: bool = True,
 ) -> StepValues:
     """One step of snnTorch ``Leaky.forward`` (without inhibition or state quantisation).
 
@@ -96,7 +97,8 @@ def leaky_step(
     the reset signals and spikes are comparisons (no gradient, as snnTorch
     detaches its reset), so ``d mem/dx = 1``, ``d mem/d mem_prev = beta``
     (``(1 - r) beta`` for ``zero``), and a learnable ``beta`` gets
-    ``d mem/d beta``. The values are the same either way.
+    ``d mem/d beta``. The values are the same either way. ``need_du=False``: ``du`` is not computed (None;
+    the caller gives the step node :func:`delayed_base`'s ``mem`` instead, ``tssl_plugin.stepwise.Increment``).
     """
     with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
@@ -104,23 +106,33 @@ def leaky_step(
         if mode == "subtract":
             v = mem
             u = b * mem + x - reset * threshold
-            base = mem - reset * threshold  # the membrane after snnTorch's (delayed) subtraction
         elif mode == "zero":
-            v = (1 - reset) * mem
+            v = delayed_base(mem, reset, threshold, mode)
             u = b * v + x
-            base = v
         else:
             v = mem
             u = b * mem + x
-            base = v
+        base = None if not need_du else delayed_base(mem, reset, threshold, mode) if mode == "subtract" else v
         return _fire(u, base, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+
+
+def delayed_base(mem: Tensor, reset: Tensor, threshold: Tensor, mode: str) -> Tensor:
+    """The membrane after snnTorch's delayed reset ``reset`` (``[mem - threshold > 0]`` as 0/1) of state function
+    ``mode``, from which ``du`` is measured: ``mem - reset theta`` (subtract), ``(1 - reset) mem`` (zero), ``mem``
+    (none); the arithmetic of ``tssl_plugin._impl.reference.increment``, which the step node's backward runs on
+    ``Increment(mem, mode)``."""
+    if mode == "subtract":
+        return mem - reset * threshold
+    if mode == "zero":
+        return (1 - reset) * mem
+    return mem
 
 
 def _fire(u: Tensor, base: Tensor, v: Tensor, reset: Tensor, threshold: Tensor, graded_spikes_factor: Tensor,
           reset_delay: bool, reset_val: Optional[str]) -> StepValues:
     """The end of a step, shared by Leaky and Synaptic: fire on ``u``, then the ``reset_delay=False`` correction.
 
-    Runs in the caller's grad mode (the spikes are comparisons: no gradient)."""
+    Runs in the caller's grad mode (the spikes are comparisons: no gradient). ``base`` None: ``du`` is None."""
     o = u - threshold > 0
     out = u
     if not reset_delay:
@@ -130,7 +142,7 @@ def _fire(u: Tensor, base: Tensor, v: Tensor, reset: Tensor, threshold: Tensor, 
             out = u - do_reset * threshold
         elif reset_val == "zero":
             out = u - do_reset * u
-    return StepValues(o, reset, u, u - base, v, out)
+    return StepValues(o, reset, u, None if base is None else u - base, v, out)
 
 
 def synaptic_step(
@@ -143,6 +155,7 @@ def synaptic_step(
     reset_delay: bool,
     reset_val: Optional[str],
     membrane_grad: bool = False,
+    need_du: bool = True,
 ) -> StepValues:
     """The membrane part of one step of snnTorch ``Synaptic.forward``, given the step's synaptic current.
 
@@ -159,17 +172,17 @@ def synaptic_step(
     new membrane, this step's input included (Leaky zeroes the old membrane and
     then adds the input). ``r`` can be 1 only with ``reset_delay=True`` (refused
     by the adapter: not the paper's reset) or at a sequence start from a membrane
-    above threshold passed in by the caller. ``membrane_grad``: as for :func:`leaky_step`.
+    above threshold passed in by the caller. ``membrane_grad``, ``need_du``: as for :func:`leaky_step`.
     """
     if mode != "zero":
         return leaky_step(syn, mem, beta, threshold, graded_spikes_factor, mode, reset_delay, reset_val,
-                          membrane_grad)
+                          membrane_grad, need_du)
     with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):  # as leaky_step
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
         m = beta.clamp(0, 1) * mem + syn
         u = m - m * reset
         v = (1 - reset) * mem  # the membrane the leak acted on (u = beta v + syn where r = 0)
-        return _fire(u, v, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+        return _fire(u, v if need_du else None, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
 
 
 def recurrent_step(
@@ -183,6 +196,7 @@ def recurrent_step(
     reset_delay: bool,
     reset_val: Optional[str],
     membrane_grad: bool = False,
+    need_du: bool = True,
 ) -> StepValues:
     """One step of snnTorch ``RLeaky.forward`` given the recurrent current ``rec = V(spk[t-1])``.
 
@@ -195,18 +209,21 @@ def recurrent_step(
 
     then Leaky's firing and ``reset_delay=False`` correction. The TSSL-BP input
     current is ``x + rec``; ``du`` is measured as in :func:`leaky_step`.
-    ``membrane_grad``: as for :func:`leaky_step`.
+    ``membrane_grad``, ``need_du``: as for :func:`leaky_step`.
     """
     with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
         base = beta.clamp(0, 1) * mem + x + rec
         if mode == "subtract":
-            return _fire(base - reset * threshold, mem - reset * threshold, mem, reset, threshold,
+            return _fire(base - reset * threshold, delayed_base(mem, reset, threshold, mode) if need_du else None,
+                         mem, reset, threshold,
                          graded_spikes_factor, reset_delay, reset_val)
         if mode == "zero":
             v = (1 - reset) * mem
-            return _fire(base - reset * base, v, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
-        return _fire(base, mem, mem, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
+            return _fire(base - reset * base, v if need_du else None, v, reset, threshold, graded_spikes_factor,
+                         reset_delay, reset_val)
+        return _fire(base, mem if need_du else None, mem, reset, threshold, graded_spikes_factor, reset_delay,
+                     reset_val)
 
 
 def lapicque_current(x: Tensor, R: Tensor, C: Tensor, time_step: Tensor) -> Tensor:
@@ -224,6 +241,7 @@ def lapicque_step(
     graded_spikes_factor: Tensor,
     mode: str,
     membrane_grad: bool = False,
+    need_du: bool = True,
 ) -> StepValues:
     """One step of snnTorch ``Lapicque.forward`` (RC form of Leaky) given ``current = lapicque_current(x, ...)``.
 
@@ -235,12 +253,12 @@ def lapicque_step(
 
     i.e. Leaky with ``beta = 1 - dt/(RC)`` (so ``1/tau_m = dt/(RC)``) and input
     current ``x dt / C``. (Its zero reset, ``base - r * base``, is refused by the
-    adapter: a delayed reset that discards a step's input.) ``du`` as in :func:`leaky_step`.
+    adapter: a delayed reset that discards a step's input.) ``du`` and ``need_du`` as in :func:`leaky_step`.
     """
     with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
         reset = (mem - threshold > 0).float()
         base = current + (1 - (time_step / (R * C))) * mem
         if mode == "subtract":
-            return _fire(base - reset * threshold, mem - reset * threshold, mem, reset, threshold,
-                         graded_spikes_factor, True, None)
-        return _fire(base, mem, mem, reset, threshold, graded_spikes_factor, True, None)
+            return _fire(base - reset * threshold, delayed_base(mem, reset, threshold, mode) if need_du else None,
+                         mem, reset, threshold, graded_spikes_factor, True, None)
+        return _fire(base, mem if need_du else None, mem, reset, threshold, graded_spikes_factor, True, None)

@@ -91,7 +91,8 @@ class TSSLRLeaky(_LeakyRule, snn.RLeaky):
         mode, reset_val = self._mode()
         rec = self.recurrent(self.spk)  # the spikes fed back carry the previous step's TSSL-BP node
         st = recurrent_step(input_, rec, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                            self.reset_delay, reset_val, membrane_grad=True)
+                            self.reset_delay, reset_val, membrane_grad=True,
+                            need_du=self._needs_du())
         self.spk = self._tssl_step(input_ + rec, st, mode, reset_val)
         return self._step_output(self.spk)
 
@@ -140,7 +141,8 @@ class TSSLRSynaptic(_LeakyRule, snn.RSynaptic):
         mode, reset_val = self._mode()  # subtract or none, delayed (the only resets RSynaptic applies)
         self.syn = self.alpha.clamp(0, 1) * self.syn + input_ + self.recurrent(self.spk)  # linear: plain autograd
         st = synaptic_step(self.syn, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                           self.reset_delay, reset_val, membrane_grad=True)
+                           self.reset_delay, reset_val, membrane_grad=True,
+                           need_du=self._needs_du())
         self.spk = self._tssl_step(self.syn, st, mode, reset_val)
         if self.output or not self.init_hidden:
             return self.spk, self.syn, self.mem
@@ -183,5 +185,6 @@ class TSSLLapicque(_LeakyRule, snn.Lapicque):
         mode, reset_val = self._begin_step(input_, mem)
         current = lapicque_current(input_, self.R, self.C, self.time_step)
         st = lapicque_step(current, self.mem, self.R, self.C, self.time_step, self.threshold,
-                           self.graded_spikes_factor, mode, membrane_grad=True)
+                           self.graded_spikes_factor, mode, membrane_grad=True,
+                           need_du=self._needs_du())
         return self._step_output(self._tssl_step(current, st, mode, reset_val))

@@ -66,7 +66,8 @@ from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_conv
                        checked_options, crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class,
                        remove_options, sensitivity_cap_for, set_options, tssl_class_for, warmup_width_for,
                        watch_firing)
-from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
+from ._snntorch_forward import (RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, delayed_base, leaky_step,
+                                synaptic_step)
 
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")
@@ -391,8 +392,14 @@ class TSSLLeaky(snn.Leaky):
         """One time step, exactly ``snn.Leaky.forward``; returns ``(spk, mem)`` or ``spk`` like snnTorch."""
         mode, reset_val = self._begin_step(input_, mem)
         st = leaky_step(input_, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                        self.reset_delay, reset_val, membrane_grad=True)
+                        self.reset_delay, reset_val, membrane_grad=True, need_du=self._needs_du())
         return self._step_output(self._tssl_step(input_, st, mode, reset_val))
+
+    def _needs_du(self) -> bool:
+        """Whether a step computes ``du``: not with snnTorch's delayed reset (and its float32 threshold), where the
+        membrane a step starts from is the previous step's ``u``, which that step's node holds: the node is given
+        that membrane (``Increment``) and computes ``du`` in its backward, so a step saves one tensor fewer."""
+        return not (getattr(self, "reset_delay", True) and self.threshold.dtype == torch.float32)
 
     def _tssl_step(self, x: Tensor, st: StepValues, mode: str, reset_val: Optional[str]) -> Tensor:
         """Attach the TSSL-BP step node to the host step ``st`` computed from input current ``x`` and ``self.mem``.
@@ -405,11 +412,12 @@ class TSSLLeaky(snn.Leaky):
         mem = self.mem
         k = self._constants(st.u, mode, reset_val)
         du = st.du
-        if self.reset_delay and mem.dtype == st.u.dtype in (torch.float32, torch.float64) \
-                and self.threshold.dtype == torch.float32:
-            # the step started from mem, the previous step's u (reset_delay: snnTorch returns u as the membrane),
-            # which the previous step's node saves already: the node recomputes du from it instead of saving du
-            du = Increment(mem, mode)
+        if du is None:  # not computed (_needs_du): the node computes it from mem in its backward
+            if mem.dtype == st.u.dtype in (torch.float32, torch.float64):
+                du = Increment(mem, mode)
+            else:  # a dtype mix the kernels would round differently: du as the host computes it
+                with torch.no_grad():
+                    du = st.u - delayed_base(mem, st.reset, self.threshold, mode)
         (spk, _), step_state = tssl_step(self._current(x, st.v.detach()), self._state_for(mem, st.u), st.u,
                                          du, st.o, None, k, warmup=self.warmup is not False)
         if torch.is_grad_enabled() and x.requires_grad:
@@ -500,6 +508,7 @@ class _LeakyRule:
     _tssl_gate = TSSLLeaky._tssl_gate
     _constants = TSSLLeaky._constants
     _tssl_step = TSSLLeaky._tssl_step
+    _needs_du = TSSLLeaky._needs_du
     _begin_step = TSSLLeaky._begin_step
     _step_output = TSSLLeaky._step_output
     _tssl_sequence = TSSLLeaky._tssl_sequence
@@ -604,7 +613,7 @@ class TSSLSynaptic(_LeakyRule, snn.Synaptic):
         mode, reset_val = self._mode()
         self.syn = self.alpha.clamp(0, 1) * self.syn + input_  # the synaptic filter: linear, plain autograd
         st = synaptic_step(self.syn, self.mem, self.beta, self.threshold, self.graded_spikes_factor, mode,
-                           self.reset_delay, reset_val, membrane_grad=True)
+                           self.reset_delay, reset_val, membrane_grad=True, need_du=self._needs_du())
         current = self.syn
         if mode == "zero":  # a caller's membrane above threshold: snnTorch zeroes this step, input included
             current = torch.where(st.reset > 0, current.detach(), current)

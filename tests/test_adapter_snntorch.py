@@ -985,3 +985,23 @@ def test_a_step_saves_the_membrane_once(reset, delay):
     floats = {t.untyped_storage().data_ptr() for t in held if t.dtype == torch.float32}
     assert sum(t.dtype == torch.uint8 for t in held) == 6
     assert len(floats) == (6 + 1 if delay else 2 * 6)  # u per step (+ the first membrane), or u and du
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("mem_dtype", [torch.float32, torch.float64])
+def test_du_from_the_membrane_equals_du_computed_in_the_forward(reset, mem_dtype, monkeypatch):
+    """The delayed reset's step skips du and lets the node compute it from the membrane (an Increment), or, when
+    the membrane's dtype differs from the step's, computes it as the host does: gradients bit for bit those of
+    the forward's du."""
+    torch.manual_seed(1)
+    x = (1.5 * torch.rand(8, 3, 30, dtype=torch.float64)).requires_grad_()
+    grads = []
+    for needs_du in (True, False):
+        monkeypatch.setattr(TSSLLeaky, "_needs_du", lambda self, v=needs_du: v)
+        lif = TSSLLeaky(beta=0.7, reset_mechanism=reset)
+        mem, out = torch.zeros(3, 30, dtype=mem_dtype), []
+        for t in range(8):
+            spk, mem = lif(x[t], mem)
+            out.append(spk)
+        grads.append(torch.autograd.grad(torch.stack(out).sum() + mem.sum(), x)[0])
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
