@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 pytest.importorskip("sklearn")
 pytest.importorskip("snntorch")

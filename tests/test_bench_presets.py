@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from tssl_plugin.benchmarks import cli, train_options
 from tssl_plugin.benchmarks import models as M
