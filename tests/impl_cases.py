@@ -480,7 +480,16 @@ def step_cases(impl_obj, device="cpu", full=True):
     spike gradient, an input scale, each ablation, and constants as numbers, one-element and per-neuron tensors. The carry
     ``delta`` is equal bit for bit (the same operations); ``grad_x`` too where no warm-up applies, and within
     tol() where the warm-up's exp (a polynomial in C) enters."""
-    from tssl_plugin._impl.reference import carry_step, step_flags, trace_step, warm_steps
+    from tssl_plugin._impl.reference import carry_step, step_flags, trace_flags, trace_step, unpack_flags, warm_steps
+
+    fused = impl_obj is not _ReferenceImpl
+
+    def check_flags(flags, o, s_next, level, mode):
+        """The fused kernels write reference.step_flags (one byte), the reference trace_flags; both unpack to the
+        spikes and the warm-up's test."""
+        assert torch.equal(flags, step_flags(o, s_next, level) if fused else trace_flags(o, s_next)), mode
+        got_o, got_warm = unpack_flags(flags, level)
+        assert torch.equal(got_o, o) and torch.equal(got_warm, warm_steps(s_next, o, level)), mode
 
     shape = (3, 70)
     modes = list(itertools.product((torch.float64, torch.float32), RESETS, (True, False), (True, False),
@@ -512,6 +521,9 @@ def step_cases(impl_obj, device="cpu", full=True):
         want_gx = want_gx * scale
         flags = step_flags(o, s, k.warmup_level)
         gx, delta, finite = impl_obj.step_backward(G, h, u, du, flags, k, warmup, extra, scale)
+        if not fused:  # the reference's own flags give the same
+            gx2, delta2, _ = impl_obj.step_backward(G, h, u, du, trace_flags(o, s), k, warmup, extra, scale)
+            assert torch.equal(gx2, gx) and torch.equal(delta2, delta)
         mode = (dtype, reset, warmup, has_h, has_extra, kind, G is None, scale, ablation, k.warmup_gate, k.warmup_floor,
                 k.crossing)
         assert gx.dtype == dtype and delta.dtype == dtype, mode
@@ -529,7 +541,10 @@ def step_cases(impl_obj, device="cpu", full=True):
             assert torch.equal(s_next, trace_step(s, o, its)), mode
             assert (spike is None) if spike_dtype is None else (spike.dtype == spike_dtype
                                                                  and torch.equal(spike, o.to(spike_dtype))), mode
-            assert (flags is None) if level is None else torch.equal(flags, step_flags(o, s_next, level)), mode
+            if level is None:
+                assert flags is None, mode
+            else:
+                check_flags(flags, o, s_next, level, mode)
     # du from the membrane each step started from (reference.Increment), every delayed reset and parameter kind
     from tssl_plugin._impl.reference import DELAYED_RESETS, Increment, increment
 
@@ -549,8 +564,9 @@ def step_cases(impl_obj, device="cpu", full=True):
     levels = 0.05 + 0.2 * torch.rand(shape[-1], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for its, level in ((1 / 3, levels.to(device)), (1 / (1.5 + 10 * levels.to(device)), 0.1)):
         _, s_next, flags = impl_obj.step_forward(o, s, its, level, None)
-        assert torch.equal(s_next, trace_step(s, o, its)) and torch.equal(flags, step_flags(o, s_next, level))
-        assert 0 < int((flags == 2).sum()) < flags.numel()
+        assert torch.equal(s_next, trace_step(s, o, its))
+        check_flags(flags, o, s_next, level, "mixed")
+        assert 0 < int(unpack_flags(flags, level)[1].sum()) < flags.numel()
     # a NaN in the membrane: the implementations that check grad_x while writing it say so
     G, h, extra, u, du, o, s = _step_inputs(shape, torch.float32, 700, device)
     u[1, 2] = float("nan")

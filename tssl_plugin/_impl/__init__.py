@@ -31,9 +31,10 @@ fused pass in the fused implementations:
 
 ``step_forward(o, s, inv_tau_s, warmup_level, spike_dtype) -> (spike, s_next, flags)``
     the trace's step ``s + (o - s) inv_tau_s``, the spikes as ``spike_dtype``
-    (None when ``spike_dtype`` is None) and the step's flags
-    (:func:`~tssl_plugin._impl.reference.step_flags` of ``o`` and ``s_next``; None when
-    ``warmup_level`` is None);
+    (None when ``spike_dtype`` is None) and the step's flags, what its backward needs of ``o`` and
+    ``s_next`` (the fused kernels: one byte, :func:`~tssl_plugin._impl.reference.step_flags`; the reference, also
+    what ``torch.compile`` traces: :func:`~tssl_plugin._impl.reference.trace_flags`; read by
+    :func:`~tssl_plugin._impl.reference.unpack_flags`; None when ``warmup_level`` is None);
 ``step_backward(G, h, u, du, flags, k, warmup, extra, scale) -> (grad_x, delta, finite)``
     :func:`~tssl_plugin._impl.reference.carry_step` with the spikes and the warm-up's test read from
     ``flags`` and ``du`` a tensor or a :class:`~tssl_plugin._impl.reference.Increment`
@@ -150,13 +151,13 @@ class _ReferenceImpl:
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any, spike_dtype: Optional[torch.dtype]):
         spike = None if spike_dtype is None else o.to(spike_dtype)
         s_next = _ref.trace_step(s, o, inv_tau_s)
-        return spike, s_next, None if warmup_level is None else _ref.step_flags(o, s_next, warmup_level)
+        return spike, s_next, None if warmup_level is None else _ref.trace_flags(o, s_next)
 
     @staticmethod
     def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Any, flags: Tensor,
                       k: LIFConstants, warmup: bool, extra: Optional[Tensor], scale: Any):
         G = torch.zeros_like(u) if G is None else G
-        o, warm = _ref.unpack_flags(flags)
+        o, warm = _ref.unpack_flags(flags, k.warmup_level)
         du = _ref.increment(u, du, k.threshold)
         grad_x, delta = _ref.carry_step(G, h, u, du, o, warm, k, warmup, extra=extra)
         return grad_x * scale, delta, None

@@ -27,7 +27,7 @@ from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_BOUND, WARMUP_WIDTH, LIFCons
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
-    "forward_step", "forward_sequence", "trace_step", "Increment", "DELAYED_RESETS", "increment", "warm_steps", "step_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
+    "forward_step", "forward_sequence", "trace_step", "Increment", "DELAYED_RESETS", "increment", "warm_steps", "step_flags", "trace_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
     "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence", "HostTrace", "host_trace",
 ]
 
@@ -157,15 +157,26 @@ def warm_steps(s: Tensor, o: Tensor, warmup_level: Param) -> Tensor:
 
 
 def step_flags(o: Tensor, s: Tensor, warmup_level: Param) -> Tensor:
-    """One step's spikes and warm-up test in one byte per element (``uint8``): bit 0 the spike ``o != 0``,
-    bit 1 :func:`warm_steps` of the step's trace ``s``. The step-wise node saves these flags for its backward
-    instead of the spikes and the trace (1 byte per element where they took 1 + 4 in float32)."""
-    return (o != 0).to(torch.uint8) | (warm_steps(s, o, warmup_level).to(torch.uint8) << 1)
+    """One step's spikes and warm-up test in one byte per element (``uint8``): 1 where ``o != 0``, 2 where
+    :func:`warm_steps` of the step's trace ``s`` (never at a spike), else 0; so bit 0 is the spike and bit 1 the
+    warm-up's test. What the fused step kernels write and the step-wise node then saves for its backward instead of
+    the spikes and the trace (1 byte per element where they took 1 + 4 in float32); the reference writes
+    :func:`trace_flags`."""
+    return (o != 0).to(torch.uint8) + 2 * warm_steps(s, o, warmup_level).to(torch.uint8)
 
 
-def unpack_flags(flags: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(o, warm)`` (both bool) from :func:`step_flags`."""
-    return (flags & 1) != 0, (flags & 2) != 0
+def trace_flags(o: Tensor, s: Tensor) -> Tensor:
+    """The reference's flags: the step's trace ``s`` (in ``[0, 1]``) with ``-1`` where the neuron spiked. One
+    float tensor like :func:`step_flags`'s byte holds what the backward needs; built and read with the operations
+    the node used on the spikes and the trace (inductor compiles the byte codes to much slower CPU code)."""
+    return torch.where(o != 0, torch.full_like(s, -1.0), s)
+
+
+def unpack_flags(flags: Tensor, warmup_level: Param) -> Tuple[Tensor, Tensor]:
+    """``(o, warm)`` (both bool) from :func:`step_flags` (``uint8``) or :func:`trace_flags` (a float dtype)."""
+    if flags.dtype == torch.uint8:
+        return flags == 1, flags == 2
+    return flags < 0, warm_steps(flags, flags < 0, warmup_level)
 
 
 def spike_trace(o: Tensor, inv_tau_s: Param, dtype: torch.dtype) -> Tensor:
