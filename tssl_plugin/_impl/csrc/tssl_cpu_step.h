@@ -142,24 +142,19 @@ static inline __attribute__((always_inline)) REAL FN(step_bwd_blocks)(
 }
 
 /* the (warmup, has_h, has_extra) copies for one reset rule */
+#define STEP_BWD_COPY(RESET, W, H, E)                                                                          \
+    FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, rep, scale, RESET,  \
+                        W, H, E, prev, delayed)
 #define STEP_BWD_COPIES(RESET)                                                                                  \
     switch ((warmup ? 4 : 0) + (h ? 2 : 0) + (extra ? 1 : 0)) {                                                 \
-    case 0: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 0, 0, prev, delayed); break;                         \
-    case 1: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 0, 1, prev, delayed); break;                         \
-    case 2: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 1, 0, prev, delayed); break;                         \
-    case 3: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 0, 1, 1, prev, delayed); break;                         \
-    case 4: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 0, 0, prev, delayed); break;                         \
-    case 5: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 0, 1, prev, delayed); break;                         \
-    case 6: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron, \
-                                            rep, scale, RESET, 1, 1, 0, prev, delayed); break;                         \
-    default: nonfinite = FN(step_bwd_blocks)(N, b0, b1, G, h, extra, u, du, flags, gx, delta, table, per_neuron,\
-                                             rep, scale, RESET, 1, 1, 1, prev, delayed);                               \
+    case 0: nonfinite = STEP_BWD_COPY(RESET, 0, 0, 0); break;                                                  \
+    case 1: nonfinite = STEP_BWD_COPY(RESET, 0, 0, 1); break;                                                  \
+    case 2: nonfinite = STEP_BWD_COPY(RESET, 0, 1, 0); break;                                                  \
+    case 3: nonfinite = STEP_BWD_COPY(RESET, 0, 1, 1); break;                                                  \
+    case 4: nonfinite = STEP_BWD_COPY(RESET, 1, 0, 0); break;                                                  \
+    case 5: nonfinite = STEP_BWD_COPY(RESET, 1, 0, 1); break;                                                  \
+    case 6: nonfinite = STEP_BWD_COPY(RESET, 1, 1, 0); break;                                                  \
+    default: nonfinite = STEP_BWD_COPY(RESET, 1, 1, 1);                                                        \
     }
 
 static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, const REAL *h, const REAL *extra,
@@ -178,6 +173,7 @@ static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, 
     }
     return nonfinite != 0; /* NaN != 0 is true */
 }
+#undef STEP_BWD_COPY
 #undef STEP_BWD_COPIES
 
 /* Entry points. Forward: s_out and (unless NULL) spike and flags from o and s; its: inv_tau_s, lvl: warmup_level
