@@ -38,6 +38,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from tssl_plugin.stepwise import delayed_base
+
 
 #: snnTorch's ``state_function`` method names -> our mode names.
 STATE_FUNCTIONS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "none"}
@@ -97,8 +99,10 @@ def leaky_step(
     the reset signals and spikes are comparisons (no gradient, as snnTorch
     detaches its reset), so ``d mem/dx = 1``, ``d mem/d mem_prev = beta``
     (``(1 - r) beta`` for ``zero``), and a learnable ``beta`` gets
-    ``d mem/d beta``. The values are the same either way. ``need_du=False``: ``du`` is not computed (None;
-    the caller gives the step node :func:`delayed_base`'s ``mem`` instead, ``tssl_plugin.stepwise.Increment``).
+    ``d mem/d beta``. The values are the same either way. ``du`` is measured from ``delayed_base`` of ``mem``
+    (``tssl_plugin.stepwise.delayed_base``, the core's, which the step node's backward reruns on an
+    ``Increment``); ``need_du=False``: ``du`` is not computed (None; the caller gives the node ``Increment(mem,
+    mode)`` instead).
     """
     with torch.set_grad_enabled(membrane_grad and torch.is_grad_enabled()):
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
@@ -112,20 +116,10 @@ def leaky_step(
         else:
             v = mem
             u = b * mem + x
-        base = None if not need_du else delayed_base(mem, reset, threshold, mode) if mode == "subtract" else v
+        base = None  # what du is measured from: v itself, but for the subtraction
+        if need_du:
+            base = delayed_base(mem, reset, threshold, mode) if mode == "subtract" else v
         return _fire(u, base, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
-
-
-def delayed_base(mem: Tensor, reset: Tensor, threshold: Tensor, mode: str) -> Tensor:
-    """The membrane after snnTorch's delayed reset ``reset`` (``[mem - threshold > 0]`` as 0/1) of state function
-    ``mode``, from which ``du`` is measured: ``mem - reset theta`` (subtract), ``(1 - reset) mem`` (zero), ``mem``
-    (none); the arithmetic of ``tssl_plugin._impl.reference.increment``, which the step node's backward runs on
-    ``Increment(mem, mode)``."""
-    if mode == "subtract":
-        return mem - reset * threshold
-    if mode == "zero":
-        return (1 - reset) * mem
-    return mem
 
 
 def _fire(u: Tensor, base: Tensor, v: Tensor, reset: Tensor, threshold: Tensor, graded_spikes_factor: Tensor,
@@ -181,7 +175,8 @@ def synaptic_step(
         reset = (mem - threshold > 0).float()  # = spike_grad(mem - threshold).clone().detach()
         m = beta.clamp(0, 1) * mem + syn
         u = m - m * reset
-        v = (1 - reset) * mem  # the membrane the leak acted on (u = beta v + syn where r = 0)
+        # the membrane the leak acted on (u = beta v + syn where r = 0)
+        v = delayed_base(mem, reset, threshold, mode)
         return _fire(u, v if need_du else None, v, reset, threshold, graded_spikes_factor, reset_delay, reset_val)
 
 
@@ -219,7 +214,7 @@ def recurrent_step(
                          mem, reset, threshold,
                          graded_spikes_factor, reset_delay, reset_val)
         if mode == "zero":
-            v = (1 - reset) * mem
+            v = delayed_base(mem, reset, threshold, mode)
             return _fire(base - reset * base, v if need_du else None, v, reset, threshold, graded_spikes_factor,
                          reset_delay, reset_val)
         return _fire(base, mem if need_du else None, mem, reset, threshold, graded_spikes_factor, reset_delay,

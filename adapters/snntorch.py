@@ -60,14 +60,13 @@ from tssl_plugin._optional import require
 from tssl_plugin._validation import check_sequence
 from tssl_plugin.functional import spikes_with_tssl_grad
 from tssl_plugin.rule import WARMUP_WIDTH, LIFConstants, Warmup, resolve_gate, warmup_gate, warmup_level
-from tssl_plugin.stepwise import Increment, StepState, initial_state, tssl_step
+from tssl_plugin.stepwise import Increment, StepState, delayed_base, initial_state, tssl_step
 
 from ._convert import (ADAPTER_WARMUP, ADAPTER_WARMUP_FLOOR, Exclude, check_convert_args, checked_convert_options,
                        checked_options, crossing_for, excluded_ids, nothing_to_convert, observe_firing, original_class,
                        remove_options, sensitivity_cap_for, set_options, tssl_class_for, warmup_width_for,
                        watch_firing)
-from ._snntorch_forward import (RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, delayed_base, leaky_step,
-                                synaptic_step)
+from ._snntorch_forward import RESET_VALS, STATE_FUNCTIONS, StepValues, core_reset, leaky_step, synaptic_step
 
 snn = require("snntorch", "snntorch")
 _surrogate = require("snntorch.surrogate", "snntorch")

@@ -34,12 +34,12 @@ import torch
 from torch import Tensor
 
 from ._impl import Implementation, _ReferenceImpl, call
-from ._impl.reference import DELAYED_RESETS, Increment
+from ._impl.reference import DELAYED_RESETS, Increment, delayed_base
 from ._impl._op import _plain_eager
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
 
-__all__ = ["Increment", "StepState", "initial_state", "next_state", "tssl_step"]
+__all__ = ["Increment", "StepState", "delayed_base", "initial_state", "next_state", "tssl_step"]
 
 
 class StepState(NamedTuple):

@@ -27,7 +27,9 @@ from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_BOUND, WARMUP_WIDTH, LIFCons
 
 __all__ = [
     "RESETS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "LIFConstants", "Param", "ForwardTrace",
-    "forward_step", "forward_sequence", "trace_step", "Increment", "DELAYED_RESETS", "increment", "warm_steps", "step_flags", "trace_flags", "unpack_flags", "spike_trace", "psc_error", "psc_error_explicit",
+    "forward_step", "forward_sequence", "trace_step", "spike_trace", "psc_error", "psc_error_explicit",
+    "DELAYED_RESETS", "Increment", "delayed_base", "increment",
+    "warm_steps", "step_flags", "trace_flags", "unpack_flags",
     "spike_sensitivity", "warmup_surrogate", "carry_step", "backward_sequence", "HostTrace", "host_trace",
 ]
 
@@ -135,20 +137,24 @@ class Increment(NamedTuple):
     reset: str  # a key of DELAYED_RESETS
 
 
+def delayed_base(prev: Tensor, r: Tensor, threshold: Param, reset: str) -> Tensor:
+    """The membrane ``prev`` after the delayed reset ``reset`` (a key of :data:`DELAYED_RESETS`) with the reset
+    signal ``r`` (0/1): ``prev - r threshold``, ``(1 - r) prev`` or ``prev``. The one home of these operations: a
+    host adapter measures its ``du`` from this base (snnTorch's), and :func:`increment` recomputes it."""
+    if reset == "subtract":
+        return prev - r * threshold
+    if reset == "zero":
+        return (1 - r) * prev
+    return prev
+
+
 def increment(u: Tensor, du: "Tensor | Increment", threshold: Param) -> Tensor:
-    """``du`` itself, or ``u - base`` for an :class:`Increment` (its docstring), operation by operation as the
-    host computes it (the reset signal as 0/1 times the threshold)."""
+    """``du`` itself, or ``u - base`` for an :class:`Increment` (its docstring; :func:`delayed_base` with the
+    reset signal ``[prev - threshold > 0]`` as 0/1), operation by operation as the host computes it."""
     if not isinstance(du, Increment):
         return du
     prev = du.prev
-    r = (prev - threshold > 0).to(prev.dtype)
-    if du.reset == "subtract":
-        base = prev - r * threshold
-    elif du.reset == "zero":
-        base = (1 - r) * prev
-    else:
-        base = prev
-    return u - base
+    return u - delayed_base(prev, (prev - threshold > 0).to(prev.dtype), threshold, du.reset)
 
 
 def warm_steps(s: Tensor, o: Tensor, warmup_level: Param) -> Tensor:
@@ -176,7 +182,8 @@ def unpack_flags(flags: Tensor, warmup_level: Param) -> Tuple[Tensor, Tensor]:
     """``(o, warm)`` (both bool) from :func:`step_flags` (``uint8``) or :func:`trace_flags` (a float dtype)."""
     if flags.dtype == torch.uint8:
         return flags == 1, flags == 2
-    return flags < 0, warm_steps(flags, flags < 0, warmup_level)
+    o = flags < 0
+    return o, warm_steps(flags, o, warmup_level)
 
 
 def spike_trace(o: Tensor, inv_tau_s: Param, dtype: torch.dtype) -> Tensor:
