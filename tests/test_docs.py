@@ -39,41 +39,65 @@ def test_every_code_block_names_its_language():
         assert all(fence_languages(page)), f"{page.name}: a code block without a language"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_python_blocks_run_as_written(page, capsys):
-    blocks = [(marker, code) for marker, code in python_blocks(page) if marker not in OWN_TEST]
-    if not blocks:
-        pytest.skip(f"{page.name} has no Python block of its own")
-    pytest.importorskip("sklearn")
+#: how far a training loop's printed test accuracy may be from the page's on another CPU: the same code gave
+#: 0.964 / 0.944 (docs/snntorch.md, docs/spikingjelly.md) on the Intel Xeon the pages were measured on and
+#: 0.969 / 0.956 on an AMD EPYC (its BLAS rounds otherwise; a training run amplifies that).
+ACCURACY_ACROSS_CPUS = 0.015
+
+
+def run_blocks(page: Path, capsys) -> list:
+    """Run ``page``'s Python blocks without a test of their own, in order, in one namespace, one thread; the
+    lines they printed."""
+    blocks = [code for marker, code in python_blocks(page) if marker not in OWN_TEST]
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         ns: dict = {"__name__": f"doc_{page.stem}"}
-        for i, (_, code) in enumerate(blocks):
+        for i, code in enumerate(blocks):
             exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
     finally:
         torch.set_num_threads(n)
-    printed = capsys.readouterr().out.splitlines()
-    for _, code in blocks:  # a block that says what it prints prints exactly that
-        for said in re.findall(r"# prints: (.+)$", code, re.M):
-            assert said.strip() in printed, f"{page.name}: the page says it prints {said.strip()!r}; it printed {printed}"
+    return capsys.readouterr().out.splitlines()
+
+
+def prints_as_said(said: str, printed: list) -> bool:
+    """A ``# prints:`` comment holds: the line was printed, or (a test accuracy) one within
+    :data:`ACCURACY_ACROSS_CPUS` of it."""
+    if said in printed or not said.startswith("test accuracy: "):
+        return said in printed
+    value = float(said.split(": ")[1])
+    return any(line.startswith("test accuracy: ") and abs(float(line.split(": ")[1]) - value) <= ACCURACY_ACROSS_CPUS
+               for line in printed)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_python_blocks_run_as_written(page, capsys):
+    if all(marker in OWN_TEST for marker, _ in python_blocks(page)):
+        pytest.skip(f"{page.name} has no Python block of its own")
+    pytest.importorskip("sklearn")
+    printed = run_blocks(page, capsys)
+    for said in documented_prints(page):  # a block that says what it prints prints that
+        assert prints_as_said(said, printed), f"{page.name}: the page says it prints {said!r}; it printed {printed}"
 
 
 def documented_prints(page: Path):
-    """Every ``# prints: ...`` comment of ``page``'s Python blocks."""
-    return [s.strip() for _, code in python_blocks(page) for s in re.findall(r"# prints: (.+)$", code, re.M)]
+    """Every ``# prints: ...`` comment of ``page``'s Python blocks without a test of their own."""
+    return [s.strip() for marker, code in python_blocks(page) if marker not in OWN_TEST
+            for s in re.findall(r"# prints: (.+)$", code, re.M)]
 
 
 @pytest.mark.parametrize("library,loss,steps", [("snntorch", "mse_count", 25), ("spikingjelly", "count", 8)])
-def test_train_as_before_prints_seed_0_of_the_table(library, loss, steps):
+def test_train_as_before_prints_seed_0_of_the_table(library, loss, steps, capsys):
     """The adapter page's "train as before" loop prints, to three digits, what ``tssl-bench hosts`` (the
-    harness of the page's table) measures for ``convert(net)`` with seed 0: same split, seed, shuffle, model."""
+    harness of the page's table) measures for ``convert(net)`` with seed 0 on the same machine: same split, seed,
+    shuffle, model."""
     pytest.importorskip(library if library == "snntorch" else "spikingjelly.activation_based")
     pytest.importorskip("sklearn")
     from tssl_plugin.benchmarks import hosts
 
-    said = [s for s in documented_prints(ROOT / "docs" / f"{library}.md") if s.startswith("test accuracy: ")]
-    assert len(said) == 1, said
+    page = ROOT / "docs" / f"{library}.md"
+    assert len([s for s in documented_prints(page) if s.startswith("test accuracy: ")]) == 1
+    printed = [line for line in run_blocks(page, capsys) if line.startswith("test accuracy: ")]
     args = hosts.build_parser().parse_args(["--library", library, "--steps", str(steps)])
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -81,7 +105,7 @@ def test_train_as_before_prints_seed_0_of_the_table(library, loss, steps):
         rec = hosts.run_one(library, loss, "default", "tssl", 0, args, hosts._digits())
     finally:
         torch.set_num_threads(n)
-    assert said[0] == f"test accuracy: {rec['test_accuracy']:.3f}"
+    assert printed == [f"test accuracy: {rec['test_accuracy']:.3f}"]
 
 
 def documented_commands():
