@@ -24,14 +24,6 @@ def tol(dtype):
     return dict(rtol=TOL[dtype], atol=TOL[dtype])
 
 
-def op_params(tau_m=5.0, tau_s=3.0, threshold=1.0, reset="zero", warmup_width=0.2, sensitivity_cap=8.0,
-              ablation="none", warmup_gate="trace", warmup_floor=True, crossing="step"):
-    """The ``params`` tuple the implementations' ``forward_op`` and ``backward_op`` take (``lif_constants``'s
-    defaults)."""
-    return (tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
-            crossing)
-
-
 def saved_for_backward(impl, x):
     """The tensors autograd keeps from ``tssl_lif(x, impl=impl)`` for the backward."""
     saved = []

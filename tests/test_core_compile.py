@@ -9,6 +9,8 @@ from torch.library import opcheck
 
 from tssl_plugin import TSSLNeuron, tssl_lif
 from tssl_plugin._impl import cpu
+from tssl_plugin._impl._op import decode, encode
+from tssl_plugin.rule import LIFConstants, LIFParameters
 
 try:
     cpu.load()
@@ -61,19 +63,37 @@ def _net():
 def test_opcheck(impl):
     th = torch.tensor([0.5, 1.0, 1.5, 0.8])
     cases = [
-        (_x().requires_grad_(), None, None, None, [5.0, 3.0, 1.0], "zero", True, True, impl),
-        (_x(dtype=torch.float32).requires_grad_(), None, None, th, [5.0, 3.0, 0.0], "subtract", False, False, impl),
-        (_x(dtype=torch.float16).requires_grad_(), th.double() + 2.0, None, None, [0.0, 3.0, 1.0], "none", True,
-         True, impl),
-        (_x(T=1).requires_grad_(), None, None, None, [float("inf"), 1.0, 0.5], "subtract_after_leak", True, False,
-         impl),
-        (_x(seed=5).requires_grad_(), None, None, th.double(), [5.0, 3.0, 0.0], "subtract", True, False, impl, 0.6),
+        (_x(), LIFParameters(), True, True),
+        (_x(dtype=torch.float32), LIFParameters(threshold=th, reset="subtract"), False, False),
+        (_x(dtype=torch.float16), LIFParameters(tau_m=th.double() + 2.0, reset="none"), True, True),
+        (_x(T=1), LIFParameters(float("inf"), 1.0, 0.5, "subtract_after_leak"), True, False),
+        (_x(seed=5), LIFParameters(threshold=th.double(), reset="subtract", warmup_width=0.6), True, False),
+        (_x(seed=6), LIFParameters(warmup_gate="silent", warmup_floor=False, crossing="interpolated",
+                                   sensitivity_cap=2.0), True, True),
     ]
-    for args in cases:
-        opcheck(LIF, args)
+    for x, p, warmup, psc in cases:
+        opcheck(LIF, (x.requires_grad_(), *encode(p), warmup, psc, impl))
     g = torch.randn(5, 3, 4, dtype=torch.float64)
-    opcheck(LIF_BACKWARD, (g, _x(), None, None, th.double(), [5.0, 3.0, 0.0], "zero", True, True, impl))
-    opcheck(LIF_BACKWARD, (g, _x(), None, None, None, [5.0, 3.0, 1.0], "zero", True, True, impl, 1.5))
+    opcheck(LIF_BACKWARD, (g, _x(), *encode(LIFParameters(threshold=th.double())), True, True, impl))
+    opcheck(LIF_BACKWARD, (g, _x(), *encode(LIFParameters(warmup_width=1.5)), True, True, impl))
+
+
+@pytest.mark.parametrize("p", [
+    LIFParameters(),
+    LIFParameters(torch.tensor([3.0, 4.0]), 2.0, torch.ones(2), "subtract", 0.6, 1.5, "no_intra", "silent", False,
+                  "interpolated"),
+    LIFConstants(torch.tensor([0.5, 0.25]), 0.5, 1.0, 0.125, "none", torch.tensor([0.2, 0.4]), 3.0,
+                 warmup_floor=False, crossing="interpolated"),
+], ids=["defaults", "every-field-set", "constants"])
+def test_parameter_objects_cross_the_schema_unchanged(p):
+    """What the operators' ``(tensors, numbers, choices)`` arguments carry decodes to the object encoded: the same
+    tensors (not copies), numbers as floats, bools as bools, every choice."""
+    tensors, numbers, choices = encode(p)
+    assert all(isinstance(n, float) for n in numbers) and isinstance(choices, str)
+    q = decode(type(p), tensors, numbers, choices)
+    assert type(q) is type(p)
+    for a, b in zip(p, q):
+        assert a is b if isinstance(a, torch.Tensor) else (a == b and type(a) is type(b))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -91,10 +111,7 @@ def test_trace_backward_op(impl):
               per_neuron._replace(sensitivity_cap=1.0 / per_neuron.threshold),
               per_neuron._replace(warmup_width=0.2 * per_neuron.threshold)):  # the adapters' width: w theta
         tr = forward_sequence(x, k)
-        consts = tuple(k)[:4] + (k.sensitivity_cap, k.warmup_width)
-        tensors = [c if isinstance(c, torch.Tensor) else None for c in consts]
-        scalars = [0.0 if isinstance(c, torch.Tensor) else float(c) for c in consts]
-        args = (g, tr.u, tr.du, tr.o, *tensors[:4], scalars, k.reset, True, impl, tensors[5], tensors[4])
+        args = (g, tr.u, tr.du, tr.o, *encode(k), True, impl)
         opcheck(torch.ops.tssl_plugin.trace_backward.default, args)
         eager = _op.trace_backward(g, tr.u, tr.du, tr.o, k, True, impl)
         assert torch.equal(torch.ops.tssl_plugin.trace_backward(*args), eager) and eager.abs().sum() > 0
@@ -111,7 +128,8 @@ def test_registered_op_equals_eager_path(impl, output):
     ya = tssl_lif(xa, threshold=th, output=output, reset="subtract", impl=impl)
     ya.backward(g)
     xb = x.clone().requires_grad_()
-    yb = torch.ops.tssl_plugin.lif(xb, None, None, th, [5.0, 3.0, 0.0], "subtract", True, output == "psc", impl)
+    yb = torch.ops.tssl_plugin.lif(xb, *encode(LIFParameters(threshold=th, reset="subtract")), True, output == "psc",
+                                   impl)
     yb.backward(g)
     assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
 

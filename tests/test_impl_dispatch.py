@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from tssl_plugin import _impl
+from tssl_plugin._impl import _op
+from tssl_plugin.rule import LIFParameters
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_parameters_are_packed_once_not_per_call(monkeypatch):
     x = torch.rand(6, 3, 4, requires_grad=True)
     for _ in range(3):
         layer(x).sum().backward()
-        torch.ops.tssl_plugin.lif(x, None, None, layer.threshold, [5.0, 3.0, 0.0], "zero", True, True, "auto")
+        torch.ops.tssl_plugin.lif(x, *_op.encode(LIFParameters(threshold=layer.threshold)), True, True, "auto")
     assert len(packed) == 1
     with torch.no_grad():
         layer.threshold.fill_(0.9)  # an in-place change is seen

@@ -22,7 +22,7 @@ import torch
 import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin.functional import lif_constants, tssl_lif
-from tssl_plugin.rule import RESETS
+from tssl_plugin.rule import RESETS, LIFParameters
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_half_input_goes_straight_into_the_kernels(impl_obj):
     """State in float32, outputs and gradient in the input dtype (no cast copies)."""
     x, g = cases.random_case(4, (2, 5), F32, 0)
     xh, gh = x.half(), g.half()
-    p = cases.op_params()
+    p = LIFParameters()
     for psc in (True, False):
         y = impl_obj.forward_op(xh, p, psc)
         assert y.dtype == torch.float16 and torch.equal(y, impl_obj.forward_op(xh.float(), p, psc).half())
@@ -243,7 +243,7 @@ def test_recomputed_trace_is_the_reference_forward_in_both_kernels(impl_obj, mon
 
     xr, gr = cases.random_case(9, (2, 300), dtype, 5)  # 600 neurons: several programs, the last one partial
     k = lif_constants(xr, reset=reset)
-    p = cases.op_params(reset=reset)
+    p = LIFParameters(reset=reset)
     tr = reference.forward_sequence(xr, k)
     for warm, psc in ((True, True), (False, False)):
         got = {}
@@ -269,19 +269,20 @@ def test_non_finite_input_is_found_by_the_forward_kernel(bad, word):
 
 
 @interpreter
-@pytest.mark.parametrize("dtype, per_neuron, scalars, reset, warmup, psc, width", [
-    (F32, True, [5.0, 3.0, 0.0], "subtract", True, True, ()),
-    (torch.float16, False, [5.0, 3.0, 1.0], "zero", False, False, ()),
-    (F32, False, [5.0, 3.0, 1.0], "zero", True, False, (0.6,)),
+@pytest.mark.parametrize("dtype, per_neuron, reset, warmup, psc, width", [
+    (F32, True, "subtract", True, True, 0.2),
+    (torch.float16, False, "zero", False, False, 0.2),
+    (F32, False, "zero", True, False, 0.6),
 ], ids=["per-neuron-threshold", "float16", "warmup-width"])
-def test_registered_operator_passes_opcheck(dtype, per_neuron, scalars, reset, warmup, psc, width):
+def test_registered_operator_passes_opcheck(dtype, per_neuron, reset, warmup, psc, width):
     """The registered operator with the Triton kernels behind it."""
     from torch.library import opcheck
+    from tssl_plugin._impl._op import encode
 
     x, _ = cases.random_case(4, (2, 5), F32, 0)
-    th = torch.full((5,), 0.7) if per_neuron else None
-    opcheck(torch.ops.tssl_plugin.lif.default,
-            (x.to(dtype).requires_grad_(), None, None, th, scalars, reset, warmup, psc, "triton", *width))
+    th = torch.full((5,), 0.7) if per_neuron else 1.0
+    p = LIFParameters(threshold=th, reset=reset, warmup_width=width)
+    opcheck(torch.ops.tssl_plugin.lif.default, (x.to(dtype).requires_grad_(), *encode(p), warmup, psc, "triton"))
 
 
 @pytest.mark.skipif(not HAVE_TRITON or _impl.TRITON_INTERPRET, reason="needs triton, without the interpreter")
@@ -343,7 +344,7 @@ def test_triton_forward_is_operation_for_operation_the_reference():
         for reset in cases.RESETS:
             x, _ = cases.random_case(12, (64, 513), dtype, 5, "cuda")
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            p = cases.op_params(tau_m=7.0, reset=reset)
+            p = LIFParameters(tau_m=7.0, reset=reset)
             o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
             assert torch.equal(o, tr.o.to(dtype)) and torch.equal(s, tr.s), (dtype, reset)

@@ -41,7 +41,7 @@ from triton.runtime.jit import create_function_from_signature  # noqa: E402
 
 from tssl_plugin._impl import triton_impl  # noqa: E402
 from tssl_plugin._impl.triton_impl import TritonImpl  # noqa: E402
-from tssl_plugin.rule import lif_constants  # noqa: E402
+from tssl_plugin.rule import LIFParameters  # noqa: E402
 
 
 def record_launches(monkeypatch, fn):
@@ -97,15 +97,14 @@ F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float6
 
 
 def _params(N, reset, per_neuron, dtype):
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
-    crossing)``; the width, the cap, the ablation's and the gate's gains, the warm-up bound and the crossing gain are
-    run-time values (table rows), so values other than the reference's 0.2, 8, "none", "trace", the floor and "step"
-    compile the same variants."""
+    """The layer's :class:`LIFParameters`; the width, the cap, the ablation's and the gate's gains, the warm-up bound
+    and the crossing gain are run-time values (table rows), so values other than the reference's 0.2, 8, "none",
+    "trace", the floor and "step" compile the same variants."""
     if not per_neuron:
-        return (5.0, 3.0, 1.0, reset, 0.2, 8.0, "none", "trace", True, "step")
+        return LIFParameters(reset=reset)
     gen = torch.Generator().manual_seed(1)
-    return (2.0 + 4 * torch.rand(N, generator=gen), 3.0, 0.5 + torch.rand(N, generator=gen), reset, 0.6, 1.0,
-            "no_spike_timing", "silent", False, "interpolated")
+    return LIFParameters(2.0 + 4 * torch.rand(N, generator=gen), 3.0, 0.5 + torch.rand(N, generator=gen), reset, 0.6,
+                         1.0, "no_spike_timing", "silent", False, "interpolated")
 
 
 # (name, entry point, dtype, reset, per-neuron parameters, T, N, warmup, psc output)
@@ -165,7 +164,7 @@ def _run_case(case, two_pass, monkeypatch):
     if name.startswith("fwd"):
         return lambda: TritonImpl.forward_op(x, params, psc)
     if entry == "trace":
-        k = lif_constants(x, *params)
+        k = params.constants(x)
         u, du, o = x.clone(), x.clone(), x > 0.5
         return lambda: TritonImpl.backward_from_trace(g, u, du, o, k, warmup)  # psc False: spikes' gradient
     return lambda: TritonImpl.backward_op(g, x, params, warmup, psc)

@@ -100,6 +100,33 @@ def test_whole_sequence_membrane_output_equals_the_step_loop():
             torch.testing.assert_close(g_seq, g_step, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl", ["reference", "cpu"])
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("spike_loss", [True, False])
+def test_membrane_loss_backward_runs_the_chosen_implementation(impl, reset, spike_loss):
+    """The backward of a loss on the membrane goes through the dispatch (the step kernels of ``impl``, which
+    take the membrane's term) and equals the reference's recursion with that term."""
+    from tssl_plugin import _impl
+    from tssl_plugin._impl.reference import backward_sequence, forward_sequence
+    from tssl_plugin.functional import last_impl
+
+    gen = torch.Generator().manual_seed(7)
+    x = (torch.rand(9, 4, 5, generator=gen, dtype=torch.float64) * 0.9).requires_grad_()
+    gy = torch.randn(9, 4, 5, generator=gen, dtype=torch.float64)
+    gm = torch.randn(9, 4, 5, generator=gen, dtype=torch.float64)
+    k = lif_constants(x, 5.0, 3.0, 1.0, reset)
+    tr = forward_sequence(x.detach(), k)
+    assert tr.o.dtype == torch.bool and bool(tr.o.any())  # what the fused step kernels take
+    spk, mem = spikes_with_tssl_grad(x, tr.u, tr.du, tr.o, k, mem=tr.u, impl=impl, input_scale=0.5)
+    if not spike_loss:
+        gy = torch.zeros_like(gy)
+    _impl._reset_for_tests()  # forget which implementation ran last
+    (g,) = torch.autograd.grad([spk, mem] if spike_loss else [mem], x, [gy, gm] if spike_loss else [gm])
+    assert last_impl("cpu", torch.float64) == impl
+    expect = backward_sequence(gy, tr, k, True, False, extra=gm)
+    torch.testing.assert_close(g, 0.5 * expect, rtol=1e-12, atol=1e-12)
+
+
 def test_state_detach_and_next_state():
     x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
     state = initial_state(x[0])

@@ -152,6 +152,7 @@ import impl_cases as cases
 from tssl_plugin.functional import tssl_lif, lif_constants, last_impl
 from tssl_plugin._impl import _ReferenceImpl, reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
+from tssl_plugin.rule import LIFParameters
 
 FAILS = []
 
@@ -297,7 +298,7 @@ def bit_identity():
         for reset in cases.RESETS:
             x, g = cases.random_case(12, (64, 4096), dt, 5, DEV)
             k = lif_constants(x, tau_m=7.0, reset=reset)
-            p = cases.op_params(tau_m=7.0, reset=reset)
+            p = LIFParameters(tau_m=7.0, reset=reset)
             o, s = TritonImpl.forward_op(x, p, False), TritonImpl.forward_op(x, p, True)
             tr = reference.forward_sequence(x, k)
             so = (s != tr.s).float().mean().item()
@@ -401,8 +402,10 @@ if not torch.cuda.is_available():
     print(f"CHECK large-{mode}: SKIP (no CUDA)")
     sys.exit(0)
 from tssl_plugin.functional import lif_constants
+from tssl_plugin.rule import LIFParameters
 from tssl_plugin._impl import reference, triton_impl
 from tssl_plugin._impl.triton_impl import TritonImpl
+from tssl_plugin.rule import LIFParameters
 
 if mode == "idx":
     T, N, bpe = 8, 2**28 + 4099, 4 + 1 + 4 + 4 + 4 + 5 + 1   # x o s g gx + two-pass scratch u, flags (+ slack)
@@ -418,7 +421,7 @@ dev = "cuda"
 gen = torch.Generator(device=dev).manual_seed(0)
 x = torch.empty(T, N, device=dev).uniform_(-0.15, 0.85, generator=gen)
 kw = dict(threshold=1.0 + 0.05 * torch.rand(N, device=dev, generator=gen)) if mode == "params" else {}
-params = (5.0, 3.0, kw.get("threshold", 1.0), "zero", 0.2, 8.0, "none")  # lif_constants' defaults
+params = LIFParameters(threshold=kw.get("threshold", 1.0))  # the reference's defaults
 slices = [(0, 512), (N // 2 - 256, N // 2 + 256), (N - 1024, N)]
 
 
@@ -521,6 +524,7 @@ if not torch.cuda.is_available():
 import impl_cases as cases
 from tssl_plugin import _impl
 from tssl_plugin._impl.triton_impl import TritonImpl
+from tssl_plugin.rule import LIFParameters
 from tssl_plugin.rule import lif_constants
 from tssl_plugin.stepwise import initial_state, tssl_step
 

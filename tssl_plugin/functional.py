@@ -17,13 +17,10 @@ from ._impl import _op
 from ._impl import reference as _reference
 from ._impl.reference import HostTrace
 from ._types import Warmup, compute_dtype
-from ._validation import (
-    as_param, check_bool, check_choice, check_gradient_finite, check_param, check_sensitivity_cap,
-    check_sequence, check_warmup_width,
-)
+from ._validation import as_param, check_choice, check_gradient_finite, check_sequence
 from .rule import (
-    CROSSINGS, OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, check_ablation, check_warmup,
-    lif_constants, warmup_gate,
+    OUTPUTS, RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, LIFParameters, Param, check_ablation,
+    check_parameters, check_warmup, lif_constants, warmup_gate,
 )
 
 __all__ = [
@@ -108,19 +105,11 @@ def tssl_lif(
     check_sequence(x, finite=False)  # NaN/inf: checked by the implementation while it reads x
     check_choice(output, "output", OUTPUTS)
     gate = warmup_gate(check_warmup(warmup))
-    check_choice(reset, "reset", RESETS)
     _impl.check_impl(impl)
-    shape = x.shape[1:]
-    tm = check_param(tau_m, "tau_m", shape)
-    ts = check_param(tau_s, "tau_s", shape)
-    th = check_param(threshold, "threshold", shape)
-    width = check_warmup_width(warmup_width)
-    cap = check_sensitivity_cap(sensitivity_cap)
+    p = check_parameters(LIFParameters(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation,
+                                       gate or "trace", warmup_floor, crossing), x.shape[1:])
     check_ablation(ablation, reset, warmup)
-    floor = check_bool(warmup_floor, "warmup_floor")
-    check_choice(crossing, "crossing", CROSSINGS)
-    return _op.lif(x, tm, ts, th, reset, gate is not None, output == "psc", impl, width, cap, ablation,
-                   gate or "trace", floor, crossing)
+    return _op.lif(x, p, gate is not None, output == "psc", impl)
 
 
 class _TraceGradFunction(torch.autograd.Function):
@@ -141,15 +130,11 @@ class _TraceGradFunction(torch.autograd.Function):
         u, du, o = ctx.saved_tensors
         g_spike, g_mem = grads[0], (grads[1] if len(grads) > 1 else None)
         grad_x = None
-        if g_spike is not None:
+        if g_mem is not None:  # a loss on the membrane: the step kernels take its term, the sequence kernels do not
+            grad_x = _impl.call_untraced(impl, u, lambda i: _impl.backward_by_steps(i, g_spike, u, du, o, k, warmup,
+                                                                                     g_mem))
+        elif g_spike is not None:
             grad_x = _op.trace_backward(g_spike.contiguous(), u, du, o, k, warmup, impl)
-        if g_mem is not None:
-            # The recursion is linear in (dL/do, dL/dmem): the membrane part runs the same rule with G = 0
-            # and the membrane loss as its extra term (the fused kernels take no extra term).
-            s = _reference.spike_trace(o, k.inv_tau_s, u.dtype)
-            g = _reference.backward_sequence(torch.zeros_like(u), _reference.ForwardTrace(o, u, du, s), k, warmup,
-                                             False, extra=g_mem.to(u.dtype))
-            grad_x = g if grad_x is None else grad_x + g
         if grad_x is not None:
             check_gradient_finite(grad_x, u)
         return (None if grad_x is None else grad_x * input_scale), None, None, None, None, None, None, None, None
@@ -249,7 +234,7 @@ def spikes_with_host_grad(
     if not (torch.is_grad_enabled() and x.requires_grad):
         return host.spikes if host.spikes.dtype == x.dtype else host.spikes.to(x.dtype)
     dtype = compute_dtype(x.dtype)
-    if host.h.dtype != dtype or not _op._plain_eager(x):
+    if host.h.dtype != dtype or not _impl.plain_eager(x):
         u, du, o = _reference.host_trace(host, dtype)
         return spikes_with_tssl_grad(x, u, du, o, k, warmup=warmup, input_scale=input_scale, impl=impl)
     return _HostTraceGradFunction.apply(x, host.h.detach(), host.v0.detach(), host.v_seq.detach(),

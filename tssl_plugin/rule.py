@@ -142,10 +142,12 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from ._types import Param, Warmup
-from ._validation import as_param, check_bool, check_choice, check_sensitivity_cap, check_warmup_width
+from ._validation import (as_param, check_bool, check_choice, check_param, check_sensitivity_cap,
+                          check_warmup_width)
 
 #: reset rules, the paper's (``"zero"``) first.
 RESETS = ("zero", "subtract", "subtract_after_leak", "none")
@@ -187,6 +189,44 @@ class LIFConstants(NamedTuple):
     warmup_gate: str = "trace"  # "trace" or "silent" (adds the surrogate at the other silent steps); never "auto"
     warmup_floor: bool = True  # the reference's clamp at 8 (a floor sigma'(8)/w far below threshold); False: none
     crossing: str = "step"  # one of CROSSINGS: c = min(1/du, cap), or times the interpolated crossing's fraction
+
+
+class LIFParameters(NamedTuple):
+    """A layer's parameters as the user gives them: the one object that travels from :func:`tssl_lif
+    <tssl_plugin.functional.tssl_lif>` through the registered operator (:mod:`tssl_plugin._impl._op` derives its
+    schema from these fields) to every implementation, which turns it into :class:`LIFConstants`
+    (:meth:`constants`) and the kernels' parameter table (``tssl_plugin._impl._params``). Defaults are the
+    reference's. Each field's check: :func:`check_parameters`; the bounds of the neuron parameters:
+    ``tssl_plugin._validation.PARAM_BOUNDS``."""
+
+    tau_m: Param = 5.0  # membrane time constant, > 1 (inf: no leak); number or per-neuron tensor
+    tau_s: Param = 3.0  # synaptic (PSC) time constant, >= 1
+    threshold: Param = 1.0  # firing threshold, > 0
+    reset: str = "zero"  # one of RESETS
+    warmup_width: float = WARMUP_WIDTH  # w of the warm-up surrogate sigma'((u - theta)/w)/w, > 0
+    sensitivity_cap: float = SENSITIVITY_CAP  # cap of c = min(1/du, cap), > 0
+    ablation: str = "none"  # one of ABLATIONS
+    warmup_gate: str = "trace"  # one of WARMUP_GATES
+    warmup_floor: bool = True  # the reference's clamp of the warm-up sigmoid at 8 widths
+    crossing: str = "step"  # one of CROSSINGS
+
+    def constants(self, like: Tensor) -> LIFConstants:
+        """The recursion constants for input ``like`` (:func:`lif_constants`; tensor values checked here)."""
+        return lif_constants(like, *self)
+
+
+def check_parameters(p: LIFParameters, neuron_shape: torch.Size) -> LIFParameters:
+    """Every field of ``p`` checked without reading a tensor (a one-line error naming the field); numbers are
+    returned as floats. Tensors' values are checked where they are read (:func:`lif_constants`, the packed table)."""
+    check_choice(p.reset, "reset", RESETS)
+    check_ablation(p.ablation, p.reset, None)
+    check_choice(p.warmup_gate, "warmup_gate", WARMUP_GATES)
+    check_choice(p.crossing, "crossing", CROSSINGS)
+    return p._replace(
+        tau_m=check_param(p.tau_m, "tau_m", neuron_shape), tau_s=check_param(p.tau_s, "tau_s", neuron_shape),
+        threshold=check_param(p.threshold, "threshold", neuron_shape),
+        warmup_width=check_warmup_width(p.warmup_width), sensitivity_cap=check_sensitivity_cap(p.sensitivity_cap),
+        warmup_floor=check_bool(p.warmup_floor, "warmup_floor"))
 
 
 def warmup_bound(k: LIFConstants) -> float:
@@ -292,23 +332,16 @@ def lif_constants(
     the threshold (:data:`WARMUP_BOUND`); ``crossing`` (:data:`CROSSINGS`) what the spike-time sensitivity ``c``
     measures.
     """
-    check_choice(reset, "reset", RESETS)
-    check_bool(warmup_floor, "warmup_floor")
-    check_choice(crossing, "crossing", CROSSINGS)
-    check_ablation(ablation, reset, None)
-    check_choice(warmup_gate, "warmup_gate", WARMUP_GATES)
-    width = check_warmup_width(warmup_width)
-    cap = check_sensitivity_cap(sensitivity_cap)
     shape = x.shape[1:]
-    tm = as_param(tau_m, "tau_m", shape, x)
-    ts = as_param(tau_s, "tau_s", shape, x)
-    th = as_param(threshold, "threshold", shape, x)
-    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), reset, width, cap, ablation,
-                        resolve_gate(warmup_gate, 1.0 / tm), warmup_floor, crossing)
+    p = check_parameters(LIFParameters(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation,
+                                       warmup_gate, warmup_floor, crossing), shape)
+    tm, ts, th = (as_param(getattr(p, name), name, shape, x) for name in ("tau_m", "tau_s", "threshold"))
+    return LIFConstants(1.0 / tm, 1.0 / ts, th, warmup_level(ts), p.reset, p.warmup_width, p.sensitivity_cap,
+                        p.ablation, resolve_gate(p.warmup_gate, 1.0 / tm), p.warmup_floor, p.crossing)
 
 
 __all__ = [
     "Param", "Warmup", "RESETS", "OUTPUTS", "SENSITIVITY_CAP", "WARMUP_WIDTH", "WARMUP_BOUND", "WARMUP_BOUND_NO_FLOOR",
     "warmup_bound", "WARMUP_LEVEL_DIVISOR", "CROSSINGS", "WARMUP_GATES",
-    "ABLATIONS", "LIFConstants", "warmup_level", "check_warmup", "warmup_gate", "resolve_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
+    "ABLATIONS", "LIFConstants", "LIFParameters", "check_parameters", "warmup_level", "check_warmup", "warmup_gate", "resolve_gate", "ablation_gains", "check_ablation", "subtracted_next", "lif_constants",
 ]

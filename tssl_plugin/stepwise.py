@@ -33,9 +33,8 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union
 import torch
 from torch import Tensor
 
-from ._impl import Implementation, _ReferenceImpl, call
+from ._impl import Implementation, call_untraced
 from ._impl.reference import DELAYED_RESETS, Increment, delayed_base
-from ._impl._op import _plain_eager
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
 
@@ -63,11 +62,8 @@ R = TypeVar("R")
 def _run(like: Tensor, run: Callable[[Implementation], R]) -> R:
     """``run(impl)`` (``impl.step_forward`` or ``impl.step_backward``, see :mod:`tssl_plugin._impl`) with the
     implementation ``impl="auto"`` picks for ``like``'s device and dtype: one fused kernel (C on the CPU, Triton
-    on CUDA). While anything traces (``torch.compile``), or a backward builds a graph of its own
-    (``create_graph=True``), the reference's PyTorch operations, which the compiler fuses itself."""
-    if _plain_eager(like) and not torch.is_grad_enabled():
-        return call("auto", like, run)
-    return run(_ReferenceImpl)
+    on CUDA); the reference's operations while anything traces (:func:`~tssl_plugin._impl.call_untraced`)."""
+    return call_untraced("auto", like, run)
 
 
 def next_state(state: StepState, o: Tensor, inv_tau_s: Param) -> StepState:

@@ -4,11 +4,8 @@
 ``tssl_lif`` runs; outputs in ``x``'s dtype, on ``x``'s device):
 
 ``forward_op(x, params, psc_output) -> a or o``
-    the layer's output for ``x: [T, ...]`` and ``params = (tau_m, tau_s,
-    threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)`` (numbers
-    already checked; tensors are
-    checked where they are read; the forward does not use the width, but the
-    packed parameter table holds it);
+    the layer's output for ``x: [T, ...]`` and the :class:`~tssl_plugin.rule.LIFParameters` ``params`` (numbers
+    already checked, :func:`~tssl_plugin.rule.check_parameters`; tensors are checked where they are read);
 ``backward_op(grad, x, params, warmup, psc_output) -> dL/dx``
     the TSSL-BP input gradient, recomputing the forward trace from ``x``
     (the op saves only ``x``);
@@ -54,9 +51,11 @@ device without a fused kernel), or when the chosen one fails at run time (a
 kernel that does not compile for this GPU), it runs ``reference`` and warns
 once, with the reason. :func:`last_used` tells which implementation ran.
 
-Not dispatched: the backward of a loss placed on the membrane (``spikes_with_tssl_grad`` with ``mem``)
-always runs the reference's loop, because it needs the rule's extra term (the membrane loss added to
-each step's carry), which the fused sequence kernels do not take.
+A loss placed on the membrane (``spikes_with_tssl_grad`` with ``mem``) adds a term to each step's carry,
+which the fused whole-sequence kernels do not take and the step kernels do: its backward,
+:func:`backward_by_steps`, runs ``step_forward`` and ``step_backward`` of the dispatched implementation
+step by step. :func:`call_untraced` is the dispatch of code that runs a kernel per step: the reference's
+operations, which the compiler fuses, whenever anything traces.
 """
 from __future__ import annotations
 
@@ -69,7 +68,7 @@ from torch import Tensor
 
 from .._types import compute_dtype
 from .._validation import check_choice, check_finite
-from ..rule import LIFConstants, lif_constants
+from ..rule import LIFConstants, LIFParameters
 from . import reference as _ref
 
 #: Triton's interpreter runs its kernels on CPU tensors; triton reads this variable when it is first imported.
@@ -83,9 +82,9 @@ class Implementation(Protocol):
 
     def available(self, x: Tensor) -> bool: ...
 
-    def forward_op(self, x: Tensor, params: Tuple[Any, ...], psc_output: bool) -> Tensor: ...
+    def forward_op(self, x: Tensor, params: LIFParameters, psc_output: bool) -> Tensor: ...
 
-    def backward_op(self, grad: Tensor, x: Tensor, params: Tuple[Any, ...], warmup: bool,
+    def backward_op(self, grad: Tensor, x: Tensor, params: LIFParameters, warmup: bool,
                     psc_output: bool) -> Tensor: ...
 
     def backward_from_trace(self, grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstants,
@@ -118,11 +117,9 @@ class _ReferenceImpl:
         return True
 
     @staticmethod
-    def _constants(x: Tensor, params) -> Tuple[Tensor, LIFConstants]:
+    def _constants(x: Tensor, params: LIFParameters) -> Tuple[Tensor, LIFConstants]:
         xc = x.to(compute_dtype(x.dtype))
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
-        return xc, lif_constants(xc, tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation,
-                                 warmup_gate, floor, crossing)
+        return xc, params.constants(xc)
 
     @staticmethod
     def forward_op(x: Tensor, params, psc_output: bool) -> Tensor:
@@ -312,6 +309,52 @@ def call(name: str, x: Tensor, run: Callable[[Implementation], R]) -> R:
     return out
 
 
+def plain_eager(x: Tensor) -> bool:
+    """True when nothing traces this call: a plain tensor, no compiler, no mode, no functorch transform."""
+    return (
+        type(x) is Tensor
+        and not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    )
+
+
+def call_untraced(name: str, like: Tensor, run: Callable[[Implementation], R]) -> R:
+    """:func:`call` when nothing traces (:func:`plain_eager`) and no backward builds a graph of its own
+    (``create_graph=True``); otherwise ``run`` on the reference, whose PyTorch operations the compiler traces and
+    fuses (a fused kernel is opaque to it)."""
+    if plain_eager(like) and not torch.is_grad_enabled():
+        return call(name, like, run)
+    return run(_ReferenceImpl)
+
+
+def backward_by_steps(impl: Implementation, grad: Optional[Tensor], u: Tensor, du: Tensor, o: Tensor,
+                      k: LIFConstants, warmup: bool, extra: Tensor) -> Tensor:
+    """``backward_from_trace`` with a loss on the membrane as well, ``extra[t] = dL/du[t]``, added to ``delta[t]``
+    before it is carried back (:func:`~tssl_plugin._impl.reference.carry_step`); ``grad`` (``dL/do``) may be None.
+
+    The fused whole-sequence kernels take no such term and the step kernels do, so this runs ``impl``'s
+    ``step_forward`` over the spikes (the trace's flags) and then its ``step_backward`` from the last step to the
+    first: one fused pass per step in the fused implementations, the step-wise node's arithmetic exactly.
+    Returns ``dL/dx`` in ``u``'s dtype.
+    """
+    dt = u.dtype
+    s = torch.zeros_like(u[0])
+    flags = []
+    for t in range(u.shape[0]):
+        _, s, f = impl.step_forward(o[t], s, k.inv_tau_s, k.warmup_level, None)
+        flags.append(f)
+    grad = None if grad is None else grad.to(dt)
+    extra = extra.to(dt)
+    grad_x = torch.empty_like(u)
+    h: Optional[Tensor] = None
+    for t in range(u.shape[0] - 1, -1, -1):
+        grad_x[t], h, _ = impl.step_backward(None if grad is None else grad[t], h, u[t], du[t], flags[t], k,
+                                             warmup, extra[t], 1.0)
+    return grad_x
+
+
 def last_used(device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Optional[str]:
     """Name of the implementation that ran the last op call for inputs of this device type and dtype."""
     return _STATE.last_used.get((torch.device(device).type, dtype))
@@ -323,4 +366,4 @@ def _reset_for_tests() -> None:
 
 
 __all__ = ["LIFConstants", "Implementation", "Backend", "BACKENDS", "names", "check_impl", "select", "call",
-           "last_used"]
+           "call_untraced", "plain_eager", "backward_by_steps", "last_used"]

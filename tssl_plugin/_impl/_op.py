@@ -1,32 +1,25 @@
 """``tssl_lif`` as a registered PyTorch operator, and the eager path that runs the same code with less overhead.
 
-Two operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``):
+Three operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``). Their schemas do not name the
+rule's parameters: a parameter object travels as three arguments, its fields in declaration order by their type
+(:func:`encode`, :func:`decode`): ``tensors`` (``Tensor?[]``, one per tensor-or-number field, None where a number
+is given), ``numbers`` (``float[]``, one per number, bool or tensor-or-number field: 0.0 where a tensor is given,
+1.0/0.0 for True/False) and ``choices`` (``str``: the string fields joined by commas; custom operators take no
+``str[]``). A new field of
+:class:`~tssl_plugin.rule.LIFParameters` or :class:`~tssl_plugin.rule.LIFConstants` therefore changes no schema here.
 
-``torch.ops.tssl_plugin.lif(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True,
-crossing="step") -> Tensor``
-    the layer's output (PSC or spikes) in ``x``'s dtype, contiguous;
-``torch.ops.tssl_plugin.lif_backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output,
-impl, warmup_width=0.2, sensitivity_cap=8, ablation="none", warmup_gate="trace", warmup_floor=True,
-crossing="step")``
+``torch.ops.tssl_plugin.lif(x, tensors, numbers, choices, warmup, psc_output, impl) -> Tensor``
+    the layer's output (PSC or spikes) in ``x``'s dtype, contiguous, for the
+    :class:`~tssl_plugin.rule.LIFParameters` the lists encode;
+``torch.ops.tssl_plugin.lif_backward(grad, x, tensors, numbers, choices, warmup, psc_output, impl)``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
-``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars,
-reset, warmup, impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace",
-warmup_floor=True, crossing="step")``
+``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, tensors, numbers, choices, warmup, impl)``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
-    ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype;
-    the four constants, ``warmup_width`` and ``sensitivity_cap`` are tensors or None (then ``scalars[i]``,
-    in the order ``inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap, warmup_width``: the
-    adapters' width is in units of a threshold that may be a tensor).
+    ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype, for the
+    :class:`~tssl_plugin.rule.LIFConstants` the lists encode (the adapters' constants may be tensors: a
+    warm-up width in units of a per-neuron threshold).
 
-``tau_m``, ``tau_s``, ``threshold`` are per-neuron tensors or None; where
-None, the value in ``scalars`` (``[tau_m, tau_s, threshold]``) is used.
-``warmup_width``, ``sensitivity_cap``, ``ablation``, ``warmup_gate``, ``warmup_floor`` and ``crossing`` (the warm-up
-surrogate's width, the cap of ``c``, a part of the rule switched off, ``tssl_plugin.rule.ABLATIONS``, where the
-warm-up applies, ``tssl_plugin.rule.WARMUP_GATES``, whether its sigmoid keeps the reference's floor, and what the
-spike-time sensitivity measures, ``tssl_plugin.rule.CROSSINGS``) come last, with the
-reference's rule as their defaults, so calls written before they existed keep their meaning. Both
-have fake (meta) kernels, so ``torch.compile`` traces them into one graph
+All have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
 autograd formula that calls ``lif_backward``. To the compiler the ops are
 opaque: it calls them as they are, the Triton kernels included (a whole
@@ -54,129 +47,124 @@ dispatch or function mode, functorch transforms, tensor subclasses).
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple, Type, TypeVar, get_args, get_type_hints
 
 import torch
 from torch import Tensor
 
-from . import call
-from .._types import Param
-from ..rule import SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants
+from . import call, plain_eager
+from ..rule import LIFConstants, LIFParameters
+
+P = TypeVar("P", bound=NamedTuple)
+#: a parameter object as the operators take it: ``(tensors, numbers, choices)``.
+Encoded = Tuple[List[Optional[Tensor]], List[float], str]
 
 
-def _split(values: Sequence[Param]) -> Tuple[List[Optional[Tensor]], List[float]]:
-    """Tensor-or-number parameters as the operators take them: the tensors (None where a number is given)
-    and the numbers (0.0 where a tensor is given)."""
-    tensors = [v if isinstance(v, Tensor) else None for v in values]
-    scalars = [0.0 if isinstance(v, Tensor) else float(v) for v in values]
-    return tensors, scalars
+def _field_kinds(cls: type) -> Tuple[Tuple[str, str], ...]:
+    """``(field, kind)`` for each field of the NamedTuple ``cls``, in order; kind ``"param"`` (a number or a
+    tensor), ``"flag"`` (bool), ``"number"`` (float) or ``"choice"`` (str), from the field's type annotation."""
+    kinds = []
+    for name, hint in get_type_hints(cls).items():
+        if Tensor in get_args(hint):
+            kinds.append((name, "param"))
+        elif hint in (str, bool, float):
+            kinds.append((name, {str: "choice", bool: "flag", float: "number"}[hint]))
+        else:
+            raise TypeError(f"{cls.__name__}.{name}: the operators take no {hint} field")
+    return tuple(kinds)
 
 
-def _join(tensors: Sequence[Optional[Tensor]], scalars: Sequence[float]) -> Tuple[Param, ...]:
-    """The inverse of :func:`_split`: each tensor, or its number where the tensor is None."""
-    return tuple(t if t is not None else float(v) for t, v in zip(tensors, scalars))
+#: the parameter objects the operators take, and their fields' kinds (read while ``torch.compile`` traces).
+_KINDS = {cls: _field_kinds(cls) for cls in (LIFParameters, LIFConstants)}
 
 
-def _params(tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-            scalars: List[float], reset: str, warmup_width: float,
-            sensitivity_cap: float, ablation: str, warmup_gate: str,
-            warmup_floor: bool, crossing: str) -> Tuple[Any, Any, Any, str, float, float, str, str, bool, str]:
-    """``(tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor,
-    crossing)``,
-    what the implementations' op entry points take."""
-    return (*_join((tau_m, tau_s, threshold), scalars), reset, float(warmup_width), float(sensitivity_cap),
-            ablation, warmup_gate, bool(warmup_floor), crossing)
+def encode(p: NamedTuple) -> Encoded:
+    """A parameter object (:class:`~tssl_plugin.rule.LIFParameters`, :class:`~tssl_plugin.rule.LIFConstants`) as the
+    operators' three arguments ``(tensors, numbers, choices)`` (module docstring)."""
+    tensors: List[Optional[Tensor]] = []
+    numbers: List[float] = []
+    choices: List[str] = []
+    for name, kind in _KINDS[type(p)]:
+        value = getattr(p, name)
+        if kind == "choice":
+            choices.append(value)
+            continue
+        if kind == "param":
+            tensors.append(value if isinstance(value, Tensor) else None)
+        numbers.append(0.0 if isinstance(value, Tensor) else float(value))
+    return tensors, numbers, ",".join(choices)
 
 
-def _forward(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-             scalars: List[float], reset: str, psc_output: bool, impl: str, warmup_width: float,
-             sensitivity_cap: float, ablation: str, warmup_gate: str, warmup_floor: bool,
-             crossing: str) -> Tensor:
-    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                     warmup_floor, crossing)
-    return call(impl, x, lambda i: i.forward_op(x, params, psc_output))
+def decode(cls: Type[P], tensors: List[Optional[Tensor]], numbers: List[float], choices: str) -> P:
+    """The inverse of :func:`encode`: the ``cls`` object the operators' three arguments hold."""
+    it_t, it_n, it_c = iter(tensors), iter(numbers), iter(choices.split(",") if choices else ())
+    values = {}
+    for name, kind in _KINDS[cls]:
+        if kind == "choice":
+            values[name] = next(it_c)
+            continue
+        tensor = next(it_t) if kind == "param" else None
+        number = next(it_n)
+        values[name] = tensor if tensor is not None else (bool(number) if kind == "flag" else number)
+    return cls(**values)
 
 
-def _backward(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
-              threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-              impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str,
-              warmup_floor: bool, crossing: str) -> Tensor:
-    params = _params(tau_m, tau_s, threshold, scalars, reset, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                     warmup_floor, crossing)
-    return call(impl, x, lambda i: i.backward_op(grad, x, params, warmup, psc_output))
+def _forward(x: Tensor, p: LIFParameters, psc_output: bool, impl: str) -> Tensor:
+    return call(impl, x, lambda i: i.forward_op(x, p, psc_output))
+
+
+def _backward(grad: Tensor, x: Tensor, p: LIFParameters, warmup: bool, psc_output: bool, impl: str) -> Tensor:
+    return call(impl, x, lambda i: i.backward_op(grad, x, p, warmup, psc_output))
 
 
 @torch.library.custom_op("tssl_plugin::lif", mutates_args=())
-def lif_op(x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor], threshold: Optional[Tensor],
-           scalars: List[float], reset: str, warmup: bool, psc_output: bool, impl: str,
-           warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-           ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True,
-           crossing: str = "step") -> Tensor:
+def lif_op(x: Tensor, tensors: List[Optional[Tensor]], numbers: List[float], choices: str, warmup: bool,
+           psc_output: bool, impl: str) -> Tensor:
     """TSSL-BP LIF layer over a whole sequence (see ``tssl_plugin.functional.tssl_lif``)."""
-    return _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                    ablation, warmup_gate, warmup_floor, crossing)
+    return _forward(x, decode(LIFParameters, tensors, numbers, choices), psc_output, impl)
 
 
 @lif_op.register_fake
-def _lif_fake(x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width=WARMUP_WIDTH,
-              sensitivity_cap=SENSITIVITY_CAP, ablation="none", warmup_gate="trace", warmup_floor=True,
-              crossing="step"):
+def _lif_fake(x, tensors, numbers, choices, warmup, psc_output, impl):
     return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("tssl_plugin::lif_backward", mutates_args=())
-def lif_backward_op(grad: Tensor, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
-                    threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool,
-                    psc_output: bool, impl: str, warmup_width: float = WARMUP_WIDTH,
-                    sensitivity_cap: float = SENSITIVITY_CAP, ablation: str = "none",
-                    warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step") -> Tensor:
+def lif_backward_op(grad: Tensor, x: Tensor, tensors: List[Optional[Tensor]], numbers: List[float],
+                    choices: str, warmup: bool, psc_output: bool, impl: str) -> Tensor:
     """dL/dx of ``tssl_plugin::lif`` by the TSSL-BP rule, from ``x`` and the upstream gradient."""
-    return _backward(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl, warmup_width,
-                     sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
+    return _backward(grad, x, decode(LIFParameters, tensors, numbers, choices), warmup, psc_output, impl)
 
 
 @lif_backward_op.register_fake
-def _lif_backward_fake(grad, x, tau_m, tau_s, threshold, scalars, reset, warmup, psc_output, impl,
-                       warmup_width=WARMUP_WIDTH, sensitivity_cap=SENSITIVITY_CAP, ablation="none",
-                       warmup_gate="trace", warmup_floor=True, crossing="step"):
+def _lif_backward_fake(grad, x, tensors, numbers, choices, warmup, psc_output, impl):
     return x.new_empty(x.shape)
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tensor) -> None:
-    x, tau_m, tau_s, threshold, *config = inputs
-    ctx.save_for_backward(x, tau_m, tau_s, threshold)
-    ctx.config = tuple(config)  # (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-    # warmup_gate, warmup_floor, crossing)
+    x, tensors, *config = inputs
+    ctx.save_for_backward(x, *tensors)
+    ctx.config = tuple(config)  # (numbers, choices, warmup, psc_output, impl)
 
 
 def _grad_formula(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
-    x, tau_m, tau_s, threshold = ctx.saved_tensors
-    grad_x = lif_backward_op(grad, x, tau_m, tau_s, threshold, *ctx.config)
-    return (grad_x,) + (None,) * (3 + len(ctx.config))
+    x, *tensors = ctx.saved_tensors
+    return (lif_backward_op(grad, x, tensors, *ctx.config),) + (None,) * (1 + len(ctx.config))
 
 
 lif_op.register_autograd(_grad_formula, setup_context=_setup_context)
 
 
 @torch.library.custom_op("tssl_plugin::trace_backward", mutates_args=())
-def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, inv_tau_m: Optional[Tensor],
-                      inv_tau_s: Optional[Tensor], threshold: Optional[Tensor], warmup_level: Optional[Tensor],
-                      scalars: List[float], reset: str, warmup: bool, impl: str, warmup_width: Optional[Tensor],
-                      sensitivity_cap: Optional[Tensor] = None, ablation: str = "none",
-                      warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step") -> Tensor:
+def trace_backward_op(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, tensors: List[Optional[Tensor]],
+                      numbers: List[float], choices: str, warmup: bool, impl: str) -> Tensor:
     """dL/dx by the TSSL-BP rule from a forward trace ``(u, du, o)`` computed elsewhere."""
-    inv_tau_m, inv_tau_s, threshold, warmup_level, cap, width = _join(
-        (inv_tau_m, inv_tau_s, threshold, warmup_level, sensitivity_cap, warmup_width), scalars)
-    k = LIFConstants(inv_tau_m=inv_tau_m, inv_tau_s=inv_tau_s, threshold=threshold, warmup_level=warmup_level,
-                     reset=reset, warmup_width=width, sensitivity_cap=cap, ablation=ablation,
-                     warmup_gate=warmup_gate, warmup_floor=warmup_floor, crossing=crossing)
+    k = decode(LIFConstants, tensors, numbers, choices)
     return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup)).to(grad.dtype).contiguous()
 
 
 @trace_backward_op.register_fake
-def _trace_backward_fake(grad, u, du, o, inv_tau_m, inv_tau_s, threshold, warmup_level, scalars, reset, warmup,
-                         impl, warmup_width, sensitivity_cap=None, ablation="none", warmup_gate="trace",
-                         warmup_floor=True, crossing="step"):
+def _trace_backward_fake(grad, u, du, o, tensors, numbers, choices, warmup, impl):
     return u.new_empty(u.shape, dtype=grad.dtype)
 
 
@@ -184,58 +172,30 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
                    impl: str) -> Tensor:
     """``backward_from_trace`` of the implementation ``impl`` selects; through the registered operator
     whenever anything traces (so a compiled backward holds one opaque node, not a graph break)."""
-    if _plain_eager(u):
+    if plain_eager(u):
         return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup))
-    tensors, scalars = _split((k.inv_tau_m, k.inv_tau_s, k.threshold, k.warmup_level, k.sensitivity_cap,
-                               k.warmup_width))
-    return trace_backward_op(grad, u, du, o, *tensors[:4], scalars, k.reset, warmup, impl, tensors[5],
-                             tensors[4], k.ablation, k.warmup_gate, k.warmup_floor, k.crossing)
+    return trace_backward_op(grad, u, du, o, *encode(k), warmup, impl)
 
 
 class _EagerLif(torch.autograd.Function):
     """The same forward and backward as the registered op, without the dispatcher (eager mode only)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, tau_m: Optional[Tensor], tau_s: Optional[Tensor],
-                threshold: Optional[Tensor], scalars: List[float], reset: str, warmup: bool, psc_output: bool,
-                impl: str, warmup_width: float, sensitivity_cap: float, ablation: str, warmup_gate: str,
-                warmup_floor: bool, crossing: str) -> Tensor:
-        out = _forward(x, tau_m, tau_s, threshold, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap,
-                       ablation, warmup_gate, warmup_floor, crossing)
-        ctx.save_for_backward(x, tau_m, tau_s, threshold)
-        ctx.config = (scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation, warmup_gate,
-                      warmup_floor, crossing)
-        return out
+    def forward(ctx: Any, x: Tensor, p: LIFParameters, warmup: bool, psc_output: bool, impl: str) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.config = (p, warmup, psc_output, impl)
+        return _forward(x, p, psc_output, impl)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
-        x, tau_m, tau_s, threshold = ctx.saved_tensors
-        grad_x = _backward(grad, x, tau_m, tau_s, threshold, *ctx.config)
-        return (grad_x,) + (None,) * (3 + len(ctx.config))
+        (x,) = ctx.saved_tensors
+        return (_backward(grad, x, *ctx.config),) + (None,) * 4
 
 
-def _plain_eager(x: Tensor) -> bool:
-    """True when nothing traces this call: a plain tensor, no compiler, no mode, no functorch transform."""
-    return (
-        type(x) is Tensor
-        and not torch.compiler.is_compiling()
-        and torch._C._len_torch_dispatch_stack() == 0
-        and not torch._C._is_torch_function_mode_enabled()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
-    )
-
-
-def lif(x: Tensor, tau_m: Param, tau_s: Param, threshold: Param, reset: str, warmup: bool, psc_output: bool,
-        impl: str, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-        ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True,
-        crossing: str = "step") -> Tensor:
-    """Run the op on statically checked arguments (numbers or tensors for the parameters)."""
-    tensors, scalars = _split((tau_m, tau_s, threshold))
-    if _plain_eager(x):
+def lif(x: Tensor, p: LIFParameters, warmup: bool, psc_output: bool, impl: str) -> Tensor:
+    """Run the op on statically checked parameters (:func:`tssl_plugin.rule.check_parameters`)."""
+    if plain_eager(x):
         if torch.is_grad_enabled() and x.requires_grad:
-            return _EagerLif.apply(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width,
-                                   sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
-        return _forward(x, *tensors, scalars, reset, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-                        warmup_gate, warmup_floor, crossing)
-    return lif_op(x, *tensors, scalars, reset, warmup, psc_output, impl, warmup_width, sensitivity_cap, ablation,
-                  warmup_gate, warmup_floor, crossing)
+            return _EagerLif.apply(x, p, warmup, psc_output, impl)
+        return _forward(x, p, psc_output, impl)
+    return lif_op(x, *encode(p), warmup, psc_output, impl)

@@ -31,8 +31,7 @@ from torch import Tensor
 
 from .reference import DELAYED_RESETS
 
-from ..rule import (RESETS, SENSITIVITY_CAP, WARMUP_WIDTH, LIFConstants, Param, ablation_gains, lif_constants,
-                    warmup_bound)
+from ..rule import RESETS, LIFConstants, LIFParameters, Param, ablation_gains, warmup_bound
 
 #: what each row of the table holds, in row order (``beta = 1 - inv_tau_m``).
 ROWS: Tuple[str, ...] = (
@@ -203,35 +202,29 @@ def _key_part(p: Param):
     return ("number", p)
 
 
-def param_table(
-    tau_m: Param, tau_s: Param, threshold: Param, neuron_shape: torch.Size, dtype: torch.dtype,
-    device: torch.device, warmup_width: float = WARMUP_WIDTH, sensitivity_cap: float = SENSITIVITY_CAP,
-    ablation: str = "none", warmup_gate: str = "trace", warmup_floor: bool = True, crossing: str = "step",
-) -> Tuple[Tensor, bool]:
-    """The packed table for these parameters (checked, cached; see the module docstring).
+def param_table(p: LIFParameters, neuron_shape: torch.Size, dtype: torch.dtype,
+                device: torch.device) -> Tuple[Tensor, bool]:
+    """The packed table for the parameters ``p`` (checked, cached; see the module docstring).
 
-    Numbers must already be checked (``_validation.check_param``,
-    ``check_warmup_width``); tensors are checked here when they are packed.
+    Numbers must already be checked (:func:`~tssl_plugin.rule.check_parameters`); tensors are checked here when
+    they are packed.
     """
-    params = (tau_m, tau_s, threshold, warmup_width, sensitivity_cap, ablation, warmup_gate, warmup_floor, crossing)
     try:
-        key = (tuple(_key_part(p) for p in params), tuple(neuron_shape), dtype, device)
+        key = (tuple(_key_part(v) for v in p), tuple(neuron_shape), dtype, device)
     except RuntimeError:  # inference tensors have no version counter: no caching
         key = None
     if key is not None:
         with _LOCK:
             hit = _CACHE.get(key)
-            if hit is not None and all(r is None or r() is p for r, p in zip(hit.refs, params)):
+            if hit is not None and all(r is None or r() is v for r, v in zip(hit.refs, p)):
                 _CACHE.move_to_end(key)
                 return hit.table, hit.per_neuron
     like = torch.empty((0, *neuron_shape), dtype=dtype, device=device)
-    k = lif_constants(like, tau_m, tau_s, threshold, warmup_width=warmup_width, sensitivity_cap=sensitivity_cap,
-                      ablation=ablation, warmup_gate=warmup_gate, warmup_floor=warmup_floor, crossing=crossing)
-    table, per_neuron = pack_params(k, like)
+    table, per_neuron = pack_params(p.constants(like), like)
     if key is not None:
         # an entry lives as long as its tensors: the table of a dropped tensor is freed with it
         drop = lambda _ref, key=key: _CACHE.pop(key, None)  # noqa: E731
-        refs = tuple(weakref.ref(p, drop) if isinstance(p, Tensor) else None for p in params)
+        refs = tuple(weakref.ref(v, drop) if isinstance(v, Tensor) else None for v in p)
         with _LOCK:
             _CACHE[key] = _Entry(refs, table, per_neuron)
             while len(_CACHE) > _CACHE_SIZE:

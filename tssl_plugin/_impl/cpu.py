@@ -43,7 +43,7 @@ from torch import Tensor
 from ._params import RESET_CODES, c_defines, pack_params, param_table, step_forward_rows, step_table
 from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, Param, compute_dtype
 from .._validation import raise_non_finite
-from ..rule import LIFConstants
+from ..rule import LIFConstants, LIFParameters
 from .reference import DELAYED_RESETS, HostTrace, Increment
 
 _SRC_DIR = Path(__file__).resolve().parent / "csrc"
@@ -310,24 +310,21 @@ class CpuImpl:
 
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
-    def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
+    def forward_op(x: Tensor, params: LIFParameters, psc_output: bool) -> Tensor:
         cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
-                                        sensitivity_cap, ablation, warmup_gate, floor, crossing)
+        table, per_neuron = param_table(params, xc.shape[1:], cd, xc.device)
         out = torch.empty(xc.shape, dtype=cd)
-        _forward(xc, None, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
+        _forward(xc, None, None if psc_output else out, out if psc_output else None, table, per_neuron,
+                 params.reset)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     @staticmethod
-    def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
+    def backward_op(grad: Tensor, x: Tensor, params: LIFParameters, warmup: bool, psc_output: bool) -> Tensor:
         cd = compute_dtype(x.dtype)
         xc = x.to(cd).contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], cd, xc.device, warmup_width,
-                                        sensitivity_cap, ablation, warmup_gate, floor, crossing)
-        gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, reset, warmup, psc_output)
+        table, per_neuron = param_table(params, xc.shape[1:], cd, xc.device)
+        gx = _backward(grad, xc, xc, None, None, None, table, per_neuron, params.reset, warmup, psc_output)
         return gx if gx.dtype == x.dtype else gx.to(x.dtype)
 
     # ----- the adapters' backward (constants as LIFConstants)

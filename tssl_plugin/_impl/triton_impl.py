@@ -56,7 +56,7 @@ every kernel variant is compiled for sm_80 and sm_90 in a CPU-only test.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -64,7 +64,7 @@ from torch import Tensor
 from .._optional import require
 from .._types import COMPUTE_DTYPES, FLOAT_DTYPES, compute_dtype
 from .._validation import raise_non_finite
-from ..rule import LIFConstants
+from ..rule import LIFConstants, LIFParameters
 from . import TRITON_INTERPRET
 from .reference import DELAYED_RESETS, Increment
 from ._params import RESET_CODES, ROW, pack_params, param_table, step_forward_rows, step_table
@@ -588,22 +588,19 @@ class TritonImpl:
 
     # ----- the op's entry points (parameters packed once, outputs in x's dtype)
     @staticmethod
-    def forward_op(x: Tensor, params: Sequence[Any], psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
+    def forward_op(x: Tensor, params: LIFParameters, psc_output: bool) -> Tensor:
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing)
+        table, per_neuron = param_table(params, xc.shape[1:], compute_dtype(xc.dtype), xc.device)
         out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
-        TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron, reset)
+        TritonImpl._forward(xc, None if psc_output else out, out if psc_output else None, table, per_neuron,
+                            params.reset)
         return out
 
     @staticmethod
-    def backward_op(grad: Tensor, x: Tensor, params: Sequence[Any], warmup: bool, psc_output: bool) -> Tensor:
-        tau_m, tau_s, threshold, reset, warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing = params
+    def backward_op(grad: Tensor, x: Tensor, params: LIFParameters, warmup: bool, psc_output: bool) -> Tensor:
         xc = x.contiguous()
-        table, per_neuron = param_table(tau_m, tau_s, threshold, xc.shape[1:], compute_dtype(xc.dtype), xc.device,
-                                        warmup_width, sensitivity_cap, ablation, warmup_gate, floor, crossing)
-        return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, reset, warmup, psc_output,
+        table, per_neuron = param_table(params, xc.shape[1:], compute_dtype(xc.dtype), xc.device)
+        return TritonImpl._backward(grad, xc, None, None, None, table, per_neuron, params.reset, warmup, psc_output,
                                     out_dtype=xc.dtype)
 
     # ----- the adapters' backward (constants as LIFConstants)
