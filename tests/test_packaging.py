@@ -76,3 +76,27 @@ def test_sdist_ships_no_tests_it_cannot_run(built):
     sdist, _ = built
     assert not [f for f in sdist if f.startswith("tests/")]
     assert "tssl_plugin/_impl/csrc/tssl_cpu.c" in sdist
+
+
+def test_a_missing_optional_dependency_names_its_extra():
+    from tssl_plugin._optional import require
+
+    assert require("math", "bench").sqrt(4.0) == 2.0
+    with pytest.raises(ImportError, match=r"^tssl_no_such_module is required for this feature; install it with: "
+                                          r"pip install 'tssl-plugin\[snntorch\]'$"):
+        require("tssl_no_such_module", "snntorch")
+
+
+def test_every_source_module_has_its_tests_listed():
+    """tests/README.md names, for every module of tssl_plugin/, adapters/ and benchmarks/, the test modules that
+    check it, and every test file it names exists."""
+    import re
+
+    text = (ROOT / "tests" / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([\w/]+\.py)` \| (.+) \|$", text, re.M))
+    sources = {str(p.relative_to(ROOT)) for d in ("tssl_plugin", "adapters", "benchmarks")
+               for p in (ROOT / d).rglob("*.py")}
+    assert sorted(sources - set(rows)) == [], "modules without a row in tests/README.md"
+    assert sorted(set(rows) - sources) == [], "rows of tests/README.md for modules that do not exist"
+    named = set(re.findall(r"\b(test_\w+\.py)\b", text))
+    assert named and sorted(n for n in named if not (ROOT / "tests" / n).exists()) == []
