@@ -105,6 +105,17 @@ def test_parameter_tensor_values_are_checked_again_after_an_in_place_change():
 
 
 @pytest.mark.parametrize("impl", ["reference", "cpu"])
+def test_a_parameter_tensor_changed_in_place_before_the_backward_raises(impl):
+    """The backward would read the new threshold against the old forward: autograd's in-place check says so."""
+    th = torch.full((4,), 0.8)
+    x = (torch.rand(5, 3, 4, generator=torch.Generator().manual_seed(0)) * 1.5).requires_grad_()
+    y = tssl_lif(x, threshold=th, impl=impl)
+    th.fill_(0.9)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("impl", ["reference", "cpu"])
 def test_non_finite_input_is_found_by_every_cpu_impl(impl):
     if impl == "cpu":
         from tssl_plugin._impl import cpu

@@ -10,13 +10,13 @@ is given), ``numbers`` (``float[]``, one per number, bool or tensor-or-number fi
 
 ``torch.ops.tssl_plugin.lif(x, tensors, numbers, choices, warmup, psc_output, impl) -> Tensor``
     the layer's output (PSC or spikes) in ``x``'s dtype, contiguous, for the
-    :class:`~tssl_plugin.rule.LIFParameters` the lists encode;
+    :class:`~tssl_plugin.rule.LIFParameters` the three arguments encode;
 ``torch.ops.tssl_plugin.lif_backward(grad, x, tensors, numbers, choices, warmup, psc_output, impl)``
     its input gradient, the TSSL-BP rule (the forward saves only ``x``);
 ``torch.ops.tssl_plugin.trace_backward(grad, u, du, o, tensors, numbers, choices, warmup, impl)``
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype, for the
-    :class:`~tssl_plugin.rule.LIFConstants` the lists encode (the adapters' constants may be tensors: a
+    :class:`~tssl_plugin.rule.LIFConstants` the three arguments encode (the adapters' constants may be tensors: a
     warm-up width in units of a per-neuron threshold).
 
 All have fake (meta) kernels, so ``torch.compile`` traces them into one graph
@@ -182,14 +182,17 @@ class _EagerLif(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, p: LIFParameters, warmup: bool, psc_output: bool, impl: str) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.config = (p, warmup, psc_output, impl)
+        tensors, numbers, choices = encode(p)
+        ctx.save_for_backward(x, *tensors)  # saved: a parameter tensor changed in place before the backward raises
+        ctx.config = (numbers, choices, warmup, psc_output, impl)
         return _forward(x, p, psc_output, impl)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
-        (x,) = ctx.saved_tensors
-        return (_backward(grad, x, *ctx.config),) + (None,) * 4
+        x, *tensors = ctx.saved_tensors
+        numbers, choices, warmup, psc_output, impl = ctx.config
+        p = decode(LIFParameters, tensors, numbers, choices)
+        return (_backward(grad, x, p, warmup, psc_output, impl),) + (None,) * 4
 
 
 def lif(x: Tensor, p: LIFParameters, warmup: bool, psc_output: bool, impl: str) -> Tensor:
