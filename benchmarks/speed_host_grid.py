@@ -14,8 +14,9 @@ shape, pixel values in [0, 1]):
   channels (the example's 128 by default; fewer keep a CPU run short), firing-rate MSE, SGD.
 
 For each (network, T, batch) the unconverted and the converted network (and, with ``--compile``, both
-under ``torch.compile``) are built from the same seed and timed side by side in one process (timer.py:
-interleaved rounds, median of ``--repeats``). A step is forward, the host's loss, backward and the
+under ``torch.compile``) are built from the same seed and timed side by side (interleaved rounds, median of
+``--repeats``): each in a worker process of its own (``--processes each``, the default; isolated.py), or
+all in this one (``--processes one``; timer.py), where they interact (isolated.py says how). A step is forward, the host's loss, backward and the
 optimiser's update. Ratios are to the unconverted eager step, and the converted compiled step is also
 given over the unconverted compiled one. Memory: the bytes of the tensors autograd saves for backward in
 one eager forward and loss (memory.py's ``SavedBytes``; on CUDA the allocator's peak over one step),
@@ -30,7 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NETS", "GridNet", "make_grid_step", "run_grid", "saved_bytes", "add_grid_options", "grid_main"]
+__all__ = ["NETS", "GridNet", "grid_inputs", "isolated_step", "make_grid_step", "run_grid", "saved_bytes",
+           "add_grid_options", "grid_main"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,23 @@ def make_grid_step(name: str, variant: str, x: Tensor, labels: Tensor, steps: in
     return step
 
 
+def grid_inputs(name: str, batch: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """The grid's input for network ``name``: ``batch`` random images (pixels in [0, 1]) and labels, seed 0."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, *NETS[name].image, generator=gen).to(device)
+    return x, torch.randint(0, 10, (batch,), generator=gen).to(device)
+
+
+def isolated_step(name: str, variant: str, steps: int, batch: int, args: argparse.Namespace, compiled: bool,
+                  device: str) -> Tuple[Callable[[], float], Optional[int]]:
+    """What a worker of ``--processes each`` times (isolated.py): the training step of :func:`make_grid_step`
+    on :func:`grid_inputs`, and its memory (:func:`saved_bytes`; None when compiled)."""
+    dev = torch.device(device)
+    x, labels = grid_inputs(name, batch, dev)
+    step = make_grid_step(name, variant, x, labels, steps, args, compiled)
+    return step, None if compiled else saved_bytes(step, dev)
+
+
 def saved_bytes(step: Callable[[], float], device: torch.device) -> int:
     """Memory of one step: on CPU the bytes autograd saves for backward in its forward and loss, on CUDA the
     allocator's peak over the whole step (memory.py)."""
@@ -121,6 +140,7 @@ def _csv_ints(text: str) -> List[int]:
 
 def run_grid(a: argparse.Namespace, device: torch.device = torch.device("cpu")) -> List[Dict[str, Any]]:
     """Time every point of the grid ``a`` asks for; prints one markdown row per point and returns the rows."""
+    from .isolated import time_isolated
     from .timer import time_calls
 
     nets = [n.strip() for n in a.nets.split(",") if n.strip()]
@@ -133,7 +153,8 @@ def run_grid(a: argparse.Namespace, device: torch.device = torch.device("cpu")) 
     print(f"one training step (forward + the host's loss + backward + update), float32, {device}, "
           f"{torch.get_num_threads()} threads, median of {a.repeats} after {a.untimed} untimed; "
           f"ratios to the unconverted eager step; memory: "
-          f"{'CUDA allocator peak' if device.type == 'cuda' else 'tensors saved for backward'}, converted/unconverted")
+          f"{'CUDA allocator peak' if device.type == 'cuda' else 'tensors saved for backward'}, converted/unconverted; "
+          f"{'each variant in a process of its own' if a.processes == 'each' else 'all variants in one process'}")
     head = "| network | T | batch | unconverted ms | converted | unconverted compiled | converted compiled | " \
            "compiled: converted/unconverted | memory MB unconverted | memory converted/unconverted |"
     print(head)
@@ -142,13 +163,17 @@ def run_grid(a: argparse.Namespace, device: torch.device = torch.device("cpu")) 
     for name in nets:
         for T in _csv_ints(a.grid_steps):
             for batch in _csv_ints(a.batch_sizes):
-                gen = torch.Generator().manual_seed(0)
-                x = torch.rand(batch, *NETS[name].image, generator=gen).to(device)
-                labels = torch.randint(0, 10, (batch,), generator=gen).to(device)
-                steps = {label: make_grid_step(name, v, x, labels, T, a, c) for label, v, c in variants}
-                mem = {label: saved_bytes(steps[label], device) for label, _, c in variants if not c}
-                med = {k: t.median() for k, t in
-                       time_calls(steps, repeats=a.repeats, untimed=a.untimed, device=device).items()}
+                if a.processes == "each":
+                    builds = {label: (isolated_step, (name, v, T, batch, a, c, str(device)))
+                              for label, v, c in variants}
+                    timings, info = time_isolated(builds, repeats=a.repeats, untimed=a.untimed, device=device)
+                    mem = {label: b for label, b in info.items() if b is not None}
+                else:
+                    x, labels = grid_inputs(name, batch, device)
+                    steps = {label: make_grid_step(name, v, x, labels, T, a, c) for label, v, c in variants}
+                    mem = {label: saved_bytes(steps[label], device) for label, _, c in variants if not c}
+                    timings = time_calls(steps, repeats=a.repeats, untimed=a.untimed, device=device)
+                med = {k: t.median() for k, t in timings.items()}
                 base = med["unconverted"]
                 row = {"net": name, "T": T, "batch": batch, "ms": {k: v * 1e3 for k, v in med.items()},
                        "ratio": {k: v / base for k, v in med.items()},
@@ -172,6 +197,10 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", default="32,128", help="grid: batch sizes, comma-separated")
     p.add_argument("--channels", type=int, default=128, help="grid: channels of spikingjelly-cnn (the example's 128)")
     p.add_argument("--device", default="cpu", help="grid: device to run on (cpu, cuda)")
+    p.add_argument("--processes", default="each", choices=("each", "one"),
+                   help="grid: time each variant in a process of its own, rounds interleaved (isolated.py; as a "
+                        "user trains one network), or all four in this process (faster to start, but the "
+                        "networks' states and compiled code interact)")
 
 
 def grid_main(a: argparse.Namespace) -> int:

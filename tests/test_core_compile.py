@@ -117,6 +117,29 @@ def test_trace_backward_op(impl):
         assert torch.equal(torch.ops.tssl_plugin.trace_backward(*args), eager) and eager.abs().sum() > 0
 
 
+@pytest.mark.parametrize("spikes", [torch.bool, torch.float32])
+def test_step_forward_op(spikes):
+    """The step-wise node's forward bookkeeping as an operator (what it runs under torch.compile): opcheck, and
+    the bytes of ``step_flags`` with the trace step of the eager step kernels, from bool or 0/1 spikes."""
+    from tssl_plugin._impl import _op, call
+    from tssl_plugin._impl.reference import step_flags, trace_step
+    from tssl_plugin.rule import lif_constants
+
+    gen = torch.Generator().manual_seed(3)
+    s = torch.rand(4, 6, generator=gen)
+    o = torch.rand(4, 6, generator=gen) > 0.6
+    per_neuron = lif_constants(s, 4.0, torch.tensor([2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), 1.0, "subtract")
+    for k in (lif_constants(s, 5.0, 3.0, 1.0, "zero"), per_neuron):
+        args = (o.to(spikes), s, *encode(k), torch.float32)
+        opcheck(torch.ops.tssl_plugin.step_forward.default, args)
+        spike, s_next, flags = torch.ops.tssl_plugin.step_forward(*args)
+        eager = call("auto", s, lambda i: i.step_forward(o, s, k.inv_tau_s, k.warmup_level, torch.float32))
+        assert torch.equal(spike, o.float()) and torch.equal(s_next, eager[1])
+        assert torch.equal(s_next, trace_step(s, o, k.inv_tau_s))
+        assert flags.dtype == torch.uint8 and torch.equal(flags, step_flags(o, s_next, k.warmup_level))
+        assert 1 in flags and 0 in flags
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("output", ["psc", "spike"])
 def test_registered_op_equals_eager_path(impl, output):

@@ -33,7 +33,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union
 import torch
 from torch import Tensor
 
-from ._impl import Implementation, call_untraced
+from ._impl import Implementation, _op, call_untraced
 from ._impl.reference import DELAYED_RESETS, Increment, delayed_base
 from .rule import LIFConstants, Param, check_ablation
 from ._validation import check_gradient_finite
@@ -80,8 +80,11 @@ class _StepNode(torch.autograd.Function):
     def forward(ctx: Any, x_t: Tensor, trace_in: Tensor, u: Tensor, du: Tensor, o: Tensor,
                 mem: Optional[Tensor], k: LIFConstants, warmup: bool, input_scale: Param, delayed: Optional[str]):
         ctx.set_materialize_grads(False)
-        spike, s, flags = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, k.warmup_level,
-                                                                   x_t.dtype))
+        if torch.compiler.is_compiling():
+            spike, s, flags = _op.step_forward(o, trace_in, k, x_t.dtype)
+        else:
+            spike, s, flags = _run(trace_in, lambda i: i.step_forward(o, trace_in, k.inv_tau_s, k.warmup_level,
+                                                                       x_t.dtype))
         # flags: the spikes and the warm-up's test, one byte per element; du: the increment, or (delayed not
         # None) the membrane the step started from, often the previous step's u, saved by its node already
         ctx.save_for_backward(u, du, flags)

@@ -53,6 +53,7 @@ import torch
 from torch import Tensor
 
 from . import call, plain_eager
+from . import reference as _ref
 from ..rule import LIFConstants, LIFParameters
 
 P = TypeVar("P", bound=NamedTuple)
@@ -175,6 +176,33 @@ def trace_backward(grad: Tensor, u: Tensor, du: Tensor, o: Tensor, k: LIFConstan
     if plain_eager(u):
         return call(impl, u, lambda i: i.backward_from_trace(grad, u, du, o, k, warmup))
     return trace_backward_op(grad, u, du, o, *encode(k), warmup, impl)
+
+
+@torch.library.custom_op("tssl_plugin::step_forward", mutates_args=())
+def step_forward_op(o: Tensor, s: Tensor, tensors: List[Optional[Tensor]], numbers: List[float], choices: str,
+                    spike_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+    """One step's forward bookkeeping of the step-wise node, ``step_forward`` of the ``auto`` implementation:
+    ``(spike, s_next, flags)``, the flags always :func:`~tssl_plugin._impl.reference.step_flags`' bytes. The
+    spikes ``o`` may be bool or 0/1 numbers."""
+    k = decode(LIFConstants, tensors, numbers, choices)
+    o = o if o.dtype == torch.bool else o != 0
+    spike, s_next, flags = call("auto", s, lambda i: i.step_forward(o, s, k.inv_tau_s, k.warmup_level, spike_dtype))
+    if flags.dtype != torch.uint8:  # the reference's float flags
+        flags = _ref.step_flags(o, s_next, k.warmup_level)
+    return spike.contiguous(), s_next.contiguous(), flags.contiguous()
+
+
+@step_forward_op.register_fake
+def _step_forward_fake(o, s, tensors, numbers, choices, spike_dtype):
+    return s.new_empty(s.shape, dtype=spike_dtype), s.new_empty(s.shape), s.new_empty(s.shape, dtype=torch.uint8)
+
+
+def step_forward(o: Tensor, s: Tensor, k: LIFConstants, spike_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+    """The step-wise node's forward bookkeeping under ``torch.compile``: one opaque node running the fused kernel,
+    where the reference's operations compile to slow CPU code (inductor stores the boolean masks the backward
+    needs element by element; measured in docs/performance.md). The spikes reach it as ``spike_dtype`` numbers:
+    a compiled graph writes a bool tensor many times slower than a float one."""
+    return step_forward_op(o.to(spike_dtype), s, *encode(k), spike_dtype)
 
 
 class _EagerLif(torch.autograd.Function):
