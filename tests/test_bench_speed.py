@@ -129,7 +129,7 @@ def test_host_step_grid_prints_a_row_per_point(capsys):
     from tssl_plugin.benchmarks.speed_host_grid import NETS
 
     assert cli.main(["speed", "host-step", "--grid", "--grid-steps", "2", "--batch-sizes", "2,3", "--hidden", "8",
-                     "--channels", "2", "--repeats", "1", "--untimed", "0"]) == 0
+                     "--channels", "2", "--repeats", "1", "--untimed", "0", "--processes", "one"]) == 0
     out = capsys.readouterr().out
     rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in out.splitlines()
             if ln.startswith("| ") and not ln.startswith("| network")]
@@ -155,3 +155,47 @@ def test_host_step_grid_converts_only_the_converted_variant(net):
         assert isinstance(step(), float)
         kinds[variant] = {type(m).__name__.startswith("TSSL") for m in step.net.modules()}
     assert True not in kinds["host"] and True in kinds["tssl"]
+
+
+def _pid_build(tag):
+    """A worker's build for the tests below: a call that does nothing, and the worker's process id."""
+    import os
+
+    return (lambda: None), (tag, os.getpid())
+
+
+def _failing_build():
+    raise ValueError("no network named 'nope'")
+
+
+def test_isolated_timing_runs_each_call_in_a_process_of_its_own():
+    import os
+
+    from tssl_plugin.benchmarks.isolated import time_isolated
+
+    timings, info = time_isolated({"a": (_pid_build, ("a",)), "b": (_pid_build, ("b",))}, repeats=3, untimed=1,
+                                  threads=1)
+    assert [len(t.rounds) for t in timings.values()] == [3, 3]
+    assert all(len(r) == 1 and r[0] >= 0 for t in timings.values() for r in t.rounds)
+    (ta, pa), (tb, pb) = info["a"], info["b"]
+    assert (ta, tb) == ("a", "b") and len({pa, pb, os.getpid()}) == 3
+
+
+def test_isolated_timing_names_the_call_whose_worker_failed():
+    from tssl_plugin.benchmarks.isolated import time_isolated
+
+    with pytest.raises(RuntimeError, match=r"(?s)worker timing 'broken' failed.*no network named 'nope'"):
+        time_isolated({"fine": (_pid_build, ("fine",)), "broken": (_failing_build, ())}, repeats=1)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        time_isolated({}, repeats=0)
+
+
+def test_host_step_grid_times_each_variant_in_its_own_process(capsys):
+    """--processes each (the default): the same row, from worker processes (isolated.py)."""
+    pytest.importorskip("spikingjelly")
+    assert cli.main(["speed", "host-step", "--grid", "--nets", "spikingjelly-fc", "--grid-steps", "2",
+                     "--batch-sizes", "2", "--hidden", "8", "--repeats", "1", "--untimed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "each variant in a process of its own" in out
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in out.splitlines() if ln.startswith("| spikingjelly-fc")]
+    assert len(rows) == 1 and float(rows[0][4]) > 0 and float(rows[0][9]) > 0

@@ -140,6 +140,36 @@ def test_step_forward_op(spikes):
         assert 1 in flags and 0 in flags
 
 
+@pytest.mark.parametrize("delayed", [None, "subtract", "zero"])
+def test_step_backward_op(delayed):
+    """One step of the step-wise node's backward as an operator (what it runs under torch.compile): opcheck, and
+    the eager step kernel's numbers, with and without the carried error, a membrane loss and a tensor scale."""
+    from tssl_plugin._impl import _op, call
+    from tssl_plugin._impl.reference import Increment, step_flags
+    from tssl_plugin.rule import lif_constants
+
+    gen = torch.Generator().manual_seed(4)
+    u = torch.rand(4, 6, generator=gen, dtype=torch.float64) * 1.5
+    du = torch.rand(4, 6, generator=gen, dtype=torch.float64) if delayed is None else u.flip(0)
+    o = u > 1.0
+    flags = step_flags(o, torch.rand(4, 6, generator=gen, dtype=torch.float64), 0.3)
+    G, h, extra = (torch.randn(4, 6, generator=gen, dtype=torch.float64) for _ in range(3))
+    per_neuron = lif_constants(u, torch.tensor([3.0, 5.0, 4.0, 7.0, 2.0, 6.0]), 2.0, 1.0, "subtract")
+    for k in (lif_constants(u, 5.0, 3.0, 1.0, "zero"), per_neuron):
+        for g, carried, mem_loss, scale in ((G, h, None, 1.0), (None, None, extra, 0.5),
+                                            (G, h, extra, torch.tensor(0.25, dtype=torch.float64))):
+            args = (g, carried, u, du, flags, *encode(k), True, mem_loss,
+                    scale if isinstance(scale, torch.Tensor) else None,
+                    0.0 if isinstance(scale, torch.Tensor) else scale, delayed or "")
+            opcheck(torch.ops.tssl_plugin.step_backward.default, args)
+            got = torch.ops.tssl_plugin.step_backward(*args)
+            inc = du if delayed is None else Increment(du, delayed)
+            want = call("auto", u, lambda i: i.step_backward(g, carried, u, inc, flags, k, True, mem_loss, scale))
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[0].abs().sum() > 0
+            assert all(torch.equal(a, b) for a, b in zip(got, _op.step_backward(g, carried, u, du, flags, k, True,
+                                                                                 mem_loss, scale, delayed)))
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("output", ["psc", "spike"])
 def test_registered_op_equals_eager_path(impl, output):

@@ -95,6 +95,9 @@ class _StepNode(torch.autograd.Function):
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
         u, du, flags = ctx.saved_tensors
         k, warmup, input_scale, delayed = ctx.meta
+        if torch.compiler.is_compiling() and flags.dtype == torch.uint8:
+            grad_x, delta = _op.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem, input_scale, delayed)
+            return grad_x, delta, None, None, None, None, None, None, None, None
         if delayed is not None:
             du = Increment(du, delayed)
         grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem,

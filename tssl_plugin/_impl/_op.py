@@ -1,6 +1,6 @@
 """``tssl_lif`` as a registered PyTorch operator, and the eager path that runs the same code with less overhead.
 
-Three operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``). Their schemas do not name the
+Five operators in the ``tssl_plugin`` namespace (``torch.library.custom_op``). Their schemas do not name the
 rule's parameters: a parameter object travels as three arguments, its fields in declaration order by their type
 (:func:`encode`, :func:`decode`): ``tensors`` (``Tensor?[]``, one per tensor-or-number field, None where a number
 is given), ``numbers`` (``float[]``, one per number, bool or tensor-or-number field: 0.0 where a tensor is given,
@@ -17,7 +17,13 @@ is given), ``numbers`` (``float[]``, one per number, bool or tensor-or-number fi
     the same rule on a forward trace computed elsewhere (the adapters' backward,
     ``tssl_plugin.functional.spikes_with_tssl_grad``), in ``grad``'s dtype, for the
     :class:`~tssl_plugin.rule.LIFConstants` the three arguments encode (the adapters' constants may be tensors: a
-    warm-up width in units of a per-neuron threshold).
+    warm-up width in units of a per-neuron threshold);
+``torch.ops.tssl_plugin.step_forward(o, s, tensors, numbers, choices, spike_dtype) -> (spike, s_next, flags)``
+    one step's forward bookkeeping of the step-wise node (:mod:`tssl_plugin.stepwise`), what it runs under
+    ``torch.compile``: the fused step kernel, the flags as bytes, for the encoded constants;
+``torch.ops.tssl_plugin.step_backward(G, h, u, du, flags, tensors, numbers, choices, warmup, extra, scale_tensor,
+scale, delayed) -> (grad_x, delta)``
+    one step of its backward under ``torch.compile``, the fused step kernel.
 
 All have fake (meta) kernels, so ``torch.compile`` traces them into one graph
 without a break and ``torch.export`` keeps them as nodes; ``lif`` has an
@@ -203,6 +209,36 @@ def step_forward(o: Tensor, s: Tensor, k: LIFConstants, spike_dtype: torch.dtype
     needs element by element; measured in docs/performance.md). The spikes reach it as ``spike_dtype`` numbers:
     a compiled graph writes a bool tensor many times slower than a float one."""
     return step_forward_op(o.to(spike_dtype), s, *encode(k), spike_dtype)
+
+
+@torch.library.custom_op("tssl_plugin::step_backward", mutates_args=())
+def step_backward_op(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor,
+                     tensors: List[Optional[Tensor]], numbers: List[float], choices: str, warmup: bool,
+                     extra: Optional[Tensor], scale_tensor: Optional[Tensor], scale: float,
+                     delayed: str) -> Tuple[Tensor, Tensor]:
+    """One step of the step-wise node's backward, ``step_backward`` of the ``auto`` implementation:
+    ``(grad_x, delta)``; ``du`` is the membrane the step started from when ``delayed`` names a delayed reset
+    (an :class:`~tssl_plugin._impl.reference.Increment`), the scale ``scale_tensor`` if given, else ``scale``."""
+    k = decode(LIFConstants, tensors, numbers, choices)
+    inc = _ref.Increment(du, delayed) if delayed else du
+    factor = scale if scale_tensor is None else scale_tensor
+    grad_x, delta, _ = call("auto", u, lambda i: i.step_backward(G, h, u, inc, flags, k, warmup, extra, factor))
+    return grad_x.contiguous(), delta.contiguous()
+
+
+@step_backward_op.register_fake
+def _step_backward_fake(G, h, u, du, flags, tensors, numbers, choices, warmup, extra, scale_tensor, scale, delayed):
+    return u.new_empty(u.shape), u.new_empty(u.shape)
+
+
+def step_backward(G: Optional[Tensor], h: Optional[Tensor], u: Tensor, du: Tensor, flags: Tensor, k: LIFConstants,
+                  warmup: bool, extra: Optional[Tensor], scale: Any, delayed: Optional[str]) -> Tuple[Tensor, Tensor]:
+    """The step-wise node's backward under ``torch.compile``: one opaque node running the fused kernel (on a
+    ``[128, 1000]`` float32 step 192 us, where inductor's code for the reference's operations took 667 us;
+    docs/performance.md)."""
+    tensor = scale if isinstance(scale, Tensor) else None
+    return step_backward_op(G, h, u, du, flags, *encode(k), warmup, extra, tensor,
+                            0.0 if tensor is not None else float(scale), delayed or "")
 
 
 class _EagerLif(torch.autograd.Function):
