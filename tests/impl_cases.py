@@ -530,6 +530,9 @@ def step_cases(impl_obj, device="cpu", full=True):
         for spike_dtype, level in ((None, None), (dtype, k.warmup_level), (torch.float16, None),
                                    (None, k.warmup_level)):
             spike, s_next, flags = impl_obj.step_forward(o, s, its, level, spike_dtype)
+            # the same from the spikes as 0/1 in the state's dtype (a compiled graph's), bit for bit
+            from_numbers = impl_obj.step_forward(o.to(dtype), s, its, level, spike_dtype)
+            assert all(a is b is None or torch.equal(a, b) for a, b in zip(from_numbers, (spike, s_next, flags))), mode
             assert torch.equal(s_next, trace_step(s, o, its)), mode
             assert (spike is None) if spike_dtype is None else (spike.dtype == spike_dtype
                                                                  and torch.equal(spike, o.to(spike_dtype))), mode

@@ -147,12 +147,14 @@ STEP = [
     ("step-f32-sal-numbers-subtract", F32, "subtract_after_leak", "numbers", True, True, False, F32),
     ("step-f64-zero-neurons-zero", F64, "zero", "neurons", True, True, True, None),
     ("step-f32-none-0d-none", F32, "none", "0-d", False, True, False, F32),
+    # the spikes as 0/1 floats (what a compiled graph hands the step_forward operator)
+    ("step-f32-subtract-numbers-floatspikes", F32, "subtract", "numbers", True, True, False, F32),
 ]
 #: compiled for sm_80 as well (the rest for sm_90 only, to keep the first, uncached run short).
 SM80 = {"fwd-f16-subtract-spike-perneuron", "fwd-bf16-sal-psc", "fwd-f32-T1-N1-perneuron",
         "bwd1-f16-subtract-T8-perneuron", "bwd1-f32-T1-N1-perneuron", "bwd2-bf16-sal-T33-perneuron",
         "bwd2-f32-T1-N1-perneuron", "bwd1-f32-T3-N0", "step-f32-subtract-0d-last", "step-f64-sal-neurons-loss",
-        "step-f32-sal-numbers-subtract"}
+        "step-f32-sal-numbers-subtract", "step-f32-subtract-numbers-floatspikes"}
 
 
 def _run_case(case, two_pass, monkeypatch):
@@ -206,6 +208,8 @@ def _step_case(case):
     k = cases._step_constants(kind, reset, shape, dtype, "cpu")
 
     flags = step_flags(o, s, k.warmup_level)
+    if name.endswith("floatspikes"):
+        o = o.to(dtype)
     delayed = name.rsplit("-", 1)[1]
     if delayed in DELAYED_RESETS:
         du = Increment(u - du, delayed)

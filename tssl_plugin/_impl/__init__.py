@@ -27,7 +27,8 @@ and one time step of the step-wise node (:mod:`tssl_plugin.stepwise`), each one
 fused pass in the fused implementations:
 
 ``step_forward(o, s, inv_tau_s, warmup_level, spike_dtype) -> (spike, s_next, flags)``
-    the trace's step ``s + (o - s) inv_tau_s``, the spikes as ``spike_dtype``
+    the trace's step ``s + (o - s) inv_tau_s`` for spikes ``o`` (bool, or 0/1 in ``s``'s dtype: what a compiled
+    graph hands over), the spikes as ``spike_dtype``
     (None when ``spike_dtype`` is None) and the step's flags, what its backward needs of ``o`` and
     ``s_next`` (the fused kernels: one byte, :func:`~tssl_plugin._impl.reference.step_flags`; the reference, also
     what ``torch.compile`` traces: :func:`~tssl_plugin._impl.reference.trace_flags`; read by

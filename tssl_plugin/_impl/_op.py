@@ -189,10 +189,11 @@ def step_forward_op(o: Tensor, s: Tensor, tensors: List[Optional[Tensor]], numbe
                     spike_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
     """One step's forward bookkeeping of the step-wise node, ``step_forward`` of the ``auto`` implementation:
     ``(spike, s_next, flags)``, the flags always :func:`~tssl_plugin._impl.reference.step_flags`' bytes. The
-    spikes ``o`` may be bool or 0/1 numbers."""
+    spikes ``o`` may be bool or 0/1 in ``s``'s dtype (the fused kernels read either)."""
     k = decode(LIFConstants, tensors, numbers, choices)
-    o = o if o.dtype == torch.bool else o != 0
     spike, s_next, flags = call("auto", s, lambda i: i.step_forward(o, s, k.inv_tau_s, k.warmup_level, spike_dtype))
+    if spike is o:  # the reference's o.to(spike_dtype) of spikes already in that dtype: an operator returns no alias
+        spike = spike.clone()
     if flags.dtype != torch.uint8:  # the reference's float flags
         flags = _ref.step_flags(o, s_next, k.warmup_level)
     return spike.contiguous(), s_next.contiguous(), flags.contiguous()
@@ -206,9 +207,9 @@ def _step_forward_fake(o, s, tensors, numbers, choices, spike_dtype):
 def step_forward(o: Tensor, s: Tensor, k: LIFConstants, spike_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
     """The step-wise node's forward bookkeeping under ``torch.compile``: one opaque node running the fused kernel,
     where the reference's operations compile to slow CPU code (inductor stores the boolean masks the backward
-    needs element by element; measured in docs/performance.md). The spikes reach it as ``spike_dtype`` numbers:
+    needs element by element; measured in docs/performance.md). The spikes reach it as numbers in ``s``'s dtype:
     a compiled graph writes a bool tensor many times slower than a float one."""
-    return step_forward_op(o.to(spike_dtype), s, *encode(k), spike_dtype)
+    return step_forward_op(o.to(s.dtype), s, *encode(k), spike_dtype)
 
 
 @torch.library.custom_op("tssl_plugin::step_backward", mutates_args=())

@@ -51,7 +51,7 @@ _SOURCES = ("tssl_cpu.c", "tssl_cpu_body.h", "tssl_cpu_step.h")
 #: the version of the entry points' argument lists (the argtypes in :func:`_declare`), bumped when one
 #: changes; its one definition: the C file gets it as ``-DTSSL_ABI_VERSION`` and returns it from
 #: ``tssl_abi_version()``, which :func:`load` compares with this (a library built otherwise is refused).
-ABI_VERSION = 6
+ABI_VERSION = 7
 _BASE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=gnu99", *c_defines(),
                f"-DTSSL_ABI_VERSION={ABI_VERSION}"]
 #: tried in order until one builds: native vector width + OpenMP, OpenMP only, OpenMP's simd pragmas
@@ -203,7 +203,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         b.argtypes = [i64, i64, vp, vp, vp, vp, vp, vp, vp, i32, i32, i32, i32, i32]
         b.restype = i32
         sf = getattr(lib, f"tssl_step_fwd_{suf}")
-        sf.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, i32, i32]
+        sf.argtypes = [i64, vp, vp, vp, vp, vp, vp, vp, vp, i32, i32]
         sf.restype = None
         bh = getattr(lib, f"tssl_bwd_host_{suf}")
         bh.argtypes = [i64, i64, vp, vp, vp, vp, vp, ctypes.c_double, vp, vp, i32, i32, i32, ctypes.c_double, i32]
@@ -396,18 +396,20 @@ def _as(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
 def _step_forward(o: Tensor, s: Tensor, inv_tau_s: Param, warmup_level: Optional[Param],
                   spike_dtype: Optional[torch.dtype]):
     """One step's forward bookkeeping in one pass (``tssl_step_fwd``): ``(spike, s_next, flags)`` with
-    ``s_next = s + (o - s) inv_tau_s``, the spikes ``o`` as ``spike_dtype`` (None: not made) and the flags of
+    ``s_next = s + (o - s) inv_tau_s``, the spikes ``o`` (bool, or 0/1 in ``s``'s dtype) as ``spike_dtype`` (None: not
+    made) and the flags of
     :func:`~tssl_plugin._impl.reference.step_flags` (None when ``warmup_level`` is None)."""
     from . import _ReferenceImpl
 
-    if not _step_native(s, o):
+    if not (_step_native(s, o) or _step_native(s, o, spikes=s.dtype)):
         return _ReferenceImpl.step_forward(o, s, inv_tau_s, warmup_level, spike_dtype)
     sc, oc = s.contiguous(), o.contiguous()  # named: an inline temporary is freed before the kernel reads it
     its, lvl, per_neuron = step_forward_rows(inv_tau_s, warmup_level, sc)
     s_next = torch.empty_like(sc)
     spike = torch.empty_like(sc) if spike_dtype == sc.dtype else None
     flags = None if warmup_level is None else torch.empty(sc.shape, dtype=torch.uint8, device=sc.device)
-    _fn("step_fwd", sc.dtype)(sc.numel(), oc.data_ptr(), sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
+    o_bytes, o_real = (oc.data_ptr(), None) if oc.dtype == torch.bool else (None, oc.data_ptr())
+    _fn("step_fwd", sc.dtype)(sc.numel(), o_bytes, o_real, sc.data_ptr(), s_next.data_ptr(), _ptr(spike),
                               _ptr(flags), its.data_ptr(), lvl.data_ptr(), int(per_neuron), _threads(sc.numel()))
     if spike is None and spike_dtype is not None:
         spike = o.to(spike_dtype)

@@ -486,7 +486,8 @@ def backward_launch(grad: Tensor, x: Optional[Tensor], u: Tensor, du: Tensor, sp
 
 def step_forward_launch(o: Tensor, s: Tensor, s_out: Tensor, spike: Optional[Tensor], flags: Optional[Tensor],
                         its: Tensor, lvl: Tensor, per_neuron: bool) -> Launch:
-    """The step-wise node's forward bookkeeping on contiguous one-step tensors (``o`` as bytes); ``spike``,
+    """The step-wise node's forward bookkeeping on contiguous one-step tensors (``o`` as bytes, or 0/1 in ``s``'s
+    dtype); ``spike``,
     ``flags`` None: not written."""
     N = s.numel()
     return Launch(_step_forward_kernel, (max(1, triton.cdiv(N, BLOCK)),),
@@ -619,20 +620,21 @@ class TritonImpl:
 
         return backward_from_host_trace(TritonImpl, grad, host, k, warmup, scale)
 
-    # ----- one step of the step-wise node (tssl_plugin.stepwise); float32/float64, bool spikes
+    # ----- one step of the step-wise node (tssl_plugin.stepwise); float32/float64, bool or 0/1 spikes
     @staticmethod
     def step_forward(o: Tensor, s: Tensor, inv_tau_s: Any, warmup_level: Any, spike_dtype: Optional[torch.dtype]):
         from . import _ReferenceImpl
 
-        if s.dtype not in COMPUTE_DTYPES or o.dtype != torch.bool or o.shape != s.shape:
+        if s.dtype not in COMPUTE_DTYPES or o.dtype not in (torch.bool, s.dtype) or o.shape != s.shape:
             return _ReferenceImpl.step_forward(o, s, inv_tau_s, warmup_level, spike_dtype)
         sc = s.contiguous()
         its, lvl, per_neuron = step_forward_rows(inv_tau_s, warmup_level, sc)
         s_out = torch.empty_like(sc)
         spike = None if spike_dtype is None else torch.empty(sc.shape, dtype=spike_dtype, device=sc.device)
         flags = None if warmup_level is None else torch.empty(sc.shape, dtype=torch.uint8, device=sc.device)
-        _run(step_forward_launch(o.contiguous().view(torch.uint8), sc, s_out, spike, flags, its, lvl, per_neuron),
-             sc.device)
+        oc = o.contiguous()
+        _run(step_forward_launch(oc.view(torch.uint8) if oc.dtype == torch.bool else oc, sc, s_out, spike, flags, its,
+                                 lvl, per_neuron), sc.device)
         return spike, s_out, flags
 
     @staticmethod

@@ -9,17 +9,17 @@
 /* Forward bookkeeping of elements [i0, i1): s_out = s + (o - s) inv_tau_s (reference.trace_step), with
  * inv_tau_s and warmup_level one value each (per_neuron = 0) or one per element; the spikes as REAL 0/1 when
  * `spike` is not NULL; the step's flags (reference.step_flags: bit 0 the spike, bit 1 no spike and
- * s_out < warmup_level) when `flags` is not NULL. `per_neuron` and which outputs are NULL are compile-time
- * constants at each call. */
+ * s_out < warmup_level) when `flags` is not NULL. The spikes are bytes `o`, or 0/1 in REAL `o_real` when that
+ * is not NULL. `per_neuron`, the spikes' type and which outputs are NULL are compile-time constants at each call. */
 static inline __attribute__((always_inline)) void FN(step_fwd_span)(
-    int64_t i0, int64_t i1, const uint8_t *restrict o, const REAL *restrict s, REAL *restrict s_out,
-    REAL *restrict spike, uint8_t *restrict flags, const REAL *restrict its, const REAL *restrict lvl,
-    const int per_neuron)
+    int64_t i0, int64_t i1, const uint8_t *restrict o, const REAL *restrict o_real, const REAL *restrict s,
+    REAL *restrict s_out, REAL *restrict spike, uint8_t *restrict flags, const REAL *restrict its,
+    const REAL *restrict lvl, const int per_neuron)
 {
     const REAL its0 = its[0], lvl0 = flags ? lvl[0] : (REAL)0;
     #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
-        const REAL of = o[i] ? (REAL)1 : (REAL)0;
+        const REAL of = (o_real ? o_real[i] != (REAL)0 : o[i] != 0) ? (REAL)1 : (REAL)0;
         const REAL sn = s[i] + (of - s[i]) * (per_neuron ? its[i] : its0);
         s_out[i] = sn;
         if (spike) spike[i] = of;
@@ -30,20 +30,30 @@ static inline __attribute__((always_inline)) void FN(step_fwd_span)(
     }
 }
 
-static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike,
-                               uint8_t *flags, const REAL *its, const REAL *lvl, int per_neuron)
+/* one copy of the span per spike type (o_real: 0/1 in REAL, else bytes) and per NULL output and parameter kind */
+#define STEP_FWD_CASES(O, O_REAL) \
+    switch ((spike ? 4 : 0) + (flags ? 2 : 0) + (per_neuron ? 1 : 0)) { \
+    case 7: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, spike, flags, its, lvl, 1); break; \
+    case 6: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, spike, flags, its, lvl, 0); break; \
+    case 5: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, spike, 0, its, lvl, 1); break; \
+    case 4: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, spike, 0, its, lvl, 0); break; \
+    case 3: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, 0, flags, its, lvl, 1); break; \
+    case 2: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, 0, flags, its, lvl, 0); break; \
+    case 1: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, 0, 0, its, lvl, 1); break; \
+    default: FN(step_fwd_span)(i0, i1, O, O_REAL, s, s_out, 0, 0, its, lvl, 0); \
+    }
+
+static void FN(step_fwd_range)(int64_t i0, int64_t i1, const uint8_t *o, const REAL *o_real, const REAL *s,
+                               REAL *s_out, REAL *spike, uint8_t *flags, const REAL *its, const REAL *lvl,
+                               int per_neuron)
 {
-    switch ((spike ? 4 : 0) + (flags ? 2 : 0) + (per_neuron ? 1 : 0)) {
-    case 7: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, flags, its, lvl, 1); break;
-    case 6: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, flags, its, lvl, 0); break;
-    case 5: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, 0, its, lvl, 1); break;
-    case 4: FN(step_fwd_span)(i0, i1, o, s, s_out, spike, 0, its, lvl, 0); break;
-    case 3: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, flags, its, lvl, 1); break;
-    case 2: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, flags, its, lvl, 0); break;
-    case 1: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, 0, its, lvl, 1); break;
-    default: FN(step_fwd_span)(i0, i1, o, s, s_out, 0, 0, its, lvl, 0);
+    if (o_real) {
+        STEP_FWD_CASES(0, o_real)
+    } else {
+        STEP_FWD_CASES(o, 0)
     }
 }
+#undef STEP_FWD_CASES
 
 /* The block's increments from the membrane each element's step started from (reference.increment):
  * r = [prev - th > 0], base = prev - r th (DELAYED_SUBTRACT), (1 - r) prev (DELAYED_ZERO), prev (DELAYED_NONE),
@@ -176,13 +186,16 @@ static int FN(step_bwd_range)(int64_t N, int64_t b0, int64_t b1, const REAL *G, 
 #undef STEP_BWD_COPY
 #undef STEP_BWD_COPIES
 
-/* Entry points. Forward: s_out and (unless NULL) spike and flags from o and s; its: inv_tau_s, lvl: warmup_level
+/* Entry points. Forward: s_out and (unless NULL) spike and flags from the spikes and s, the spikes as bytes `o`
+ * or, when `o` is NULL, as 0/1 in REAL `o_real` (a compiled graph's spikes); its: inv_tau_s, lvl: warmup_level
  * (read only for flags), one value each or N each. */
-void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *s, REAL *s_out, REAL *spike, uint8_t *flags,
-                       const REAL *its, const REAL *lvl, int per_neuron, int nthreads)
+void FN(tssl_step_fwd)(int64_t N, const uint8_t *o, const REAL *o_real, const REAL *s, REAL *s_out, REAL *spike,
+                       uint8_t *flags, const REAL *its, const REAL *lvl, int per_neuron, int nthreads)
 {
     int acc_ = 0;
-    PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, s, s_out, spike, flags, its, lvl, per_neuron), 0));
+    const REAL *spikes_real = o ? 0 : o_real;
+    PARALLEL_RANGES(N, nthreads, (FN(step_fwd_range)(b0_, b1_, o, spikes_real, s, s_out, spike, flags, its, lvl,
+                                                     per_neuron), 0));
 }
 
 /* Backward: gx and delta from G, h, extra (h and extra may be NULL) and the step's u, du, flags; with prev not
