@@ -16,8 +16,9 @@ rule's :math:`h = \delta[t+1]` from one step to the step before. Each call's
 node runs one step of the recursion (:func:`tssl_plugin._impl.reference.carry_step`), in eager mode as one
 fused kernel per step for the forward bookkeeping (the trace's step) and one for the backward (C on the
 CPU, Triton on CUDA; ``step_forward`` and ``step_backward`` of :mod:`tssl_plugin._impl`), chosen by device
-as the whole-sequence op chooses; under ``torch.compile`` the reference's operations, which the compiler
-fuses. The step is the rule of :mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss
+as the whole-sequence op chooses; under ``torch.compile`` the same kernels as two registered operators
+(``tssl_plugin::step_forward``, ``tssl_plugin::step_backward``, :mod:`tssl_plugin._impl._op`), which the
+compiled graph calls as they are; under other tracing the reference's operations. The step is the rule of :mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss
 placed on the returned membrane, added to ``delta[t]`` before it is carried back. So a step loop gets exactly
 the gradients of the whole-sequence op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
 which :func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole sequence the host ran at once.
@@ -62,7 +63,8 @@ R = TypeVar("R")
 def _run(like: Tensor, run: Callable[[Implementation], R]) -> R:
     """``run(impl)`` (``impl.step_forward`` or ``impl.step_backward``, see :mod:`tssl_plugin._impl`) with the
     implementation ``impl="auto"`` picks for ``like``'s device and dtype: one fused kernel (C on the CPU, Triton
-    on CUDA); the reference's operations while anything traces (:func:`~tssl_plugin._impl.call_untraced`)."""
+    on CUDA); the reference's operations while anything traces (:func:`~tssl_plugin._impl.call_untraced`; the node
+    takes the registered operators instead while ``torch.compile`` traces)."""
     return call_untraced("auto", like, run)
 
 
