@@ -121,7 +121,7 @@ def test_trace_backward_op(impl):
 def test_step_forward_op(spikes):
     """The step-wise node's forward bookkeeping as an operator (what it runs under torch.compile): opcheck, and
     the bytes of ``step_flags`` with the trace step of the eager step kernels, from bool or 0/1 spikes."""
-    from tssl_plugin._impl import _op, call
+    from tssl_plugin._impl import call
     from tssl_plugin._impl.reference import step_flags, trace_step
     from tssl_plugin.rule import lif_constants
 

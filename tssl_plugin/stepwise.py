@@ -19,8 +19,8 @@ CPU, Triton on CUDA; ``step_forward`` and ``step_backward`` of :mod:`tssl_plugin
 as the whole-sequence op chooses; under ``torch.compile`` the same kernels as two registered operators
 (``tssl_plugin::step_forward``, ``tssl_plugin::step_backward``, :mod:`tssl_plugin._impl._op`), which the
 compiled graph calls as they are; under other tracing the reference's operations. The step is the rule of
-:mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss placed on the returned membrane, added to ``delta[t]`` before it is carried back. So a step loop gets exactly
-the gradients of the whole-sequence op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
+:mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss placed on the returned membrane,
+added to ``delta[t]`` before it is carried back. So a step loop gets exactly the gradients of the whole-sequence op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
 which :func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole sequence the host ran at once.
 
 A state continues a sequence only while the caller hands it back; a new
