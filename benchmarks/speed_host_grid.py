@@ -16,8 +16,8 @@ shape, pixel values in [0, 1]):
 For each (network, T, batch) the unconverted and the converted network (and, with ``--compile``, both
 under ``torch.compile``) are built from the same seed and timed side by side (interleaved rounds, median of
 ``--repeats``): each in a worker process of its own (``--processes each``, the default; isolated.py), or
-all in this one (``--processes one``; timer.py), where they interact (isolated.py says how). A step is forward, the host's loss, backward and the
-optimiser's update. Ratios are to the unconverted eager step, and the converted compiled step is also
+all in this one (``--processes one``; timer.py), where they interact (isolated.py says how). A step is forward,
+the host's loss, backward and the optimiser's update. Ratios are to the unconverted eager step, and the converted compiled step is also
 given over the unconverted compiled one. Memory: the bytes of the tensors autograd saves for backward in
 one eager forward and loss (memory.py's ``SavedBytes``; on CUDA the allocator's peak over one step),
 converted over unconverted.

@@ -11,8 +11,8 @@ For each ``[batch, neurons]`` shape, on the CPU in one thread, with the rule's c
 * ``bool``: a comparison that writes a bool tensor (``x > 1``, as the reference's forward left the masks its
   backward needs), eagerly and compiled.
 
-Each line is the median of ``--repeats`` calls after untimed ones, in microseconds (docs/performance.md, "The
-host-step grid in processes of their own").
+Each line is the median of ``--repeats`` calls after untimed ones (the benchmarks' timer.py), in microseconds
+(docs/performance.md, "The host-step grid in processes of their own").
 
 Usage::
 
@@ -21,22 +21,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import torch
 
 
 def _median_us(f: Callable[[], object], repeats: int, untimed: int) -> float:
-    for _ in range(untimed):
-        f()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e6
+    from tssl_plugin.benchmarks.timer import time_calls
+
+    return time_calls({"f": f}, repeats=repeats, untimed=untimed)["f"].median() * 1e6
 
 
 def main() -> None:

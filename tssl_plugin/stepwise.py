@@ -20,7 +20,8 @@ as the whole-sequence op chooses; under ``torch.compile`` the same kernels as tw
 (``tssl_plugin::step_forward``, ``tssl_plugin::step_backward``, :mod:`tssl_plugin._impl._op`), which the
 compiled graph calls as they are; under other tracing the reference's operations. The step is the rule of
 :mod:`tssl_plugin.rule` with ``G[t] = dL/do[t]`` (spike output), plus a loss placed on the returned membrane,
-added to ``delta[t]`` before it is carried back. So a step loop gets exactly the gradients of the whole-sequence op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
+added to ``delta[t]`` before it is carried back. So a step loop gets exactly the gradients of the whole-sequence
+op (:func:`tssl_plugin.functional.tssl_lif` with ``output="spike"``),
 which :func:`tssl_plugin.functional.spikes_with_tssl_grad` computes for a whole sequence the host ran at once.
 
 A state continues a sequence only while the caller hands it back; a new
@@ -97,15 +98,15 @@ class _StepNode(torch.autograd.Function):
     def backward(ctx: Any, g_spike: Optional[Tensor], g_mem: Optional[Tensor], g_trace: Optional[Tensor]):
         u, du, flags = ctx.saved_tensors
         k, warmup, input_scale, delayed = ctx.meta
-        if torch.compiler.is_compiling() and flags.dtype == torch.uint8:
+        if torch.compiler.is_compiling() and flags.dtype == torch.uint8:  # the forward's operator wrote the flags
             grad_x, delta = _op.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem, input_scale, delayed)
-            return grad_x, delta, None, None, None, None, None, None, None, None
-        if delayed is not None:
-            du = Increment(du, delayed)
-        grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, flags, k, warmup, g_mem,
-                                                                  input_scale))
-        if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
-            check_gradient_finite(grad_x, u)
+        else:
+            if delayed is not None:
+                du = Increment(du, delayed)
+            grad_x, delta, finite = _run(u, lambda i: i.step_backward(g_spike, g_trace, u, du, flags, k, warmup,
+                                                                      g_mem, input_scale))
+            if not finite:  # unchecked (None), or a NaN/inf the fused kernel saw: look for its cause
+                check_gradient_finite(grad_x, u)
         return grad_x, delta, None, None, None, None, None, None, None, None
 
 
